@@ -1,0 +1,11 @@
+//! dkd: a gemeente's Digitaal Klantdossier (DKD) endpoint for the re-integration chain.
+//!
+//! Layers, with dependencies pointing one way (see ARCHITECTURE.md):
+//! `http` (transport, TLS) → `soap` (envelope, WS-Addressing, faults) → `service` (operations) →
+//! `store` (sled). `suwiml` (message bodies and types) and `xml` are leaves used by all.
+
+pub mod service;
+pub mod soap;
+pub mod store;
+pub mod suwiml;
+pub mod xml;

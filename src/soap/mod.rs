@@ -1,0 +1,286 @@
+//! The SOAP layer: bytes of a request in, bytes of a response out. Envelope structure,
+//! WS-Addressing, the header policy, authorisation by OIN and faults live here; the operation is
+//! delegated to `service`. No sockets, no hyper, no sled.
+
+pub mod envelope;
+pub mod fault;
+
+use crate::service::Service;
+use crate::suwiml::gsd::{self, BodyError, Reply};
+use crate::xml::{escape, NS_SOAP11, NS_WSA};
+use envelope::{is_absolute_uri, oin_from_address, Addressing, WSA_ANONYMOUS};
+use fault::{describe, SoapError};
+use std::collections::HashSet;
+
+/// The WS-Addressing action used on WS-Addressing faults.
+pub const ACTION_WSA_FAULT: &str = "http://www.w3.org/2005/08/addressing/fault";
+
+/// The endpoint's fixed settings, built once from the configuration.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The operations and the store.
+    pub service: Service,
+    /// The public URL of this endpoint: the expected `wsa:To`, and `wsa:From` on responses.
+    pub public_url: String,
+    /// Further accepted `wsa:To` values (e.g. the address behind a reverse proxy).
+    pub to_aliases: Vec<String>,
+    /// OINs allowed to call.
+    pub allowed_oins: HashSet<String>,
+}
+
+/// A request as the transport saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    /// The HTTP body.
+    pub body: &'a [u8],
+    /// The `Content-Type` header.
+    pub content_type: Option<&'a str>,
+    /// The `SOAPAction` header, quotes included.
+    pub soap_action: Option<&'a str>,
+    /// The OIN from the TLS client certificate, if the certificate carried one.
+    pub tls_oin: Option<&'a str>,
+}
+
+/// What happened, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A ClientSuwi was returned.
+    Found,
+    /// `fwi:NietsGevonden`.
+    NotFound,
+    /// `fwi:FWI` Fout (HTTP 200).
+    FwiFout,
+    /// A SOAP Fault with this dkd code.
+    Fault(&'static str),
+}
+
+impl Outcome {
+    /// A short label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Found => "found",
+            Outcome::NotFound => "not_found",
+            Outcome::FwiFout => "fwi_fout",
+            Outcome::Fault(_) => "fault",
+        }
+    }
+}
+
+/// A response ready for the transport.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// HTTP status: 200 for answers, 500 for faults.
+    pub status: u16,
+    /// The complete envelope.
+    pub body: String,
+    /// For logs and metrics.
+    pub outcome: Outcome,
+    /// Request `wsa:MessageID`, when read.
+    pub message_id: Option<String>,
+    /// OIN in the request's `wsa:From`, when read.
+    pub from_oin: Option<String>,
+    /// The BSN asked about, masked, when read.
+    pub bsn_masked: Option<String>,
+}
+
+/// Handles one request. Never panics on input; every refusal becomes a fault via
+/// [`fault::describe`].
+pub fn handle(ep: &Endpoint, req: Inbound<'_>) -> Outbound {
+    let mut ctx = ReplyContext::default();
+    match process(ep, req, &mut ctx) {
+        Ok((reply, bsn_masked)) => {
+            let mut body = String::with_capacity(2048);
+            gsd::write_response(&reply, "", &mut body);
+            let outcome = match reply {
+                Reply::Client(..) => Outcome::Found,
+                Reply::NietsGevonden => Outcome::NotFound,
+                Reply::Fwi(_) => Outcome::FwiFout,
+            };
+            let mut out = envelope_for(ep, &ctx, gsd::ACTION_RESPONSE, &body, 200, outcome);
+            out.bsn_masked = Some(bsn_masked);
+            out
+        }
+        Err(e) => fault_response(ep, &ctx, &e),
+    }
+}
+
+/// Builds the fault response for a refusal detected outside [`handle`] (body too large, read
+/// timeout), so the transport uses the same mapping.
+pub fn reject(ep: &Endpoint, e: &SoapError) -> Outbound {
+    fault_response(ep, &ReplyContext::default(), e)
+}
+
+/// What is known about the request when the reply is written.
+#[derive(Debug, Default)]
+struct ReplyContext {
+    message_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    from_oin: Option<String>,
+}
+
+fn process(ep: &Endpoint, req: Inbound<'_>, ctx: &mut ReplyContext) -> Result<(Reply, String), SoapError> {
+    check_content_type(req.content_type)?;
+    let env = envelope::parse(req.body)?;
+    let (wsa, _security) = envelope::read_headers(&env.headers)?;
+    remember(&wsa, ctx);
+    authorise(ep, req.tls_oin)?;
+    check_addressing(ep, &wsa)?;
+    check_soap_action(req.soap_action, wsa.action.as_deref())?;
+    let bsn = gsd::parse_request(&env.body).map_err(|e| match e {
+        BodyError::Schema(m) => SoapError::SchemaInvalid(m),
+        BodyError::ElevenTest => SoapError::BsnElevenTest,
+    })?;
+    Ok((ep.service.reintegratie_info(&bsn), bsn.masked()))
+}
+
+fn remember(wsa: &Addressing, ctx: &mut ReplyContext) {
+    ctx.message_id = wsa.message_id.clone().filter(|m| is_absolute_uri(m));
+    ctx.from = wsa.from.clone().filter(|f| is_absolute_uri(f));
+    ctx.to = wsa.to.clone();
+    ctx.from_oin = wsa.from.as_deref().and_then(oin_from_address).map(str::to_owned);
+}
+
+fn check_content_type(ct: Option<&str>) -> Result<(), SoapError> {
+    let Some(ct) = ct else { return Ok(()) };
+    let mut parts = ct.split(';').map(str::trim);
+    let mime = parts.next().unwrap_or("").to_ascii_lowercase();
+    if mime == "application/soap+xml" {
+        return Err(SoapError::VersionMismatch);
+    }
+    if mime != "text/xml" {
+        return Err(SoapError::ContentType(ct.to_owned()));
+    }
+    for p in parts {
+        if let Some((k, v)) = p.split_once('=') {
+            if k.trim().eq_ignore_ascii_case("charset") {
+                let v = v.trim().trim_matches('"').to_ascii_lowercase();
+                if v != "utf-8" && v != "utf8" {
+                    return Err(SoapError::NotUtf8(format!("charset={v}")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn authorise(ep: &Endpoint, tls_oin: Option<&str>) -> Result<(), SoapError> {
+    match tls_oin {
+        Some(oin) if ep.allowed_oins.contains(oin) => Ok(()),
+        Some(oin) => Err(SoapError::NotAuthorised(format!("TLS client OIN {oin} is not on the allow-list"))),
+        None => Err(SoapError::NotAuthorised("the TLS client certificate carries no OIN in subject serialNumber".into())),
+    }
+}
+
+fn check_addressing(ep: &Endpoint, wsa: &Addressing) -> Result<(), SoapError> {
+    if let Some(h) = wsa.duplicate {
+        return Err(SoapError::InvalidAddressingHeader { header: h, reason: "occurs more than once".into() });
+    }
+    let message_id = wsa.message_id.as_deref().ok_or(SoapError::AddressingHeaderRequired("MessageID"))?;
+    if !is_absolute_uri(message_id) {
+        return Err(SoapError::InvalidAddressingHeader {
+            header: "MessageID",
+            reason: "must be an absolute URI such as urn:uuid:…".into(),
+        });
+    }
+    let action = wsa.action.as_deref().ok_or(SoapError::AddressingHeaderRequired("Action"))?;
+    if action != gsd::ACTION_REQUEST {
+        return Err(SoapError::ActionNotSupported(action.to_owned()));
+    }
+    let to = wsa.to.as_deref().ok_or(SoapError::AddressingHeaderRequired("To"))?;
+    if to != ep.public_url && !ep.to_aliases.iter().any(|a| a == to) {
+        return Err(SoapError::InvalidAddressingHeader {
+            header: "To",
+            reason: format!("this endpoint is {}", ep.public_url),
+        });
+    }
+    if wsa.from_without_address {
+        return Err(SoapError::InvalidAddressingHeader { header: "From", reason: "wsa:Address is missing".into() });
+    }
+    let from = wsa.from.as_deref().ok_or(SoapError::AddressingHeaderRequired("From"))?;
+    if !is_absolute_uri(from) || oin_from_address(from).is_none() {
+        return Err(SoapError::InvalidAddressingHeader {
+            header: "From",
+            reason: "wsa:Address must be an absolute URI carrying the caller's OIN as ?oin=<20 digits>".into(),
+        });
+    }
+    for (name, v) in [("ReplyTo", &wsa.reply_to), ("FaultTo", &wsa.fault_to)] {
+        if let Some(v) = v {
+            if v != WSA_ANONYMOUS {
+                return Err(SoapError::InvalidAddressingHeader {
+                    header: if name == "ReplyTo" { "ReplyTo" } else { "FaultTo" },
+                    reason: format!("only {WSA_ANONYMOUS} is supported"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_soap_action(header: Option<&str>, action: Option<&str>) -> Result<(), SoapError> {
+    let Some(raw) = header else { return Ok(()) };
+    let v = raw.trim();
+    let unquoted = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v);
+    if unquoted.is_empty() || Some(unquoted) == action {
+        Ok(())
+    } else {
+        Err(SoapError::BadSoapAction(raw.to_owned()))
+    }
+}
+
+fn fault_response(ep: &Endpoint, ctx: &ReplyContext, e: &SoapError) -> Outbound {
+    let spec = describe(e);
+    match e {
+        SoapError::Internal(why) => tracing::error!(error = %why, "internal error answered as soapenv:Server"),
+        other => tracing::info!(code = spec.code, reason = %other, "request refused"),
+    }
+    let mut body = String::with_capacity(1024);
+    spec.write(&ep.service.dn, &mut body);
+    let action = if spec.addressing_fault { ACTION_WSA_FAULT } else { gsd::ACTION_FAULT };
+    envelope_for(ep, ctx, action, &body, 500, Outcome::Fault(spec.code))
+}
+
+fn envelope_for(ep: &Endpoint, ctx: &ReplyContext, action: &str, body: &str, status: u16, outcome: Outcome) -> Outbound {
+    let mut s = String::with_capacity(body.len() + 1024);
+    s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    s.push_str("<soapenv:Envelope xmlns:soapenv=\"");
+    s.push_str(NS_SOAP11);
+    s.push_str("\"><soapenv:Header>");
+    let message_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    wsa_header(&mut s, "MessageID", &message_id);
+    if let Some(r) = &ctx.message_id {
+        wsa_header(&mut s, "RelatesTo", r);
+    }
+    wsa_header(&mut s, "Action", action);
+    wsa_header(&mut s, "To", ctx.from.as_deref().unwrap_or(WSA_ANONYMOUS));
+    s.push_str("<wsa:From xmlns:wsa=\"");
+    s.push_str(NS_WSA);
+    s.push_str("\"><wsa:Address>");
+    // The response's From is the address the caller used, so a caller behind an alias sees its own.
+    let from = ctx.to.as_deref().filter(|t| *t == ep.public_url || ep.to_aliases.iter().any(|a| a == t));
+    escape(from.unwrap_or(&ep.public_url), &mut s);
+    s.push_str("</wsa:Address></wsa:From>");
+    s.push_str("</soapenv:Header><soapenv:Body>");
+    s.push_str(body);
+    s.push_str("</soapenv:Body></soapenv:Envelope>");
+    Outbound {
+        status,
+        body: s,
+        outcome,
+        message_id: ctx.message_id.clone(),
+        from_oin: ctx.from_oin.clone(),
+        bsn_masked: None,
+    }
+}
+
+fn wsa_header(s: &mut String, name: &str, value: &str) {
+    s.push_str("<wsa:");
+    s.push_str(name);
+    s.push_str(" xmlns:wsa=\"");
+    s.push_str(NS_WSA);
+    s.push_str("\">");
+    escape(value, s);
+    s.push_str("</wsa:");
+    s.push_str(name);
+    s.push('>');
+}

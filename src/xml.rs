@@ -1,0 +1,356 @@
+//! Small XML helpers shared by the message and envelope writers: escaping and namespace constants.
+//!
+//! Kept apart so that `suwiml` and `soap` agree on the exact bytes they emit (which matters once
+//! responses are signed over their canonical form).
+
+/// SOAP 1.1 envelope namespace.
+pub const NS_SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+/// SOAP 1.2 envelope namespace: recognised only to answer `VersionMismatch`.
+pub const NS_SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
+/// WS-Addressing 1.0.
+pub const NS_WSA: &str = "http://www.w3.org/2005/08/addressing";
+/// WS-Security 1.0 secext.
+pub const NS_WSSE: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
+/// WS-Security 1.0 utility.
+pub const NS_WSU: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+/// WS-Security 1.1 secext.
+pub const NS_WSSE11: &str = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd";
+/// SuwiML FWI v0205.
+pub const NS_FWI: &str = "http://bkwi.nl/SuwiML/FWI/v0205";
+/// GSDDossierReintegratie v0200 body namespace.
+pub const NS_GSD: &str = "http://bkwi.nl/SuwiML/Diensten/GSDDossierReintegratie/v0200";
+
+/// Escapes text content exactly as exclusive C14N does, so that what dkd writes is already in
+/// canonical form and can be digested without re-canonicalising.
+pub fn escape(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#xD;"),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// Escapes an attribute value the way C14N does.
+pub fn escape_attr(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' => out.push_str("&#x9;"),
+            '\n' => out.push_str("&#xA;"),
+            '\r' => out.push_str("&#xD;"),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// Appends `<name>text</name>` with escaping.
+pub fn element(out: &mut String, name: &str, text: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    escape(text, out);
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_markup_characters() {
+        let mut s = String::new();
+        escape("a<b>&\"c\r", &mut s);
+        assert_eq!(s, "a&lt;b&gt;&amp;\"c&#xD;");
+        let mut a = String::new();
+        escape_attr("a<\"&\n", &mut a);
+        assert_eq!(a, "a&lt;&quot;&amp;&#xA;");
+    }
+}
+
+/// A parsed element: namespace-resolved names, attributes and children. Small on purpose: SOAP
+/// messages dkd accepts are bounded in size and depth, and a tree makes every structural rule
+/// (order, cardinality, qualification) a plain `match`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    /// Namespace URI, `None` for an unqualified element.
+    pub ns: Option<String>,
+    /// Local name.
+    pub local: String,
+    /// Attributes other than namespace declarations.
+    pub attrs: Vec<Attr>,
+    /// Child nodes in document order.
+    pub children: Vec<Node>,
+}
+
+/// An attribute with its resolved namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    /// Namespace URI, `None` for an unprefixed attribute.
+    pub ns: Option<String>,
+    /// Local name.
+    pub local: String,
+    /// Unescaped value.
+    pub value: String,
+}
+
+/// A child node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// A child element.
+    Element(Element),
+    /// Character data (entities and character references resolved, CDATA included).
+    Text(String),
+}
+
+/// Why bytes are not a document dkd will read. Each maps to one dkd fault code in `soap::fault`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    /// The bytes are not UTF-8, or the declaration names another encoding.
+    #[error("the message is not UTF-8 encoded: {0}")]
+    NotUtf8(String),
+    /// A DOCTYPE is present: refused outright (entity expansion and external entities).
+    #[error("a DOCTYPE is not allowed in a SOAP message")]
+    Dtd,
+    /// Not well-formed XML.
+    #[error("the message is not well-formed XML: {0}")]
+    Malformed(String),
+    /// Deeper than [`MAX_DEPTH`].
+    #[error("the message nests elements deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// How deep dkd follows element nesting. SuwiML messages with WS-Security need about 12 levels;
+/// the limit keeps the tree (and its recursive drop) bounded for hostile input.
+pub const MAX_DEPTH: usize = 64;
+
+impl Element {
+    /// Child elements, skipping text.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    /// Whether this element has the given namespace and local name.
+    pub fn is(&self, ns: Option<&str>, local: &str) -> bool {
+        self.local == local && self.ns.as_deref() == ns
+    }
+
+    /// The concatenated text of this element's direct text children.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for n in &self.children {
+            if let Node::Text(t) = n {
+                s.push_str(t);
+            }
+        }
+        s
+    }
+
+    /// Whether the element has any non-whitespace text directly inside it.
+    pub fn has_text(&self) -> bool {
+        self.children.iter().any(|n| matches!(n, Node::Text(t) if !t.trim().is_empty()))
+    }
+
+    /// The value of an attribute.
+    pub fn attr(&self, ns: Option<&str>, local: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.local == local && a.ns.as_deref() == ns)
+            .map(|a| a.value.as_str())
+    }
+
+    /// `{ns}local` for messages.
+    pub fn qname(&self) -> String {
+        match &self.ns {
+            Some(ns) => format!("{{{ns}}}{}", self.local),
+            None => self.local.clone(),
+        }
+    }
+}
+
+/// Parses a complete document into its root element, refusing DTDs and non-UTF-8 input.
+pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+
+    let text = std::str::from_utf8(bytes).map_err(|e| XmlError::NotUtf8(e.to_string()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = quick_xml::NsReader::from_str(text);
+    let cfg = reader.config_mut();
+    cfg.check_end_names = true;
+    cfg.check_comments = true;
+    cfg.expand_empty_elements = false;
+
+    let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
+    let ns_of = |r: ResolveResult<'_>| -> Result<Option<String>, XmlError> {
+        match r {
+            ResolveResult::Bound(ns) => Ok(Some(String::from_utf8_lossy(ns.as_ref()).into_owned())),
+            ResolveResult::Unbound => Ok(None),
+            ResolveResult::Unknown(p) => Err(XmlError::Malformed(format!(
+                "undeclared namespace prefix '{}'",
+                String::from_utf8_lossy(&p)
+            ))),
+        }
+    };
+
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    loop {
+        let (resolved, event) = reader.read_resolved_event().map_err(|e| malformed(&e))?;
+        let start = match event {
+            Event::Start(ref s) | Event::Empty(ref s) => Some(s.clone()),
+            _ => None,
+        };
+        let is_empty = matches!(event, Event::Empty(_));
+        if let Some(s) = start {
+            if root.is_some() {
+                return Err(XmlError::Malformed("content after the root element".into()));
+            }
+            if stack.len() >= MAX_DEPTH {
+                return Err(XmlError::TooDeep);
+            }
+            let ns = ns_of(resolved)?;
+            let local = String::from_utf8_lossy(s.local_name().as_ref()).into_owned();
+            let mut attrs = Vec::new();
+            for a in s.attributes().with_checks(true) {
+                let a = a.map_err(|e| malformed(&e))?;
+                let key = a.key;
+                if key.as_namespace_binding().is_some() {
+                    continue;
+                }
+                let (r, l) = reader.resolve_attribute(key);
+                let ans = ns_of(r)?;
+                let value = a.unescape_value().map_err(|e| malformed(&e))?.into_owned();
+                attrs.push(Attr { ns: ans, local: String::from_utf8_lossy(l.as_ref()).into_owned(), value });
+            }
+            let el = Element { ns, local, attrs, children: Vec::new() };
+            if is_empty {
+                attach(&mut stack, &mut root, el);
+            } else {
+                stack.push(el);
+            }
+            continue;
+        }
+        match event {
+            Event::End(_) => {
+                let el = stack.pop().ok_or_else(|| XmlError::Malformed("unexpected end tag".into()))?;
+                attach(&mut stack, &mut root, el);
+            }
+            Event::Text(t) => {
+                let s = t.decode().map_err(|e| malformed(&e))?;
+                push_text(&mut stack, &s)?;
+            }
+            Event::CData(c) => {
+                let s = c.decode().map_err(|e| malformed(&e))?;
+                push_text(&mut stack, &s)?;
+            }
+            Event::GeneralRef(r) => {
+                let ch = if r.is_char_ref() {
+                    r.resolve_char_ref().map_err(|e| malformed(&e))?
+                } else {
+                    let name = r.decode().map_err(|e| malformed(&e))?;
+                    match name.as_ref() {
+                        "amp" => Some('&'),
+                        "lt" => Some('<'),
+                        "gt" => Some('>'),
+                        "quot" => Some('"'),
+                        "apos" => Some('\''),
+                        other => {
+                            return Err(XmlError::Malformed(format!("undefined entity '&{other};'")))
+                        }
+                    }
+                };
+                let ch = ch.ok_or_else(|| XmlError::Malformed("invalid character reference".into()))?;
+                push_text(&mut stack, ch.encode_utf8(&mut [0u8; 4]))?;
+            }
+            Event::Decl(d) => {
+                if let Some(enc) = d.encoding() {
+                    let enc = enc.map_err(|e| malformed(&e))?;
+                    let enc = String::from_utf8_lossy(&enc).to_ascii_lowercase();
+                    if enc != "utf-8" && enc != "utf8" {
+                        return Err(XmlError::NotUtf8(format!("declared encoding is {enc}")));
+                    }
+                }
+            }
+            Event::DocType(_) => return Err(XmlError::Dtd),
+            Event::PI(_) => {
+                return Err(XmlError::Malformed("processing instructions are not allowed".into()))
+            }
+            Event::Comment(_) => {}
+            Event::Eof => break,
+            Event::Start(_) | Event::Empty(_) => {}
+        }
+    }
+    if !stack.is_empty() {
+        return Err(XmlError::Malformed("unexpected end of document".into()));
+    }
+    root.ok_or_else(|| XmlError::Malformed("no root element".into()))
+}
+
+fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(Node::Element(el)),
+        None => *root = Some(el),
+    }
+}
+
+fn push_text(stack: &mut [Element], s: &str) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(parent) => {
+            if let Some(Node::Text(t)) = parent.children.last_mut() {
+                t.push_str(s);
+            } else {
+                parent.children.push(Node::Text(s.to_owned()));
+            }
+            Ok(())
+        }
+        None if s.trim().is_empty() => Ok(()),
+        None => Err(XmlError::Malformed("text outside the root element".into())),
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn resolves_namespaces_and_entities() {
+        let doc = br#"<?xml version="1.0" encoding="UTF-8"?><a:x xmlns:a="urn:a"><y k="1&amp;2">t&lt;&#65;<![CDATA[<z>]]></y></a:x>"#;
+        let e = parse(doc).expect("parses");
+        assert!(e.is(Some("urn:a"), "x"));
+        let y = e.elements().next().expect("child");
+        assert!(y.is(None, "y"));
+        assert_eq!(y.attr(None, "k"), Some("1&2"));
+        assert_eq!(y.text(), "t<A<z>");
+    }
+
+    #[test]
+    fn refuses_dtd_and_foreign_encodings() {
+        let dtd = br#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>"#;
+        assert_eq!(parse(dtd), Err(XmlError::Dtd));
+        let latin = br#"<?xml version="1.0" encoding="ISO-8859-1"?><x/>"#;
+        assert!(matches!(parse(latin), Err(XmlError::NotUtf8(_))));
+        assert!(matches!(parse(b"<x>\xff</x>"), Err(XmlError::NotUtf8(_))));
+    }
+
+    #[test]
+    fn refuses_malformed_and_deep_input() {
+        for bad in [&b"<x>"[..], b"<x></y>", b"", b"hello", b"<x/><y/>", b"<p:x/>", b"<x>&foo;</x>"] {
+            assert!(matches!(parse(bad), Err(XmlError::Malformed(_))), "{:?}", String::from_utf8_lossy(bad));
+        }
+        let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
+        assert_eq!(parse(deep.as_bytes()), Err(XmlError::TooDeep));
+    }
+}
