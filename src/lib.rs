@@ -2,8 +2,14 @@
 //!
 //! Layers, with dependencies pointing one way (see ARCHITECTURE.md):
 //! `http` (transport, TLS) → `soap` (envelope, WS-Addressing, faults) → `service` (operations) →
-//! `store` (sled). `suwiml` (message bodies and types) and `xml` are leaves used by all.
+//! `store` (sled). `suwiml` (message bodies and types) and `xml` are leaves used by all; `app`
+//! wires them from a `config`; `certs` reads OINs and makes the development PKI.
 
+pub mod app;
+pub mod certs;
+pub mod config;
+pub mod demo;
+pub mod http;
 pub mod service;
 pub mod soap;
 pub mod store;

@@ -284,3 +284,27 @@ fn wsa_header(s: &mut String, name: &str, value: &str) {
     s.push_str(name);
     s.push('>');
 }
+
+/// A complete, unsigned GSDReintegratieInfo request: for the start-up banner's curl example, the
+/// probe and tests.
+pub fn example_request(to: &str, from_oin: &str, bsn: &str) -> String {
+    let mut s = String::with_capacity(1024);
+    s.push_str("<soapenv:Envelope xmlns:soapenv=\"");
+    s.push_str(NS_SOAP11);
+    s.push_str("\" xmlns:wsa=\"");
+    s.push_str(NS_WSA);
+    s.push_str("\" xmlns:gsd=\"");
+    s.push_str(crate::xml::NS_GSD);
+    s.push_str("\">\n  <soapenv:Header>\n    <wsa:MessageID>urn:uuid:");
+    s.push_str(&uuid::Uuid::new_v4().to_string());
+    s.push_str("</wsa:MessageID>\n    <wsa:Action>");
+    s.push_str(gsd::ACTION_REQUEST);
+    s.push_str("</wsa:Action>\n    <wsa:To>");
+    escape(to, &mut s);
+    s.push_str("</wsa:To>\n    <wsa:From><wsa:Address>http://localhost/client?oin=");
+    escape(from_oin, &mut s);
+    s.push_str("</wsa:Address></wsa:From>\n  </soapenv:Header>\n  <soapenv:Body>\n    <gsd:GSDReintegratieInfo><Burgerservicenr>");
+    escape(bsn, &mut s);
+    s.push_str("</Burgerservicenr></gsd:GSDReintegratieInfo>\n  </soapenv:Body>\n</soapenv:Envelope>\n");
+    s
+}

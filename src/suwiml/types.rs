@@ -245,6 +245,11 @@ impl Percentage {
         Ok(Percentage(h))
     }
 
+    /// From hundredths, capped at 100.00 % (for generated data).
+    pub fn saturating(h: u32) -> Percentage {
+        Percentage(h.min(Self::MAX_HUNDREDTHS))
+    }
+
     /// Parses a human decimal such as `45.5`, `45.50` or `45` (at most two decimals).
     pub fn parse_decimal(s: &str) -> Result<Percentage, TypeError> {
         let s = s.trim();

@@ -1,0 +1,109 @@
+//! Wiring: from a validated [`Config`] to a bound, ready-to-run server. Shared by `dkd serve` and
+//! the integration tests, so the tests exercise exactly what users run.
+
+use crate::config::{Config, GSD_PATH};
+use crate::http::server::{self, Limits, State};
+use crate::http::{tls, wsdl::Documents};
+use crate::service::Service;
+use crate::soap::Endpoint;
+use crate::store::Store;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the server could not start; each kind has its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// TLS material missing or unusable.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    /// The store cannot be opened.
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A bound server, not yet accepting.
+pub struct App {
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<State>,
+    addr: SocketAddr,
+}
+
+impl App {
+    /// Opens the store, loads TLS material and binds the listener.
+    pub async fn bind(cfg: &Config) -> Result<App, StartError> {
+        let store = Store::open(&cfg.store.path)?;
+        App::bind_with_store(cfg, store).await
+    }
+
+    /// Like [`App::bind`] with an already opened store.
+    pub async fn bind_with_store(cfg: &Config, store: Store) -> Result<App, StartError> {
+        let tls_cfg = tls::server_config(&cfg.tls.cert, &cfg.tls.key, &cfg.tls.client_ca, &cfg.tls.crls)?;
+        let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: cfg.server.listen.clone(), source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr: cfg.server.listen.clone(), source })?;
+        // With port 0 (tests) the public URL must carry the port actually bound.
+        let public_url = cfg.server.public_url.clone().unwrap_or_else(|| format!("https://{addr}{GSD_PATH}"));
+        let endpoint = Endpoint {
+            service: Service { store, dn: cfg.server.service_dn.clone() },
+            public_url: public_url.clone(),
+            to_aliases: cfg.server.to_aliases.clone(),
+            allowed_oins: cfg.auth.allowed_oins.iter().cloned().collect(),
+        };
+        let limits = Limits {
+            max_body_bytes: cfg.server.max_body_bytes,
+            header_read_timeout: Duration::from_secs(cfg.server.header_read_timeout_secs),
+            body_read_timeout: Duration::from_secs(cfg.server.body_read_timeout_secs),
+            handshake_timeout: Duration::from_secs(cfg.server.tls_handshake_timeout_secs),
+            max_connections: cfg.server.max_connections,
+        };
+        let path = public_url_path(&public_url);
+        let state = Arc::new(State { endpoint, documents: Documents::gsd(&public_url), limits, path });
+        Ok(App { listener, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg)), state, addr })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The public URL of the endpoint.
+    pub fn public_url(&self) -> &str {
+        &self.state.endpoint.public_url
+    }
+
+    /// The store behind the endpoint.
+    pub fn store(&self) -> &Store {
+        &self.state.endpoint.service.store
+    }
+
+    /// Serves until `shutdown` completes, then flushes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let store = self.state.endpoint.service.store.clone();
+        let r = server::run(self.listener, self.acceptor, self.state, shutdown).await;
+        if let Err(e) = store.flush() {
+            tracing::error!(error = %e, "store flush at shutdown failed");
+        }
+        r
+    }
+}
+
+/// The path part of the public URL (where the endpoint is routed), defaulting to the standard path.
+fn public_url_path(url: &str) -> String {
+    url.strip_prefix("https://")
+        .and_then(|r| r.find('/').map(|i| r[i..].split('?').next().unwrap_or(GSD_PATH).to_owned()))
+        .unwrap_or_else(|| GSD_PATH.to_owned())
+}

@@ -1,0 +1,345 @@
+//! Configuration: one TOML file, environment overrides, validated once and passed explicitly.
+//!
+//! Overrides use `DKD_<SECTION>__<KEY>` (double underscore between section and key), e.g.
+//! `DKD_SERVER__LISTEN=0.0.0.0:8443` or `DKD_AUTH__ALLOWED_OINS=00000001234567890000,0000...`.
+//! Unknown keys, in the file or in the environment, are errors: a typo must not silently fall back
+//! to a default.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listener, public address and limits.
+    pub server: ServerConfig,
+    /// TLS material.
+    pub tls: TlsConfig,
+    /// Who may call.
+    pub auth: AuthConfig,
+    /// Where the verwijsindex lives.
+    pub store: StoreConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to bind, e.g. `127.0.0.1:8443`.
+    pub listen: String,
+    /// The URL callers use (wsa:To, WSDL soap:address). Default: `https://<listen>/GSDDossierReintegratie-v0200`.
+    pub public_url: Option<String>,
+    /// Further accepted wsa:To values.
+    pub to_aliases: Vec<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Time allowed for a request's headers to arrive (also the keep-alive idle limit).
+    pub header_read_timeout_secs: u64,
+    /// Time allowed for a request's body to arrive.
+    pub body_read_timeout_secs: u64,
+    /// Time allowed for the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Connections served at once; further ones wait in the accept queue.
+    pub max_connections: usize,
+    /// This service's identity in `fwi:*/Bron/DN`.
+    pub service_dn: String,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA bundle client certificates must chain to (PEM).
+    pub client_ca: PathBuf,
+    /// Certificate revocation lists (PEM or DER), optional.
+    pub crls: Vec<PathBuf>,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// OINs (20 digits) allowed to call.
+    pub allowed_oins: Vec<String>,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory of the sled store.
+    pub path: PathBuf,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `dkd=debug`.
+    pub level: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8443".into(),
+            public_url: None,
+            to_aliases: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            tls_handshake_timeout_secs: 10,
+            max_connections: 256,
+            service_dn: "CN=dkd,O=Gemeente".into(),
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: PathBuf::from("certs/dev/server.pem"),
+            key: PathBuf::from("certs/dev/server-key.pem"),
+            client_ca: PathBuf::from("certs/dev/ca.pem"),
+            crls: Vec::new(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { path: PathBuf::from("data/dkd.sled") }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Human, level: "info".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The path of the GSDDossierReintegratie endpoint.
+pub const GSD_PATH: &str = "/GSDDossierReintegratie-v0200";
+
+/// A configuration problem, with enough context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or an unknown or mistyped key.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file or the environment variable.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads a file (if given), applies `DKD_*__*` overrides from `env`, and validates.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let (mut table, origin) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                let t: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin: p.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                (t, p.display().to_string())
+            }
+            None => (toml::Table::new(), "defaults".to_string()),
+        };
+        let defaults = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix("DKD_") else { continue };
+            let Some((section, key)) = rest.split_once("__") else { continue };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let is_list = defaults
+                .get(&section)
+                .and_then(|s| s.get(&key))
+                .is_some_and(|d| d.is_array());
+            let value = env_value(&v, is_list);
+            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(sec) = entry.as_table_mut() else {
+                return Err(ConfigError::Parse { origin: k, message: format!("[{section}] is not a table") });
+            };
+            sec.insert(key, value);
+        }
+        let cfg: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            origin: format!("{origin} (with DKD_* environment overrides)"),
+            message: e.message().to_owned(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that TOML types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return bad(format!("server.listen {:?} is not an address such as 127.0.0.1:8443", self.server.listen));
+        }
+        if let Some(u) = &self.server.public_url {
+            if !u.starts_with("https://") {
+                return bad(format!("server.public_url {u:?} must be an https:// URL"));
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            return bad("server.max_body_bytes must be at least 1024".into());
+        }
+        for (name, v) in [
+            ("header_read_timeout_secs", self.server.header_read_timeout_secs),
+            ("body_read_timeout_secs", self.server.body_read_timeout_secs),
+            ("tls_handshake_timeout_secs", self.server.tls_handshake_timeout_secs),
+        ] {
+            if v == 0 || v > 3600 {
+                return bad(format!("server.{name} must be 1..=3600 seconds"));
+            }
+        }
+        if self.server.max_connections == 0 {
+            return bad("server.max_connections must be at least 1".into());
+        }
+        for oin in &self.auth.allowed_oins {
+            if oin.len() != 20 || !oin.bytes().all(|b| b.is_ascii_digit()) {
+                return bad(format!("auth.allowed_oins: {oin:?} is not a 20-digit OIN"));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad(format!("log.level {:?} is not a valid filter", self.log.level));
+        }
+        Ok(())
+    }
+
+    /// The public URL of the GSDDossierReintegratie endpoint.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(u) => u.clone(),
+            None => format!("https://{}{GSD_PATH}", self.server.listen),
+        }
+    }
+
+    /// The configuration as TOML, for `--print-config`-style output.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+fn env_value(v: &str, is_list: bool) -> toml::Value {
+    let doc = format!("v = {v}");
+    if let Ok(t) = doc.parse::<toml::Table>() {
+        if let Some(val) = t.get("v") {
+            if !is_list || val.is_array() {
+                return val.clone();
+            }
+        }
+    }
+    if is_list {
+        let items = v.split(',').map(str::trim).filter(|s| !s.is_empty());
+        return toml::Value::Array(items.map(|s| toml::Value::String(s.to_owned())).collect());
+    }
+    toml::Value::String(v.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, env(&[])).expect("defaults load");
+        assert_eq!(c.public_url(), "https://127.0.0.1:8443/GSDDossierReintegratie-v0200");
+        assert_eq!(c.server.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_in_file_and_environment() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("dkd.toml");
+        std::fs::write(&p, "[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n").expect("write");
+        let e = Config::load(Some(&p), env(&[])).expect_err("typo refused");
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = Config::load(None, env(&[("DKD_SERVER__PORT", "1")])).expect_err("unknown env key refused");
+        assert!(e.to_string().contains("port"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("dkd.toml");
+        std::fs::write(&p, "[server]\nlisten = \"127.0.0.1:1\"\nmax_body_bytes = 2048\n").expect("write");
+        let c = Config::load(
+            Some(&p),
+            env(&[
+                ("DKD_SERVER__LISTEN", "0.0.0.0:9443"),
+                ("DKD_AUTH__ALLOWED_OINS", "00000099000000000002, 00000001234567890000"),
+                ("DKD_LOG__FORMAT", "json"),
+                ("DKD_UNRELATED", "ignored"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(c.server.listen, "0.0.0.0:9443");
+        assert_eq!(c.server.max_body_bytes, 2048);
+        assert_eq!(c.auth.allowed_oins, vec!["00000099000000000002", "00000001234567890000"]);
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let e = Config::load(None, env(&[("DKD_AUTH__ALLOWED_OINS", "123")])).expect_err("bad oin");
+        assert!(e.to_string().contains("123"), "{e}");
+        let e = Config::load(None, env(&[("DKD_SERVER__LISTEN", "localhost")])).expect_err("bad addr");
+        assert!(e.to_string().contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn example_config_in_repo_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("dkd.example.toml");
+        Config::load(Some(&p), env(&[])).expect("dkd.example.toml is valid");
+    }
+}

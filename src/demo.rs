@@ -1,0 +1,194 @@
+//! The deterministic demo set: synthetic LKS recipients for `serve --demo`, tests and benchmarks.
+//!
+//! Same seed and reference date → same persons, so a demo BSN printed in the README stays valid.
+//! BSNs come from the 9999xxxxx range (all passing the 11-test). Type codes and names are
+//! illustrative, not an official code list.
+
+use crate::suwiml::model::{AtlRelatie, Bron, Person, Provision};
+use crate::suwiml::types::{Bsn, Datum, Percentage};
+
+/// How many persons `serve --demo` loads into an empty store.
+pub const DEMO_PERSONS: usize = 1200;
+
+/// A valid BSN that is never in the demo set (for a `NietsGevonden` example).
+pub const UNKNOWN_BSN: &str = "123456782";
+
+/// Gemeentecodes used in the demo (Amsterdam, Rotterdam, 's-Gravenhage, Utrecht, Groningen).
+pub const DEMO_GEMEENTEN: [&str; 5] = ["0363", "0599", "0518", "0344", "0014"];
+
+/// `CdTypeRvGsd` the demo uses for loonkostensubsidie.
+pub const TYPE_LKS: &str = "24";
+
+/// splitmix64: tiny, deterministic, and good enough for synthetic data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+const MALE: [&str; 10] = ["Jan", "Pieter", "Mohamed", "Daan", "Kees", "Ahmet", "Henk", "Sem", "Lucas", "Ricardo"];
+const FEMALE: [&str; 10] = ["Anna", "Fatima", "Sanne", "Emma", "Maria", "Yasmina", "Lotte", "Ingrid", "Priya", "Noor"];
+const SURNAMES: [(&str, &str); 14] = [
+    ("", "Jansen"), ("de", "Vries"), ("van den", "Berg"), ("", "Bakker"), ("van", "Dijk"),
+    ("", "Visser"), ("", "Smit"), ("", "Yilmaz"), ("el", "Amrani"), ("de", "Jong"),
+    ("", "Mulder"), ("van der", "Meer"), ("", "Bos"), ("", "Kaya"),
+];
+
+/// Generates `n` persons, dated relative to `today`.
+///
+/// About 60 % have an LKS provision still running, 30 % one that ended within the last two years,
+/// and 10 % one that ended two to four years ago (outside the LKS look-back).
+pub fn generate(n: usize, today: time::Date) -> Vec<Person> {
+    let mut rng = Rng(0x00D0_C0DE_2016_0701);
+    let mut out = Vec::with_capacity(n);
+    let mut prefix: u32 = 99_990_000;
+    while out.len() < n {
+        let Some(bsn) = Bsn::from_prefix(prefix) else {
+            prefix += 1;
+            continue;
+        };
+        prefix += 1;
+        out.push(person(&mut rng, bsn, today));
+    }
+    out
+}
+
+fn days_before(today: time::Date, days: i64) -> Datum {
+    Datum::from_date(today - time::Duration::days(days))
+}
+
+fn person(rng: &mut Rng, bsn: Bsn, today: time::Date) -> Person {
+    let male = rng.below(2) == 0;
+    let first = if male { rng.pick(&MALE) } else { rng.pick(&FEMALE) };
+    let second = if male { rng.pick(&MALE) } else { rng.pick(&FEMALE) };
+    let voornamen = if rng.below(3) == 0 && first != second { format!("{first} {second}") } else { first.to_owned() };
+    let voorletters: String = voornamen.split(' ').filter_map(|w| w.chars().next()).collect();
+    let (voorvoegsel, achternaam) = SURNAMES[rng.below(SURNAMES.len() as u64) as usize];
+    let birth_year = 1962 + rng.below(40) as i32;
+    let birth = Datum::from_ymd(birth_year, 1 + rng.below(12) as u8, 1 + rng.below(28) as u8);
+    let gemeente = rng.pick(&DEMO_GEMEENTEN);
+    let mut relaties = vec![relatie(rng, gemeente, today)];
+    if rng.below(10) == 0 {
+        // A move: an older relation with another gemeente.
+        let other = DEMO_GEMEENTEN.iter().copied().find(|g| *g != gemeente).unwrap_or("0014");
+        relaties.push(relatie(rng, other, today));
+    }
+    Person {
+        bsn,
+        voornamen: Some(voornamen),
+        voorletters: Some(voorletters),
+        voorvoegsel: (!voorvoegsel.is_empty()).then(|| voorvoegsel.to_owned()),
+        achternaam: Some(achternaam.to_owned()),
+        geslacht: Some(if male { "1" } else { "2" }.to_owned()),
+        geboortedat: Some(birth),
+        bron: Some(Bron::gemeente(gemeente)),
+        atl_relaties: relaties,
+    }
+}
+
+fn relatie(rng: &mut Rng, gemeente: &str, today: time::Date) -> AtlRelatie {
+    let roll = rng.below(10);
+    // Start of the LKS period, and its end (None = running).
+    let (lks_start, lks_end) = match roll {
+        0..=5 => (200 + rng.below(1500) as i64, None),
+        6..=8 => {
+            let end = 1 + rng.below(700) as i64;
+            (end + 90 + rng.below(900) as i64, Some(end))
+        }
+        _ => {
+            let end = 731 + rng.below(700) as i64;
+            (end + 90 + rng.below(900) as i64, Some(end))
+        }
+    };
+    let mut provisions = Vec::new();
+    let reg = |rng: &mut Rng| format!("RV{:08}", rng.below(100_000_000));
+    // A trial placement determining loonwaarde usually precedes LKS (max two months).
+    if rng.below(2) == 0 {
+        provisions.push(Provision {
+            registratienr: Some(reg(rng)),
+            start: days_before(today, lks_start + 61),
+            end: Some(days_before(today, lks_start + 1)),
+            type_code: Some("23".into()),
+            description: Some("Proefplaatsing loonwaardebepaling".into()),
+            loonwaarde: None,
+        });
+    }
+    let loonwaarde = Percentage::saturating(3000 + rng.below(50) as u32 * 100 + rng.below(4) as u32 * 25);
+    provisions.push(Provision {
+        registratienr: Some(reg(rng)),
+        start: days_before(today, lks_start),
+        end: lks_end.map(|d| days_before(today, d)),
+        type_code: Some(TYPE_LKS.into()),
+        description: Some("Loonkostensubsidie Participatiewet".into()),
+        loonwaarde: Some(loonwaarde),
+    });
+    if rng.below(3) == 0 {
+        provisions.push(Provision {
+            registratienr: Some(reg(rng)),
+            start: days_before(today, lks_start),
+            end: lks_end.map(|d| days_before(today, d)),
+            type_code: Some("30".into()),
+            description: Some("Jobcoach".into()),
+            loonwaarde: None,
+        });
+    }
+    AtlRelatie {
+        arbeidsvermogen: Some(if rng.below(2) == 0 { "01" } else { "02" }.into()),
+        doel_rv: Some("1".into()),
+        provisions,
+        bron: Bron::gemeente(gemeente),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn today() -> time::Date {
+        time::macros::date!(2026 - 11 - 22)
+    }
+
+    #[test]
+    fn demo_set_is_deterministic_valid_and_large_enough() {
+        let a = generate(DEMO_PERSONS, today());
+        let b = generate(DEMO_PERSONS, today());
+        assert_eq!(a, b);
+        assert!(a.len() >= 1000);
+        for p in &a {
+            p.validate().unwrap_or_else(|e| panic!("{:?}: {e:?}", p.bsn));
+            assert!(p.has_lks());
+        }
+        let mut bsns: Vec<_> = a.iter().map(|p| p.bsn).collect();
+        bsns.dedup();
+        assert_eq!(bsns.len(), a.len(), "BSNs are unique");
+        assert!(!bsns.iter().any(|b| b.as_str() == UNKNOWN_BSN));
+    }
+
+    #[test]
+    fn demo_set_has_running_recently_ended_and_old_lks() {
+        let t = Datum::from_date(today());
+        let two_years_ago = Datum::from_date(today() - time::Duration::days(730));
+        let (mut running, mut recent, mut old) = (0, 0, 0);
+        for p in generate(DEMO_PERSONS, today()) {
+            let lks = &p.atl_relaties[0].provisions.iter().find(|v| v.loonwaarde.is_some()).cloned();
+            match lks.as_ref().and_then(|v| v.end) {
+                None => running += 1,
+                Some(e) if e >= two_years_ago && e < t => recent += 1,
+                Some(_) => old += 1,
+            }
+        }
+        assert!(running > 500 && recent > 200 && old > 50, "{running} {recent} {old}");
+    }
+}

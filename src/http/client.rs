@@ -1,0 +1,157 @@
+//! A minimal HTTPS client over mutual TLS: one request per connection. Used to call other
+//! endpoints and by the tests; deliberately small so its behaviour is obvious in a test failure.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A response: status, selected headers and the body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Type`, if sent.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Why a call failed before a response arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not `https://host:port/path`.
+    #[error("bad URL {0}")]
+    Url(String),
+    /// TCP connect failed.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// host:port
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed (certificate refused, no common suite, ...).
+    #[error("TLS handshake with {addr}: {source}")]
+    Tls {
+        /// host:port
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// HTTP-level failure.
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// No answer in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// Splits `https://host:port/path?query` into (host, port, path-and-query).
+pub fn split_url(url: &str) -> Result<(String, u16, String), ClientError> {
+    let rest = url.strip_prefix("https://").ok_or_else(|| ClientError::Url(url.into()))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = if let Some(stripped) = authority.strip_prefix('[') {
+        let (h, p) = stripped.split_once(']').ok_or_else(|| ClientError::Url(url.into()))?;
+        (h.to_owned(), p.strip_prefix(':').unwrap_or("443"))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), p),
+            None => (authority.to_owned(), "443"),
+        }
+    };
+    let port: u16 = port.parse().map_err(|_| ClientError::Url(url.into()))?;
+    Ok((host, port, path.to_owned()))
+}
+
+/// Sends one request with the given method, headers and body.
+pub async fn request(
+    tls: Arc<ClientConfig>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    tokio::time::timeout(timeout, request_inner(tls, method, url, headers, body))
+        .await
+        .map_err(|_| ClientError::Timeout(timeout))?
+}
+
+async fn request_inner(
+    tls: Arc<ClientConfig>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Response, ClientError> {
+    let (host, port, path) = split_url(url)?;
+    let addr = format!("{host}:{port}");
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|source| ClientError::Connect { addr: addr.clone(), source })?;
+    let server_name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|_| ClientError::Url(url.into()))?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|source| ClientError::Tls { addr: addr.clone(), source })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    let driver = tokio::spawn(conn);
+    let mut req = hyper::Request::builder().method(method).uri(&path).header("host", &addr);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body))).map_err(|e| ClientError::Http(e.to_string()))?;
+    let resp = sender.send_request(req).await.map_err(|e| ClientError::Http(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = resp.into_body().collect().await.map_err(|e| ClientError::Http(e.to_string()))?.to_bytes().to_vec();
+    driver.abort();
+    Ok(Response { status, content_type, body })
+}
+
+/// POSTs a SOAP 1.1 envelope with `SOAPAction: ""`.
+pub async fn post_soap(tls: Arc<ClientConfig>, url: &str, envelope: &str, timeout: Duration) -> Result<Response, ClientError> {
+    request(
+        tls,
+        "POST",
+        url,
+        &[("content-type", "text/xml; charset=utf-8"), ("soapaction", "\"\"")],
+        envelope.as_bytes().to_vec(),
+        timeout,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_url_handles_ports_and_ipv6() {
+        let (h, p, path) = split_url("https://127.0.0.1:8443/GSD?wsdl").expect("ok");
+        assert_eq!((h.as_str(), p, path.as_str()), ("127.0.0.1", 8443, "/GSD?wsdl"));
+        let (h, p, _) = split_url("https://[::1]:9/x").expect("ok");
+        assert_eq!((h.as_str(), p), ("::1", 9));
+        assert_eq!(split_url("https://example.nl").expect("ok").1, 443);
+        assert!(split_url("http://x").is_err());
+    }
+}

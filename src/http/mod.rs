@@ -1,0 +1,8 @@
+//! Transport: the TLS listener, the hyper service, limits, and the HTTPS client.
+//!
+//! Knows HTTP and TLS; knows nothing of SOAP beyond handing bytes to `soap::handle`.
+
+pub mod client;
+pub mod server;
+pub mod tls;
+pub mod wsdl;

@@ -1,0 +1,215 @@
+//! The service listener: accept, TLS handshake (with a timeout and a connection limit), HTTP/1.1,
+//! routing, body limits, and one log line per SOAP request.
+
+use super::tls::peer_oin;
+use super::wsdl::Documents;
+use crate::soap::{self, fault::SoapError, Endpoint, Inbound};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+/// Limits of the listener, from `[server]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Headers must arrive within this.
+    pub header_read_timeout: Duration,
+    /// The body must arrive within this.
+    pub body_read_timeout: Duration,
+    /// The TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+/// Everything a connection needs, shared.
+pub struct State {
+    /// The SOAP endpoint.
+    pub endpoint: Endpoint,
+    /// WSDL and XSDs.
+    pub documents: Documents,
+    /// The listener's limits.
+    pub limits: Limits,
+    /// The path the endpoint is served at.
+    pub path: String,
+}
+
+/// Serves until `shutdown` completes. Takes a bound listener so tests can use port 0.
+pub async fn run(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(state.limits.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        // Wait for a free slot before accepting, so excess connections queue in the kernel backlog
+        // instead of being accepted and starved.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Ok(()) },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_connection(tcp, peer, acceptor, state).await;
+        });
+    }
+}
+
+async fn serve_connection(tcp: tokio::net::TcpStream, peer: std::net::SocketAddr, acceptor: TlsAcceptor, state: Arc<State>) {
+    let _ = tcp.set_nodelay(true);
+    let tls = match tokio::time::timeout(state.limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let oin: Option<Arc<str>> = peer_oin(tls.get_ref().1.peer_certificates()).map(Arc::from);
+    let svc_state = state.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let state = svc_state.clone();
+        let oin = oin.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(&state, oin.as_deref(), req).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.limits.header_read_timeout)
+        .max_buf_size(64 * 1024);
+    if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn xml(status: u16, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/xml; charset=utf-8"));
+    r
+}
+
+async fn route(state: &State, oin: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() != state.path {
+        return text(StatusCode::NOT_FOUND, "not found: the endpoint is at /GSDDossierReintegratie-v0200\n");
+    }
+    match *req.method() {
+        hyper::Method::GET => documents(state, req.uri().query()),
+        hyper::Method::POST => soap_post(state, oin, req).await,
+        _ => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use POST for SOAP requests, GET ?wsdl for the WSDL\n");
+            r.headers_mut().insert("allow", hyper::header::HeaderValue::from_static("GET, POST"));
+            r
+        }
+    }
+}
+
+fn documents(state: &State, query: Option<&str>) -> Response<Full<Bytes>> {
+    match query {
+        Some(q) if q.eq_ignore_ascii_case("wsdl") => xml(200, state.documents.wsdl.clone()),
+        Some(q) if q.starts_with("xsd=") => match state.documents.xsd(&q[4..]) {
+            Some(d) => xml(200, d.to_owned()),
+            None => text(StatusCode::NOT_FOUND, "unknown schema\n"),
+        },
+        _ => text(StatusCode::NOT_FOUND, "GET ?wsdl for the WSDL; SOAP requests use POST\n"),
+    }
+}
+
+async fn soap_post(state: &State, oin: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = header("content-type");
+    let soap_action = header("soapaction");
+    let limit = state.limits.max_body_bytes;
+    let declared = header("content-length").and_then(|v| v.parse::<u64>().ok());
+    let out = if declared.is_some_and(|n| n > limit as u64) {
+        // Refuse before reading: the client learns at once, and we read nothing.
+        let mut r = soap::reject(&state.endpoint, &SoapError::TooLarge(limit));
+        r.from_oin = None;
+        r
+    } else {
+        let body = Limited::new(req.into_body(), limit);
+        match tokio::time::timeout(state.limits.body_read_timeout, body.collect()).await {
+            Err(_) => soap::reject(&state.endpoint, &SoapError::BodyTimeout(state.limits.body_read_timeout.as_secs())),
+            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                soap::reject(&state.endpoint, &SoapError::TooLarge(limit))
+            }
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "request body could not be read");
+                soap::reject(&state.endpoint, &SoapError::InvalidEnvelope("the request body could not be read".into()))
+            }
+            Ok(Ok(collected)) => {
+                let bytes = collected.to_bytes();
+                let inbound = Inbound {
+                    body: &bytes,
+                    content_type: content_type.as_deref(),
+                    soap_action: soap_action.as_deref(),
+                    tls_oin: oin,
+                };
+                let endpoint = &state.endpoint;
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| soap::handle(endpoint, inbound))) {
+                    Ok(out) => out,
+                    Err(_) => soap::reject(endpoint, &SoapError::Internal("panic while handling a request".into())),
+                }
+            }
+        }
+    };
+    let code = match &out.outcome {
+        soap::Outcome::Fault(c) => *c,
+        _ => "",
+    };
+    tracing::info!(
+        operation = "GSDReintegratieInfo",
+        oin = oin.unwrap_or("-"),
+        from_oin = out.from_oin.as_deref().unwrap_or("-"),
+        message_id = out.message_id.as_deref().unwrap_or("-"),
+        bsn = out.bsn_masked.as_deref().unwrap_or("-"),
+        outcome = out.outcome.label(),
+        code,
+        status = out.status,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    let close = matches!(out.outcome, soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014"));
+    let mut resp = xml(out.status, out.body);
+    if close {
+        // The rest of an oversized or stalled body is not read; the connection cannot be reused.
+        resp.headers_mut().insert("connection", hyper::header::HeaderValue::from_static("close"));
+    }
+    resp
+}
