@@ -48,17 +48,33 @@ impl App {
 
     /// Like [`App::bind`] with an already opened store.
     pub async fn bind_with_store(cfg: &Config, store: Store) -> Result<App, StartError> {
-        let tls_cfg = tls::server_config(&cfg.tls.cert, &cfg.tls.key, &cfg.tls.client_ca, &cfg.tls.crls)?;
+        let tls_cfg = tls::server_config(
+            &cfg.tls.cert,
+            &cfg.tls.key,
+            &cfg.tls.client_ca,
+            &cfg.tls.crls,
+        )?;
         let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
             .await
-            .map_err(|source| StartError::Bind { addr: cfg.server.listen.clone(), source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: cfg.server.listen.clone(), source })?;
+            .map_err(|source| StartError::Bind {
+                addr: cfg.server.listen.clone(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: cfg.server.listen.clone(),
+            source,
+        })?;
         // With port 0 (tests) the public URL must carry the port actually bound.
-        let public_url = cfg.server.public_url.clone().unwrap_or_else(|| format!("https://{addr}{GSD_PATH}"));
+        let public_url = cfg
+            .server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{addr}{GSD_PATH}"));
         let endpoint = Endpoint {
-            service: Service { store, dn: cfg.server.service_dn.clone() },
+            service: Service {
+                store,
+                dn: cfg.server.service_dn.clone(),
+            },
             public_url: public_url.clone(),
             to_aliases: cfg.server.to_aliases.clone(),
             allowed_oins: cfg.auth.allowed_oins.iter().cloned().collect(),
@@ -71,8 +87,18 @@ impl App {
             max_connections: cfg.server.max_connections,
         };
         let path = public_url_path(&public_url);
-        let state = Arc::new(State { endpoint, documents: Documents::gsd(&public_url), limits, path });
-        Ok(App { listener, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg)), state, addr })
+        let state = Arc::new(State {
+            endpoint,
+            documents: Documents::gsd(&public_url),
+            limits,
+            path,
+        });
+        Ok(App {
+            listener,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg)),
+            state,
+            addr,
+        })
     }
 
     /// The bound address.
@@ -104,6 +130,9 @@ impl App {
 /// The path part of the public URL (where the endpoint is routed), defaulting to the standard path.
 fn public_url_path(url: &str) -> String {
     url.strip_prefix("https://")
-        .and_then(|r| r.find('/').map(|i| r[i..].split('?').next().unwrap_or(GSD_PATH).to_owned()))
+        .and_then(|r| {
+            r.find('/')
+                .map(|i| r[i..].split('?').next().unwrap_or(GSD_PATH).to_owned())
+        })
         .unwrap_or_else(|| GSD_PATH.to_owned())
 }

@@ -38,9 +38,14 @@ pub enum CertError {
 
 /// The OIN in a certificate's subject `serialNumber`, if it holds 20 digits.
 pub fn oin_of(der: &[u8]) -> Result<Option<String>, CertError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse(e.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse(e.to_string()))?;
     for attr in cert.subject().iter_attributes() {
-        if attr.attr_type().iter().is_some_and(|it| it.eq(OID_SERIAL_NUMBER.iter().copied())) {
+        if attr
+            .attr_type()
+            .iter()
+            .is_some_and(|it| it.eq(OID_SERIAL_NUMBER.iter().copied()))
+        {
             if let Ok(s) = attr.as_str() {
                 if s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()) {
                     return Ok(Some(s.to_owned()));
@@ -53,7 +58,8 @@ pub fn oin_of(der: &[u8]) -> Result<Option<String>, CertError> {
 
 /// Whole days until the certificate expires (negative when expired).
 pub fn days_left(der: &[u8], now: time::OffsetDateTime) -> Result<i64, CertError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse(e.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse(e.to_string()))?;
     let not_after = cert.validity().not_after.timestamp();
     Ok((not_after - now.unix_timestamp()).div_euclid(86_400))
 }
@@ -76,17 +82,26 @@ pub struct DevCa {
 fn rsa_key() -> Result<KeyPair, CertError> {
     // RSA keys: the chain's required suite ECDHE-RSA-AES128-GCM-SHA256 needs an RSA server key,
     // and WS-Security's RSA-SHA256 needs RSA signing keys.
-    Ok(KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?)
+    Ok(KeyPair::generate_rsa_for(
+        &rcgen::PKCS_RSA_SHA256,
+        rcgen::RsaKeySize::_2048,
+    )?)
 }
 
 fn dn(cn: &str, oin: Option<&str>) -> Result<DistinguishedName, CertError> {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CountryName, "NL");
-    dn.push(DnType::OrganizationName, "dkd development PKI (not for production)");
+    dn.push(
+        DnType::OrganizationName,
+        "dkd development PKI (not for production)",
+    );
     dn.push(DnType::CommonName, cn);
     if let Some(oin) = oin {
         let ps = rcgen::string::PrintableString::try_from(oin)?;
-        dn.push(DnType::CustomDnType(OID_SERIAL_NUMBER.to_vec()), DnValue::PrintableString(ps));
+        dn.push(
+            DnType::CustomDnType(OID_SERIAL_NUMBER.to_vec()),
+            DnValue::PrintableString(ps),
+        );
     }
     Ok(dn)
 }
@@ -105,7 +120,11 @@ impl DevCa {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = dn(cn, None)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         validity(&mut params, 3650);
         let issuer = CertifiedIssuer::self_signed(params, key)?;
         Ok(DevCa { issuer, key_pem })
@@ -113,26 +132,46 @@ impl DevCa {
 
     /// The CA certificate and key.
     pub fn issued(&self) -> Issued {
-        Issued { cert_pem: self.issuer.pem(), key_pem: self.key_pem.clone() }
+        Issued {
+            cert_pem: self.issuer.pem(),
+            key_pem: self.key_pem.clone(),
+        }
     }
 
     /// A TLS server certificate for the given DNS names and IP addresses.
-    pub fn server(&self, cn: &str, names: &[&str], oin: Option<&str>, days: i64) -> Result<Issued, CertError> {
+    pub fn server(
+        &self,
+        cn: &str,
+        names: &[&str],
+        oin: Option<&str>,
+        days: i64,
+    ) -> Result<Issued, CertError> {
         let key = rsa_key()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         for n in names {
-            params.subject_alt_names.push(match n.parse::<std::net::IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName((*n).try_into()?),
-            });
+            params
+                .subject_alt_names
+                .push(match n.parse::<std::net::IpAddr>() {
+                    Ok(ip) => SanType::IpAddress(ip),
+                    Err(_) => SanType::DnsName((*n).try_into()?),
+                });
         }
         params.distinguished_name = dn(cn, oin)?;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, days);
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 
     /// A TLS client (and message-signing) certificate carrying an OIN.
@@ -140,12 +179,18 @@ impl DevCa {
         let key = rsa_key()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = dn(cn, oin)?;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, days);
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 
@@ -171,9 +216,15 @@ pub mod files {
 
 /// Whether a complete development PKI exists in `dir`.
 pub fn dev_pki_present(dir: &Path) -> bool {
-    [files::CA, files::SERVER, files::SERVER_KEY, files::CLIENT, files::CLIENT_KEY]
-        .iter()
-        .all(|f| dir.join(f).is_file())
+    [
+        files::CA,
+        files::SERVER,
+        files::SERVER_KEY,
+        files::CLIENT,
+        files::CLIENT_KEY,
+    ]
+    .iter()
+    .all(|f| dir.join(f).is_file())
 }
 
 /// Generates (overwriting) the development PKI in `dir`.
@@ -184,9 +235,18 @@ pub fn generate_dev_pki(dir: &Path) -> Result<(), CertError> {
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let ca = DevCa::new("dkd development CA")?;
-    let server = ca.server("localhost", &["localhost", "127.0.0.1", "::1"], Some(DEMO_SERVER_OIN), 825)?;
+    let server = ca.server(
+        "localhost",
+        &["localhost", "127.0.0.1", "::1"],
+        Some(DEMO_SERVER_OIN),
+        825,
+    )?;
     let client = ca.client("dkd demo client", Some(DEMO_CLIENT_OIN), 825)?;
-    let unlisted = ca.client("dkd demo client (not allowed)", Some(DEMO_UNLISTED_OIN), 825)?;
+    let unlisted = ca.client(
+        "dkd demo client (not allowed)",
+        Some(DEMO_UNLISTED_OIN),
+        825,
+    )?;
     let ca_files = ca.issued();
     for (name, pem, secret) in [
         (files::CA, &ca_files.cert_pem, false),
@@ -228,14 +288,19 @@ mod tests {
     use rustls_pki_types::pem::PemObject;
 
     fn der(pem: &str) -> Vec<u8> {
-        rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("pem").to_vec()
+        rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .expect("pem")
+            .to_vec()
     }
 
     #[test]
     fn oin_is_read_from_subject_serial_number() {
         let ca = DevCa::new("t").expect("ca");
         let c = ca.client("c", Some(DEMO_CLIENT_OIN), 10).expect("client");
-        assert_eq!(oin_of(&der(&c.cert_pem)).expect("parse").as_deref(), Some(DEMO_CLIENT_OIN));
+        assert_eq!(
+            oin_of(&der(&c.cert_pem)).expect("parse").as_deref(),
+            Some(DEMO_CLIENT_OIN)
+        );
         let none = ca.client("c", None, 10).expect("client");
         assert_eq!(oin_of(&der(&none.cert_pem)).expect("parse"), None);
         let d = days_left(&der(&c.cert_pem), time::OffsetDateTime::now_utc()).expect("days");

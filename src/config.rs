@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The whole configuration.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Listener, public address and limits.
@@ -128,24 +128,17 @@ impl Default for TlsConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { path: PathBuf::from("data/dkd.sled") }
+        StoreConfig {
+            path: PathBuf::from("data/dkd.sled"),
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Human, level: "info".into() }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            tls: TlsConfig::default(),
-            auth: AuthConfig::default(),
-            store: StoreConfig::default(),
-            log: LogConfig::default(),
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
         }
     }
 }
@@ -179,38 +172,58 @@ pub enum ConfigError {
 
 impl Config {
     /// Loads a file (if given), applies `DKD_*__*` overrides from `env`, and validates.
-    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let (mut table, origin) = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
-                let t: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
-                    origin: p.display().to_string(),
-                    message: e.to_string(),
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
                 })?;
+                let t: toml::Table =
+                    text.parse()
+                        .map_err(|e: toml::de::Error| ConfigError::Parse {
+                            origin: p.display().to_string(),
+                            message: e.to_string(),
+                        })?;
                 (t, p.display().to_string())
             }
             None => (toml::Table::new(), "defaults".to_string()),
         };
-        let defaults = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let defaults = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for (k, v) in env {
-            let Some(rest) = k.strip_prefix("DKD_") else { continue };
-            let Some((section, key)) = rest.split_once("__") else { continue };
+            let Some(rest) = k.strip_prefix("DKD_") else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
             let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
             let is_list = defaults
                 .get(&section)
                 .and_then(|s| s.get(&key))
                 .is_some_and(|d| d.is_array());
             let value = env_value(&v, is_list);
-            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             let Some(sec) = entry.as_table_mut() else {
-                return Err(ConfigError::Parse { origin: k, message: format!("[{section}] is not a table") });
+                return Err(ConfigError::Parse {
+                    origin: k,
+                    message: format!("[{section}] is not a table"),
+                });
             };
             sec.insert(key, value);
         }
-        let cfg: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
-            origin: format!("{origin} (with DKD_* environment overrides)"),
-            message: e.message().to_owned(),
-        })?;
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                origin: format!("{origin} (with DKD_* environment overrides)"),
+                message: e.message().to_owned(),
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -219,7 +232,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.server.listen.parse::<SocketAddr>().is_err() {
-            return bad(format!("server.listen {:?} is not an address such as 127.0.0.1:8443", self.server.listen));
+            return bad(format!(
+                "server.listen {:?} is not an address such as 127.0.0.1:8443",
+                self.server.listen
+            ));
         }
         if let Some(u) = &self.server.public_url {
             if !u.starts_with("https://") {
@@ -230,9 +246,15 @@ impl Config {
             return bad("server.max_body_bytes must be at least 1024".into());
         }
         for (name, v) in [
-            ("header_read_timeout_secs", self.server.header_read_timeout_secs),
+            (
+                "header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
             ("body_read_timeout_secs", self.server.body_read_timeout_secs),
-            ("tls_handshake_timeout_secs", self.server.tls_handshake_timeout_secs),
+            (
+                "tls_handshake_timeout_secs",
+                self.server.tls_handshake_timeout_secs,
+            ),
         ] {
             if v == 0 || v > 3600 {
                 return bad(format!("server.{name} must be 1..=3600 seconds"));
@@ -247,7 +269,10 @@ impl Config {
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return bad(format!("log.level {:?} is not a valid filter", self.log.level));
+            return bad(format!(
+                "log.level {:?} is not a valid filter",
+                self.log.level
+            ));
         }
         Ok(())
     }
@@ -287,13 +312,19 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_are_valid() {
         let c = Config::load(None, env(&[])).expect("defaults load");
-        assert_eq!(c.public_url(), "https://127.0.0.1:8443/GSDDossierReintegratie-v0200");
+        assert_eq!(
+            c.public_url(),
+            "https://127.0.0.1:8443/GSDDossierReintegratie-v0200"
+        );
         assert_eq!(c.server.max_body_bytes, 1 << 20);
     }
 
@@ -304,7 +335,8 @@ mod tests {
         std::fs::write(&p, "[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n").expect("write");
         let e = Config::load(Some(&p), env(&[])).expect_err("typo refused");
         assert!(e.to_string().contains("lisen"), "{e}");
-        let e = Config::load(None, env(&[("DKD_SERVER__PORT", "1")])).expect_err("unknown env key refused");
+        let e = Config::load(None, env(&[("DKD_SERVER__PORT", "1")]))
+            .expect_err("unknown env key refused");
         assert!(e.to_string().contains("port"), "{e}");
     }
 
@@ -312,12 +344,19 @@ mod tests {
     fn environment_overrides_file() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("dkd.toml");
-        std::fs::write(&p, "[server]\nlisten = \"127.0.0.1:1\"\nmax_body_bytes = 2048\n").expect("write");
+        std::fs::write(
+            &p,
+            "[server]\nlisten = \"127.0.0.1:1\"\nmax_body_bytes = 2048\n",
+        )
+        .expect("write");
         let c = Config::load(
             Some(&p),
             env(&[
                 ("DKD_SERVER__LISTEN", "0.0.0.0:9443"),
-                ("DKD_AUTH__ALLOWED_OINS", "00000099000000000002, 00000001234567890000"),
+                (
+                    "DKD_AUTH__ALLOWED_OINS",
+                    "00000099000000000002, 00000001234567890000",
+                ),
                 ("DKD_LOG__FORMAT", "json"),
                 ("DKD_UNRELATED", "ignored"),
             ]),
@@ -325,7 +364,10 @@ mod tests {
         .expect("loads");
         assert_eq!(c.server.listen, "0.0.0.0:9443");
         assert_eq!(c.server.max_body_bytes, 2048);
-        assert_eq!(c.auth.allowed_oins, vec!["00000099000000000002", "00000001234567890000"]);
+        assert_eq!(
+            c.auth.allowed_oins,
+            vec!["00000099000000000002", "00000001234567890000"]
+        );
         assert_eq!(c.log.format, LogFormat::Json);
     }
 
@@ -333,7 +375,8 @@ mod tests {
     fn invalid_values_are_named() {
         let e = Config::load(None, env(&[("DKD_AUTH__ALLOWED_OINS", "123")])).expect_err("bad oin");
         assert!(e.to_string().contains("123"), "{e}");
-        let e = Config::load(None, env(&[("DKD_SERVER__LISTEN", "localhost")])).expect_err("bad addr");
+        let e =
+            Config::load(None, env(&[("DKD_SERVER__LISTEN", "localhost")])).expect_err("bad addr");
         assert!(e.to_string().contains("server.listen"), "{e}");
     }
 

@@ -38,12 +38,27 @@ impl Rng {
     }
 }
 
-const MALE: [&str; 10] = ["Jan", "Pieter", "Mohamed", "Daan", "Kees", "Ahmet", "Henk", "Sem", "Lucas", "Ricardo"];
-const FEMALE: [&str; 10] = ["Anna", "Fatima", "Sanne", "Emma", "Maria", "Yasmina", "Lotte", "Ingrid", "Priya", "Noor"];
+const MALE: [&str; 10] = [
+    "Jan", "Pieter", "Mohamed", "Daan", "Kees", "Ahmet", "Henk", "Sem", "Lucas", "Ricardo",
+];
+const FEMALE: [&str; 10] = [
+    "Anna", "Fatima", "Sanne", "Emma", "Maria", "Yasmina", "Lotte", "Ingrid", "Priya", "Noor",
+];
 const SURNAMES: [(&str, &str); 14] = [
-    ("", "Jansen"), ("de", "Vries"), ("van den", "Berg"), ("", "Bakker"), ("van", "Dijk"),
-    ("", "Visser"), ("", "Smit"), ("", "Yilmaz"), ("el", "Amrani"), ("de", "Jong"),
-    ("", "Mulder"), ("van der", "Meer"), ("", "Bos"), ("", "Kaya"),
+    ("", "Jansen"),
+    ("de", "Vries"),
+    ("van den", "Berg"),
+    ("", "Bakker"),
+    ("van", "Dijk"),
+    ("", "Visser"),
+    ("", "Smit"),
+    ("", "Yilmaz"),
+    ("el", "Amrani"),
+    ("de", "Jong"),
+    ("", "Mulder"),
+    ("van der", "Meer"),
+    ("", "Bos"),
+    ("", "Kaya"),
 ];
 
 /// Generates `n` persons, dated relative to `today`.
@@ -71,10 +86,25 @@ fn days_before(today: time::Date, days: i64) -> Datum {
 
 fn person(rng: &mut Rng, bsn: Bsn, today: time::Date) -> Person {
     let male = rng.below(2) == 0;
-    let first = if male { rng.pick(&MALE) } else { rng.pick(&FEMALE) };
-    let second = if male { rng.pick(&MALE) } else { rng.pick(&FEMALE) };
-    let voornamen = if rng.below(3) == 0 && first != second { format!("{first} {second}") } else { first.to_owned() };
-    let voorletters: String = voornamen.split(' ').filter_map(|w| w.chars().next()).collect();
+    let first = if male {
+        rng.pick(&MALE)
+    } else {
+        rng.pick(&FEMALE)
+    };
+    let second = if male {
+        rng.pick(&MALE)
+    } else {
+        rng.pick(&FEMALE)
+    };
+    let voornamen = if rng.below(3) == 0 && first != second {
+        format!("{first} {second}")
+    } else {
+        first.to_owned()
+    };
+    let voorletters: String = voornamen
+        .split(' ')
+        .filter_map(|w| w.chars().next())
+        .collect();
     let (voorvoegsel, achternaam) = SURNAMES[rng.below(SURNAMES.len() as u64) as usize];
     let birth_year = 1962 + rng.below(40) as i32;
     let birth = Datum::from_ymd(birth_year, 1 + rng.below(12) as u8, 1 + rng.below(28) as u8);
@@ -82,7 +112,11 @@ fn person(rng: &mut Rng, bsn: Bsn, today: time::Date) -> Person {
     let mut relaties = vec![relatie(rng, gemeente, today)];
     if rng.below(10) == 0 {
         // A move: an older relation with another gemeente.
-        let other = DEMO_GEMEENTEN.iter().copied().find(|g| *g != gemeente).unwrap_or("0014");
+        let other = DEMO_GEMEENTEN
+            .iter()
+            .copied()
+            .find(|g| *g != gemeente)
+            .unwrap_or("0014");
         relaties.push(relatie(rng, other, today));
     }
     Person {
@@ -125,7 +159,8 @@ fn relatie(rng: &mut Rng, gemeente: &str, today: time::Date) -> AtlRelatie {
             loonwaarde: None,
         });
     }
-    let loonwaarde = Percentage::saturating(3000 + rng.below(50) as u32 * 100 + rng.below(4) as u32 * 25);
+    let loonwaarde =
+        Percentage::saturating(3000 + rng.below(50) as u32 * 100 + rng.below(4) as u32 * 25);
     provisions.push(Provision {
         registratienr: Some(reg(rng)),
         start: days_before(today, lks_start),
@@ -167,7 +202,8 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.len() >= 1000);
         for p in &a {
-            p.validate().unwrap_or_else(|e| panic!("{:?}: {e:?}", p.bsn));
+            p.validate()
+                .unwrap_or_else(|e| panic!("{:?}: {e:?}", p.bsn));
             assert!(p.has_lks());
         }
         let mut bsns: Vec<_> = a.iter().map(|p| p.bsn).collect();
@@ -182,13 +218,20 @@ mod tests {
         let two_years_ago = Datum::from_date(today() - time::Duration::days(730));
         let (mut running, mut recent, mut old) = (0, 0, 0);
         for p in generate(DEMO_PERSONS, today()) {
-            let lks = &p.atl_relaties[0].provisions.iter().find(|v| v.loonwaarde.is_some()).cloned();
+            let lks = &p.atl_relaties[0]
+                .provisions
+                .iter()
+                .find(|v| v.loonwaarde.is_some())
+                .cloned();
             match lks.as_ref().and_then(|v| v.end) {
                 None => running += 1,
                 Some(e) if e >= two_years_ago && e < t => recent += 1,
                 Some(_) => old += 1,
             }
         }
-        assert!(running > 500 && recent > 200 && old > 50, "{running} {recent} {old}");
+        assert!(
+            running > 500 && recent > 200 && old > 50,
+            "{running} {recent} {old}"
+        );
     }
 }

@@ -56,13 +56,32 @@ fn main() -> ExitCode {
         Command::Certs { dir } => match certs::generate_dev_pki(&dir) {
             Ok(()) => {
                 println!("Development PKI written to {}:", dir.display());
-                println!("  {}  CA (trust this; it is the client CA bundle in demo mode)", files::CA);
-                println!("  {} / {}  server, localhost and 127.0.0.1", files::SERVER, files::SERVER_KEY);
-                println!("  {} / {}  client, OIN {DEMO_CLIENT_OIN} (allowed in demo)", files::CLIENT, files::CLIENT_KEY);
-                println!("  {} / {}  client, OIN {} (not allowed)", files::UNLISTED, files::UNLISTED_KEY, certs::DEMO_UNLISTED_OIN);
+                println!(
+                    "  {}  CA (trust this; it is the client CA bundle in demo mode)",
+                    files::CA
+                );
+                println!(
+                    "  {} / {}  server, localhost and 127.0.0.1",
+                    files::SERVER,
+                    files::SERVER_KEY
+                );
+                println!(
+                    "  {} / {}  client, OIN {DEMO_CLIENT_OIN} (allowed in demo)",
+                    files::CLIENT,
+                    files::CLIENT_KEY
+                );
+                println!(
+                    "  {} / {}  client, OIN {} (not allowed)",
+                    files::UNLISTED,
+                    files::UNLISTED_KEY,
+                    certs::DEMO_UNLISTED_OIN
+                );
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(exit::TLS, &format!("cannot generate the development PKI: {e}")),
+            Err(e) => fail(
+                exit::TLS,
+                &format!("cannot generate the development PKI: {e}"),
+            ),
         },
     }
 }
@@ -76,7 +95,9 @@ fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DKD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cfg.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Human => builder.init(),
@@ -90,11 +111,19 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
     };
     init_logging(&cfg);
     if demo {
-        let dev_dir = cfg.tls.cert.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("certs/dev"));
+        let dev_dir = cfg
+            .tls
+            .cert
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("certs/dev"));
         if !certs::dev_pki_present(&dev_dir) {
             println!("Generating a development PKI in {} ...", dev_dir.display());
             if let Err(e) = certs::generate_dev_pki(&dev_dir) {
-                return fail(exit::TLS, &format!("cannot generate the development PKI: {e}"));
+                return fail(
+                    exit::TLS,
+                    &format!("cannot generate the development PKI: {e}"),
+                );
             }
         }
         if cfg.auth.allowed_oins.is_empty() {
@@ -113,17 +142,33 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
         if let Err(e) = store.put_all(&people).and_then(|_| store.flush()) {
             return fail(exit::STORE, &format!("cannot load the demo set: {e}"));
         }
-        println!("Loaded {} demo persons into {}", people.len(), cfg.store.path.display());
+        println!(
+            "Loaded {} demo persons into {}",
+            people.len(),
+            cfg.store.path.display()
+        );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
-        Err(e) => return fail(exit::FAILURE, &format!("cannot start the async runtime: {e}")),
+        Err(e) => {
+            return fail(
+                exit::FAILURE,
+                &format!("cannot start the async runtime: {e}"),
+            )
+        }
     };
     runtime.block_on(async move {
         let app = match App::bind_with_store(&cfg, store).await {
             Ok(a) => a,
             Err(e @ StartError::Tls(_)) => {
-                let hint = if demo { "" } else { " (run `dkd certs` for a development PKI, or `dkd serve --demo`)" };
+                let hint = if demo {
+                    ""
+                } else {
+                    " (run `dkd certs` for a development PKI, or `dkd serve --demo`)"
+                };
                 return fail(exit::TLS, &format!("{e}{hint}"));
             }
             Err(e @ StartError::Store(_)) => return fail(exit::STORE, &e.to_string()),
@@ -145,13 +190,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -164,24 +210,46 @@ async fn shutdown_signal() {
 }
 
 fn abs(p: &Path) -> String {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+    std::fs::canonicalize(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
 }
 
 fn print_banner(app: &App, cfg: &Config, demo: bool) {
     let url = app.public_url();
-    let bsn = app.store().first(1).ok().and_then(|v| v.into_iter().next()).map(|p| p.bsn.to_string());
+    let bsn = app
+        .store()
+        .first(1)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .map(|p| p.bsn.to_string());
     println!();
-    println!("dkd {} serving GSDDossierReintegratie-v0200", env!("CARGO_PKG_VERSION"));
+    println!(
+        "dkd {} serving GSDDossierReintegratie-v0200",
+        env!("CARGO_PKG_VERSION")
+    );
     println!("  endpoint : {url}");
     println!("  WSDL     : {url}?wsdl");
-    println!("  store    : {} ({} persons)", cfg.store.path.display(), app.store().len());
+    println!(
+        "  store    : {} ({} persons)",
+        cfg.store.path.display(),
+        app.store().len()
+    );
     println!("  allowed  : {}", cfg.auth.allowed_oins.join(", "));
     if let Some(bsn) = &bsn {
-        println!("  demo BSN : {bsn}   (unknown but valid: {})", dkd::demo::UNKNOWN_BSN);
+        println!(
+            "  demo BSN : {bsn}   (unknown but valid: {})",
+            dkd::demo::UNKNOWN_BSN
+        );
     }
     if demo {
         let dir = cfg.tls.cert.parent().unwrap_or(Path::new("certs/dev"));
-        let request = dkd::soap::example_request(url, DEMO_CLIENT_OIN, bsn.as_deref().unwrap_or(dkd::demo::UNKNOWN_BSN));
+        let request = dkd::soap::example_request(
+            url,
+            DEMO_CLIENT_OIN,
+            bsn.as_deref().unwrap_or(dkd::demo::UNKNOWN_BSN),
+        );
         println!();
         println!("Try it (paste into a shell):");
         println!();

@@ -160,7 +160,9 @@ impl Element {
 
     /// Whether the element has any non-whitespace text directly inside it.
     pub fn has_text(&self) -> bool {
-        self.children.iter().any(|n| matches!(n, Node::Text(t) if !t.trim().is_empty()))
+        self.children
+            .iter()
+            .any(|n| matches!(n, Node::Text(t) if !t.trim().is_empty()))
     }
 
     /// The value of an attribute.
@@ -233,9 +235,18 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
                 let (r, l) = reader.resolve_attribute(key);
                 let ans = ns_of(r)?;
                 let value = a.unescape_value().map_err(|e| malformed(&e))?.into_owned();
-                attrs.push(Attr { ns: ans, local: String::from_utf8_lossy(l.as_ref()).into_owned(), value });
+                attrs.push(Attr {
+                    ns: ans,
+                    local: String::from_utf8_lossy(l.as_ref()).into_owned(),
+                    value,
+                });
             }
-            let el = Element { ns, local, attrs, children: Vec::new() };
+            let el = Element {
+                ns,
+                local,
+                attrs,
+                children: Vec::new(),
+            };
             if is_empty {
                 attach(&mut stack, &mut root, el);
             } else {
@@ -245,7 +256,9 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
         }
         match event {
             Event::End(_) => {
-                let el = stack.pop().ok_or_else(|| XmlError::Malformed("unexpected end tag".into()))?;
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| XmlError::Malformed("unexpected end tag".into()))?;
                 attach(&mut stack, &mut root, el);
             }
             Event::Text(t) => {
@@ -268,11 +281,14 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
                         "quot" => Some('"'),
                         "apos" => Some('\''),
                         other => {
-                            return Err(XmlError::Malformed(format!("undefined entity '&{other};'")))
+                            return Err(XmlError::Malformed(format!(
+                                "undefined entity '&{other};'"
+                            )))
                         }
                     }
                 };
-                let ch = ch.ok_or_else(|| XmlError::Malformed("invalid character reference".into()))?;
+                let ch =
+                    ch.ok_or_else(|| XmlError::Malformed("invalid character reference".into()))?;
                 push_text(&mut stack, ch.encode_utf8(&mut [0u8; 4]))?;
             }
             Event::Decl(d) => {
@@ -286,7 +302,9 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
             }
             Event::DocType(_) => return Err(XmlError::Dtd),
             Event::PI(_) => {
-                return Err(XmlError::Malformed("processing instructions are not allowed".into()))
+                return Err(XmlError::Malformed(
+                    "processing instructions are not allowed".into(),
+                ))
             }
             Event::Comment(_) => {}
             Event::Eof => break,
@@ -347,8 +365,20 @@ mod parse_tests {
 
     #[test]
     fn refuses_malformed_and_deep_input() {
-        for bad in [&b"<x>"[..], b"<x></y>", b"", b"hello", b"<x/><y/>", b"<p:x/>", b"<x>&foo;</x>"] {
-            assert!(matches!(parse(bad), Err(XmlError::Malformed(_))), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"<x>"[..],
+            b"<x></y>",
+            b"",
+            b"hello",
+            b"<x/><y/>",
+            b"<p:x/>",
+            b"<x>&foo;</x>",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(XmlError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
         assert_eq!(parse(deep.as_bytes()), Err(XmlError::TooDeep));

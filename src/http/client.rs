@@ -58,13 +58,17 @@ pub enum ClientError {
 
 /// Splits `https://host:port/path?query` into (host, port, path-and-query).
 pub fn split_url(url: &str) -> Result<(String, u16, String), ClientError> {
-    let rest = url.strip_prefix("https://").ok_or_else(|| ClientError::Url(url.into()))?;
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| ClientError::Url(url.into()))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let (host, port) = if let Some(stripped) = authority.strip_prefix('[') {
-        let (h, p) = stripped.split_once(']').ok_or_else(|| ClientError::Url(url.into()))?;
+        let (h, p) = stripped
+            .split_once(']')
+            .ok_or_else(|| ClientError::Url(url.into()))?;
         (h.to_owned(), p.strip_prefix(':').unwrap_or("443"))
     } else {
         match authority.rsplit_once(':') {
@@ -101,40 +105,73 @@ async fn request_inner(
     let addr = format!("{host}:{port}");
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|source| ClientError::Connect { addr: addr.clone(), source })?;
-    let server_name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|_| ClientError::Url(url.into()))?;
+        .map_err(|source| ClientError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+    let server_name = rustls_pki_types::ServerName::try_from(host.clone())
+        .map_err(|_| ClientError::Url(url.into()))?;
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(server_name, tcp)
         .await
-        .map_err(|source| ClientError::Tls { addr: addr.clone(), source })?;
+        .map_err(|source| ClientError::Tls {
+            addr: addr.clone(),
+            source,
+        })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?;
     let driver = tokio::spawn(conn);
-    let mut req = hyper::Request::builder().method(method).uri(&path).header("host", &addr);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(&path)
+        .header("host", &addr);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(Full::new(Bytes::from(body))).map_err(|e| ClientError::Http(e.to_string()))?;
-    let resp = sender.send_request(req).await.map_err(|e| ClientError::Http(e.to_string()))?;
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?;
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = resp.into_body().collect().await.map_err(|e| ClientError::Http(e.to_string()))?.to_bytes().to_vec();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?
+        .to_bytes()
+        .to_vec();
     driver.abort();
-    Ok(Response { status, content_type, body })
+    Ok(Response {
+        status,
+        content_type,
+        body,
+    })
 }
 
 /// POSTs a SOAP 1.1 envelope with `SOAPAction: ""`.
-pub async fn post_soap(tls: Arc<ClientConfig>, url: &str, envelope: &str, timeout: Duration) -> Result<Response, ClientError> {
+pub async fn post_soap(
+    tls: Arc<ClientConfig>,
+    url: &str,
+    envelope: &str,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
     request(
         tls,
         "POST",
         url,
-        &[("content-type", "text/xml; charset=utf-8"), ("soapaction", "\"\"")],
+        &[
+            ("content-type", "text/xml; charset=utf-8"),
+            ("soapaction", "\"\""),
+        ],
         envelope.as_bytes().to_vec(),
         timeout,
     )
@@ -148,7 +185,10 @@ mod tests {
     #[test]
     fn split_url_handles_ports_and_ipv6() {
         let (h, p, path) = split_url("https://127.0.0.1:8443/GSD?wsdl").expect("ok");
-        assert_eq!((h.as_str(), p, path.as_str()), ("127.0.0.1", 8443, "/GSD?wsdl"));
+        assert_eq!(
+            (h.as_str(), p, path.as_str()),
+            ("127.0.0.1", 8443, "/GSD?wsdl")
+        );
         let (h, p, _) = split_url("https://[::1]:9/x").expect("ok");
         assert_eq!((h.as_str(), p), ("::1", 9));
         assert_eq!(split_url("https://example.nl").expect("ok").1, 443);

@@ -80,9 +80,15 @@ pub async fn run(
     }
 }
 
-async fn serve_connection(tcp: tokio::net::TcpStream, peer: std::net::SocketAddr, acceptor: TlsAcceptor, state: Arc<State>) {
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    acceptor: TlsAcceptor,
+    state: Arc<State>,
+) {
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(state.limits.handshake_timeout, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(state.limits.handshake_timeout, acceptor.accept(tcp)).await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "TLS handshake refused");
@@ -113,27 +119,42 @@ async fn serve_connection(tcp: tokio::net::TcpStream, peer: std::net::SocketAddr
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
     *r.status_mut() = status;
-    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn xml(status: u16, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/xml; charset=utf-8"));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
     r
 }
 
 async fn route(state: &State, oin: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.uri().path() != state.path {
-        return text(StatusCode::NOT_FOUND, "not found: the endpoint is at /GSDDossierReintegratie-v0200\n");
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: the endpoint is at /GSDDossierReintegratie-v0200\n",
+        );
     }
     match *req.method() {
         hyper::Method::GET => documents(state, req.uri().query()),
         hyper::Method::POST => soap_post(state, oin, req).await,
         _ => {
-            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use POST for SOAP requests, GET ?wsdl for the WSDL\n");
-            r.headers_mut().insert("allow", hyper::header::HeaderValue::from_static("GET, POST"));
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST for SOAP requests, GET ?wsdl for the WSDL\n",
+            );
+            r.headers_mut().insert(
+                "allow",
+                hyper::header::HeaderValue::from_static("GET, POST"),
+            );
             r
         }
     }
@@ -146,13 +167,25 @@ fn documents(state: &State, query: Option<&str>) -> Response<Full<Bytes>> {
             Some(d) => xml(200, d.to_owned()),
             None => text(StatusCode::NOT_FOUND, "unknown schema\n"),
         },
-        _ => text(StatusCode::NOT_FOUND, "GET ?wsdl for the WSDL; SOAP requests use POST\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "GET ?wsdl for the WSDL; SOAP requests use POST\n",
+        ),
     }
 }
 
-async fn soap_post(state: &State, oin: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn soap_post(
+    state: &State,
+    oin: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let content_type = header("content-type");
     let soap_action = header("soapaction");
     let limit = state.limits.max_body_bytes;
@@ -165,13 +198,22 @@ async fn soap_post(state: &State, oin: Option<&str>, req: Request<Incoming>) -> 
     } else {
         let body = Limited::new(req.into_body(), limit);
         match tokio::time::timeout(state.limits.body_read_timeout, body.collect()).await {
-            Err(_) => soap::reject(&state.endpoint, &SoapError::BodyTimeout(state.limits.body_read_timeout.as_secs())),
-            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(_) => soap::reject(
+                &state.endpoint,
+                &SoapError::BodyTimeout(state.limits.body_read_timeout.as_secs()),
+            ),
+            Ok(Err(e))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
                 soap::reject(&state.endpoint, &SoapError::TooLarge(limit))
             }
             Ok(Err(e)) => {
                 tracing::info!(error = %e, "request body could not be read");
-                soap::reject(&state.endpoint, &SoapError::InvalidEnvelope("the request body could not be read".into()))
+                soap::reject(
+                    &state.endpoint,
+                    &SoapError::InvalidEnvelope("the request body could not be read".into()),
+                )
             }
             Ok(Ok(collected)) => {
                 let bytes = collected.to_bytes();
@@ -182,9 +224,14 @@ async fn soap_post(state: &State, oin: Option<&str>, req: Request<Incoming>) -> 
                     tls_oin: oin,
                 };
                 let endpoint = &state.endpoint;
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| soap::handle(endpoint, inbound))) {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    soap::handle(endpoint, inbound)
+                })) {
                     Ok(out) => out,
-                    Err(_) => soap::reject(endpoint, &SoapError::Internal("panic while handling a request".into())),
+                    Err(_) => soap::reject(
+                        endpoint,
+                        &SoapError::Internal("panic while handling a request".into()),
+                    ),
                 }
             }
         }
@@ -205,11 +252,17 @@ async fn soap_post(state: &State, oin: Option<&str>, req: Request<Incoming>) -> 
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
-    let close = matches!(out.outcome, soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014"));
+    let close = matches!(
+        out.outcome,
+        soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014")
+    );
     let mut resp = xml(out.status, out.body);
     if close {
         // The rest of an oversized or stalled body is not read; the connection cannot be reused.
-        resp.headers_mut().insert("connection", hyper::header::HeaderValue::from_static("close"));
+        resp.headers_mut().insert(
+            "connection",
+            hyper::header::HeaderValue::from_static("close"),
+        );
     }
     resp
 }

@@ -28,7 +28,10 @@ pub enum TlsError {
 }
 
 fn file_err(path: &Path, reason: impl std::fmt::Display) -> TlsError {
-    TlsError::File { path: path.to_path_buf(), reason: reason.to_string() }
+    TlsError::File {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 /// The crypto provider: aws-lc-rs, passed explicitly so nothing depends on a process default.
@@ -38,7 +41,9 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Reads all certificates of a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path).map_err(|e| file_err(path, e))?.collect();
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_err(path, e))?
+        .collect();
     let certs = certs.map_err(|e| file_err(path, e))?;
     if certs.is_empty() {
         return Err(file_err(path, "no CERTIFICATE block found"));
@@ -48,7 +53,8 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 /// Reads a private key (PKCS#8, PKCS#1 or SEC1) from a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err(path, format!("no usable private key: {e}")))
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| file_err(path, format!("no usable private key: {e}")))
 }
 
 fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
@@ -67,19 +73,27 @@ fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'stat
 fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     for c in load_certs(path)? {
-        store.add(c).map_err(|e| file_err(path, format!("CA certificate refused: {e}")))?;
+        store
+            .add(c)
+            .map_err(|e| file_err(path, format!("CA certificate refused: {e}")))?;
     }
     Ok(store)
 }
 
 /// The service listener's configuration: TLS 1.2 and 1.3, client certificate required and
 /// verified against `client_ca` (and CRLs), HTTP/1.1.
-pub fn server_config(cert: &Path, key: &Path, client_ca: &Path, crls: &[PathBuf]) -> Result<ServerConfig, TlsError> {
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    crls: &[PathBuf],
+) -> Result<ServerConfig, TlsError> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone())
-        .with_crls(load_crls(crls)?)
-        .build()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone())
+            .with_crls(load_crls(crls)?)
+            .build()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Rustls(e.to_string()))?

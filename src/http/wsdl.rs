@@ -2,8 +2,14 @@
 
 /// The XSD files the GSDDossierReintegratie WSDL imports, by the name used in `?xsd=NAME`.
 const GSD_XSDS: [(&str, &str); 3] = [
-    ("GSDDossierReintegratie-v0200.xsd", include_str!("../../wsdl/GSDDossierReintegratie-v0200.xsd")),
-    ("SuwiML-Basisschema-v0801.xsd", include_str!("../../wsdl/SuwiML-Basisschema-v0801.xsd")),
+    (
+        "GSDDossierReintegratie-v0200.xsd",
+        include_str!("../../wsdl/GSDDossierReintegratie-v0200.xsd"),
+    ),
+    (
+        "SuwiML-Basisschema-v0801.xsd",
+        include_str!("../../wsdl/SuwiML-Basisschema-v0801.xsd"),
+    ),
     ("FWI-v0205.xsd", include_str!("../../wsdl/FWI-v0205.xsd")),
 ];
 const GSD_WSDL: &str = include_str!("../../wsdl/GSDDossierReintegratie-v0200.wsdl");
@@ -26,16 +32,25 @@ impl Documents {
         let rewrite = |doc: &str| {
             let mut s = doc.replace(PLACEHOLDER, public_url);
             for (name, _) in GSD_XSDS {
-                s = s.replace(&format!("schemaLocation=\"{name}\""), &format!("schemaLocation=\"{public_url}?xsd={name}\""));
+                s = s.replace(
+                    &format!("schemaLocation=\"{name}\""),
+                    &format!("schemaLocation=\"{public_url}?xsd={name}\""),
+                );
             }
             s
         };
-        Documents { wsdl: rewrite(GSD_WSDL), xsds: GSD_XSDS.iter().map(|(n, d)| (*n, rewrite(d))).collect() }
+        Documents {
+            wsdl: rewrite(GSD_WSDL),
+            xsds: GSD_XSDS.iter().map(|(n, d)| (*n, rewrite(d))).collect(),
+        }
     }
 
     /// An XSD by name.
     pub fn xsd(&self, name: &str) -> Option<&str> {
-        self.xsds.iter().find(|(n, _)| *n == name).map(|(_, d)| d.as_str())
+        self.xsds
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, d)| d.as_str())
     }
 }
 
@@ -46,7 +61,9 @@ mod tests {
     #[test]
     fn wsdl_points_at_public_url_and_its_imports() {
         let d = Documents::gsd("https://gemeente.example:9443/GSDDossierReintegratie-v0200");
-        assert!(d.wsdl.contains("location=\"https://gemeente.example:9443/GSDDossierReintegratie-v0200\""));
+        assert!(d
+            .wsdl
+            .contains("location=\"https://gemeente.example:9443/GSDDossierReintegratie-v0200\""));
         assert!(!d.wsdl.contains("dkd.example"));
         assert!(d.wsdl.contains("?xsd=GSDDossierReintegratie-v0200.xsd\""));
         let xsd = d.xsd("GSDDossierReintegratie-v0200.xsd").expect("served");

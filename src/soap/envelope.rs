@@ -36,14 +36,20 @@ pub fn parse(bytes: &[u8]) -> Result<Envelope, SoapError> {
         )));
     }
     if root.has_text() {
-        return Err(SoapError::InvalidEnvelope("text directly inside Envelope".into()));
+        return Err(SoapError::InvalidEnvelope(
+            "text directly inside Envelope".into(),
+        ));
     }
     let mut header: Option<Element> = None;
     let mut body: Option<Element> = None;
     for child in root.children.into_iter() {
-        let xml::Node::Element(child) = child else { continue };
+        let xml::Node::Element(child) = child else {
+            continue;
+        };
         match (child.ns.as_deref(), child.local.as_str()) {
-            (Some(NS_SOAP11), "Header") if header.is_none() && body.is_none() => header = Some(child),
+            (Some(NS_SOAP11), "Header") if header.is_none() && body.is_none() => {
+                header = Some(child)
+            }
             (Some(NS_SOAP11), "Body") if body.is_none() => body = Some(child),
             _ => {
                 return Err(SoapError::InvalidEnvelope(format!(
@@ -55,28 +61,37 @@ pub fn parse(bytes: &[u8]) -> Result<Envelope, SoapError> {
     }
     let body = body.ok_or_else(|| SoapError::InvalidEnvelope("the envelope has no Body".into()))?;
     if body.has_text() {
-        return Err(SoapError::InvalidEnvelope("text directly inside Body".into()));
+        return Err(SoapError::InvalidEnvelope(
+            "text directly inside Body".into(),
+        ));
     }
     let mut items = body.children.into_iter().filter_map(|n| match n {
         xml::Node::Element(e) => Some(e),
         xml::Node::Text(_) => None,
     });
-    let first = items
-        .next()
-        .ok_or_else(|| SoapError::InvalidEnvelope("the Body is empty: exactly one element is required".into()))?;
+    let first = items.next().ok_or_else(|| {
+        SoapError::InvalidEnvelope("the Body is empty: exactly one element is required".into())
+    })?;
     if items.next().is_some() {
-        return Err(SoapError::InvalidEnvelope("the Body holds more than one element".into()));
+        return Err(SoapError::InvalidEnvelope(
+            "the Body holds more than one element".into(),
+        ));
     }
     let headers = match header {
         Some(h) => {
             if h.has_text() {
-                return Err(SoapError::InvalidEnvelope("text directly inside Header".into()));
+                return Err(SoapError::InvalidEnvelope(
+                    "text directly inside Header".into(),
+                ));
             }
             h.elements().cloned().collect()
         }
         None => Vec::new(),
     };
-    Ok(Envelope { headers, body: first })
+    Ok(Envelope {
+        headers,
+        body: first,
+    })
 }
 
 /// The WS-Addressing headers of a request, as read (not yet validated).
@@ -112,7 +127,9 @@ pub fn read_headers(headers: &[Element]) -> Result<(Addressing, Option<&Element>
             Some(NS_WSA) => read_wsa(h, &mut a)?,
             Some(NS_WSSE) if h.local == "Security" => {
                 if security.is_some() {
-                    return Err(SoapError::InvalidEnvelope("more than one wsse:Security header".into()));
+                    return Err(SoapError::InvalidEnvelope(
+                        "more than one wsse:Security header".into(),
+                    ));
                 }
                 security = Some(h);
             }
@@ -148,7 +165,10 @@ fn read_wsa(h: &Element, a: &mut Addressing) -> Result<(), SoapError> {
     let (name, target) = slot;
     let value = match name {
         "From" | "ReplyTo" | "FaultTo" => {
-            let addr = h.elements().find(|e| e.is(Some(NS_WSA), "Address")).map(|e| e.text().trim().to_owned());
+            let addr = h
+                .elements()
+                .find(|e| e.is(Some(NS_WSA), "Address"))
+                .map(|e| e.text().trim().to_owned());
             if addr.is_none() && name == "From" {
                 a.from_without_address = true;
             }
@@ -182,12 +202,16 @@ pub fn is_oin(s: &str) -> bool {
 
 /// Whether a string looks like an absolute URI (a scheme, then no whitespace).
 pub fn is_absolute_uri(s: &str) -> bool {
-    let Some((scheme, rest)) = s.split_once(':') else { return false };
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
     let scheme_ok = scheme
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
     scheme_ok && !rest.is_empty() && !s.chars().any(char::is_whitespace)
 }
 
@@ -197,15 +221,23 @@ mod tests {
 
     #[test]
     fn oin_is_read_from_from_address_in_either_case() {
-        assert_eq!(oin_from_address("http://x/y?oin=00000099000000000002"), Some("00000099000000000002"));
-        assert_eq!(oin_from_address("http://x/y?a=1&OIN=00000099000000000002"), Some("00000099000000000002"));
+        assert_eq!(
+            oin_from_address("http://x/y?oin=00000099000000000002"),
+            Some("00000099000000000002")
+        );
+        assert_eq!(
+            oin_from_address("http://x/y?a=1&OIN=00000099000000000002"),
+            Some("00000099000000000002")
+        );
         assert_eq!(oin_from_address("http://x/y?oin=123"), None);
         assert_eq!(oin_from_address("http://x/y"), None);
     }
 
     #[test]
     fn absolute_uri_check() {
-        assert!(is_absolute_uri("urn:uuid:6a1b0c1e-0000-4000-8000-000000000000"));
+        assert!(is_absolute_uri(
+            "urn:uuid:6a1b0c1e-0000-4000-8000-000000000000"
+        ));
         assert!(is_absolute_uri("uuid:abc"));
         assert!(!is_absolute_uri("abc"));
         assert!(!is_absolute_uri("urn:uuid: x"));

@@ -102,12 +102,18 @@ pub fn describe(e: &SoapError) -> FaultSpec {
             text: "Only SOAP 1.1 (http://schemas.xmlsoap.org/soap/envelope/) is supported".into(),
             addressing_fault: false,
         },
-        SoapError::NotAuthorised(_) => client("0002", "Not authorised: the OIN of the caller is not allowed".into()),
+        SoapError::NotAuthorised(_) => client(
+            "0002",
+            "Not authorised: the OIN of the caller is not allowed".into(),
+        ),
         SoapError::BadSoapAction(v) => client(
             "0003",
             format!("SOAPAction {v:?} is not allowed: send \"\" or the value of wsa:Action"),
         ),
-        SoapError::SchemaInvalid(why) => client("0004", format!("The request does not conform to the schema: {why}")),
+        SoapError::SchemaInvalid(why) => client(
+            "0004",
+            format!("The request does not conform to the schema: {why}"),
+        ),
         SoapError::AddressingHeaderRequired(h) => wsa(
             "wsa:MessageAddressingHeaderRequired",
             wsa_code(h),
@@ -136,8 +142,14 @@ pub fn describe(e: &SoapError) -> FaultSpec {
             addressing_fault: false,
         },
         SoapError::BsnElevenTest => client("0012", "Burgerservicenr fails the 11-test".into()),
-        SoapError::TooLarge(n) => client("0013", format!("The request body exceeds the limit of {n} bytes")),
-        SoapError::BodyTimeout(s) => client("0014", format!("The request body was not received within {s} seconds")),
+        SoapError::TooLarge(n) => client(
+            "0013",
+            format!("The request body exceeds the limit of {n} bytes"),
+        ),
+        SoapError::BodyTimeout(s) => client(
+            "0014",
+            format!("The request body was not received within {s} seconds"),
+        ),
         SoapError::ContentType(ct) => client(
             "0015",
             format!("Content-Type {ct:?} is not supported: send text/xml; charset=utf-8"),

@@ -119,7 +119,11 @@ struct ReplyContext {
     from_oin: Option<String>,
 }
 
-fn process(ep: &Endpoint, req: Inbound<'_>, ctx: &mut ReplyContext) -> Result<(Reply, String), SoapError> {
+fn process(
+    ep: &Endpoint,
+    req: Inbound<'_>,
+    ctx: &mut ReplyContext,
+) -> Result<(Reply, String), SoapError> {
     check_content_type(req.content_type)?;
     let env = envelope::parse(req.body)?;
     let (wsa, _security) = envelope::read_headers(&env.headers)?;
@@ -138,7 +142,11 @@ fn remember(wsa: &Addressing, ctx: &mut ReplyContext) {
     ctx.message_id = wsa.message_id.clone().filter(|m| is_absolute_uri(m));
     ctx.from = wsa.from.clone().filter(|f| is_absolute_uri(f));
     ctx.to = wsa.to.clone();
-    ctx.from_oin = wsa.from.as_deref().and_then(oin_from_address).map(str::to_owned);
+    ctx.from_oin = wsa
+        .from
+        .as_deref()
+        .and_then(oin_from_address)
+        .map(str::to_owned);
 }
 
 fn check_content_type(ct: Option<&str>) -> Result<(), SoapError> {
@@ -167,27 +175,43 @@ fn check_content_type(ct: Option<&str>) -> Result<(), SoapError> {
 fn authorise(ep: &Endpoint, tls_oin: Option<&str>) -> Result<(), SoapError> {
     match tls_oin {
         Some(oin) if ep.allowed_oins.contains(oin) => Ok(()),
-        Some(oin) => Err(SoapError::NotAuthorised(format!("TLS client OIN {oin} is not on the allow-list"))),
-        None => Err(SoapError::NotAuthorised("the TLS client certificate carries no OIN in subject serialNumber".into())),
+        Some(oin) => Err(SoapError::NotAuthorised(format!(
+            "TLS client OIN {oin} is not on the allow-list"
+        ))),
+        None => Err(SoapError::NotAuthorised(
+            "the TLS client certificate carries no OIN in subject serialNumber".into(),
+        )),
     }
 }
 
 fn check_addressing(ep: &Endpoint, wsa: &Addressing) -> Result<(), SoapError> {
     if let Some(h) = wsa.duplicate {
-        return Err(SoapError::InvalidAddressingHeader { header: h, reason: "occurs more than once".into() });
+        return Err(SoapError::InvalidAddressingHeader {
+            header: h,
+            reason: "occurs more than once".into(),
+        });
     }
-    let message_id = wsa.message_id.as_deref().ok_or(SoapError::AddressingHeaderRequired("MessageID"))?;
+    let message_id = wsa
+        .message_id
+        .as_deref()
+        .ok_or(SoapError::AddressingHeaderRequired("MessageID"))?;
     if !is_absolute_uri(message_id) {
         return Err(SoapError::InvalidAddressingHeader {
             header: "MessageID",
             reason: "must be an absolute URI such as urn:uuid:…".into(),
         });
     }
-    let action = wsa.action.as_deref().ok_or(SoapError::AddressingHeaderRequired("Action"))?;
+    let action = wsa
+        .action
+        .as_deref()
+        .ok_or(SoapError::AddressingHeaderRequired("Action"))?;
     if action != gsd::ACTION_REQUEST {
         return Err(SoapError::ActionNotSupported(action.to_owned()));
     }
-    let to = wsa.to.as_deref().ok_or(SoapError::AddressingHeaderRequired("To"))?;
+    let to = wsa
+        .to
+        .as_deref()
+        .ok_or(SoapError::AddressingHeaderRequired("To"))?;
     if to != ep.public_url && !ep.to_aliases.iter().any(|a| a == to) {
         return Err(SoapError::InvalidAddressingHeader {
             header: "To",
@@ -195,20 +219,32 @@ fn check_addressing(ep: &Endpoint, wsa: &Addressing) -> Result<(), SoapError> {
         });
     }
     if wsa.from_without_address {
-        return Err(SoapError::InvalidAddressingHeader { header: "From", reason: "wsa:Address is missing".into() });
+        return Err(SoapError::InvalidAddressingHeader {
+            header: "From",
+            reason: "wsa:Address is missing".into(),
+        });
     }
-    let from = wsa.from.as_deref().ok_or(SoapError::AddressingHeaderRequired("From"))?;
+    let from = wsa
+        .from
+        .as_deref()
+        .ok_or(SoapError::AddressingHeaderRequired("From"))?;
     if !is_absolute_uri(from) || oin_from_address(from).is_none() {
         return Err(SoapError::InvalidAddressingHeader {
             header: "From",
-            reason: "wsa:Address must be an absolute URI carrying the caller's OIN as ?oin=<20 digits>".into(),
+            reason:
+                "wsa:Address must be an absolute URI carrying the caller's OIN as ?oin=<20 digits>"
+                    .into(),
         });
     }
     for (name, v) in [("ReplyTo", &wsa.reply_to), ("FaultTo", &wsa.fault_to)] {
         if let Some(v) = v {
             if v != WSA_ANONYMOUS {
                 return Err(SoapError::InvalidAddressingHeader {
-                    header: if name == "ReplyTo" { "ReplyTo" } else { "FaultTo" },
+                    header: if name == "ReplyTo" {
+                        "ReplyTo"
+                    } else {
+                        "FaultTo"
+                    },
                     reason: format!("only {WSA_ANONYMOUS} is supported"),
                 });
             }
@@ -220,7 +256,10 @@ fn check_addressing(ep: &Endpoint, wsa: &Addressing) -> Result<(), SoapError> {
 fn check_soap_action(header: Option<&str>, action: Option<&str>) -> Result<(), SoapError> {
     let Some(raw) = header else { return Ok(()) };
     let v = raw.trim();
-    let unquoted = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v);
+    let unquoted = v
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(v);
     if unquoted.is_empty() || Some(unquoted) == action {
         Ok(())
     } else {
@@ -231,16 +270,29 @@ fn check_soap_action(header: Option<&str>, action: Option<&str>) -> Result<(), S
 fn fault_response(ep: &Endpoint, ctx: &ReplyContext, e: &SoapError) -> Outbound {
     let spec = describe(e);
     match e {
-        SoapError::Internal(why) => tracing::error!(error = %why, "internal error answered as soapenv:Server"),
+        SoapError::Internal(why) => {
+            tracing::error!(error = %why, "internal error answered as soapenv:Server")
+        }
         other => tracing::info!(code = spec.code, reason = %other, "request refused"),
     }
     let mut body = String::with_capacity(1024);
     spec.write(&ep.service.dn, &mut body);
-    let action = if spec.addressing_fault { ACTION_WSA_FAULT } else { gsd::ACTION_FAULT };
+    let action = if spec.addressing_fault {
+        ACTION_WSA_FAULT
+    } else {
+        gsd::ACTION_FAULT
+    };
     envelope_for(ep, ctx, action, &body, 500, Outcome::Fault(spec.code))
 }
 
-fn envelope_for(ep: &Endpoint, ctx: &ReplyContext, action: &str, body: &str, status: u16, outcome: Outcome) -> Outbound {
+fn envelope_for(
+    ep: &Endpoint,
+    ctx: &ReplyContext,
+    action: &str,
+    body: &str,
+    status: u16,
+    outcome: Outcome,
+) -> Outbound {
     let mut s = String::with_capacity(body.len() + 1024);
     s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     s.push_str("<soapenv:Envelope xmlns:soapenv=\"");
@@ -257,7 +309,10 @@ fn envelope_for(ep: &Endpoint, ctx: &ReplyContext, action: &str, body: &str, sta
     s.push_str(NS_WSA);
     s.push_str("\"><wsa:Address>");
     // The response's From is the address the caller used, so a caller behind an alias sees its own.
-    let from = ctx.to.as_deref().filter(|t| *t == ep.public_url || ep.to_aliases.iter().any(|a| a == t));
+    let from = ctx
+        .to
+        .as_deref()
+        .filter(|t| *t == ep.public_url || ep.to_aliases.iter().any(|a| a == t));
     escape(from.unwrap_or(&ep.public_url), &mut s);
     s.push_str("</wsa:Address></wsa:From>");
     s.push_str("</soapenv:Header><soapenv:Body>");
@@ -305,6 +360,52 @@ pub fn example_request(to: &str, from_oin: &str, bsn: &str) -> String {
     escape(from_oin, &mut s);
     s.push_str("</wsa:Address></wsa:From>\n  </soapenv:Header>\n  <soapenv:Body>\n    <gsd:GSDReintegratieInfo><Burgerservicenr>");
     escape(bsn, &mut s);
-    s.push_str("</Burgerservicenr></gsd:GSDReintegratieInfo>\n  </soapenv:Body>\n</soapenv:Envelope>\n");
+    s.push_str(
+        "</Burgerservicenr></gsd:GSDReintegratieInfo>\n  </soapenv:Body>\n</soapenv:Envelope>\n",
+    );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::suwiml::types::Bsn;
+
+    const URL: &str = "https://127.0.0.1:8443/GSDDossierReintegratie-v0200";
+    const OIN: &str = "00000099000000000002";
+
+    fn endpoint(store: Store) -> Endpoint {
+        Endpoint {
+            service: Service { store, dn: "CN=test".into() },
+            public_url: URL.into(),
+            to_aliases: vec![],
+            allowed_oins: [OIN.to_owned()].into_iter().collect(),
+        }
+    }
+
+    fn call(ep: &Endpoint, bsn: &str) -> Outbound {
+        let body = example_request(URL, OIN, bsn);
+        handle(ep, Inbound { body: body.as_bytes(), content_type: Some("text/xml"), soap_action: None, tls_oin: Some(OIN) })
+    }
+
+    #[test]
+    fn unreadable_store_record_is_an_fwi_fout_answer_not_a_fault() {
+        let store = Store::temporary().expect("store");
+        let bsn = Bsn::parse("123456782").expect("bsn");
+        store.put_raw(&bsn, b"{not json").expect("raw");
+        let out = call(&endpoint(store), "123456782");
+        assert_eq!(out.status, 200, "{}", out.body);
+        assert_eq!(out.outcome, Outcome::FwiFout);
+        assert!(out.body.contains("<fwi:FWI xmlns:fwi=\"http://bkwi.nl/SuwiML/FWI/v0205\"><Fout><Code>0051</Code>"), "{}", out.body);
+        assert!(!out.body.contains("json"), "no internals on the wire: {}", out.body);
+        assert!(out.body.contains("<DN>CN=test</DN>"));
+    }
+
+    #[test]
+    fn example_request_is_answered() {
+        let out = call(&endpoint(Store::temporary().expect("store")), "123456782");
+        assert_eq!(out.outcome, Outcome::NotFound, "{}", out.body);
+        assert_eq!(out.from_oin.as_deref(), Some(OIN));
+    }
 }

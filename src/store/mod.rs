@@ -59,10 +59,12 @@ impl Store {
     /// Opens (creating if needed) the store in a directory.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new().path(path).open().map_err(|e| match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Io(format!(
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::Io(format!(
                 "{} is locked by another process (is another dkd running on this data directory?)",
                 path.display()
-            )),
+            ))
+            }
             other => StoreError::from(other),
         })?;
         Store::init(db)
@@ -81,7 +83,9 @@ impl Store {
                 meta.insert(KEY_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
             }
             Some(v) => {
-                let found = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes).unwrap_or(u32::MAX);
+                let found = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(u32::MAX);
                 if found != SCHEMA_VERSION {
                     return Err(StoreError::SchemaVersion { found });
                 }
@@ -157,6 +161,15 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+impl Store {
+    /// Writes raw bytes under a BSN, bypassing validation: for tests of corrupt records.
+    pub(crate) fn put_raw(&self, bsn: &Bsn, raw: &[u8]) -> Result<(), StoreError> {
+        self.persons.insert(bsn.as_bytes(), raw)?;
+        Ok(())
+    }
+}
+
 fn encode(p: &Person) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(p).map_err(|e| StoreError::Io(format!("cannot encode record: {e}")))
 }
@@ -206,7 +219,10 @@ mod tests {
         let p = person("123456782");
         s.put(&p).expect("put");
         assert_eq!(s.get(&p.bsn).expect("get"), Some(p));
-        assert_eq!(s.get(&Bsn::parse("111222333").expect("bsn")).expect("get"), None);
+        assert_eq!(
+            s.get(&Bsn::parse("111222333").expect("bsn")).expect("get"),
+            None
+        );
     }
 
     #[test]
@@ -232,9 +248,15 @@ mod tests {
         {
             let s = Store::open(dir.path()).expect("reopen");
             assert_eq!(s.len(), 1);
-            s.db.open_tree("meta").expect("meta").insert(KEY_SCHEMA_VERSION, &99u32.to_be_bytes()).expect("set");
+            s.db.open_tree("meta")
+                .expect("meta")
+                .insert(KEY_SCHEMA_VERSION, &99u32.to_be_bytes())
+                .expect("set");
             s.flush().expect("flush");
         }
-        assert!(matches!(Store::open(dir.path()), Err(StoreError::SchemaVersion { found: 99 })));
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::SchemaVersion { found: 99 })
+        ));
     }
 }

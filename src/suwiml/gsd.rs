@@ -34,24 +34,40 @@ pub enum BodyError {
 pub fn parse_request(body: &Element) -> Result<Bsn, BodyError> {
     let schema = |m: String| Err(BodyError::Schema(m));
     if !body.is(Some(NS_GSD), "GSDReintegratieInfo") {
-        return schema(format!("expected {{{NS_GSD}}}GSDReintegratieInfo, found {}", body.qname()));
+        return schema(format!(
+            "expected {{{NS_GSD}}}GSDReintegratieInfo, found {}",
+            body.qname()
+        ));
     }
     if body.has_text() {
         return schema("GSDReintegratieInfo must not contain text".into());
     }
     if let Some(a) = body.attrs.iter().find(|a| !is_permitted_body_attr(a)) {
-        return schema(format!("attribute '{}' is not allowed on GSDReintegratieInfo", a.local));
+        return schema(format!(
+            "attribute '{}' is not allowed on GSDReintegratieInfo",
+            a.local
+        ));
     }
     let mut children = body.elements();
     let Some(b) = children.next() else {
         return schema("GSDReintegratieInfo must contain Burgerservicenr".into());
     };
     if !b.is(None, "Burgerservicenr") {
-        let hint = if b.local == "Burgerservicenr" { " (it must be unqualified)" } else { "" };
-        return schema(format!("expected unqualified Burgerservicenr, found {}{hint}", b.qname()));
+        let hint = if b.local == "Burgerservicenr" {
+            " (it must be unqualified)"
+        } else {
+            ""
+        };
+        return schema(format!(
+            "expected unqualified Burgerservicenr, found {}{hint}",
+            b.qname()
+        ));
     }
     if let Some(extra) = children.next() {
-        return schema(format!("unexpected element {} after Burgerservicenr", extra.qname()));
+        return schema(format!(
+            "unexpected element {} after Burgerservicenr",
+            extra.qname()
+        ));
     }
     if b.elements().next().is_some() || !b.attrs.is_empty() {
         return schema("Burgerservicenr must be a simple value".into());
@@ -176,19 +192,23 @@ mod tests {
     use crate::xml::parse;
 
     fn body(inner: &str) -> Element {
-        let doc = format!("<s:GSDReintegratieInfo xmlns:s=\"{NS_GSD}\">{inner}</s:GSDReintegratieInfo>");
+        let doc =
+            format!("<s:GSDReintegratieInfo xmlns:s=\"{NS_GSD}\">{inner}</s:GSDReintegratieInfo>");
         parse(doc.as_bytes()).expect("well-formed")
     }
 
     #[test]
     fn request_with_unqualified_bsn_parses() {
-        let bsn = parse_request(&body("<Burgerservicenr>123456782</Burgerservicenr>")).expect("valid");
+        let bsn =
+            parse_request(&body("<Burgerservicenr>123456782</Burgerservicenr>")).expect("valid");
         assert_eq!(bsn.as_str(), "123456782");
     }
 
     #[test]
     fn request_with_qualified_child_is_schema_invalid() {
-        let e = body(&format!("<s:Burgerservicenr xmlns:s=\"{NS_GSD}\">123456782</s:Burgerservicenr>"));
+        let e = body(&format!(
+            "<s:Burgerservicenr xmlns:s=\"{NS_GSD}\">123456782</s:Burgerservicenr>"
+        ));
         match parse_request(&e) {
             Err(BodyError::Schema(m)) => assert!(m.contains("unqualified"), "{m}"),
             other => panic!("expected schema error, got {other:?}"),

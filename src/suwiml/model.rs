@@ -24,7 +24,11 @@ pub struct Bron {
 impl Bron {
     /// The Bron of a gemeente's own data.
     pub fn gemeente(gemeentecode: &str) -> Bron {
-        Bron { kolom: KOLOM_GEMEENTE, partij: gemeentecode.to_owned(), vestiging: None }
+        Bron {
+            kolom: KOLOM_GEMEENTE,
+            partij: gemeentecode.to_owned(),
+            vestiging: None,
+        }
     }
 }
 
@@ -124,10 +128,19 @@ struct Check {
 impl Check {
     fn add(&mut self, field: String, value: &str, r: Result<(), TypeError>) {
         if let Err(e) = r {
-            self.errors.push(FieldError { field, value: value.to_owned(), reason: e.0 });
+            self.errors.push(FieldError {
+                field,
+                value: value.to_owned(),
+                reason: e.0,
+            });
         }
     }
-    fn opt(&mut self, field: &str, value: &Option<String>, f: impl Fn(&str) -> Result<(), TypeError>) {
+    fn opt(
+        &mut self,
+        field: &str,
+        value: &Option<String>,
+        f: impl Fn(&str) -> Result<(), TypeError>,
+    ) {
         if let Some(v) = value {
             self.add(field.to_owned(), v, f(v));
         }
@@ -140,9 +153,17 @@ impl Check {
                 reason: "CdKolomSuwi must be 0-99".into(),
             });
         }
-        self.add(format!("{prefix}.partij"), &b.partij, check_four_digits("CdPartijSuwi", &b.partij));
+        self.add(
+            format!("{prefix}.partij"),
+            &b.partij,
+            check_four_digits("CdPartijSuwi", &b.partij),
+        );
         if let Some(v) = &b.vestiging {
-            self.add(format!("{prefix}.vestiging"), v, check_four_digits("CdVestigingSuwi", v));
+            self.add(
+                format!("{prefix}.vestiging"),
+                v,
+                check_four_digits("CdVestigingSuwi", v),
+            );
         }
     }
 }
@@ -153,9 +174,13 @@ impl Person {
     /// an integrator can fix a record in one go.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut c = Check { errors: Vec::new() };
-        c.opt("voornamen", &self.voornamen, |v| check_text("Voornamen", v, 200, true));
+        c.opt("voornamen", &self.voornamen, |v| {
+            check_text("Voornamen", v, 200, true)
+        });
         c.opt("voorletters", &self.voorletters, check_voorletters);
-        c.opt("voorvoegsel", &self.voorvoegsel, |v| check_text("Voorvoegsel", v, 10, true));
+        c.opt("voorvoegsel", &self.voorvoegsel, |v| {
+            check_text("Voorvoegsel", v, 10, true)
+        });
         c.opt("achternaam", &self.achternaam, |v| {
             check_text("SignificantDeelVanDeAchternaam", v, 200, true)
         });
@@ -181,15 +206,21 @@ impl Person {
             c.opt(&format!("{p}.arbeidsvermogen"), &r.arbeidsvermogen, |v| {
                 check_code("CdArbeidsvermogen", v, 2)
             });
-            c.opt(&format!("{p}.doel_rv"), &r.doel_rv, |v| check_code("CdDoelRv", v, 1));
+            c.opt(&format!("{p}.doel_rv"), &r.doel_rv, |v| {
+                check_code("CdDoelRv", v, 1)
+            });
             c.bron(&format!("{p}.bron"), &r.bron);
             for (j, v) in r.provisions.iter().enumerate() {
                 let q = format!("{p}.provisions[{j}]");
                 c.opt(&format!("{q}.registratienr"), &v.registratienr, |x| {
                     check_text("RegistratienrRvGsd", x, 15, false)
                 });
-                c.opt(&format!("{q}.type_code"), &v.type_code, |x| check_code("CdTypeRvGsd", x, 2));
-                c.opt(&format!("{q}.description"), &v.description, |x| check_text("OmsRv", x, 100, false));
+                c.opt(&format!("{q}.type_code"), &v.type_code, |x| {
+                    check_code("CdTypeRvGsd", x, 2)
+                });
+                c.opt(&format!("{q}.description"), &v.description, |x| {
+                    check_text("OmsRv", x, 100, false)
+                });
                 if let Some(e) = v.end {
                     if e < v.start {
                         c.errors.push(FieldError {
@@ -210,6 +241,9 @@ impl Person {
 
     /// Whether any provision is an LKS provision.
     pub fn has_lks(&self) -> bool {
-        self.atl_relaties.iter().flat_map(|r| &r.provisions).any(|p| p.loonwaarde.is_some())
+        self.atl_relaties
+            .iter()
+            .flat_map(|r| &r.provisions)
+            .any(|p| p.loonwaarde.is_some())
     }
 }

@@ -18,7 +18,9 @@ fn err(msg: impl Into<String>) -> TypeError {
 ///
 /// The official schema only checks "nine digits"; dkd also applies the 11-test because a BSN that
 /// fails it can never identify a person and is always a caller's mistake.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Bsn([u8; 9]);
 
@@ -70,7 +72,9 @@ impl Bsn {
         let s = format!("{prefix:08}");
         let mut digits = [0u8; 9];
         digits[..8].copy_from_slice(s.as_bytes());
-        let sum: u32 = (0..8).map(|i| (9 - i as u32) * u32::from(digits[i] - b'0')).sum();
+        let sum: u32 = (0..8)
+            .map(|i| (9 - i as u32) * u32::from(digits[i] - b'0'))
+            .sum();
         let check = sum % 11;
         if check > 9 {
             return None;
@@ -125,7 +129,9 @@ impl From<Bsn> for String {
 ///
 /// Stored as the eight digits so that ordering by string is ordering by date and the wire form is
 /// preserved exactly.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Datum([u8; 8]);
 
@@ -151,7 +157,9 @@ impl Datum {
             // The schema allows a fully unknown date, or an unknown year with a known month and day.
             let ok = (m == 0 && d == 0) || (m >= 1 && d >= 1);
             if !ok {
-                return Err(err("a date with unknown year needs both month and day, or all zeros"));
+                return Err(err(
+                    "a date with unknown year needs both month and day, or all zeros",
+                ));
             }
         }
         if y > 0 && m > 0 && d > 0 && d > days_in_month(y, m) {
@@ -229,7 +237,9 @@ impl From<Datum> for String {
 ///
 /// On the wire it is a SuwiML `Percentage`: five digits, three integer and two decimal
 /// (`04550` = 45.50 %), a project decision recorded in interface.md §1.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "u32", into = "u32")]
 pub struct Percentage(u32);
 
@@ -260,13 +270,21 @@ impl Percentage {
         let digits_ok = |x: &str| x.bytes().all(|c| c.is_ascii_digit());
         if int.is_empty() || int.len() > 3 || !digits_ok(int) || frac.len() > 2 || !digits_ok(frac)
         {
-            return Err(err("loonwaarde must be a number 0.00-100.00 with at most two decimals"));
+            return Err(err(
+                "loonwaarde must be a number 0.00-100.00 with at most two decimals",
+            ));
         }
         let i: u32 = int.parse().map_err(|_| err("loonwaarde is not a number"))?;
         let f: u32 = match frac.len() {
             0 => 0,
-            1 => frac.parse::<u32>().map_err(|_| err("loonwaarde is not a number"))? * 10,
-            _ => frac.parse().map_err(|_| err("loonwaarde is not a number"))?,
+            1 => {
+                frac.parse::<u32>()
+                    .map_err(|_| err("loonwaarde is not a number"))?
+                    * 10
+            }
+            _ => frac
+                .parse()
+                .map_err(|_| err("loonwaarde is not a number"))?,
         };
         Percentage::from_hundredths(i * 100 + f)
     }
@@ -317,10 +335,17 @@ impl From<Percentage> for u32 {
 }
 
 /// Checks a string against a SuwiML length limit and, for names, the `\D*` pattern.
-pub fn check_text(field: &str, s: &str, max_chars: usize, no_digits: bool) -> Result<(), TypeError> {
+pub fn check_text(
+    field: &str,
+    s: &str,
+    max_chars: usize,
+    no_digits: bool,
+) -> Result<(), TypeError> {
     let n = s.chars().count();
     if n > max_chars {
-        return Err(err(format!("{field} is longer than {max_chars} characters")));
+        return Err(err(format!(
+            "{field} is longer than {max_chars} characters"
+        )));
     }
     if no_digits && s.chars().any(|c| c.is_ascii_digit()) {
         return Err(err(format!("{field} must not contain digits")));
@@ -341,7 +366,8 @@ pub fn check_code(field: &str, s: &str, len: usize) -> Result<(), TypeError> {
 
 /// Checks `Voorletters`: one to six capitals, or a single `.` when unknown.
 pub fn check_voorletters(s: &str) -> Result<(), TypeError> {
-    let ok = s == "." || (!s.is_empty() && s.len() <= 6 && s.bytes().all(|c| c.is_ascii_uppercase()));
+    let ok =
+        s == "." || (!s.is_empty() && s.len() <= 6 && s.bytes().all(|c| c.is_ascii_uppercase()));
     if ok {
         Ok(())
     } else {
@@ -402,14 +428,26 @@ mod tests {
 
     #[test]
     fn datum_accepts_schema_forms() {
-        for s in ["20240229", "19800000", "19800100", "00000000", "00000101", "20231231"] {
+        for s in [
+            "20240229", "19800000", "19800100", "00000000", "00000101", "20231231",
+        ] {
             assert!(Datum::parse(s).is_ok(), "{s}");
         }
     }
 
     #[test]
     fn datum_refuses_impossible_dates() {
-        for s in ["20230229", "20231301", "20230132", "20230431", "2023010", "2023-01-01", "00000100", "00000001", "abcdefgh"] {
+        for s in [
+            "20230229",
+            "20231301",
+            "20230132",
+            "20230431",
+            "2023010",
+            "2023-01-01",
+            "00000100",
+            "00000001",
+            "abcdefgh",
+        ] {
             assert!(Datum::parse(s).is_err(), "{s}");
         }
     }
@@ -425,11 +463,26 @@ mod tests {
 
     #[test]
     fn percentage_wire_is_three_integer_two_decimal_digits() {
-        assert_eq!(Percentage::parse_decimal("45.5").expect("ok").wire(), "04550");
-        assert_eq!(Percentage::parse_decimal("45,50").expect("ok").wire(), "04550");
-        assert_eq!(Percentage::parse_decimal("100").expect("ok").wire(), "10000");
-        assert_eq!(Percentage::parse_decimal("0.01").expect("ok").wire(), "00001");
-        assert_eq!(Percentage::parse_wire("04550").expect("ok").hundredths(), 4550);
+        assert_eq!(
+            Percentage::parse_decimal("45.5").expect("ok").wire(),
+            "04550"
+        );
+        assert_eq!(
+            Percentage::parse_decimal("45,50").expect("ok").wire(),
+            "04550"
+        );
+        assert_eq!(
+            Percentage::parse_decimal("100").expect("ok").wire(),
+            "10000"
+        );
+        assert_eq!(
+            Percentage::parse_decimal("0.01").expect("ok").wire(),
+            "00001"
+        );
+        assert_eq!(
+            Percentage::parse_wire("04550").expect("ok").hundredths(),
+            4550
+        );
     }
 
     #[test]
