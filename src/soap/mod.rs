@@ -377,7 +377,10 @@ mod tests {
 
     fn endpoint(store: Store) -> Endpoint {
         Endpoint {
-            service: Service { store, dn: "CN=test".into() },
+            service: Service {
+                store,
+                dn: "CN=test".into(),
+            },
             public_url: URL.into(),
             to_aliases: vec![],
             allowed_oins: [OIN.to_owned()].into_iter().collect(),
@@ -386,7 +389,15 @@ mod tests {
 
     fn call(ep: &Endpoint, bsn: &str) -> Outbound {
         let body = example_request(URL, OIN, bsn);
-        handle(ep, Inbound { body: body.as_bytes(), content_type: Some("text/xml"), soap_action: None, tls_oin: Some(OIN) })
+        handle(
+            ep,
+            Inbound {
+                body: body.as_bytes(),
+                content_type: Some("text/xml"),
+                soap_action: None,
+                tls_oin: Some(OIN),
+            },
+        )
     }
 
     #[test]
@@ -397,8 +408,18 @@ mod tests {
         let out = call(&endpoint(store), "123456782");
         assert_eq!(out.status, 200, "{}", out.body);
         assert_eq!(out.outcome, Outcome::FwiFout);
-        assert!(out.body.contains("<fwi:FWI xmlns:fwi=\"http://bkwi.nl/SuwiML/FWI/v0205\"><Fout><Code>0051</Code>"), "{}", out.body);
-        assert!(!out.body.contains("json"), "no internals on the wire: {}", out.body);
+        assert!(
+            out.body.contains(
+                "<fwi:FWI xmlns:fwi=\"http://bkwi.nl/SuwiML/FWI/v0205\"><Fout><Code>0051</Code>"
+            ),
+            "{}",
+            out.body
+        );
+        assert!(
+            !out.body.contains("json"),
+            "no internals on the wire: {}",
+            out.body
+        );
         assert!(out.body.contains("<DN>CN=test</DN>"));
     }
 

@@ -51,7 +51,9 @@ fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
     let mut in_curl = false;
     let mut curl = String::new();
     while Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else { continue };
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
         banner.push(line.clone());
         if line.starts_with("curl ") {
             in_curl = true;
@@ -65,40 +67,84 @@ fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
         }
     }
     let banner = banner.join("\n");
-    assert!(curl.ends_with("EOF\n"), "no complete curl command in the banner:\n{banner}");
+    assert!(
+        curl.ends_with("EOF\n"),
+        "no complete curl command in the banner:\n{banner}"
+    );
     assert!(banner.contains("?wsdl"), "{banner}");
     assert!(banner.contains("demo BSN"), "{banner}");
-    assert!(dir.path().join("certs/dev/client.pem").is_file(), "dev PKI generated under certs/dev");
+    assert!(
+        dir.path().join("certs/dev/client.pem").is_file(),
+        "dev PKI generated under certs/dev"
+    );
     if Command::new("curl").arg("--version").output().is_err() {
         skip("curl not installed: cannot run the printed command");
         return;
     }
-    let out = Command::new("bash").arg("-c").arg(&curl).arg("-s").output().expect("bash");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&curl)
+        .arg("-s")
+        .output()
+        .expect("bash");
     let body = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(body.contains("<ClientSuwi>") && body.contains("GSDReintegratieInfoResponse"), "{body}");
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        body.contains("<ClientSuwi>") && body.contains("GSDReintegratieInfoResponse"),
+        "{body}"
+    );
 }
 
 #[test]
 fn certs_command_writes_a_dev_pki_with_test_oins() {
     let dir = tempfile::tempdir().expect("tmp");
-    let out = dkd().args(["certs", "--dir"]).arg(dir.path()).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for f in ["ca.pem", "server.pem", "server-key.pem", "client.pem", "client-key.pem", "client-unlisted.pem"] {
+    let out = dkd()
+        .args(["certs", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "ca.pem",
+        "server.pem",
+        "server-key.pem",
+        "client.pem",
+        "client-key.pem",
+        "client-unlisted.pem",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
     let pem = std::fs::read(dir.path().join("client.pem")).expect("read");
     use rustls_pki_types::pem::PemObject;
     let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).expect("pem");
-    assert_eq!(dkd::certs::oin_of(&der).expect("parse").as_deref(), Some(dkd::certs::DEMO_CLIENT_OIN));
+    assert_eq!(
+        dkd::certs::oin_of(&der).expect("parse").as_deref(),
+        Some(dkd::certs::DEMO_CLIENT_OIN)
+    );
 }
 
 #[test]
 fn bad_configuration_exits_with_code_3_and_names_the_key() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = dir.path().join("dkd.toml");
-    std::fs::write(&cfg, "[server]\nlisten = \"127.0.0.1:0\"\nmax_bdy_bytes = 5\n").expect("write");
-    let out = dkd().args(["serve", "--config"]).arg(&cfg).output().expect("run");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_bdy_bytes = 5\n",
+    )
+    .expect("write");
+    let out = dkd()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_bdy_bytes"));
 }
@@ -112,7 +158,15 @@ fn missing_tls_material_exits_with_code_4_and_a_hint() {
         .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("certs/dev/") && err.contains("dkd certs"), "{err}");
+    assert!(
+        err.contains("certs/dev/") && err.contains("dkd certs"),
+        "{err}"
+    );
 }

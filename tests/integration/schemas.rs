@@ -10,7 +10,11 @@ fn own_schemas_give_the_official_verdict_on_every_sample() {
         skip("schema comparison: ../shared/reference/suwiml not found");
         return;
     };
-    if std::process::Command::new("xmllint").arg("--version").output().is_err() {
+    if std::process::Command::new("xmllint")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         skip("schema comparison: xmllint not installed (apt-get install libxml2-utils)");
         return;
     }
