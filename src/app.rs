@@ -5,7 +5,8 @@ use crate::config::{Config, GSD_PATH};
 use crate::http::server::{self, Limits, State};
 use crate::http::{tls, wsdl::Documents};
 use crate::service::Service;
-use crate::soap::Endpoint;
+use crate::soap::wssec::{ReplayCache, Signer, SigningMode, VerifyPolicy};
+use crate::soap::{Endpoint, Security};
 use crate::store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +22,9 @@ pub enum StartError {
     /// The store cannot be opened.
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+    /// The signing certificate or key is unusable.
+    #[error("{0}")]
+    Signer(#[from] crate::soap::wssec::SignerError),
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -78,6 +82,7 @@ impl App {
             public_url: public_url.clone(),
             to_aliases: cfg.server.to_aliases.clone(),
             allowed_oins: cfg.auth.allowed_oins.iter().cloned().collect(),
+            security: security(cfg)?.map(Arc::new),
         };
         let limits = Limits {
             max_body_bytes: cfg.server.max_body_bytes,
@@ -125,6 +130,40 @@ impl App {
         }
         r
     }
+}
+
+/// Builds the WS-Security setup from `[security]`, or `None` when signing is off.
+pub fn security(cfg: &Config) -> Result<Option<Security>, StartError> {
+    let mode = cfg.signing_mode();
+    if mode == SigningMode::Off {
+        return Ok(None);
+    }
+    let s = &cfg.security;
+    let mut signer = Signer::load(
+        s.sign_cert.as_ref().unwrap_or(&cfg.tls.cert),
+        s.sign_key.as_ref().unwrap_or(&cfg.tls.key),
+    )?;
+    signer.ttl = time::Duration::seconds(s.response_ttl_secs as i64);
+    let trust = tls::client_verifier(
+        s.trusted_ca.as_ref().unwrap_or(&cfg.tls.client_ca),
+        &cfg.tls.crls,
+    )?;
+    let verify = VerifyPolicy {
+        mode,
+        trust,
+        allowed_signer_oins: cfg
+            .auth
+            .allowed_oins
+            .iter()
+            .chain(&s.allowed_signer_oins)
+            .cloned()
+            .collect(),
+        signer_must_match_tls: s.signer_must_match_tls,
+        clock_skew: time::Duration::seconds(s.clock_skew_secs as i64),
+        max_age: time::Duration::seconds(s.max_message_age_secs as i64),
+        replay: ReplayCache::new(s.replay_cache_size),
+    };
+    Ok(Some(Security { verify, signer }))
 }
 
 /// The path part of the public URL (where the endpoint is routed), defaulting to the standard path.

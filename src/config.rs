@@ -23,6 +23,52 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
+    /// WS-Security (message signing).
+    pub security: SecurityConfig,
+}
+
+/// `[security]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// `required`, `optional` or `off`. Default: `required` (`optional` under `serve --demo`).
+    pub signing: Option<crate::soap::wssec::SigningMode>,
+    /// Certificate dkd signs responses with (PEM). Default: `tls.cert`.
+    pub sign_cert: Option<PathBuf>,
+    /// Its RSA private key (PEM). Default: `tls.key`.
+    pub sign_key: Option<PathBuf>,
+    /// CA bundle signing certificates must chain to. Default: `tls.client_ca`.
+    pub trusted_ca: Option<PathBuf>,
+    /// OINs allowed to sign besides `auth.allowed_oins` (e.g. a party the IB forwards for).
+    pub allowed_signer_oins: Vec<String>,
+    /// Whether the signing certificate's OIN must equal the TLS client certificate's. Set false
+    /// behind a non-transparent intermediary.
+    pub signer_must_match_tls: bool,
+    /// Allowed clock difference with the caller.
+    pub clock_skew_secs: u64,
+    /// The oldest wsu:Created accepted; also the replay window.
+    pub max_message_age_secs: u64,
+    /// Validity of the Timestamp on dkd's responses.
+    pub response_ttl_secs: u64,
+    /// MessageIDs remembered for replay detection.
+    pub replay_cache_size: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            signing: None,
+            sign_cert: None,
+            sign_key: None,
+            trusted_ca: None,
+            allowed_signer_oins: Vec::new(),
+            signer_must_match_tls: true,
+            clock_skew_secs: 120,
+            max_message_age_secs: 300,
+            response_ttl_secs: 300,
+            replay_cache_size: 100_000,
+        }
+    }
 }
 
 /// `[server]`
@@ -263,9 +309,23 @@ impl Config {
         if self.server.max_connections == 0 {
             return bad("server.max_connections must be at least 1".into());
         }
-        for oin in &self.auth.allowed_oins {
+        if self.security.replay_cache_size == 0 {
+            return bad("security.replay_cache_size must be at least 1".into());
+        }
+        if self.security.max_message_age_secs == 0 || self.security.response_ttl_secs == 0 {
+            return bad(
+                "security.max_message_age_secs and security.response_ttl_secs must be at least 1"
+                    .into(),
+            );
+        }
+        for oin in self
+            .auth
+            .allowed_oins
+            .iter()
+            .chain(&self.security.allowed_signer_oins)
+        {
             if oin.len() != 20 || !oin.bytes().all(|b| b.is_ascii_digit()) {
-                return bad(format!("auth.allowed_oins: {oin:?} is not a 20-digit OIN"));
+                return bad(format!("allowed OINs: {oin:?} is not a 20-digit OIN"));
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
@@ -275,6 +335,13 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The signing mode in force (`required` unless configured).
+    pub fn signing_mode(&self) -> crate::soap::wssec::SigningMode {
+        self.security
+            .signing
+            .unwrap_or(crate::soap::wssec::SigningMode::Required)
     }
 
     /// The public URL of the GSDDossierReintegratie endpoint.

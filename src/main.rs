@@ -129,6 +129,10 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
         if cfg.auth.allowed_oins.is_empty() {
             cfg.auth.allowed_oins.push(DEMO_CLIENT_OIN.to_owned());
         }
+        // So the printed curl command works unsigned; signed requests are still verified.
+        cfg.security
+            .signing
+            .get_or_insert(dkd::soap::wssec::SigningMode::Optional);
     } else if cfg.auth.allowed_oins.is_empty() {
         tracing::warn!("auth.allowed_oins is empty: every caller will be refused (code 0002)");
     }
@@ -171,6 +175,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
                 };
                 return fail(exit::TLS, &format!("{e}{hint}"));
             }
+            Err(e @ StartError::Signer(_)) => return fail(exit::TLS, &e.to_string()),
             Err(e @ StartError::Store(_)) => return fail(exit::STORE, &e.to_string()),
             Err(e @ StartError::Bind { .. }) => return fail(exit::BIND, &e.to_string()),
         };

@@ -104,7 +104,7 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |req| {
         let state = svc_state.clone();
         let oin = oin.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(&state, oin.as_deref(), req).await) }
+        async move { Ok::<_, std::convert::Infallible>(route(state, oin, req).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -136,7 +136,7 @@ fn xml(status: u16, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-async fn route(state: &State, oin: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(state: Arc<State>, oin: Option<Arc<str>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.uri().path() != state.path {
         return text(
             StatusCode::NOT_FOUND,
@@ -144,7 +144,7 @@ async fn route(state: &State, oin: Option<&str>, req: Request<Incoming>) -> Resp
         );
     }
     match *req.method() {
-        hyper::Method::GET => documents(state, req.uri().query()),
+        hyper::Method::GET => documents(&state, req.uri().query()),
         hyper::Method::POST => soap_post(state, oin, req).await,
         _ => {
             let mut r = text(
@@ -175,8 +175,8 @@ fn documents(state: &State, query: Option<&str>) -> Response<Full<Bytes>> {
 }
 
 async fn soap_post(
-    state: &State,
-    oin: Option<&str>,
+    state: Arc<State>,
+    oin: Option<Arc<str>>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
@@ -217,19 +217,30 @@ async fn soap_post(
             }
             Ok(Ok(collected)) => {
                 let bytes = collected.to_bytes();
-                let inbound = Inbound {
-                    body: &bytes,
-                    content_type: content_type.as_deref(),
-                    soap_action: soap_action.as_deref(),
-                    tls_oin: oin,
+                let st = state.clone();
+                let (ct, sa, tls_oin) = (content_type.clone(), soap_action.clone(), oin.clone());
+                let job = move || {
+                    let inbound = Inbound {
+                        body: &bytes,
+                        content_type: ct.as_deref(),
+                        soap_action: sa.as_deref(),
+                        tls_oin: tls_oin.as_deref(),
+                    };
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        soap::handle(&st.endpoint, inbound)
+                    }))
                 };
-                let endpoint = &state.endpoint;
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    soap::handle(endpoint, inbound)
-                })) {
+                // Signing and verifying are pure CPU (an RSA operation each): keep them off the
+                // async workers so slow crypto cannot stall accepting and reading.
+                let result = if state.endpoint.security.is_some() {
+                    tokio::task::spawn_blocking(job).await.unwrap_or_else(|_| Err(Box::new(())))
+                } else {
+                    job()
+                };
+                match result {
                     Ok(out) => out,
                     Err(_) => soap::reject(
-                        endpoint,
+                        &state.endpoint,
                         &SoapError::Internal("panic while handling a request".into()),
                     ),
                 }
@@ -242,7 +253,7 @@ async fn soap_post(
     };
     tracing::info!(
         operation = "GSDReintegratieInfo",
-        oin = oin.unwrap_or("-"),
+        oin = oin.as_deref().unwrap_or("-"),
         from_oin = out.from_oin.as_deref().unwrap_or("-"),
         message_id = out.message_id.as_deref().unwrap_or("-"),
         bsn = out.bsn_masked.as_deref().unwrap_or("-"),

@@ -80,6 +80,18 @@ fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
+/// The verifier that decides whether a client (or signing) certificate chains to `ca` and is not
+/// revoked. Also used for WS-Security signing certificates, so both checks agree.
+pub fn client_verifier(
+    ca: &Path,
+    crls: &[PathBuf],
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+        .with_crls(load_crls(crls)?)
+        .build()
+        .map_err(|e| TlsError::Rustls(e.to_string()))
+}
+
 /// The service listener's configuration: TLS 1.2 and 1.3, client certificate required and
 /// verified against `client_ca` (and CRLs), HTTP/1.1.
 pub fn server_config(
@@ -88,13 +100,8 @@ pub fn server_config(
     client_ca: &Path,
     crls: &[PathBuf],
 ) -> Result<ServerConfig, TlsError> {
-    let provider = provider();
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone())
-            .with_crls(load_crls(crls)?)
-            .build()
-            .map_err(|e| TlsError::Rustls(e.to_string()))?;
-    let mut cfg = ServerConfig::builder_with_provider(provider)
+    let verifier = client_verifier(client_ca, crls)?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Rustls(e.to_string()))?
         .with_client_cert_verifier(verifier)

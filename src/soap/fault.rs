@@ -56,6 +56,9 @@ pub enum SoapError {
     /// Content-Type is not `text/xml`.
     #[error("unsupported Content-Type {0:?}")]
     ContentType(String),
+    /// WS-Security refused the request.
+    #[error("{0}")]
+    Security(#[from] super::wssec::SecurityError),
     /// A bug or an unexpected failure inside dkd. The string is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,8 +69,6 @@ pub enum SoapError {
 pub struct FaultSpec {
     /// `faultcode` QName, prefix included.
     pub faultcode: &'static str,
-    /// Namespace for the faultcode prefix, when it is not `soapenv`.
-    pub faultcode_ns: Option<&'static str>,
     /// dkd code in `fwi:Fout/Code`.
     pub code: &'static str,
     /// `faultstring` and `fwi:Fout/Tekst`.
@@ -78,17 +79,14 @@ pub struct FaultSpec {
 
 /// The single mapping from a refusal to its wire form. HTTP status is always 500 for faults.
 pub fn describe(e: &SoapError) -> FaultSpec {
-    use crate::xml::NS_WSA;
     let client = |code: &'static str, text: String| FaultSpec {
         faultcode: "soapenv:Client",
-        faultcode_ns: None,
         code,
         text,
         addressing_fault: false,
     };
     let wsa = |fc: &'static str, code: &'static str, text: String| FaultSpec {
         faultcode: fc,
-        faultcode_ns: Some(NS_WSA),
         code,
         text,
         addressing_fault: true,
@@ -97,7 +95,6 @@ pub fn describe(e: &SoapError) -> FaultSpec {
         SoapError::InvalidEnvelope(why) => client("0001", format!("Invalid SOAP envelope: {why}")),
         SoapError::VersionMismatch => FaultSpec {
             faultcode: "soapenv:VersionMismatch",
-            faultcode_ns: None,
             code: "0001",
             text: "Only SOAP 1.1 (http://schemas.xmlsoap.org/soap/envelope/) is supported".into(),
             addressing_fault: false,
@@ -136,7 +133,6 @@ pub fn describe(e: &SoapError) -> FaultSpec {
         ),
         SoapError::MustUnderstand(h) => FaultSpec {
             faultcode: "soapenv:MustUnderstand",
-            faultcode_ns: None,
             code: "0010",
             text: format!("Header block {h} is marked mustUnderstand but is not understood"),
             addressing_fault: false,
@@ -154,13 +150,77 @@ pub fn describe(e: &SoapError) -> FaultSpec {
             "0015",
             format!("Content-Type {ct:?} is not supported: send text/xml; charset=utf-8"),
         ),
+        SoapError::Security(s) => security(s),
         SoapError::Internal(_) => FaultSpec {
             faultcode: "soapenv:Server",
-            faultcode_ns: None,
             code: "0099",
             text: "Internal error".into(),
             addressing_fault: false,
         },
+    }
+}
+
+/// WS-Security faults: fixed texts, so the wire says which rule failed but nothing about the
+/// message (the log has the detail).
+fn security(e: &super::wssec::SecurityError) -> FaultSpec {
+    use super::wssec::SecurityError as S;
+    let (faultcode, code, text) = match e {
+        S::Missing => (
+            "wsse:InvalidSecurity",
+            "0020",
+            "A signed wsse:Security header is required",
+        ),
+        S::Invalid(_) => (
+            "wsse:InvalidSecurity",
+            "0020",
+            "The wsse:Security header is invalid",
+        ),
+        S::FailedCheck(_) => (
+            "wsse:FailedCheck",
+            "0021",
+            "The signature or a digest does not verify",
+        ),
+        S::Token(_) => (
+            "wsse:InvalidSecurityToken",
+            "0022",
+            "The signing certificate is not usable or not trusted",
+        ),
+        S::Expired(_) => (
+            "wsu:MessageExpired",
+            "0023",
+            "The message timestamp is expired or not yet valid",
+        ),
+        S::SignerNotAllowed(_) => (
+            "wsse:InvalidSecurityToken",
+            "0024",
+            "The OIN of the signing certificate is not allowed",
+        ),
+        S::SignerMismatch { .. } => (
+            "wsse:InvalidSecurityToken",
+            "0025",
+            "The OIN of the signing certificate differs from the TLS client certificate",
+        ),
+        S::Replay(_) => (
+            "wsse:InvalidSecurity",
+            "0026",
+            "The MessageID has been seen before",
+        ),
+        S::Algorithm(_) => (
+            "wsse:InvalidSecurity",
+            "0027",
+            "An algorithm is not allowed: use exc-c14n, RSA-SHA256+ and SHA-256+",
+        ),
+        S::Coverage(_) => (
+            "wsse:InvalidSecurity",
+            "0028",
+            "The signature must cover the Body, the Timestamp and every WS-Addressing header",
+        ),
+    };
+    FaultSpec {
+        faultcode,
+        code,
+        text: text.into(),
+        addressing_fault: false,
     }
 }
 
@@ -188,17 +248,9 @@ impl FaultSpec {
 
     /// Writes the `soapenv:Fault` element.
     pub fn write(&self, dn: &str, out: &mut String) {
-        use crate::xml::{escape, escape_attr};
-        out.push_str("<soapenv:Fault><faultcode");
-        if let Some(ns) = self.faultcode_ns {
-            let prefix = self.faultcode.split(':').next().unwrap_or("wsa");
-            out.push_str(" xmlns:");
-            out.push_str(prefix);
-            out.push_str("=\"");
-            escape_attr(ns, out);
-            out.push('"');
-        }
-        out.push('>');
+        use crate::xml::escape;
+        // The faultcode's prefix (soapenv, wsa, wsse, wsu) is declared on the Envelope.
+        out.push_str("<soapenv:Fault><faultcode>");
         out.push_str(self.faultcode);
         out.push_str("</faultcode><faultstring>");
         escape(&self.text, out);
@@ -223,11 +275,14 @@ mod tests {
     }
 
     #[test]
-    fn wsa_faults_declare_their_prefix() {
+    fn wsa_faults_use_the_wsa_fault_action() {
         let spec = describe(&SoapError::AddressingHeaderRequired("MessageID"));
         let mut s = String::new();
         spec.write("CN=test", &mut s);
-        assert!(s.contains(r#"<faultcode xmlns:wsa="http://www.w3.org/2005/08/addressing">wsa:MessageAddressingHeaderRequired</faultcode>"#), "{s}");
+        assert!(
+            s.contains("<faultcode>wsa:MessageAddressingHeaderRequired</faultcode>"),
+            "{s}"
+        );
         assert_eq!(spec.code, "0007");
         assert!(spec.addressing_fault);
     }

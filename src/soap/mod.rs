@@ -4,10 +4,11 @@
 
 pub mod envelope;
 pub mod fault;
+pub mod wssec;
 
 use crate::service::Service;
 use crate::suwiml::gsd::{self, BodyError, Reply};
-use crate::xml::{escape, NS_SOAP11, NS_WSA};
+use crate::xml::{escape, NS_SOAP11, NS_WSA, NS_WSSE, NS_WSU};
 use envelope::{is_absolute_uri, oin_from_address, Addressing, WSA_ANONYMOUS};
 use fault::{describe, SoapError};
 use std::collections::HashSet;
@@ -26,6 +27,16 @@ pub struct Endpoint {
     pub to_aliases: Vec<String>,
     /// OINs allowed to call.
     pub allowed_oins: HashSet<String>,
+    /// WS-Security: request verification and response signing; `None` when signing is off.
+    pub security: Option<std::sync::Arc<Security>>,
+}
+
+/// The WS-Security setup of an endpoint.
+pub struct Security {
+    /// How requests are verified.
+    pub verify: wssec::VerifyPolicy,
+    /// How responses are signed.
+    pub signer: wssec::Signer,
 }
 
 /// A request as the transport saw it.
@@ -81,6 +92,8 @@ pub struct Outbound {
     pub from_oin: Option<String>,
     /// The BSN asked about, masked, when read.
     pub bsn_masked: Option<String>,
+    /// OIN of the request's signing certificate, when verified.
+    pub signer_oin: Option<String>,
 }
 
 /// Handles one request. Never panics on input; every refusal becomes a fault via
@@ -117,6 +130,9 @@ struct ReplyContext {
     from: Option<String>,
     to: Option<String>,
     from_oin: Option<String>,
+    /// The verified request's SignatureValue, echoed in SignatureConfirmation.
+    confirm: Option<String>,
+    signer_oin: Option<String>,
 }
 
 fn process(
@@ -129,6 +145,18 @@ fn process(
     let (wsa, _security) = envelope::read_headers(&env.headers)?;
     remember(&wsa, ctx);
     authorise(ep, req.tls_oin)?;
+    if let Some(sec) = &ep.security {
+        // The bytes already parsed as UTF-8 in envelope::parse.
+        let text = std::str::from_utf8(req.body).map_err(|e| SoapError::NotUtf8(e.to_string()))?;
+        let now = time::OffsetDateTime::now_utc();
+        if let Some(v) = sec
+            .verify
+            .verify(text, req.tls_oin, wsa.message_id.as_deref(), now)?
+        {
+            ctx.confirm = Some(v.signature_value);
+            ctx.signer_oin = Some(v.signer_oin);
+        }
+    }
     check_addressing(ep, &wsa)?;
     check_soap_action(req.soap_action, wsa.action.as_deref())?;
     let bsn = gsd::parse_request(&env.body).map_err(|e| match e {
@@ -293,29 +321,96 @@ fn envelope_for(
     status: u16,
     outcome: Outcome,
 ) -> Outbound {
-    let mut s = String::with_capacity(body.len() + 1024);
-    s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-    s.push_str("<soapenv:Envelope xmlns:soapenv=\"");
-    s.push_str(NS_SOAP11);
-    s.push_str("\"><soapenv:Header>");
+    let signing = ep.security.as_deref();
+    let id = |name: &'static str| signing.map(|_| name);
     let message_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
-    wsa_header(&mut s, "MessageID", &message_id);
-    if let Some(r) = &ctx.message_id {
-        wsa_header(&mut s, "RelatesTo", r);
-    }
-    wsa_header(&mut s, "Action", action);
-    wsa_header(&mut s, "To", ctx.from.as_deref().unwrap_or(WSA_ANONYMOUS));
-    s.push_str("<wsa:From xmlns:wsa=\"");
-    s.push_str(NS_WSA);
-    s.push_str("\"><wsa:Address>");
     // The response's From is the address the caller used, so a caller behind an alias sees its own.
     let from = ctx
         .to
         .as_deref()
-        .filter(|t| *t == ep.public_url || ep.to_aliases.iter().any(|a| a == t));
-    escape(from.unwrap_or(&ep.public_url), &mut s);
-    s.push_str("</wsa:Address></wsa:From>");
-    s.push_str("</soapenv:Header><soapenv:Body>");
+        .filter(|t| *t == ep.public_url || ep.to_aliases.iter().any(|a| a == t))
+        .unwrap_or(&ep.public_url);
+    let to = ctx.from.as_deref().unwrap_or(WSA_ANONYMOUS);
+    // Each header is written in its exclusive-C14N form, so the same bytes are digested.
+    let mut headers: Vec<(&'static str, String)> = Vec::with_capacity(5);
+    let text = |v: &str| {
+        let v = v.to_owned();
+        move |out: &mut String| escape(&v, out)
+    };
+    let mut push =
+        |name: &'static str, ids: &'static str, inner: Box<dyn FnOnce(&mut String) + '_>| {
+            let mut h = String::with_capacity(200);
+            wssec::wsa_header(name, id(ids), inner, &mut h);
+            headers.push((ids, h));
+        };
+    push("MessageID", "_MessageID", Box::new(text(&message_id)));
+    if let Some(r) = &ctx.message_id {
+        push("RelatesTo", "_RelatesTo", Box::new(text(r)));
+    }
+    push("Action", "_Action", Box::new(text(action)));
+    push("To", "_To", Box::new(text(to)));
+    let from_owned = from.to_owned();
+    push(
+        "From",
+        "_From",
+        Box::new(move |out: &mut String| {
+            out.push_str("<wsa:Address>");
+            escape(&from_owned, out);
+            out.push_str("</wsa:Address>");
+        }),
+    );
+    let security_header = signing.map(|sec| {
+        let canonical_body = wssec::canonical_body("_Body", body);
+        let mut parts: Vec<(&str, &str)> = headers.iter().map(|(i, h)| (*i, h.as_str())).collect();
+        parts.push(("_Body", &canonical_body));
+        sec.signer.security_header(
+            &parts,
+            ctx.confirm.as_deref(),
+            time::OffsetDateTime::now_utc(),
+        )
+    });
+    let security_header = match security_header {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            // Signing cannot fail for a loaded RSA key; if it does, say so rather than send unsigned.
+            tracing::error!(error = %e, "response signing failed");
+            return Outbound {
+                status: 500,
+                body: String::new(),
+                outcome: Outcome::Fault("0099"),
+                message_id: ctx.message_id.clone(),
+                from_oin: ctx.from_oin.clone(),
+                bsn_masked: None,
+                signer_oin: ctx.signer_oin.clone(),
+            };
+        }
+    };
+    let mut s = String::with_capacity(body.len() + 4096);
+    s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    s.push_str("<soapenv:Envelope xmlns:soapenv=\"");
+    s.push_str(NS_SOAP11);
+    // Fault codes are QNames in these namespaces; declaring them here (not on faultcode) keeps the
+    // Body's canonical form equal to its bytes.
+    s.push_str("\" xmlns:wsa=\"");
+    s.push_str(NS_WSA);
+    s.push_str("\" xmlns:wsse=\"");
+    s.push_str(NS_WSSE);
+    s.push_str("\" xmlns:wsu=\"");
+    s.push_str(NS_WSU);
+    s.push_str("\"><soapenv:Header>");
+    if let Some(h) = &security_header {
+        s.push_str(h);
+    }
+    for (_, h) in &headers {
+        s.push_str(h);
+    }
+    s.push_str("</soapenv:Header>");
+    if signing.is_some() {
+        s.push_str("<soapenv:Body wsu:Id=\"_Body\">");
+    } else {
+        s.push_str("<soapenv:Body>");
+    }
     s.push_str(body);
     s.push_str("</soapenv:Body></soapenv:Envelope>");
     Outbound {
@@ -325,19 +420,8 @@ fn envelope_for(
         message_id: ctx.message_id.clone(),
         from_oin: ctx.from_oin.clone(),
         bsn_masked: None,
+        signer_oin: ctx.signer_oin.clone(),
     }
-}
-
-fn wsa_header(s: &mut String, name: &str, value: &str) {
-    s.push_str("<wsa:");
-    s.push_str(name);
-    s.push_str(" xmlns:wsa=\"");
-    s.push_str(NS_WSA);
-    s.push_str("\">");
-    escape(value, s);
-    s.push_str("</wsa:");
-    s.push_str(name);
-    s.push('>');
 }
 
 /// A complete, unsigned GSDReintegratieInfo request: for the start-up banner's curl example, the
@@ -384,6 +468,7 @@ mod tests {
             public_url: URL.into(),
             to_aliases: vec![],
             allowed_oins: [OIN.to_owned()].into_iter().collect(),
+            security: None,
         }
     }
 
@@ -429,4 +514,64 @@ mod tests {
         assert_eq!(out.outcome, Outcome::NotFound, "{}", out.body);
         assert_eq!(out.from_oin.as_deref(), Some(OIN));
     }
+}
+
+/// A complete GSDReintegratieInfo request signed per 2W-be-S (Body, Timestamp and every
+/// WS-Addressing header), as a client of any 2W-be-S endpoint sends it: for `dkd call`, the probe
+/// and tests.
+pub fn signed_request(
+    signer: &wssec::Signer,
+    to: &str,
+    from_oin: &str,
+    bsn: &str,
+    message_id: &str,
+    now: time::OffsetDateTime,
+) -> Result<String, wssec::SecurityError> {
+    let from = format!("http://localhost/dkd?oin={from_oin}");
+    let mut headers: Vec<(&str, String)> = Vec::new();
+    for (name, id, value) in [
+        ("MessageID", "_MessageID", message_id),
+        ("Action", "_Action", gsd::ACTION_REQUEST),
+        ("To", "_To", to),
+    ] {
+        let mut h = String::new();
+        wssec::wsa_header(name, Some(id), |o| escape(value, o), &mut h);
+        headers.push((id, h));
+    }
+    let mut h = String::new();
+    wssec::wsa_header(
+        "From",
+        Some("_From"),
+        |o| {
+            o.push_str("<wsa:Address>");
+            escape(&from, o);
+            o.push_str("</wsa:Address>");
+        },
+        &mut h,
+    );
+    headers.push(("_From", h));
+    let mut body = String::new();
+    body.push_str("<gsd:GSDReintegratieInfo xmlns:gsd=\"");
+    body.push_str(crate::xml::NS_GSD);
+    body.push_str("\"><Burgerservicenr>");
+    escape(bsn, &mut body);
+    body.push_str("</Burgerservicenr></gsd:GSDReintegratieInfo>");
+    let canonical_body = wssec::canonical_body("_Body", &body);
+    let mut parts: Vec<(&str, &str)> = headers.iter().map(|(i, h)| (*i, h.as_str())).collect();
+    parts.push(("_Body", &canonical_body));
+    let security = signer.security_header(&parts, None, now)?;
+    let mut s = String::with_capacity(4096);
+    s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"");
+    s.push_str(NS_SOAP11);
+    s.push_str("\"><soapenv:Header>");
+    s.push_str(&security);
+    for (_, h) in &headers {
+        s.push_str(h);
+    }
+    s.push_str("</soapenv:Header><soapenv:Body xmlns:wsu=\"");
+    s.push_str(NS_WSU);
+    s.push_str("\" wsu:Id=\"_Body\">");
+    s.push_str(&body);
+    s.push_str("</soapenv:Body></soapenv:Envelope>");
+    Ok(s)
 }

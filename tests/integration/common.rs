@@ -87,6 +87,9 @@ pub fn base_config(store_dir: &Path) -> Config {
     cfg.tls.client_ca = p.path("ca.pem");
     cfg.auth.allowed_oins = vec![ALLOWED_OIN.into()];
     cfg.store.path = store_dir.join("store");
+    // Unsigned requests are accepted, responses are signed: the behaviour tests of the endpoint
+    // use plain requests; tests/integration/wssec.rs covers required signing.
+    cfg.security.signing = Some(dkd::soap::wssec::SigningMode::Optional);
     cfg
 }
 
@@ -248,7 +251,8 @@ pub fn fault_codes(xml: &str) -> (String, String) {
 
 /// The single element inside soapenv:Body, as a standalone document (dkd declares namespaces on it).
 pub fn body_child(xml: &str) -> String {
-    let start = xml.find("<soapenv:Body>").expect("Body") + "<soapenv:Body>".len();
+    let open = xml.find("<soapenv:Body").expect("Body");
+    let start = open + xml[open..].find('>').expect("Body start tag") + 1;
     let end = xml.rfind("</soapenv:Body>").expect("/Body");
     xml[start..end].to_owned()
 }
@@ -342,6 +346,10 @@ fn validate_with(doc: &str, xsd: &Path) {
 /// Replaces the random parts of a response (MessageIDs, the test server's port) for golden files.
 pub fn normalise(xml: &str, url: &str) -> String {
     let mut s = xml.replace(url, "https://127.0.0.1:PORT/GSDDossierReintegratie-v0200");
+    // The signature changes with every response; its structure is checked in wssec.rs.
+    if let (Some(a), Some(b)) = (s.find("<wsse:Security "), s.find("</wsse:Security>")) {
+        s.replace_range(a..b + "</wsse:Security>".len(), "<wsse:Security><!-- signature --></wsse:Security>");
+    }
     while let Some(i) = s
         .find("urn:uuid:")
         .filter(|&i| !s[i..].starts_with("urn:uuid:RANDOM"))

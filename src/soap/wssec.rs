@@ -1,0 +1,929 @@
+//! WS-Security 1.0/1.1 for Digikoppeling WUS profile 2W-be-S: verifying request signatures and
+//! signing responses.
+//!
+//! Verification delegates the XML-DSig arithmetic (exclusive C14N, digests, RSA) to bergshamra and
+//! adds the checks no library does (../shared/docs/wssec.md): one Security/Timestamp/Signature,
+//! unique Ids, an algorithm allow-list, our own token lookup, chain and OIN decision, coverage of
+//! the Body, the Timestamp and every WS-Addressing header **by node identity** (which defeats
+//! signature wrapping), timestamp freshness and replay.
+//!
+//! Signing does not re-parse: dkd writes its own responses in canonical form (see `xml::escape`),
+//! so each signed part's exclusive-C14N bytes are produced directly, digested, and SignedInfo is
+//! signed once with RSA-SHA256 using a key parsed at start-up.
+
+use crate::xml::{escape, escape_attr, NS_SOAP11, NS_WSA, NS_WSSE, NS_WSSE11, NS_WSU};
+use base64::Engine as _;
+use rustls::server::danger::ClientCertVerifier;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use time::OffsetDateTime;
+
+/// XML-DSig namespace.
+pub const NS_DS: &str = "http://www.w3.org/2000/09/xmldsig#";
+/// Exclusive C14N 1.0, the only canonicalisation accepted.
+pub const ALG_EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+/// RSA-SHA256, what dkd signs with.
+pub const ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+/// SHA-256 digest.
+pub const ALG_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
+/// X.509v3 token type.
+pub const VALUE_TYPE_X509: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3";
+/// Base64 encoding type.
+pub const ENCODING_BASE64: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary";
+
+const ALLOWED_SIGNATURE: [&str; 3] = [
+    ALG_RSA_SHA256,
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+];
+const ALLOWED_DIGEST: [&str; 4] = [
+    "http://www.w3.org/2001/04/xmldsig-more#sha224",
+    ALG_SHA256,
+    "http://www.w3.org/2001/04/xmldsig-more#sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512",
+];
+
+/// Whether requests must be signed, and whether responses are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SigningMode {
+    /// Every request must carry a valid signature; every response is signed.
+    Required,
+    /// A signature, when present, must be valid; every response is signed.
+    Optional,
+    /// No verification, no signing (for tests behind a trusted signing proxy only).
+    Off,
+}
+
+/// Why a request's security was refused. `soap::fault::describe` maps each to its WSS fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecurityError {
+    /// No wsse:Security header while signing is required.
+    #[error("no wsse:Security header")]
+    Missing,
+    /// Structure: counts, unexpected elements, duplicate Ids, unresolvable references.
+    #[error("invalid wsse:Security: {0}")]
+    Invalid(String),
+    /// An algorithm outside the allow-list.
+    #[error("algorithm not allowed: {0}")]
+    Algorithm(String),
+    /// A part that must be signed is not covered (including signature wrapping).
+    #[error("not covered by the signature: {0}")]
+    Coverage(String),
+    /// The signature or a digest does not verify.
+    #[error("signature check failed: {0}")]
+    FailedCheck(String),
+    /// The BinarySecurityToken is unusable or does not chain to the trusted CAs.
+    #[error("security token refused: {0}")]
+    Token(String),
+    /// The signing certificate's OIN is not allowed.
+    #[error("signer OIN not allowed: {0}")]
+    SignerNotAllowed(String),
+    /// The signing OIN differs from the TLS client OIN.
+    #[error("signer OIN {signer} differs from TLS client OIN {tls}")]
+    SignerMismatch {
+        /// OIN in the signing certificate.
+        signer: String,
+        /// OIN in the TLS client certificate.
+        tls: String,
+    },
+    /// Timestamp expired, too old, or too far in the future.
+    #[error("timestamp refused: {0}")]
+    Expired(String),
+    /// The MessageID was seen before within the window.
+    #[error("replayed MessageID {0}")]
+    Replay(String),
+}
+
+/// What a verified request proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The OIN of the signing certificate.
+    pub signer_oin: String,
+    /// The request's SignatureValue (base64, whitespace removed), echoed in SignatureConfirmation.
+    pub signature_value: String,
+}
+
+/// The verification policy, built once from the configuration.
+pub struct VerifyPolicy {
+    /// `required`, `optional` or `off`.
+    pub mode: SigningMode,
+    /// Chain check for signing certificates (the same webpki verifier TLS uses).
+    pub trust: Arc<dyn ClientCertVerifier>,
+    /// OINs allowed to sign.
+    pub allowed_signer_oins: HashSet<String>,
+    /// Whether the signing OIN must equal the TLS client OIN.
+    pub signer_must_match_tls: bool,
+    /// Allowed clock difference.
+    pub clock_skew: time::Duration,
+    /// The oldest `Created` accepted (also bounds the replay window).
+    pub max_age: time::Duration,
+    /// MessageIDs seen.
+    pub replay: ReplayCache,
+}
+
+/// A bounded memory of MessageIDs seen within their validity window.
+pub struct ReplayCache {
+    inner: Mutex<ReplayInner>,
+    capacity: usize,
+}
+
+struct ReplayInner {
+    seen: HashMap<String, i64>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl ReplayCache {
+    /// A cache holding at most `capacity` MessageIDs.
+    pub fn new(capacity: usize) -> ReplayCache {
+        ReplayCache {
+            inner: Mutex::new(ReplayInner {
+                seen: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Records a MessageID valid until `until` (unix seconds); false if it was already seen.
+    pub fn check_and_insert(&self, id: &str, now: i64, until: i64) -> bool {
+        let Ok(mut g) = self.inner.lock() else {
+            return false;
+        };
+        while let Some((exp, _)) = g.order.front() {
+            if *exp >= now && g.order.len() < self.capacity {
+                break;
+            }
+            // Expired, or over capacity: forget the oldest entry. Over capacity a replay older than
+            // the evicted entry could pass, but its Timestamp is then close to expiry anyway.
+            if let Some((_, old)) = g.order.pop_front() {
+                g.seen.remove(&old);
+            }
+        }
+        if g.seen.get(id).is_some_and(|&exp| exp >= now) {
+            return false;
+        }
+        g.seen.insert(id.to_owned(), until);
+        // Keep `order` sorted enough: windows are similar, so appending is a good approximation.
+        g.order.push_back((until, id.to_owned()));
+        true
+    }
+}
+
+fn ds_is(doc: &uppsala::Document<'_>, id: uppsala::NodeId, ns: &str, local: &str) -> bool {
+    doc.element(id)
+        .is_some_and(|e| e.name.matches(Some(ns), local))
+}
+
+fn child_elements(doc: &uppsala::Document<'_>, id: uppsala::NodeId) -> Vec<uppsala::NodeId> {
+    doc.children(id)
+        .into_iter()
+        .filter(|c| doc.element(*c).is_some())
+        .collect()
+}
+
+fn qname(doc: &uppsala::Document<'_>, id: uppsala::NodeId) -> String {
+    doc.element(id)
+        .map(|e| match &e.name.namespace_uri {
+            Some(ns) => format!("{{{ns}}}{}", e.name.local_name),
+            None => e.name.local_name.to_string(),
+        })
+        .unwrap_or_default()
+}
+
+fn attr<'d>(doc: &'d uppsala::Document<'_>, id: uppsala::NodeId, local: &str) -> Option<&'d str> {
+    doc.element(id).and_then(|e| e.get_attribute(local))
+}
+
+fn invalid(m: impl Into<String>) -> SecurityError {
+    SecurityError::Invalid(m.into())
+}
+
+/// The Id of an element: `wsu:Id`, or an unqualified `Id` (xmlsec and some toolkits use it).
+fn element_id(doc: &uppsala::Document<'_>, id: uppsala::NodeId) -> Option<String> {
+    let e = doc.element(id)?;
+    e.attributes
+        .iter()
+        .find(|a| {
+            a.name.local_name == "Id"
+                && matches!(a.name.namespace_uri.as_deref(), None | Some(NS_WSU))
+        })
+        .map(|a| a.value.to_string())
+}
+
+fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok()
+}
+
+impl VerifyPolicy {
+    /// Verifies the request's signature. `Ok(None)` when signing is optional and the request
+    /// carries no Security header, or when verification is off.
+    pub fn verify(
+        &self,
+        raw: &str,
+        tls_oin: Option<&str>,
+        message_id: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Option<Verified>, SecurityError> {
+        if self.mode == SigningMode::Off {
+            return Ok(None);
+        }
+        let doc = uppsala::parse(raw).map_err(|e| invalid(format!("XML: {e}")))?;
+        let envelope = doc
+            .document_element()
+            .ok_or_else(|| invalid("no document element"))?;
+        let mut header = None;
+        let mut body = None;
+        for c in child_elements(&doc, envelope) {
+            if ds_is(&doc, c, NS_SOAP11, "Header") {
+                header = Some(c);
+            } else if ds_is(&doc, c, NS_SOAP11, "Body") {
+                body = Some(c);
+            }
+        }
+        let body = body.ok_or_else(|| invalid("no Body"))?;
+        let headers = header.map(|h| child_elements(&doc, h)).unwrap_or_default();
+        let securities: Vec<_> = headers
+            .iter()
+            .copied()
+            .filter(|h| ds_is(&doc, *h, NS_WSSE, "Security"))
+            .collect();
+        let security = match securities.as_slice() {
+            [] if self.mode == SigningMode::Optional => return Ok(None),
+            [] => return Err(SecurityError::Missing),
+            [one] => *one,
+            _ => return Err(invalid("more than one wsse:Security header")),
+        };
+        let wsa_headers: Vec<_> = headers
+            .iter()
+            .copied()
+            .filter(|h| {
+                doc.element(*h)
+                    .is_some_and(|e| e.name.namespace_uri.as_deref() == Some(NS_WSA))
+            })
+            .collect();
+
+        // Exactly one Timestamp and one Signature; tokens; nothing else.
+        let mut timestamp = None;
+        let mut signature = None;
+        let mut tokens = Vec::new();
+        for c in child_elements(&doc, security) {
+            if ds_is(&doc, c, NS_WSU, "Timestamp") {
+                if timestamp.replace(c).is_some() {
+                    return Err(invalid("more than one wsu:Timestamp"));
+                }
+            } else if ds_is(&doc, c, NS_DS, "Signature") {
+                if signature.replace(c).is_some() {
+                    return Err(invalid("more than one ds:Signature"));
+                }
+            } else if ds_is(&doc, c, NS_WSSE, "BinarySecurityToken") {
+                tokens.push(c);
+            } else {
+                return Err(invalid(format!(
+                    "unexpected {} in wsse:Security",
+                    qname(&doc, c)
+                )));
+            }
+        }
+        let timestamp = timestamp.ok_or_else(|| invalid("no wsu:Timestamp"))?;
+        let signature = signature.ok_or_else(|| invalid("no ds:Signature"))?;
+        check_unique_ids(&doc)?;
+        check_algorithms(&doc, signature)?;
+
+        // Token: resolve the direct reference ourselves and decide trust before any crypto.
+        let token = resolve_token(&doc, signature, &tokens)?;
+        let end_entity = CertificateDer::from(token.clone());
+        self.trust
+            .verify_client_cert(
+                &end_entity,
+                &[],
+                UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                    now.unix_timestamp().max(0) as u64,
+                )),
+            )
+            .map_err(|e| SecurityError::Token(format!("signing certificate: {e}")))?;
+        let signer_oin = crate::certs::oin_of(&token)
+            .map_err(|e| SecurityError::Token(e.to_string()))?
+            .ok_or_else(|| {
+                SecurityError::SignerNotAllowed("the signing certificate carries no OIN".into())
+            })?;
+        if !self.allowed_signer_oins.contains(&signer_oin) {
+            return Err(SecurityError::SignerNotAllowed(signer_oin));
+        }
+        if self.signer_must_match_tls && tls_oin != Some(signer_oin.as_str()) {
+            return Err(SecurityError::SignerMismatch {
+                signer: signer_oin,
+                tls: tls_oin.unwrap_or("-").to_owned(),
+            });
+        }
+
+        // The XML-DSig arithmetic, with only this key.
+        let key = bergshamra_keys::loader::load_x509_cert_der(&token)
+            .map_err(|e| SecurityError::Token(e.to_string()))?;
+        let mut km = bergshamra_keys::KeysManager::new();
+        km.add_key(key);
+        let ctx = bergshamra_dsig::DsigContext::new(km).with_strict_verification(false);
+        let result = bergshamra_dsig::verify::verify_document_with_source(&ctx, &doc, Some(raw))
+            .map_err(|e| SecurityError::FailedCheck(e.to_string()))?;
+        let references = match result {
+            bergshamra_dsig::VerifyResult::Valid {
+                signature_node,
+                references,
+                ..
+            } => {
+                if signature_node != signature {
+                    return Err(invalid(
+                        "the verified signature is not the one in wsse:Security",
+                    ));
+                }
+                references
+            }
+            bergshamra_dsig::VerifyResult::Invalid { reason } => {
+                return Err(SecurityError::FailedCheck(reason))
+            }
+        };
+        let covered: HashSet<usize> = references
+            .iter()
+            .filter(|r| r.digest_verified)
+            .filter_map(|r| r.resolved_node.map(|n| n.index()))
+            .collect();
+        let mut must: Vec<(String, uppsala::NodeId)> = vec![
+            ("soapenv:Body".into(), body),
+            ("wsu:Timestamp".into(), timestamp),
+        ];
+        for h in &wsa_headers {
+            must.push((
+                format!(
+                    "wsa:{}",
+                    doc.element(*h)
+                        .map(|e| e.name.local_name.to_string())
+                        .unwrap_or_default()
+                ),
+                *h,
+            ));
+        }
+        for (name, node) in must {
+            if !covered.contains(&node.index()) {
+                return Err(SecurityError::Coverage(name));
+            }
+        }
+
+        self.check_timestamp(&doc, timestamp, now, message_id)?;
+        let signature_value = child_elements(&doc, signature)
+            .into_iter()
+            .find(|c| ds_is(&doc, *c, NS_DS, "SignatureValue"))
+            .map(|c| {
+                doc.text_content_deep(c)
+                    .split_whitespace()
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        Ok(Some(Verified {
+            signer_oin,
+            signature_value,
+        }))
+    }
+
+    fn check_timestamp(
+        &self,
+        doc: &uppsala::Document<'_>,
+        ts: uppsala::NodeId,
+        now: OffsetDateTime,
+        message_id: Option<&str>,
+    ) -> Result<(), SecurityError> {
+        let mut created = None;
+        let mut expires = None;
+        for c in child_elements(doc, ts) {
+            let text = doc.text_content_deep(c);
+            if ds_is(doc, c, NS_WSU, "Created") && created.is_none() {
+                created =
+                    Some(parse_time(&text).ok_or_else(|| {
+                        invalid(format!("wsu:Created {text:?} is not a dateTime"))
+                    })?);
+            } else if ds_is(doc, c, NS_WSU, "Expires") && expires.is_none() {
+                expires =
+                    Some(parse_time(&text).ok_or_else(|| {
+                        invalid(format!("wsu:Expires {text:?} is not a dateTime"))
+                    })?);
+            } else {
+                return Err(invalid(format!(
+                    "unexpected {} in wsu:Timestamp",
+                    qname(doc, c)
+                )));
+            }
+        }
+        let created = created.ok_or_else(|| invalid("wsu:Timestamp without wsu:Created"))?;
+        if created > now + self.clock_skew {
+            return Err(SecurityError::Expired(format!(
+                "Created {created} is in the future"
+            )));
+        }
+        if created < now - self.max_age - self.clock_skew {
+            return Err(SecurityError::Expired(format!(
+                "Created {created} is older than the allowed age"
+            )));
+        }
+        if let Some(e) = expires {
+            if e < created {
+                return Err(invalid("wsu:Expires is before wsu:Created"));
+            }
+            if e + self.clock_skew < now {
+                return Err(SecurityError::Expired(format!("Expires {e} has passed")));
+            }
+        }
+        if let Some(id) = message_id {
+            let until: OffsetDateTime = created + self.max_age + self.clock_skew * 2;
+            if !self
+                .replay
+                .check_and_insert(id, now.unix_timestamp(), until.unix_timestamp())
+            {
+                return Err(SecurityError::Replay(id.to_owned()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_unique_ids(doc: &uppsala::Document<'_>) -> Result<(), SecurityError> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![doc.root()];
+    while let Some(n) = stack.pop() {
+        if let Some(e) = doc.element(n) {
+            for a in &e.attributes {
+                if matches!(&*a.name.local_name, "Id" | "ID" | "id")
+                    && !seen.insert(a.value.to_string())
+                {
+                    return Err(invalid(format!("duplicate Id {:?}", a.value)));
+                }
+            }
+        }
+        stack.extend(doc.children(n));
+    }
+    Ok(())
+}
+
+fn algorithm_of(
+    doc: &uppsala::Document<'_>,
+    parent: uppsala::NodeId,
+    local: &str,
+) -> Result<String, SecurityError> {
+    let nodes: Vec<_> = child_elements(doc, parent)
+        .into_iter()
+        .filter(|c| ds_is(doc, *c, NS_DS, local))
+        .collect();
+    match nodes.as_slice() {
+        [one] => attr(doc, *one, "Algorithm")
+            .map(str::to_owned)
+            .ok_or_else(|| invalid(format!("ds:{local} without Algorithm"))),
+        _ => Err(invalid(format!("expected one ds:{local}"))),
+    }
+}
+
+fn check_algorithms(
+    doc: &uppsala::Document<'_>,
+    signature: uppsala::NodeId,
+) -> Result<(), SecurityError> {
+    let signed_info = child_elements(doc, signature)
+        .into_iter()
+        .find(|c| ds_is(doc, *c, NS_DS, "SignedInfo"))
+        .ok_or_else(|| invalid("no ds:SignedInfo"))?;
+    let c14n = algorithm_of(doc, signed_info, "CanonicalizationMethod")?;
+    if c14n != ALG_EXC_C14N {
+        return Err(SecurityError::Algorithm(format!(
+            "CanonicalizationMethod {c14n}"
+        )));
+    }
+    let sig = algorithm_of(doc, signed_info, "SignatureMethod")?;
+    if !ALLOWED_SIGNATURE.contains(&sig.as_str()) {
+        return Err(SecurityError::Algorithm(format!("SignatureMethod {sig}")));
+    }
+    let refs: Vec<_> = child_elements(doc, signed_info)
+        .into_iter()
+        .filter(|c| ds_is(doc, *c, NS_DS, "Reference"))
+        .collect();
+    if refs.is_empty() {
+        return Err(invalid("SignedInfo has no Reference"));
+    }
+    for r in refs {
+        let uri = attr(doc, r, "URI").unwrap_or("");
+        if !uri.starts_with('#') || uri.len() < 2 {
+            return Err(invalid(format!(
+                "Reference URI {uri:?} is not a same-document #Id reference"
+            )));
+        }
+        let transforms: Vec<_> = child_elements(doc, r)
+            .into_iter()
+            .filter(|c| ds_is(doc, *c, NS_DS, "Transforms"))
+            .collect();
+        let list = match transforms.as_slice() {
+            [t] => child_elements(doc, *t),
+            _ => {
+                return Err(SecurityError::Algorithm(format!(
+                    "Reference {uri}: exactly one exc-c14n Transform is required"
+                )))
+            }
+        };
+        match list.as_slice() {
+            [t] if ds_is(doc, *t, NS_DS, "Transform")
+                && attr(doc, *t, "Algorithm") == Some(ALG_EXC_C14N) => {}
+            _ => {
+                return Err(SecurityError::Algorithm(format!(
+                    "Reference {uri}: transforms must be exactly [exc-c14n]"
+                )))
+            }
+        }
+        let digest = algorithm_of(doc, r, "DigestMethod")?;
+        if !ALLOWED_DIGEST.contains(&digest.as_str()) {
+            return Err(SecurityError::Algorithm(format!("DigestMethod {digest}")));
+        }
+    }
+    Ok(())
+}
+
+fn resolve_token(
+    doc: &uppsala::Document<'_>,
+    signature: uppsala::NodeId,
+    tokens: &[uppsala::NodeId],
+) -> Result<Vec<u8>, SecurityError> {
+    let key_info = child_elements(doc, signature)
+        .into_iter()
+        .find(|c| ds_is(doc, *c, NS_DS, "KeyInfo"))
+        .ok_or_else(|| SecurityError::Token("no ds:KeyInfo".into()))?;
+    let str_ = child_elements(doc, key_info)
+        .into_iter()
+        .find(|c| ds_is(doc, *c, NS_WSSE, "SecurityTokenReference"))
+        .ok_or_else(|| {
+            SecurityError::Token("KeyInfo must hold a wsse:SecurityTokenReference".into())
+        })?;
+    let reference = child_elements(doc, str_)
+        .into_iter()
+        .find(|c| ds_is(doc, *c, NS_WSSE, "Reference"))
+        .ok_or_else(|| {
+            SecurityError::Token("SecurityTokenReference must hold a direct wsse:Reference".into())
+        })?;
+    let uri = attr(doc, reference, "URI").unwrap_or("");
+    let id = uri
+        .strip_prefix('#')
+        .ok_or_else(|| SecurityError::Token(format!("token reference {uri:?} is not #Id")))?;
+    let token = tokens
+        .iter()
+        .copied()
+        .find(|t| element_id(doc, *t).as_deref() == Some(id))
+        .ok_or_else(|| {
+            SecurityError::Token(format!(
+                "no BinarySecurityToken with Id {id:?} in wsse:Security"
+            ))
+        })?;
+    if attr(doc, token, "ValueType") != Some(VALUE_TYPE_X509) {
+        return Err(SecurityError::Token(
+            "BinarySecurityToken ValueType must be X509v3".into(),
+        ));
+    }
+    if let Some(enc) = attr(doc, token, "EncodingType") {
+        if enc != ENCODING_BASE64 {
+            return Err(SecurityError::Token(
+                "BinarySecurityToken EncodingType must be Base64Binary".into(),
+            ));
+        }
+    }
+    let text: String = doc.text_content_deep(token).split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(text.as_bytes())
+        .map_err(|e| SecurityError::Token(format!("BinarySecurityToken is not base64: {e}")))
+}
+
+/// The response signer: the service certificate and its RSA key, parsed once.
+pub struct Signer {
+    key: aws_lc_rs::signature::RsaKeyPair,
+    cert_b64: String,
+    rng: aws_lc_rs::rand::SystemRandom,
+    /// How long a response's Timestamp is valid.
+    pub ttl: time::Duration,
+}
+
+/// Why the signing material could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct SignerError {
+    /// The file.
+    pub path: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Signer {
+    /// Loads the signing certificate (PEM, first certificate) and RSA private key (PEM, PKCS#8 or
+    /// PKCS#1).
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Signer, SignerError> {
+        use rustls_pki_types::pem::PemObject;
+        let err = |p: &std::path::Path, r: String| SignerError {
+            path: p.display().to_string(),
+            reason: r,
+        };
+        let cert_der = CertificateDer::from_pem_file(cert).map_err(|e| err(cert, e.to_string()))?;
+        let key_der = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| err(key, e.to_string()))?;
+        let key_pair = match &key_der {
+            rustls_pki_types::PrivateKeyDer::Pkcs8(k) => {
+                aws_lc_rs::signature::RsaKeyPair::from_pkcs8(k.secret_pkcs8_der())
+            }
+            rustls_pki_types::PrivateKeyDer::Pkcs1(k) => {
+                aws_lc_rs::signature::RsaKeyPair::from_der(k.secret_pkcs1_der())
+            }
+            _ => {
+                return Err(err(
+                    key,
+                    "the signing key must be an RSA key (PKCS#8 or PKCS#1)".into(),
+                ))
+            }
+        }
+        .map_err(|e| err(key, format!("not a usable RSA key: {e}")))?;
+        Ok(Signer {
+            key: key_pair,
+            cert_b64: base64::engine::general_purpose::STANDARD.encode(cert_der.as_ref()),
+            rng: aws_lc_rs::rand::SystemRandom::new(),
+            ttl: time::Duration::minutes(5),
+        })
+    }
+
+    /// Builds the `wsse:Security` header for parts whose canonical (exc-C14N) bytes are given,
+    /// with a Timestamp and, when `confirm` is set, a SignatureConfirmation; both signed too.
+    pub fn security_header(
+        &self,
+        parts: &[(&str, &str)],
+        confirm: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<String, SecurityError> {
+        let created = format_time(now);
+        let expires = format_time(now + self.ttl);
+        let mut ts = String::with_capacity(300);
+        ts.push_str("<wsu:Timestamp xmlns:wsu=\"");
+        ts.push_str(NS_WSU);
+        ts.push_str("\" wsu:Id=\"_Timestamp\"><wsu:Created>");
+        ts.push_str(&created);
+        ts.push_str("</wsu:Created><wsu:Expires>");
+        ts.push_str(&expires);
+        ts.push_str("</wsu:Expires></wsu:Timestamp>");
+        let mut sc = String::new();
+        if let Some(v) = confirm {
+            sc.push_str("<wsse11:SignatureConfirmation xmlns:wsse11=\"");
+            sc.push_str(NS_WSSE11);
+            sc.push_str("\" xmlns:wsu=\"");
+            sc.push_str(NS_WSU);
+            sc.push_str("\" Value=\"");
+            escape_attr(v, &mut sc);
+            sc.push_str("\" wsu:Id=\"_SignatureConfirmation\"></wsse11:SignatureConfirmation>");
+        }
+        let mut signed_info = String::with_capacity(300 + 400 * (parts.len() + 2));
+        signed_info.push_str("<ds:SignedInfo xmlns:ds=\"");
+        signed_info.push_str(NS_DS);
+        signed_info.push_str("\"><ds:CanonicalizationMethod Algorithm=\"");
+        signed_info.push_str(ALG_EXC_C14N);
+        signed_info.push_str("\"></ds:CanonicalizationMethod><ds:SignatureMethod Algorithm=\"");
+        signed_info.push_str(ALG_RSA_SHA256);
+        signed_info.push_str("\"></ds:SignatureMethod>");
+        let mut all: Vec<(&str, &str)> = parts.to_vec();
+        all.push(("_Timestamp", &ts));
+        if !sc.is_empty() {
+            all.push(("_SignatureConfirmation", &sc));
+        }
+        for (id, canonical) in all {
+            let digest =
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+            signed_info.push_str("<ds:Reference URI=\"#");
+            signed_info.push_str(id);
+            signed_info.push_str("\"><ds:Transforms><ds:Transform Algorithm=\"");
+            signed_info.push_str(ALG_EXC_C14N);
+            signed_info.push_str("\"></ds:Transform></ds:Transforms><ds:DigestMethod Algorithm=\"");
+            signed_info.push_str(ALG_SHA256);
+            signed_info.push_str("\"></ds:DigestMethod><ds:DigestValue>");
+            signed_info
+                .push_str(&base64::engine::general_purpose::STANDARD.encode(digest.as_ref()));
+            signed_info.push_str("</ds:DigestValue></ds:Reference>");
+        }
+        signed_info.push_str("</ds:SignedInfo>");
+        let mut sig = vec![0u8; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &self.rng,
+                signed_info.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|_| SecurityError::FailedCheck("RSA signing failed".into()))?;
+        let mut out = String::with_capacity(signed_info.len() + self.cert_b64.len() + 1200);
+        out.push_str("<wsse:Security xmlns:wsse=\"");
+        out.push_str(NS_WSSE);
+        out.push_str("\" xmlns:wsu=\"");
+        out.push_str(NS_WSU);
+        out.push_str("\" soapenv:mustUnderstand=\"1\">");
+        out.push_str(&ts);
+        out.push_str("<wsse:BinarySecurityToken EncodingType=\"");
+        out.push_str(ENCODING_BASE64);
+        out.push_str("\" ValueType=\"");
+        out.push_str(VALUE_TYPE_X509);
+        out.push_str("\" wsu:Id=\"_X509\">");
+        out.push_str(&self.cert_b64);
+        out.push_str("</wsse:BinarySecurityToken>");
+        out.push_str(&sc);
+        out.push_str("<ds:Signature xmlns:ds=\"");
+        out.push_str(NS_DS);
+        out.push_str("\">");
+        out.push_str(&signed_info);
+        out.push_str("<ds:SignatureValue>");
+        out.push_str(&base64::engine::general_purpose::STANDARD.encode(&sig));
+        out.push_str("</ds:SignatureValue><ds:KeyInfo><wsse:SecurityTokenReference><wsse:Reference URI=\"#_X509\" ValueType=\"");
+        out.push_str(VALUE_TYPE_X509);
+        out.push_str(
+            "\"/></wsse:SecurityTokenReference></ds:KeyInfo></ds:Signature></wsse:Security>",
+        );
+        Ok(out)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, the form WS-Security toolkits write.
+pub fn format_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// The exclusive-C14N form of a WS-Addressing header dkd writes: the same bytes it puts in the
+/// document (the header declares both namespaces it uses).
+pub fn wsa_header(name: &str, id: Option<&str>, inner: impl FnOnce(&mut String), out: &mut String) {
+    out.push_str("<wsa:");
+    out.push_str(name);
+    out.push_str(" xmlns:wsa=\"");
+    out.push_str(NS_WSA);
+    out.push('"');
+    if let Some(id) = id {
+        out.push_str(" xmlns:wsu=\"");
+        out.push_str(NS_WSU);
+        out.push_str("\" wsu:Id=\"");
+        out.push_str(id);
+        out.push('"');
+    }
+    out.push('>');
+    inner(out);
+    out.push_str("</wsa:");
+    out.push_str(name);
+    out.push('>');
+}
+
+/// The exclusive-C14N form of `soapenv:Body` around already-canonical content.
+pub fn canonical_body(id: &str, inner: &str) -> String {
+    let mut s = String::with_capacity(inner.len() + 200);
+    s.push_str("<soapenv:Body xmlns:soapenv=\"");
+    s.push_str(NS_SOAP11);
+    s.push_str("\" xmlns:wsu=\"");
+    s.push_str(NS_WSU);
+    s.push_str("\" wsu:Id=\"");
+    escape(id, &mut s);
+    s.push_str("\">");
+    s.push_str(inner);
+    s.push_str("</soapenv:Body>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::DevCa;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        signer: Signer,
+        policy: VerifyPolicy,
+    }
+
+    const OIN: &str = "00000099000000000002";
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ca = DevCa::new("ca").expect("ca");
+        let c = ca.client("c", Some(OIN), 10).expect("client");
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("ca.pem"), ca.issued().cert_pem).expect("w");
+        std::fs::write(p("c.pem"), &c.cert_pem).expect("w");
+        std::fs::write(p("c-key.pem"), &c.key_pem).expect("w");
+        let signer = Signer::load(&p("c.pem"), &p("c-key.pem")).expect("signer");
+        let policy = VerifyPolicy {
+            mode: SigningMode::Required,
+            trust: crate::http::tls::client_verifier(&p("ca.pem"), &[]).expect("trust"),
+            allowed_signer_oins: [OIN.to_owned()].into_iter().collect(),
+            signer_must_match_tls: true,
+            clock_skew: time::Duration::seconds(60),
+            max_age: time::Duration::seconds(300),
+            replay: ReplayCache::new(10),
+        };
+        Fixture {
+            _dir: dir,
+            signer,
+            policy,
+        }
+    }
+
+    fn request(f: &Fixture, id: &str, now: OffsetDateTime) -> String {
+        crate::soap::signed_request(
+            &f.signer,
+            "https://x/GSDDossierReintegratie-v0200",
+            OIN,
+            "123456782",
+            id,
+            now,
+        )
+        .expect("sign")
+    }
+
+    #[test]
+    fn own_signature_verifies_with_independent_c14n() {
+        let f = fixture();
+        let now = OffsetDateTime::now_utc();
+        let req = request(&f, "urn:uuid:1", now);
+        let v = f
+            .policy
+            .verify(&req, Some(OIN), Some("urn:uuid:1"), now)
+            .expect("valid")
+            .expect("signed");
+        assert_eq!(v.signer_oin, OIN);
+        assert!(!v.signature_value.is_empty());
+    }
+
+    #[test]
+    fn replayed_message_id_is_refused_and_cache_is_bounded() {
+        let f = fixture();
+        let now = OffsetDateTime::now_utc();
+        let req = request(&f, "urn:uuid:2", now);
+        f.policy
+            .verify(&req, Some(OIN), Some("urn:uuid:2"), now)
+            .expect("first");
+        assert!(matches!(
+            f.policy.verify(&req, Some(OIN), Some("urn:uuid:2"), now),
+            Err(SecurityError::Replay(_))
+        ));
+        let cache = ReplayCache::new(3);
+        for i in 0..10 {
+            assert!(cache.check_and_insert(&format!("m{i}"), 0, 100));
+        }
+        assert!(cache.inner.lock().map(|g| g.seen.len()).unwrap_or(99) <= 3);
+    }
+
+    #[test]
+    fn tampering_after_signing_fails_the_check() {
+        let f = fixture();
+        let now = OffsetDateTime::now_utc();
+        let req = request(&f, "urn:uuid:3", now).replace("123456782", "111222333");
+        assert!(
+            matches!(
+                f.policy.verify(&req, Some(OIN), Some("urn:uuid:3"), now),
+                Err(SecurityError::FailedCheck(_))
+            ),
+            "tampered body"
+        );
+    }
+
+    #[test]
+    fn timestamps_outside_the_window_are_refused() {
+        let f = fixture();
+        let now = OffsetDateTime::now_utc();
+        let old = request(&f, "urn:uuid:4", now - time::Duration::minutes(20));
+        assert!(matches!(
+            f.policy.verify(&old, Some(OIN), Some("urn:uuid:4"), now),
+            Err(SecurityError::Expired(_))
+        ));
+        let future = request(&f, "urn:uuid:5", now + time::Duration::minutes(5));
+        assert!(matches!(
+            f.policy.verify(&future, Some(OIN), Some("urn:uuid:5"), now),
+            Err(SecurityError::Expired(_))
+        ));
+    }
+
+    #[test]
+    fn signer_must_match_tls_oin() {
+        let f = fixture();
+        let now = OffsetDateTime::now_utc();
+        let req = request(&f, "urn:uuid:6", now);
+        assert!(matches!(
+            f.policy
+                .verify(&req, Some("00000099000000000009"), Some("urn:uuid:6"), now),
+            Err(SecurityError::SignerMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn format_time_is_utc_with_milliseconds() {
+        let t = time::macros::datetime!(2026-11-22 15:04:05.123 +01:00);
+        assert_eq!(format_time(t), "2026-11-22T14:04:05.123Z");
+    }
+}
