@@ -450,6 +450,66 @@ pub fn example_request(to: &str, from_oin: &str, bsn: &str) -> String {
     s
 }
 
+/// A complete GSDReintegratieInfo request signed per 2W-be-S (Body, Timestamp and every
+/// WS-Addressing header), as a client of any 2W-be-S endpoint sends it: for `dkd call`, the probe
+/// and tests.
+pub fn signed_request(
+    signer: &wssec::Signer,
+    to: &str,
+    from_oin: &str,
+    bsn: &str,
+    message_id: &str,
+    now: time::OffsetDateTime,
+) -> Result<String, wssec::SecurityError> {
+    let from = format!("http://localhost/dkd?oin={from_oin}");
+    let mut headers: Vec<(&str, String)> = Vec::new();
+    for (name, id, value) in [
+        ("MessageID", "_MessageID", message_id),
+        ("Action", "_Action", gsd::ACTION_REQUEST),
+        ("To", "_To", to),
+    ] {
+        let mut h = String::new();
+        wssec::wsa_header(name, Some(id), |o| escape(value, o), &mut h);
+        headers.push((id, h));
+    }
+    let mut h = String::new();
+    wssec::wsa_header(
+        "From",
+        Some("_From"),
+        |o| {
+            o.push_str("<wsa:Address>");
+            escape(&from, o);
+            o.push_str("</wsa:Address>");
+        },
+        &mut h,
+    );
+    headers.push(("_From", h));
+    let mut body = String::new();
+    body.push_str("<gsd:GSDReintegratieInfo xmlns:gsd=\"");
+    body.push_str(crate::xml::NS_GSD);
+    body.push_str("\"><Burgerservicenr>");
+    escape(bsn, &mut body);
+    body.push_str("</Burgerservicenr></gsd:GSDReintegratieInfo>");
+    let canonical_body = wssec::canonical_body("_Body", &body);
+    let mut parts: Vec<(&str, &str)> = headers.iter().map(|(i, h)| (*i, h.as_str())).collect();
+    parts.push(("_Body", &canonical_body));
+    let security = signer.security_header(&parts, None, now)?;
+    let mut s = String::with_capacity(4096);
+    s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"");
+    s.push_str(NS_SOAP11);
+    s.push_str("\"><soapenv:Header>");
+    s.push_str(&security);
+    for (_, h) in &headers {
+        s.push_str(h);
+    }
+    s.push_str("</soapenv:Header><soapenv:Body xmlns:wsu=\"");
+    s.push_str(NS_WSU);
+    s.push_str("\" wsu:Id=\"_Body\">");
+    s.push_str(&body);
+    s.push_str("</soapenv:Body></soapenv:Envelope>");
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,64 +574,4 @@ mod tests {
         assert_eq!(out.outcome, Outcome::NotFound, "{}", out.body);
         assert_eq!(out.from_oin.as_deref(), Some(OIN));
     }
-}
-
-/// A complete GSDReintegratieInfo request signed per 2W-be-S (Body, Timestamp and every
-/// WS-Addressing header), as a client of any 2W-be-S endpoint sends it: for `dkd call`, the probe
-/// and tests.
-pub fn signed_request(
-    signer: &wssec::Signer,
-    to: &str,
-    from_oin: &str,
-    bsn: &str,
-    message_id: &str,
-    now: time::OffsetDateTime,
-) -> Result<String, wssec::SecurityError> {
-    let from = format!("http://localhost/dkd?oin={from_oin}");
-    let mut headers: Vec<(&str, String)> = Vec::new();
-    for (name, id, value) in [
-        ("MessageID", "_MessageID", message_id),
-        ("Action", "_Action", gsd::ACTION_REQUEST),
-        ("To", "_To", to),
-    ] {
-        let mut h = String::new();
-        wssec::wsa_header(name, Some(id), |o| escape(value, o), &mut h);
-        headers.push((id, h));
-    }
-    let mut h = String::new();
-    wssec::wsa_header(
-        "From",
-        Some("_From"),
-        |o| {
-            o.push_str("<wsa:Address>");
-            escape(&from, o);
-            o.push_str("</wsa:Address>");
-        },
-        &mut h,
-    );
-    headers.push(("_From", h));
-    let mut body = String::new();
-    body.push_str("<gsd:GSDReintegratieInfo xmlns:gsd=\"");
-    body.push_str(crate::xml::NS_GSD);
-    body.push_str("\"><Burgerservicenr>");
-    escape(bsn, &mut body);
-    body.push_str("</Burgerservicenr></gsd:GSDReintegratieInfo>");
-    let canonical_body = wssec::canonical_body("_Body", &body);
-    let mut parts: Vec<(&str, &str)> = headers.iter().map(|(i, h)| (*i, h.as_str())).collect();
-    parts.push(("_Body", &canonical_body));
-    let security = signer.security_header(&parts, None, now)?;
-    let mut s = String::with_capacity(4096);
-    s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"");
-    s.push_str(NS_SOAP11);
-    s.push_str("\"><soapenv:Header>");
-    s.push_str(&security);
-    for (_, h) in &headers {
-        s.push_str(h);
-    }
-    s.push_str("</soapenv:Header><soapenv:Body xmlns:wsu=\"");
-    s.push_str(NS_WSU);
-    s.push_str("\" wsu:Id=\"_Body\">");
-    s.push_str(&body);
-    s.push_str("</soapenv:Body></soapenv:Envelope>");
-    Ok(s)
 }
