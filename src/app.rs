@@ -159,6 +159,7 @@ pub fn security(cfg: &Config) -> Result<Option<Security>, StartError> {
             .cloned()
             .collect(),
         signer_must_match_tls: s.signer_must_match_tls,
+        any_signer: false,
         clock_skew: time::Duration::seconds(s.clock_skew_secs as i64),
         max_age: time::Duration::seconds(s.max_message_age_secs as i64),
         replay: ReplayCache::new(s.replay_cache_size),

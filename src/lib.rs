@@ -6,6 +6,7 @@
 //! wires them from a `config`; `certs` reads OINs and makes the development PKI.
 
 pub mod app;
+pub mod call;
 pub mod certs;
 pub mod config;
 pub mod demo;

@@ -41,6 +41,38 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Send one GSDReintegratieInfo to any 2W-be-S endpoint, signed, and check the signed answer.
+    Call {
+        /// Endpoint URL, e.g. https://127.0.0.1:8443/GSDDossierReintegratie-v0200 (also wsa:To).
+        url: String,
+        /// The BSN to ask about.
+        #[arg(long)]
+        bsn: String,
+        /// CA bundle to trust for the server's TLS and signing certificates.
+        #[arg(long, default_value = "certs/dev/ca.pem")]
+        ca: PathBuf,
+        /// TLS client certificate (PEM); also the signing certificate unless --sign-cert is given.
+        #[arg(long, default_value = "certs/dev/client.pem")]
+        cert: PathBuf,
+        /// Its private key.
+        #[arg(long, default_value = "certs/dev/client-key.pem")]
+        key: PathBuf,
+        /// Signing certificate, if it differs from the TLS one.
+        #[arg(long, requires = "sign_key")]
+        sign_cert: Option<PathBuf>,
+        /// Its private key.
+        #[arg(long, requires = "sign_cert")]
+        sign_key: Option<PathBuf>,
+        /// Send the request unsigned (for endpoints with signing off or optional).
+        #[arg(long)]
+        unsigned: bool,
+        /// OIN for wsa:From; default: the one in the client certificate.
+        #[arg(long)]
+        from_oin: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
     /// (Re)generate the development PKI: CA, server and client certificates with test OINs.
     Certs {
         /// Output directory.
@@ -53,6 +85,29 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, demo } => serve(config.as_deref(), demo),
+        Command::Call {
+            url,
+            bsn,
+            ca,
+            cert,
+            key,
+            sign_cert,
+            sign_key,
+            unsigned,
+            from_oin,
+            timeout,
+        } => call(CallArgs {
+            url,
+            bsn,
+            ca,
+            cert,
+            key,
+            sign_cert,
+            sign_key,
+            unsigned,
+            from_oin,
+            timeout,
+        }),
         Command::Certs { dir } => match certs::generate_dev_pki(&dir) {
             Ok(()) => {
                 println!("Development PKI written to {}:", dir.display());
@@ -83,6 +138,110 @@ fn main() -> ExitCode {
                 &format!("cannot generate the development PKI: {e}"),
             ),
         },
+    }
+}
+
+struct CallArgs {
+    url: String,
+    bsn: String,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    sign_cert: Option<PathBuf>,
+    sign_key: Option<PathBuf>,
+    unsigned: bool,
+    from_oin: Option<String>,
+    timeout: u64,
+}
+
+/// `dkd call`: exit 0 for an answer (ClientSuwi or NietsGevonden) with a valid signed response,
+/// 1 for a fault, an FWI Fout or a response that fails its checks, 4 for TLS material problems.
+fn call(a: CallArgs) -> ExitCode {
+    use dkd::http::tls;
+    let tls_cfg = match tls::client_config(&a.ca, &a.cert, &a.key) {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(e) => return fail(exit::TLS, &e.to_string()),
+    };
+    let from_oin = match a.from_oin.or_else(|| {
+        tls::load_certs(&a.cert)
+            .ok()
+            .and_then(|c| c.first().and_then(|c| certs::oin_of(c).ok().flatten()))
+    }) {
+        Some(o) => o,
+        None => {
+            return fail(
+                exit::TLS,
+                "the client certificate carries no OIN: pass --from-oin",
+            )
+        }
+    };
+    let signer = if a.unsigned {
+        None
+    } else {
+        let (c, k) = (
+            a.sign_cert.as_ref().unwrap_or(&a.cert),
+            a.sign_key.as_ref().unwrap_or(&a.key),
+        );
+        match dkd::soap::wssec::Signer::load(c, k) {
+            Ok(s) => Some(s),
+            Err(e) => return fail(exit::TLS, &e.to_string()),
+        }
+    };
+    let trust = match tls::client_verifier(&a.ca, &[]) {
+        Ok(t) => t,
+        Err(e) => return fail(exit::TLS, &e.to_string()),
+    };
+    let opts = dkd::call::CallOptions {
+        url: a.url,
+        bsn: a.bsn,
+        from_oin,
+        tls: tls_cfg,
+        signer,
+        response_trust: Some(trust),
+        timeout: std::time::Duration::from_secs(a.timeout),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(exit::FAILURE, &e.to_string()),
+    };
+    let r = match runtime.block_on(dkd::call::call(opts)) {
+        Ok(r) => r,
+        Err(e) => return fail(exit::FAILURE, &e.to_string()),
+    };
+    {
+        use std::io::Write;
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = writeln!(std::io::stdout(), "{}", r.body);
+    }
+    let sig = match &r.signature {
+        Some(Ok(v)) => format!("valid, signer OIN {}", v.signer_oin),
+        Some(Err(e)) => format!("INVALID: {e}"),
+        None => "not checked".into(),
+    };
+    eprintln!(
+        "HTTP {} {}{}; response signature {sig}; RelatesTo {}",
+        r.status,
+        r.kind,
+        r.code
+            .as_deref()
+            .map(|c| format!(" (code {c})"))
+            .unwrap_or_default(),
+        if r.relates_to_matches {
+            "matches"
+        } else {
+            "DOES NOT MATCH"
+        }
+    );
+    let ok = matches!(r.kind, "clientsuwi" | "nietsgevonden")
+        && r.relates_to_matches
+        && r.signature.as_ref().is_none_or(|s| s.is_ok());
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::FAILURE)
     }
 }
 
@@ -254,6 +413,7 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
             url,
             DEMO_CLIENT_OIN,
             bsn.as_deref().unwrap_or(dkd::demo::UNKNOWN_BSN),
+            &format!("urn:uuid:{}", uuid::Uuid::new_v4()),
         );
         println!();
         println!("Try it (paste into a shell):");
@@ -266,6 +426,20 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
         );
         print!("{request}");
         println!("EOF");
+        println!();
+        println!("Signing is \"optional\" in demo mode, so that unsigned curl works; responses are signed.");
+        println!(
+            "A request signed per 2W-be-S (Body, Timestamp, every WS-Addressing header), with the"
+        );
+        println!("response's signature and SignatureConfirmation checked:");
+        println!();
+        println!(
+            "cargo run --release -- call {url} --bsn {} --ca {} --cert {} --key {}",
+            bsn.as_deref().unwrap_or(dkd::demo::UNKNOWN_BSN),
+            abs(&dir.join(files::CA)),
+            abs(&dir.join(files::CLIENT)),
+            abs(&dir.join(files::CLIENT_KEY)),
+        );
     }
     println!();
 }

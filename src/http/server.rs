@@ -136,7 +136,11 @@ fn xml(status: u16, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-async fn route(state: Arc<State>, oin: Option<Arc<str>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    state: Arc<State>,
+    oin: Option<Arc<str>>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if req.uri().path() != state.path {
         return text(
             StatusCode::NOT_FOUND,
@@ -233,7 +237,9 @@ async fn soap_post(
                 // Signing and verifying are pure CPU (an RSA operation each): keep them off the
                 // async workers so slow crypto cannot stall accepting and reading.
                 let result = if state.endpoint.security.is_some() {
-                    tokio::task::spawn_blocking(job).await.unwrap_or_else(|_| Err(Box::new(())))
+                    tokio::task::spawn_blocking(job)
+                        .await
+                        .unwrap_or_else(|_| Err(Box::new(())))
                 } else {
                     job()
                 };

@@ -426,7 +426,7 @@ fn envelope_for(
 
 /// A complete, unsigned GSDReintegratieInfo request: for the start-up banner's curl example, the
 /// probe and tests.
-pub fn example_request(to: &str, from_oin: &str, bsn: &str) -> String {
+pub fn example_request(to: &str, from_oin: &str, bsn: &str, message_id: &str) -> String {
     let mut s = String::with_capacity(1024);
     s.push_str("<soapenv:Envelope xmlns:soapenv=\"");
     s.push_str(NS_SOAP11);
@@ -434,8 +434,8 @@ pub fn example_request(to: &str, from_oin: &str, bsn: &str) -> String {
     s.push_str(NS_WSA);
     s.push_str("\" xmlns:gsd=\"");
     s.push_str(crate::xml::NS_GSD);
-    s.push_str("\">\n  <soapenv:Header>\n    <wsa:MessageID>urn:uuid:");
-    s.push_str(&uuid::Uuid::new_v4().to_string());
+    s.push_str("\">\n  <soapenv:Header>\n    <wsa:MessageID>");
+    escape(message_id, &mut s);
     s.push_str("</wsa:MessageID>\n    <wsa:Action>");
     s.push_str(gsd::ACTION_REQUEST);
     s.push_str("</wsa:Action>\n    <wsa:To>");
@@ -533,7 +533,7 @@ mod tests {
     }
 
     fn call(ep: &Endpoint, bsn: &str) -> Outbound {
-        let body = example_request(URL, OIN, bsn);
+        let body = example_request(URL, OIN, bsn, "urn:uuid:7");
         handle(
             ep,
             Inbound {

@@ -117,6 +117,8 @@ pub struct VerifyPolicy {
     pub allowed_signer_oins: HashSet<String>,
     /// Whether the signing OIN must equal the TLS client OIN.
     pub signer_must_match_tls: bool,
+    /// Accept any OIN from a trusted certificate (a client checking a server's response).
+    pub any_signer: bool,
     /// Allowed clock difference.
     pub clock_skew: time::Duration,
     /// The oldest `Created` accepted (also bounds the replay window).
@@ -228,6 +230,28 @@ impl VerifyPolicy {
         message_id: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Option<Verified>, SecurityError> {
+        self.verify_message(raw, tls_oin, message_id, now, None)
+    }
+
+    /// Verifies a signed response (as a client): like [`VerifyPolicy::verify`], and additionally
+    /// requires a signed `wsse11:SignatureConfirmation` carrying `request_signature_value`.
+    pub fn verify_response(
+        &self,
+        raw: &str,
+        request_signature_value: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Verified>, SecurityError> {
+        self.verify_message(raw, None, None, now, Some(request_signature_value))
+    }
+
+    fn verify_message(
+        &self,
+        raw: &str,
+        tls_oin: Option<&str>,
+        message_id: Option<&str>,
+        now: OffsetDateTime,
+        confirmation: Option<&str>,
+    ) -> Result<Option<Verified>, SecurityError> {
         if self.mode == SigningMode::Off {
             return Ok(None);
         }
@@ -270,6 +294,7 @@ impl VerifyPolicy {
         let mut timestamp = None;
         let mut signature = None;
         let mut tokens = Vec::new();
+        let mut confirmations = Vec::new();
         for c in child_elements(&doc, security) {
             if ds_is(&doc, c, NS_WSU, "Timestamp") {
                 if timestamp.replace(c).is_some() {
@@ -281,6 +306,8 @@ impl VerifyPolicy {
                 }
             } else if ds_is(&doc, c, NS_WSSE, "BinarySecurityToken") {
                 tokens.push(c);
+            } else if confirmation.is_some() && ds_is(&doc, c, NS_WSSE11, "SignatureConfirmation") {
+                confirmations.push(c);
             } else {
                 return Err(invalid(format!(
                     "unexpected {} in wsse:Security",
@@ -310,7 +337,7 @@ impl VerifyPolicy {
             .ok_or_else(|| {
                 SecurityError::SignerNotAllowed("the signing certificate carries no OIN".into())
             })?;
-        if !self.allowed_signer_oins.contains(&signer_oin) {
+        if !self.any_signer && !self.allowed_signer_oins.contains(&signer_oin) {
             return Err(SecurityError::SignerNotAllowed(signer_oin));
         }
         if self.signer_must_match_tls && tls_oin != Some(signer_oin.as_str()) {
@@ -364,6 +391,19 @@ impl VerifyPolicy {
                 ),
                 *h,
             ));
+        }
+        if let Some(expected) = confirmation {
+            let sc = confirmations
+                .iter()
+                .copied()
+                .find(|c| {
+                    attr(&doc, *c, "Value").map(|v| v.split_whitespace().collect::<String>())
+                        == Some(expected.to_owned())
+                })
+                .ok_or_else(|| {
+                    invalid("no wsse11:SignatureConfirmation with the request's SignatureValue")
+                })?;
+            must.push(("wsse11:SignatureConfirmation".into(), sc));
         }
         for (name, node) in must {
             if !covered.contains(&node.index()) {
@@ -823,6 +863,7 @@ mod tests {
             trust: crate::http::tls::client_verifier(&p("ca.pem"), &[]).expect("trust"),
             allowed_signer_oins: [OIN.to_owned()].into_iter().collect(),
             signer_must_match_tls: true,
+            any_signer: false,
             clock_skew: time::Duration::seconds(60),
             max_age: time::Duration::seconds(300),
             replay: ReplayCache::new(10),

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub const SERVER_OIN: &str = "00000099000000000001";
 pub const ALLOWED_OIN: &str = "00000099000000000002";
 pub const UNLISTED_OIN: &str = "00000099000000000003";
+/// A second allowed OIN (for the signer-differs-from-TLS case).
+pub const SECOND_OIN: &str = "00000099000000000004";
 pub const NS_GSD: &str = "http://bkwi.nl/SuwiML/Diensten/GSDDossierReintegratie/v0200";
 pub const ACTION: &str =
     "http://bkwi.nl/SuwiML/Diensten/GSDDossierReintegratie-v0200/GSDReintegratieInfo";
@@ -46,8 +49,13 @@ pub fn pki() -> &'static Pki {
         write(
             dir.path(),
             "server",
-            &ca.server("localhost", &["localhost", "127.0.0.1"], None, 30)
-                .expect("server"),
+            &ca.server(
+                "localhost",
+                &["localhost", "127.0.0.1"],
+                Some(SERVER_OIN),
+                30,
+            )
+            .expect("server"),
         );
         write(
             dir.path(),
@@ -64,6 +72,11 @@ pub fn pki() -> &'static Pki {
             dir.path(),
             "nooin",
             &ca.client("no oin", None, 30).expect("client"),
+        );
+        write(
+            dir.path(),
+            "second",
+            &ca.client("second", Some(SECOND_OIN), 30).expect("client"),
         );
         let foreign = DevCa::new("foreign CA").expect("ca");
         write(dir.path(), "foreign-ca", &foreign.issued());
@@ -348,7 +361,10 @@ pub fn normalise(xml: &str, url: &str) -> String {
     let mut s = xml.replace(url, "https://127.0.0.1:PORT/GSDDossierReintegratie-v0200");
     // The signature changes with every response; its structure is checked in wssec.rs.
     if let (Some(a), Some(b)) = (s.find("<wsse:Security "), s.find("</wsse:Security>")) {
-        s.replace_range(a..b + "</wsse:Security>".len(), "<wsse:Security><!-- signature --></wsse:Security>");
+        s.replace_range(
+            a..b + "</wsse:Security>".len(),
+            "<wsse:Security><!-- signature --></wsse:Security>",
+        );
     }
     while let Some(i) = s
         .find("urn:uuid:")

@@ -6,3 +6,4 @@ mod gsd;
 mod interop;
 mod schemas;
 mod transport;
+mod wssec;

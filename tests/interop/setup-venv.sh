@@ -24,6 +24,6 @@ fi
 rm -f "$stamp"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req" >&2
 # Fail here, not in a test, when the wheels do not fit together (e.g. a libxml2 mismatch).
-"$venv/bin/python" -c 'import zeep, requests, lxml.etree, xmlsec' >&2
+"$venv/bin/python" -c 'import zeep, requests, lxml.etree, xmlsec, cryptography.x509' >&2
 echo "$want" > "$stamp"
 echo "$(cd "$venv" && pwd)/bin/python"

@@ -10,14 +10,27 @@ surfaces here.
 Usage:
     python zeep_gsd.py --wsdl URL --cert client.pem --key client-key.pem --ca ca.pem \
         --bsn 123456782 --from-oin 00000099000000000002 \
-        [--to URL] [--endpoint URL] [--expect clientsuwi|nietsgevonden|fwi|fault] [--verbose]
+        [--to URL] [--endpoint URL] [--expect clientsuwi|nietsgevonden|fwi|fault] [--verbose] \
+        [--sign-cert signer.pem --sign-key signer-key.pem [--sign-ca ca.pem]]
 
-Output: exactly one line of JSON on stdout describing the outcome (see ``main``).
+With --sign-cert/--sign-key the request is signed per Digikoppeling WUS 2W-be-S (see
+``DigikoppelingSignature``) and the response must carry a valid signature: checked with
+wssec.verify_envelope (tests/interop/wssec.py) against --sign-ca (default --ca), including a
+wsse11:SignatureConfirmation equal to the request's SignatureValue. Without them nothing is signed
+or verified (the behaviour before signing existed).
+
+Output: exactly one line of JSON on stdout describing the outcome (see ``main``), with
+"response_signed": true when the response signature was verified (signing mode), or, without
+--sign-*, whether the response merely carries a wsse:Security/ds:Signature (not verified).
 Exit codes: 0 ok (and outcome matches --expect, if given); 1 outcome differs from --expect
-(message on stderr); 2 any unexpected exception (traceback on stderr).
+(message on stderr); 2 the response signature failed verification (message on stderr, and a
+JSON line with "kind": "bad_response_signature" and "signature_errors") or any unexpected
+exception (traceback on stderr).
 """
 
 import argparse
+import base64
+import datetime
 import json
 import sys
 import traceback
@@ -116,18 +129,114 @@ def mtls_session(cert, key, ca):
 
 
 # ---------------------------------------------------------------------------------------------
-# WS-SECURITY HOOK — the single place where message signing will be added.
+# WS-SECURITY HOOK — the single place where message signing is set up.
 #
-# A later change returns here a zeep wsse object: zeep.wsse.signature.BinarySignature extended so
-# that, besides Body and wsu:Timestamp, every wsa:* header added by WsAddressing gets a wsu:Id and
-# its own ds:Reference (exc-c14n, SHA-256 digests, RSA-SHA256), with a wsu:Timestamp added first
-# (zeep never adds one itself) and verification of dkd's signed response. zeep applies the
+# ws_security() returns a zeep wsse object: zeep.wsse.signature.BinarySignature extended so that,
+# besides Body and wsu:Timestamp, every wsa:* header added by WsAddressing gets a wsu:Id and its
+# own ds:Reference (exc-c14n, SHA-256 digests, RSA-SHA256), with a wsu:Timestamp added first
+# (zeep never adds one itself), and so that dkd's signed response is verified. zeep applies the
 # ``wsse`` object after the egress plugins, so the WS-Addressing headers already exist when it
-# signs, and it verifies responses before the ingress plugins run.
+# signs, and it verifies responses (faults included) before the ingress plugins run.
 # ---------------------------------------------------------------------------------------------
+class ResponseSignatureError(Exception):
+    """The response's WS-Security signature did not verify; ``errors`` lists why."""
+
+    def __init__(self, errors):
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+def make_digikoppeling_signature(sign_cert, sign_key, ca, ttl=300):
+    """Build the zeep wsse object (imports xmlsec/wssec only when signing is asked for)."""
+    import xmlsec
+    from zeep import ns as zns
+    from zeep.wsse.signature import BinarySignature, _make_sign_key, _sign_node
+    from zeep.wsse.utils import WSSE, WSU, ensure_id, get_security_header, get_timestamp
+    from zeep.utils import detect_soap_env
+
+    import wssec  # tests/interop/wssec.py, next to this file (on sys.path as the script's dir)
+
+    class DigikoppelingSignature(BinarySignature):
+        """zeep's BinarySignature as Digikoppeling WUS 2W-be-S wants it.
+
+        zeep's own apply() signs only Body and Timestamp, with RSA-SHA1/SHA-1, adds no Timestamp
+        and puts the BinarySecurityToken after the Signature. This one builds, in wsse:Security
+        (soapenv:mustUnderstand="1"): wsu:Timestamp (Created now, Expires now+ttl, zeep's
+        ``YYYY-MM-DDTHH:MM:SSZ`` format), wsse:BinarySecurityToken (X509v3), ds:Signature
+        (exc-c14n, RSA-SHA256, one SHA-256 Reference per part: Timestamp, every wsa:* header,
+        Body; KeyInfo = SecurityTokenReference/Reference to the token). Ids and prefixes are
+        zeep's (``id-<uuid>``; ds as default namespace; the wsu prefix lxml invents, ``ns0``, on
+        Body and the wsa headers) — deliberately not wssec.py's, so dkd meets two producers."""
+
+        def __init__(self):
+            super().__init__(sign_key, sign_cert, signature_method=xmlsec.Transform.RSA_SHA256,
+                             digest_method=xmlsec.Transform.SHA256)
+            self.ca = ca
+            self.cert_der = wssec.load_pem_cert_der(sign_cert)
+            self.signature_value = None  # of the last request, for SignatureConfirmation
+            self.received = None  # last response envelope (also when verification fails)
+            self.verification = None  # wssec.verify_envelope result for it
+
+        def apply(self, envelope, headers):
+            soap_env = detect_soap_env(envelope)
+            security = get_security_header(envelope)
+            security.set(etree.QName(soap_env, "mustUnderstand"), "1")
+            now = datetime.datetime.now(datetime.timezone.utc)
+            timestamp = WSU.Timestamp(
+                WSU.Created(get_timestamp(now, zulu_timestamp=True)),
+                WSU.Expires(get_timestamp(now + datetime.timedelta(seconds=ttl), zulu_timestamp=True)),
+            )
+            security.insert(0, timestamp)
+            bst = WSSE.BinarySecurityToken(
+                base64.b64encode(self.cert_der).decode(),
+                ValueType=wssec.X509V3, EncodingType=wssec.BASE64_BINARY)
+            bst_id = ensure_id(bst)
+            security.insert(1, bst)
+            signature = xmlsec.template.create(envelope, xmlsec.Transform.EXCL_C14N, self.signature_method)
+            security.insert(2, signature)
+
+            ctx = xmlsec.SignatureContext()
+            ctx.key = _make_sign_key(self.key_data, self.cert_data, self.password)
+            header = envelope.find(etree.QName(soap_env, "Header"))
+            wsa_headers = [h for h in header if isinstance(h.tag, str) and etree.QName(h).namespace == WSA_NS]
+            for node in [timestamp] + wsa_headers + [envelope.find(etree.QName(soap_env, "Body"))]:
+                _sign_node(ctx, signature, node, self.digest_method)
+            key_info = xmlsec.template.ensure_key_info(signature)
+            sec_token_ref = etree.SubElement(key_info, etree.QName(zns.WSSE, "SecurityTokenReference"))
+            etree.SubElement(sec_token_ref, etree.QName(zns.WSSE, "Reference"),
+                             {"URI": "#" + bst_id, "ValueType": wssec.X509V3})
+            ctx.sign(signature)
+            self.signature_value = "".join(signature.findtext(etree.QName(zns.DS, "SignatureValue")).split())
+            return envelope, headers
+
+        def verify(self, envelope):
+            self.received = envelope
+            self.verification = wssec.verify_envelope(
+                envelope, self.ca, request_signature_value=self.signature_value)
+            if not self.verification["ok"]:
+                raise ResponseSignatureError(self.verification["errors"])
+            return envelope
+
+    return DigikoppelingSignature()
+
+
 def ws_security(args):
-    """Return the zeep ``wsse`` object to sign requests with, or None (no signing yet)."""
-    return None
+    """Return the zeep ``wsse`` object to sign requests with, or None when not signing."""
+    if not (args.sign_cert or args.sign_key):
+        return None
+    if not (args.sign_cert and args.sign_key):
+        raise SystemExit("--sign-cert and --sign-key go together")
+    return make_digikoppeling_signature(args.sign_cert, args.sign_key, args.sign_ca or args.ca)
+
+
+def has_signature(envelope):
+    """Whether a response envelope carries a wsse:Security header with a ds:Signature."""
+    if envelope is None:
+        return False
+    return envelope.find(
+        "{http://schemas.xmlsoap.org/soap/envelope/}Header"
+        "/{http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd}Security"
+        "/{http://www.w3.org/2000/09/xmldsig#}Signature") is not None
 
 
 def _text(el, path):
@@ -220,7 +329,8 @@ def run(args):
     session = mtls_session(args.cert, args.key, args.ca)
     transport = RecordingTransport(session=session, timeout=args.timeout, operation_timeout=args.timeout)
     wsa = WsAddressing("http://example.org/client?oin=%s" % args.from_oin, to=args.to)
-    client = zeep.Client(args.wsdl, transport=transport, plugins=[wsa], wsse=ws_security(args))
+    wsse = ws_security(args)
+    client = zeep.Client(args.wsdl, transport=transport, plugins=[wsa], wsse=wsse)
     # The port the WSDL names (its soap:address) unless --endpoint overrides the HTTP target.
     service = client.service
     if args.endpoint:
@@ -231,9 +341,13 @@ def run(args):
         out = describe_response(result, wsa.received)
     except Fault as fault:
         out = describe_fault(fault)
+    except ResponseSignatureError as e:
+        e.http_status = transport.last_status
+        raise
     finally:
         if args.verbose:
-            for label, env in (("sent", wsa.sent), ("received", wsa.received)):
+            received = wsa.received if wsa.received is not None else getattr(wsse, "received", None)
+            for label, env in (("sent", wsa.sent), ("received", received)):
                 if env is not None:
                     sys.stderr.write("--- %s ---\n%s\n" % (label, etree.tostring(env, pretty_print=True).decode()))
 
@@ -241,6 +355,11 @@ def run(args):
     out["relates_to"] = wsa.response_wsa.get("RelatesTo")
     out["action"] = wsa.response_wsa.get("Action")
     out["request_message_id"] = wsa.message_id
+    if wsse is not None:
+        out["response_signed"] = bool(wsse.verification and wsse.verification["ok"])
+        out["response_signer_oin"] = wsse.verification["signer_oin"] if wsse.verification else None
+    else:
+        out["response_signed"] = has_signature(wsa.received)
     return out
 
 
@@ -257,6 +376,9 @@ def parse_args(argv):
     p.add_argument("--expect", choices=KINDS)
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--verbose", action="store_true", help="dump sent and received envelopes to stderr")
+    p.add_argument("--sign-cert", help="sign the request with this certificate (PEM); verify the response")
+    p.add_argument("--sign-key", help="private key (PEM) for --sign-cert")
+    p.add_argument("--sign-ca", help="CA bundle the response signing certificate must chain to (default --ca)")
     return p.parse_args(argv)
 
 
@@ -264,6 +386,12 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         out = run(args)
+    except ResponseSignatureError as e:
+        sys.stderr.write("response signature verification failed: %s\n" % e)
+        print(json.dumps({"kind": "bad_response_signature", "response_signed": False,
+                          "signature_errors": e.errors, "http_status": getattr(e, "http_status", None)},
+                         ensure_ascii=False, sort_keys=True), flush=True)
+        return 2
     except Exception:  # noqa: BLE001 - any failure here is a test failure with a traceback
         traceback.print_exc(file=sys.stderr)
         return 2

@@ -1,0 +1,122 @@
+//! `dkd call`: one GSDReintegratieInfo against any 2W-be-S endpoint, signed, with the response's
+//! signature, SignatureConfirmation and RelatesTo checked. The building block of the probe.
+
+use crate::http::client::{self, ClientError};
+use crate::soap::wssec::{SecurityError, Signer, SigningMode, Verified, VerifyPolicy};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What to send.
+pub struct CallOptions {
+    /// The endpoint URL (also `wsa:To`).
+    pub url: String,
+    /// The BSN to ask about.
+    pub bsn: String,
+    /// Our OIN, for `wsa:From`.
+    pub from_oin: String,
+    /// Mutual-TLS client configuration.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Signs the request; `None` sends it unsigned.
+    pub signer: Option<Signer>,
+    /// Verifies the response's signature (its certificate must chain to these CAs).
+    pub response_trust: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    /// Gives up after this.
+    pub timeout: Duration,
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct CallResult {
+    /// HTTP status.
+    pub status: u16,
+    /// The response envelope.
+    pub body: String,
+    /// The MessageID we sent.
+    pub message_id: String,
+    /// Whether `wsa:RelatesTo` equals our MessageID.
+    pub relates_to_matches: bool,
+    /// The response signature check, when one was asked for.
+    pub signature: Option<Result<Verified, SecurityError>>,
+    /// `clientsuwi`, `nietsgevonden`, `fwi`, `fault` or `unknown`.
+    pub kind: &'static str,
+    /// The `fwi:Fout/Code` of a fault or FWI answer.
+    pub code: Option<String>,
+}
+
+/// Sends the request and checks the answer.
+pub async fn call(opts: CallOptions) -> Result<CallResult, ClientError> {
+    let message_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let now = time::OffsetDateTime::now_utc();
+    let request = match &opts.signer {
+        Some(s) => {
+            crate::soap::signed_request(s, &opts.url, &opts.from_oin, &opts.bsn, &message_id, now)
+                .map_err(|e| ClientError::Http(format!("cannot sign the request: {e}")))?
+        }
+        None => crate::soap::example_request(&opts.url, &opts.from_oin, &opts.bsn, &message_id),
+    };
+    let request_sig = between(&request, "<ds:SignatureValue>", "</ds:SignatureValue>");
+    let resp = client::post_soap(opts.tls.clone(), &opts.url, &request, opts.timeout).await?;
+    let body = resp.text();
+    let doc = crate::xml::parse(body.as_bytes()).ok();
+    let find = |local: &str| doc.as_ref().and_then(|d| find_text(d, local));
+    let relates_to_matches = find("RelatesTo").as_deref() == Some(message_id.as_str());
+    let kind = if body.contains("<ClientSuwi>") {
+        "clientsuwi"
+    } else if body.contains("NietsGevonden") {
+        "nietsgevonden"
+    } else if body.contains(":Fault>") {
+        "fault"
+    } else if body.contains("FWI") {
+        "fwi"
+    } else {
+        "unknown"
+    };
+    let signature = opts.response_trust.clone().map(|trust| {
+        let policy = VerifyPolicy {
+            mode: SigningMode::Required,
+            trust,
+            allowed_signer_oins: Default::default(),
+            signer_must_match_tls: false,
+            any_signer: true,
+            clock_skew: time::Duration::seconds(120),
+            max_age: time::Duration::seconds(300),
+            replay: crate::soap::wssec::ReplayCache::new(1),
+        };
+        let checked = match &request_sig {
+            // A fault raised before the request's signature was verified cannot confirm it.
+            Some(sv) => policy
+                .verify_response(&body, &sv.split_whitespace().collect::<String>(), now)
+                .or_else(|e| {
+                    if kind == "fault" {
+                        policy.verify(&body, None, None, now)
+                    } else {
+                        Err(e)
+                    }
+                }),
+            None => policy.verify(&body, None, None, now),
+        };
+        checked.and_then(|v| v.ok_or(SecurityError::Missing))
+    });
+    Ok(CallResult {
+        status: resp.status,
+        code: find("Code"),
+        body,
+        message_id,
+        relates_to_matches,
+        signature,
+        kind,
+    })
+}
+
+fn between(s: &str, a: &str, b: &str) -> Option<String> {
+    let i = s.find(a)? + a.len();
+    let j = s[i..].find(b)? + i;
+    Some(s[i..j].to_owned())
+}
+
+fn find_text(e: &crate::xml::Element, local: &str) -> Option<String> {
+    if e.local == local {
+        return Some(e.text());
+    }
+    e.elements().find_map(|c| find_text(c, local))
+}

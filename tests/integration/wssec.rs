@@ -1,0 +1,288 @@
+//! WS-Security 2W-be-S end to end: signed requests accepted, every rule's violation refused with
+//! its fault, responses signed with SignatureConfirmation.
+
+use crate::common::*;
+use dkd::soap::wssec::{Signer, SigningMode};
+use time::{Duration, OffsetDateTime};
+
+async fn required() -> Server {
+    Server::start_with(|c| {
+        c.security.signing = Some(SigningMode::Required);
+        c.auth.allowed_oins.push(SECOND_OIN.into());
+    })
+    .await
+}
+
+fn signer(name: &str) -> Signer {
+    let p = pki();
+    Signer::load(
+        &p.path(&format!("{name}.pem")),
+        &p.path(&format!("{name}-key.pem")),
+    )
+    .expect("signer")
+}
+
+fn signed_at(server: &Server, who: &str, bsn: &str, now: OffsetDateTime) -> String {
+    let id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    dkd::soap::signed_request(&signer(who), &server.url, ALLOWED_OIN, bsn, &id, now).expect("sign")
+}
+
+fn signed(server: &Server, bsn: &str) -> String {
+    signed_at(server, "client", bsn, OffsetDateTime::now_utc())
+}
+
+async fn fault(server: &Server, xml: &str) -> (String, String) {
+    let r = post(&server.url, xml).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    fault_codes(&r.text())
+}
+
+fn between(s: &str, a: &str, b: &str) -> String {
+    let i = s.find(a).expect(a) + a.len();
+    let j = s[i..].find(b).expect(b) + i;
+    s[i..j].to_owned()
+}
+
+#[tokio::test]
+async fn signed_request_is_answered_with_a_signed_confirming_response() {
+    let server = required().await;
+    let req = signed(&server, &server.known_bsn());
+    let r = post(&server.url, &req).await;
+    let text = r.text();
+    assert_eq!(r.status, 200, "{text}");
+    assert!(text.contains("<ClientSuwi>"));
+    let sv = between(&req, "<ds:SignatureValue>", "</ds:SignatureValue>");
+    // dkd's own client-side check: signature, coverage, SignatureConfirmation.
+    let trust = dkd::http::tls::client_verifier(&pki().path("ca.pem"), &[]).expect("trust");
+    let policy = dkd::soap::wssec::VerifyPolicy {
+        mode: SigningMode::Required,
+        trust,
+        allowed_signer_oins: Default::default(),
+        signer_must_match_tls: false,
+        any_signer: true,
+        clock_skew: Duration::seconds(60),
+        max_age: Duration::seconds(300),
+        replay: dkd::soap::wssec::ReplayCache::new(1),
+    };
+    policy
+        .verify_response(&text, &sv, OffsetDateTime::now_utc())
+        .expect("response verifies")
+        .expect("signed");
+    validate_official(&body_child(&text), Schema::Response);
+}
+
+#[tokio::test]
+async fn unsigned_request_is_refused_when_signing_is_required() {
+    let server = required().await;
+    let (fc, code) = fault(&server, &Req::new(&server.url, "123456782").xml()).await;
+    assert_eq!(
+        (fc.as_str(), code.as_str()),
+        ("wsse:InvalidSecurity", "0020")
+    );
+}
+
+#[tokio::test]
+async fn tampered_body_or_addressing_fails_the_check() {
+    let server = required().await;
+    let req = signed(&server, "123456782");
+    let (fc, code) = fault(
+        &server,
+        &req.replace("<Burgerservicenr>123456782", "<Burgerservicenr>111222333"),
+    )
+    .await;
+    assert_eq!(
+        (fc.as_str(), code.as_str()),
+        ("wsse:FailedCheck", "0021"),
+        "tampered Body"
+    );
+    let req = signed(&server, "123456782");
+    let tampered = req.replace(
+        &format!(">{}</wsa:To>", server.url),
+        ">https://evil.example/GSDDossierReintegratie-v0200</wsa:To>",
+    );
+    assert_ne!(tampered, req);
+    let (fc, code) = fault(&server, &tampered).await;
+    assert_eq!(
+        (fc.as_str(), code.as_str()),
+        ("wsse:FailedCheck", "0021"),
+        "tampered wsa:To"
+    );
+}
+
+#[tokio::test]
+async fn signature_wrapping_is_refused_by_node_identity() {
+    let server = required().await;
+    let req = signed(&server, "123456782");
+    // Move the signed Body into ds:Object inside the Signature (where a plain verifier still finds
+    // it by Id) and put an unsigned Body asking about someone else in its place.
+    let body_start = req.find("<soapenv:Body").expect("body");
+    let body_end = req.find("</soapenv:Body>").expect("/body") + "</soapenv:Body>".len();
+    let signed_body = req[body_start..body_end].replace(
+        "<soapenv:Body ",
+        "<soapenv:Body xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" ",
+    );
+    let mut evil = req.clone();
+    evil.replace_range(
+        body_start..body_end,
+        &format!("<soapenv:Body><gsd:GSDReintegratieInfo xmlns:gsd=\"{NS_GSD}\"><Burgerservicenr>{}</Burgerservicenr></gsd:GSDReintegratieInfo></soapenv:Body>", server.known_bsn()),
+    );
+    evil = evil.replace(
+        "</ds:KeyInfo></ds:Signature>",
+        &format!("</ds:KeyInfo><ds:Object>{signed_body}</ds:Object></ds:Signature>"),
+    );
+    let (fc, code) = fault(&server, &evil).await;
+    assert_eq!(
+        (fc.as_str(), code.as_str()),
+        ("wsse:InvalidSecurity", "0028")
+    );
+}
+
+#[tokio::test]
+async fn duplicate_ids_are_refused() {
+    let server = required().await;
+    let req = signed(&server, "123456782").replace("<wsu:Created>", "<wsu:Created wsu:Id=\"_To\">");
+    let (fc, code) = fault(&server, &req).await;
+    assert_eq!(
+        (fc.as_str(), code.as_str()),
+        ("wsse:InvalidSecurity", "0020")
+    );
+}
+
+#[tokio::test]
+async fn weak_or_foreign_algorithms_are_refused() {
+    let server = required().await;
+    let req = signed(&server, "123456782");
+    for (from, to) in [
+        ("http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2000/09/xmldsig#sha1"),
+        ("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", "http://www.w3.org/2000/09/xmldsig#rsa-sha1"),
+        (
+            "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\">",
+            "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/TR/2001/REC-xml-c14n-20010315\">",
+        ),
+    ] {
+        let (fc, code) = fault(&server, &req.replacen(from, to, 1)).await;
+        assert_eq!((fc.as_str(), code.as_str()), ("wsse:InvalidSecurity", "0027"), "{to}");
+    }
+}
+
+#[tokio::test]
+async fn missing_timestamp_is_refused() {
+    let server = required().await;
+    let req = signed(&server, "123456782");
+    let a = req.find("<wsu:Timestamp").expect("ts");
+    let b = req.find("</wsu:Timestamp>").expect("/ts") + "</wsu:Timestamp>".len();
+    let mut no_ts = req.clone();
+    no_ts.replace_range(a..b, "");
+    let (fc, code) = fault(&server, &no_ts).await;
+    assert_eq!(
+        (fc.as_str(), code.as_str()),
+        ("wsse:InvalidSecurity", "0020")
+    );
+}
+
+#[tokio::test]
+async fn expired_and_future_timestamps_are_refused() {
+    let server = required().await;
+    let now = OffsetDateTime::now_utc();
+    for (name, at) in [
+        ("expired", now - Duration::minutes(30)),
+        ("future beyond skew", now + Duration::minutes(10)),
+    ] {
+        let (fc, code) = fault(&server, &signed_at(&server, "client", "123456782", at)).await;
+        assert_eq!(
+            (fc.as_str(), code.as_str()),
+            ("wsu:MessageExpired", "0023"),
+            "{name}"
+        );
+    }
+    // Within the skew is fine.
+    let ok = signed_at(&server, "client", "123456782", now + Duration::seconds(30));
+    assert_eq!(post(&server.url, &ok).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_unsigned_addressing_header_is_refused() {
+    let server = required().await;
+    let req = signed(&server, "123456782").replace(
+        "</soapenv:Header>",
+        "<wsa:ReplyTo xmlns:wsa=\"http://www.w3.org/2005/08/addressing\"><wsa:Address>http://www.w3.org/2005/08/addressing/anonymous</wsa:Address></wsa:ReplyTo></soapenv:Header>",
+    );
+    let (fc, code) = fault(&server, &req).await;
+    assert_eq!(
+        (fc.as_str(), code.as_str()),
+        ("wsse:InvalidSecurity", "0028")
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_header_is_refused_even_when_signed_otherwise() {
+    let server = required().await;
+    let req = signed(&server, "123456782").replace(
+        "</soapenv:Header>",
+        "<x:Trace xmlns:x=\"urn:x\">1</x:Trace></soapenv:Header>",
+    );
+    let (_, code) = fault(&server, &req).await;
+    assert_eq!(code, "0010");
+}
+
+#[tokio::test]
+async fn signing_certificates_are_checked_for_chain_and_oin() {
+    let server = required().await;
+    let now = OffsetDateTime::now_utc();
+    let cases = [
+        ("foreign", "wsse:InvalidSecurityToken", "0022"),
+        ("unlisted", "wsse:InvalidSecurityToken", "0024"),
+        ("second", "wsse:InvalidSecurityToken", "0025"),
+    ];
+    for (who, fc, code) in cases {
+        let got = fault(&server, &signed_at(&server, who, "123456782", now)).await;
+        assert_eq!(
+            (got.0.as_str(), got.1.as_str()),
+            (fc, code),
+            "signed by {who}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_intermediary_may_sign_when_configured() {
+    let server = Server::start_with(|c| {
+        c.security.signing = Some(SigningMode::Required);
+        c.security.signer_must_match_tls = false;
+        c.security.allowed_signer_oins = vec![SECOND_OIN.into()];
+    })
+    .await;
+    let r = post(
+        &server.url,
+        &signed_at(&server, "second", "123456782", OffsetDateTime::now_utc()),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_replayed_message_id_is_refused() {
+    let server = required().await;
+    let req = signed(&server, "123456782");
+    assert_eq!(post(&server.url, &req).await.status, 200);
+    let (fc, code) = fault(&server, &req).await;
+    assert_eq!(
+        (fc.as_str(), code.as_str()),
+        ("wsse:InvalidSecurity", "0026")
+    );
+}
+
+#[tokio::test]
+async fn faults_are_signed_too() {
+    let server = required().await;
+    let r = post(&server.url, &Req::new(&server.url, "123456782").xml()).await;
+    let text = r.text();
+    assert!(
+        text.contains("<ds:SignatureValue>") && text.contains("wsu:Id=\"_Body\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("SignatureConfirmation"),
+        "nothing to confirm for an unsigned request"
+    );
+}
