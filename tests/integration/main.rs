@@ -7,3 +7,4 @@ mod interop;
 mod schemas;
 mod transport;
 mod wssec;
+mod xmlsec_interop;
