@@ -2,6 +2,7 @@
 //! the integration tests, so the tests exercise exactly what users run.
 
 use crate::config::{Config, GSD_PATH};
+use crate::http::admin::AdminState;
 use crate::http::server::{self, Limits, State};
 use crate::http::{tls, wsdl::Documents};
 use crate::service::Service;
@@ -41,6 +42,16 @@ pub struct App {
     acceptor: tokio_rustls::TlsAcceptor,
     state: Arc<State>,
     addr: SocketAddr,
+    admin: Option<Admin>,
+    retention: crate::config::RetentionConfig,
+}
+
+/// The bound admin listener.
+struct Admin {
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<AdminState>,
+    addr: SocketAddr,
 }
 
 impl App {
@@ -78,6 +89,7 @@ impl App {
             service: Service {
                 store,
                 dn: cfg.server.service_dn.clone(),
+                window_days: cfg.retention.window_days,
             },
             public_url: public_url.clone(),
             to_aliases: cfg.server.to_aliases.clone(),
@@ -98,10 +110,13 @@ impl App {
             limits,
             path,
         });
+        let admin = bind_admin(cfg, &state.endpoint.service.store).await?;
         Ok(App {
             listener,
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg)),
             state,
+            admin,
+            retention: cfg.retention.clone(),
             addr,
         })
     }
@@ -109,6 +124,11 @@ impl App {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin API's bound address, when enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
     }
 
     /// The public URL of the endpoint.
@@ -124,12 +144,106 @@ impl App {
     /// Serves until `shutdown` completes, then flushes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let store = self.state.endpoint.service.store.clone();
-        let r = server::run(self.listener, self.acceptor, self.state, shutdown).await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        if let Some(admin) = self.admin {
+            tokio::spawn(crate::http::admin::run(
+                admin.listener,
+                admin.tls,
+                admin.state,
+                stopped(stop_rx.clone()),
+            ));
+        }
+        if self.retention.sweep_interval_hours > 0 {
+            let (st, ret, rx) = (store.clone(), self.retention.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                let every = Duration::from_secs(ret.sweep_interval_hours * 3600);
+                let mut tick = tokio::time::interval(every);
+                let stop = stopped(rx);
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = &mut stop => return,
+                    }
+                    let (s, r) = (st.clone(), ret.clone());
+                    let today = time::OffsetDateTime::now_utc().date();
+                    match tokio::task::spawn_blocking(move || {
+                        crate::service::sweep(&s, r.window_days, r.purge, today, false)
+                    })
+                    .await
+                    {
+                        Ok(Ok(rep)) => tracing::info!(
+                            examined = rep.examined,
+                            removed = rep.removed,
+                            "retention sweep"
+                        ),
+                        Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
+                        Err(e) => tracing::error!(error = %e, "retention sweep panicked"),
+                    }
+                }
+            });
+        }
+        let server = server::run(self.listener, self.acceptor, self.state, stopped(stop_rx));
+        tokio::pin!(server);
+        let r = tokio::select! {
+            r = &mut server => r,
+            _ = shutdown => {
+                let _ = stop_tx.send(true);
+                server.await
+            }
+        };
         if let Err(e) = store.flush() {
             tracing::error!(error = %e, "store flush at shutdown failed");
         }
         r
     }
+}
+
+/// Binds the admin API: plain HTTP on loopback, mutual TLS elsewhere.
+async fn bind_admin(cfg: &Config, store: &Store) -> Result<Option<Admin>, StartError> {
+    if cfg.admin.listen.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.admin.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: cfg.admin.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: cfg.admin.listen.clone(),
+        source,
+    })?;
+    let tls = if addr.ip().is_loopback() {
+        None
+    } else {
+        if cfg.admin.allowed_oins.is_empty() {
+            tracing::warn!(
+                "admin.allowed_oins is empty: the admin API on {addr} refuses every client"
+            );
+        }
+        let ca = cfg.admin.client_ca.as_ref().unwrap_or(&cfg.tls.client_ca);
+        let c = tls::server_config(&cfg.tls.cert, &cfg.tls.key, ca, &cfg.tls.crls)?;
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(c)))
+    };
+    let state = Arc::new(AdminState {
+        store: store.clone(),
+        rules: crate::import::Rules {
+            lks_type_codes: cfg.import.lks_type_codes.clone(),
+            max_future_days: cfg.import.max_future_days,
+        },
+        purge: cfg.retention.purge,
+        allowed_oins: cfg.admin.allowed_oins.iter().cloned().collect(),
+    });
+    Ok(Some(Admin {
+        listener,
+        tls,
+        state,
+        addr,
+    }))
 }
 
 /// Builds the WS-Security setup from `[security]`, or `None` when signing is off.

@@ -25,6 +25,75 @@ pub struct Config {
     pub log: LogConfig,
     /// WS-Security (message signing).
     pub security: SecurityConfig,
+    /// The LKS look-back and the sweep.
+    pub retention: RetentionConfig,
+    /// Backoffice imports.
+    pub import: ImportConfig,
+    /// The JSON admin API for real-time updates.
+    pub admin: AdminConfig,
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days an entry stays after its last provision ended (LKS rule: two years).
+    pub window_days: u32,
+    /// Delete expired entries' data (data minimisation); `false` keeps it aside, unserved.
+    pub purge: bool,
+    /// Hours between sweeps while serving (0 = no automatic sweep).
+    pub sweep_interval_hours: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            window_days: crate::service::retention::DEFAULT_WINDOW_DAYS,
+            purge: true,
+            sweep_interval_hours: 24,
+        }
+    }
+}
+
+/// `[import]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportConfig {
+    /// `CdTypeRvGsd` values that are loonkostensubsidie: such a provision must carry a loonwaarde.
+    pub lks_type_codes: Vec<String>,
+    /// Dates later than this many days from today are refused as typos.
+    pub max_future_days: u32,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        ImportConfig {
+            lks_type_codes: vec![crate::demo::TYPE_LKS.to_owned()],
+            max_future_days: 366,
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin API; empty to disable. Loopback: plain HTTP. Elsewhere: mutual TLS.
+    pub listen: String,
+    /// CA bundle admin client certificates must chain to (when not on loopback). Default: `tls.client_ca`.
+    pub client_ca: Option<PathBuf>,
+    /// OINs of admin client certificates allowed (when not on loopback).
+    pub allowed_oins: Vec<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9443".into(),
+            client_ca: None,
+            allowed_oins: Vec::new(),
+        }
+    }
 }
 
 /// `[security]`

@@ -11,6 +11,8 @@ pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod import;
+pub mod report;
 pub mod service;
 pub mod soap;
 pub mod store;

@@ -12,6 +12,8 @@ use std::process::ExitCode;
 mod exit {
     /// Runtime failure.
     pub const FAILURE: u8 = 1;
+    /// Command-line usage error (as clap's own).
+    pub const USAGE: u8 = 2;
     /// Invalid configuration.
     pub const CONFIG: u8 = 3;
     /// TLS material or certificate problem.
@@ -27,6 +29,21 @@ mod exit {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Options every store command takes.
+#[derive(clap::Args)]
+struct Common {
+    /// TOML configuration file (see dkd.example.toml). Environment overrides: DKD_<SECTION>__<KEY>.
+    #[arg(long, short = 'c', env = "DKD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -73,6 +90,54 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Import a backoffice file (CSV or XML) into the verwijsindex, atomically.
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// File format (default: from the extension).
+        #[arg(long, value_enum)]
+        format: Option<dkd::import::Format>,
+        /// full: the file is the gemeente's complete set; delta: upserts and explicit deletions.
+        #[arg(long, value_enum, default_value = "delta")]
+        mode: dkd::import::Mode,
+        /// The gemeente the file is for (needed for full mode when the file does not say).
+        #[arg(long)]
+        gemeente: Option<String>,
+        /// Validate and count; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Reject the whole file when any row is rejected.
+        #[arg(long)]
+        strict: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Take entries outside the LKS look-back out of the index now (serve does it daily).
+    Sweep {
+        /// Show what would leave; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The Toets LKS for one person: LKS in the two years before a date? Exit 0 yes, 1 no, 2 error.
+    Toets {
+        /// The BSN.
+        bsn: String,
+        /// The reference date, YYYYMMDD (e.g. the day employment ended). Default: today.
+        #[arg(long)]
+        datum: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The gemeente's own Aanlevermonitor: persons, mutation dates, last import, leaving soon.
+    Report {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        #[command(flatten)]
+        common: Common,
+    },
     /// (Re)generate the development PKI: CA, server and client certificates with test OINs.
     Certs {
         /// Output directory.
@@ -108,6 +173,18 @@ fn main() -> ExitCode {
             from_oin,
             timeout,
         }),
+        Command::Import {
+            file,
+            format,
+            mode,
+            gemeente,
+            dry_run,
+            strict,
+            common,
+        } => import(&file, format, mode, gemeente, dry_run, strict, &common),
+        Command::Sweep { dry_run, common } => sweep(dry_run, &common),
+        Command::Toets { bsn, datum, common } => toets(&bsn, datum.as_deref(), &common),
+        Command::Report { format, common } => report(format, &common),
         Command::Certs { dir } => match certs::generate_dev_pki(&dir) {
             Ok(()) => {
                 println!("Development PKI written to {}:", dir.display());
@@ -139,6 +216,232 @@ fn main() -> ExitCode {
             ),
         },
     }
+}
+
+/// Loads the configuration and opens the store, or says why not (with the exit code to use).
+fn open_store(common: &Common) -> Result<(Config, Store), ExitCode> {
+    let cfg = Config::load(common.config.as_deref(), std::env::vars())
+        .map_err(|e| fail(exit::CONFIG, &e.to_string()))?;
+    let store = Store::open(&cfg.store.path)
+        .map_err(|e| fail(exit::STORE, &format!("{}: {e}", cfg.store.path.display())))?;
+    Ok((cfg, store))
+}
+
+/// Exit code of `dkd import` when rows were rejected.
+const EXIT_ROWS_REJECTED: u8 = 7;
+
+fn import(
+    file: &Path,
+    format: Option<dkd::import::Format>,
+    mode: dkd::import::Mode,
+    gemeente: Option<String>,
+    dry_run: bool,
+    strict: bool,
+    common: &Common,
+) -> ExitCode {
+    use dkd::import::{Format, ImportError, Options};
+    let format = format.unwrap_or_else(|| {
+        match file
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("xml") => Format::Xml,
+            _ => Format::Csv,
+        }
+    });
+    if let Some(g) = &gemeente {
+        if dkd::suwiml::types::check_four_digits("--gemeente", g).is_err() {
+            return fail(
+                exit::USAGE,
+                &format!("--gemeente {g:?} must be a 4-digit gemeentecode"),
+            );
+        }
+    }
+    let (cfg, store) = match open_store(common) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => return fail(exit::FAILURE, &format!("{}: {e}", file.display())),
+    };
+    let opts = Options {
+        format,
+        mode,
+        gemeente,
+        dry_run,
+        strict,
+        rules: dkd::import::Rules {
+            lks_type_codes: cfg.import.lks_type_codes.clone(),
+            max_future_days: cfg.import.max_future_days,
+        },
+        purge: cfg.retention.purge,
+        today: time::OffsetDateTime::now_utc().date(),
+    };
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos} rows read ({per_sec}) {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let name = file.display().to_string();
+    let result = dkd::import::import(&store, &name, &bytes, &opts, &mut |n| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match result {
+        Ok(report) => {
+            for r in &report.rejected {
+                eprintln!(
+                    "{name}:{}: {}: {:?}: {}",
+                    r.line, r.field, r.value, r.reason
+                );
+            }
+            if strict && !report.rejected.is_empty() {
+                eprintln!("dkd: --strict: the whole file is rejected; nothing was written");
+            }
+            println!("{}", report.summary());
+            if report.rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_ROWS_REJECTED)
+            }
+        }
+        Err(ImportError::Usage(m)) => fail(exit::USAGE, &m),
+        Err(ImportError::Store(e)) => fail(exit::STORE, &e.to_string()),
+        Err(e) => fail(exit::FAILURE, &format!("{name}: {e}")),
+    }
+}
+
+fn sweep(dry_run: bool, common: &Common) -> ExitCode {
+    let (cfg, store) = match open_store(common) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    match dkd::service::sweep(
+        &store,
+        cfg.retention.window_days,
+        cfg.retention.purge,
+        today,
+        dry_run,
+    ) {
+        Ok(r) => {
+            println!(
+                "{} entries examined, {} {} the index ({})",
+                r.examined,
+                r.removed,
+                if dry_run { "would leave" } else { "left" },
+                if cfg.retention.purge {
+                    "data purged"
+                } else {
+                    "data kept aside, not served"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::STORE, &e.to_string()),
+    }
+}
+
+fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> ExitCode {
+    const ERROR: u8 = 2;
+    let bsn = match dkd::suwiml::types::Bsn::parse(bsn) {
+        Ok(b) => b,
+        Err(_) => {
+            return fail(
+                ERROR,
+                &format!("{bsn:?} is not a valid BSN (9 digits, 11-test)"),
+            )
+        }
+    };
+    let date = match datum {
+        None => time::OffsetDateTime::now_utc().date(),
+        Some(d) => match dkd::suwiml::types::Datum::parse(d)
+            .ok()
+            .and_then(|d| d.to_date())
+        {
+            Some(d) => d,
+            None => {
+                return fail(
+                    ERROR,
+                    &format!("--datum {d:?} is not a calendar date YYYYMMDD"),
+                )
+            }
+        },
+    };
+    let (cfg, store) = match open_store(common) {
+        Ok(x) => x,
+        Err(_) => return ExitCode::from(ERROR),
+    };
+    let entries = match store.entries(&bsn) {
+        Ok(e) => e,
+        Err(e) => return fail(ERROR, &e.to_string()),
+    };
+    let mut yes = false;
+    for e in &entries {
+        for v in dkd::service::retention::toets(&e.person, date, cfg.retention.window_days) {
+            yes = true;
+            println!(
+                "gemeente {}: LKS {} from {} to {}, loonwaarde {}",
+                e.gemeente,
+                v.registratienr.as_deref().unwrap_or("-"),
+                v.start.as_str(),
+                v.end
+                    .map(|d| d.as_str().to_owned())
+                    .unwrap_or_else(|| "(running)".into()),
+                v.loonwaarde.map(|l| l.to_string()).unwrap_or_default()
+            );
+        }
+    }
+    let d = dkd::suwiml::types::Datum::from_date(date);
+    if yes {
+        println!(
+            "JA: LKS granted or paid in the {} days before {}",
+            cfg.retention.window_days,
+            d.as_str()
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "NEE: no LKS in the {} days before {}",
+            cfg.retention.window_days,
+            d.as_str()
+        );
+        ExitCode::from(1)
+    }
+}
+
+fn report(format: ReportFormat, common: &Common) -> ExitCode {
+    let (cfg, store) = match open_store(common) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    let rows = match dkd::report::build(&store, cfg.retention.window_days, today) {
+        Ok(r) => r,
+        Err(e) => return fail(exit::STORE, &e.to_string()),
+    };
+    let out = match format {
+        ReportFormat::Table => dkd::report::table(&rows),
+        ReportFormat::Csv => dkd::report::csv(&rows),
+        ReportFormat::Json => serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n",
+    };
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    ExitCode::SUCCESS
 }
 
 struct CallArgs {
@@ -302,7 +605,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
     if demo && store.is_empty() {
         let today = time::OffsetDateTime::now_utc().date();
         let people = dkd::demo::generate(dkd::demo::DEMO_PERSONS, today);
-        if let Err(e) = store.put_all(&people).and_then(|_| store.flush()) {
+        if let Err(e) = store.put_all(&people, "demo").and_then(|_| store.flush()) {
             return fail(exit::STORE, &format!("cannot load the demo set: {e}"));
         }
         println!(

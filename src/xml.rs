@@ -90,6 +90,8 @@ pub struct Element {
     pub attrs: Vec<Attr>,
     /// Child nodes in document order.
     pub children: Vec<Node>,
+    /// Byte offset of the start tag in the document (for `file:line` messages).
+    pub pos: usize,
 }
 
 /// An attribute with its resolved namespace.
@@ -182,6 +184,14 @@ impl Element {
     }
 }
 
+/// The 1-based line of a byte offset in a text.
+pub fn line_of(text: &[u8], pos: usize) -> usize {
+    1 + text[..pos.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
 /// Parses a complete document into its root element, refusing DTDs and non-UTF-8 input.
 pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
     use quick_xml::events::Event;
@@ -241,11 +251,17 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
                     value,
                 });
             }
+            // The reader stands just after the tag; step back over it to the '<'.
+            let tag_len = s.len() + if is_empty { 3 } else { 2 };
+            let pos = usize::try_from(reader.buffer_position())
+                .unwrap_or(0)
+                .saturating_sub(tag_len);
             let el = Element {
                 ns,
                 local,
                 attrs,
                 children: Vec::new(),
+                pos,
             };
             if is_empty {
                 attach(&mut stack, &mut root, el);
@@ -342,6 +358,15 @@ fn push_text(stack: &mut [Element], s: &str) -> Result<(), XmlError> {
 #[cfg(test)]
 mod parse_tests {
     use super::*;
+
+    #[test]
+    fn element_positions_give_lines() {
+        let doc = b"<a>\n  <b/>\n  <c>x</c>\n</a>";
+        let e = parse(doc).expect("parses");
+        let lines: Vec<usize> = e.elements().map(|c| line_of(doc, c.pos)).collect();
+        assert_eq!(lines, vec![2, 3]);
+        assert_eq!(&doc[e.elements().nth(1).expect("c").pos..][..3], b"<c>");
+    }
 
     #[test]
     fn resolves_namespaces_and_entities() {

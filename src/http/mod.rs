@@ -2,6 +2,7 @@
 //!
 //! Knows HTTP and TLS; knows nothing of SOAP beyond handing bytes to `soap::handle`.
 
+pub mod admin;
 pub mod client;
 pub mod server;
 pub mod tls;

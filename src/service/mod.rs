@@ -1,18 +1,58 @@
 //! The operations: typed request in, typed reply out. No XML, no sockets; the store is the only
 //! dependency.
 
+pub mod retention;
+
 use crate::store::Store;
 use crate::suwiml::fwi::{Level, Melding};
 use crate::suwiml::gsd::Reply;
 use crate::suwiml::types::Bsn;
 
-/// What an operation needs: the store, and the identity dkd puts in FWI `Bron/DN`.
+/// What an operation needs: the store, the identity dkd puts in FWI `Bron/DN`, and the look-back.
 #[derive(Clone)]
 pub struct Service {
     /// The verwijsindex.
     pub store: Store,
     /// This service's distinguished name, for `fwi:*/Bron/DN`.
     pub dn: String,
+    /// The LKS look-back in days: entries outside it are not answered, even before the sweep.
+    pub window_days: u32,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Entries examined.
+    pub examined: u64,
+    /// Entries taken out of the index.
+    pub removed: u64,
+}
+
+/// Takes every entry outside the look-back out of the index, in one atomic change, recorded as
+/// mutations with source `sweep`. With `purge` the data is deleted, otherwise kept aside unserved.
+pub fn sweep(
+    store: &Store,
+    window_days: u32,
+    purge: bool,
+    today: time::Date,
+    dry_run: bool,
+) -> Result<SweepReport, crate::store::StoreError> {
+    let mut changes = store.changes("sweep");
+    let mut report = SweepReport::default();
+    for entry in store.all_entries() {
+        let entry = entry?;
+        report.examined += 1;
+        if !retention::in_index(&entry.person, window_days, today)
+            && changes.remove(&entry.person.bsn, &entry.gemeente, !purge)?
+        {
+            report.removed += 1;
+        }
+    }
+    if !dry_run && report.removed > 0 {
+        changes.commit()?;
+        store.flush()?;
+    }
+    Ok(report)
 }
 
 /// dkd code for "the service cannot answer now" (interface.md §4: 0051).
@@ -23,9 +63,18 @@ impl Service {
     /// store cannot be read. A store failure is the gemeente's problem, not the caller's, so it is an
     /// answer (HTTP 200 with `fwi:FWI`), not a SOAP Fault.
     pub fn reintegratie_info(&self, bsn: &Bsn) -> Reply {
-        match self.store.get(bsn) {
-            Ok(Some(person)) => Reply::Client(Box::new(person), Vec::new()),
-            Ok(None) => Reply::NietsGevonden,
+        let today = time::OffsetDateTime::now_utc().date();
+        match self.store.entries(bsn) {
+            Ok(entries) => {
+                let current: Vec<_> = entries
+                    .into_iter()
+                    .filter(|e| retention::in_index(&e.person, self.window_days, today))
+                    .collect();
+                match crate::store::merge(current) {
+                    Some(person) => Reply::Client(Box::new(person), Vec::new()),
+                    None => Reply::NietsGevonden,
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, bsn = %bsn.masked(), "store lookup failed");
                 Reply::Fwi(vec![Melding {

@@ -524,6 +524,7 @@ mod tests {
             service: Service {
                 store,
                 dn: "CN=test".into(),
+                window_days: 730,
             },
             public_url: URL.into(),
             to_aliases: vec![],
@@ -549,7 +550,7 @@ mod tests {
     fn unreadable_store_record_is_an_fwi_fout_answer_not_a_fault() {
         let store = Store::temporary().expect("store");
         let bsn = Bsn::parse("123456782").expect("bsn");
-        store.put_raw(&bsn, b"{not json").expect("raw");
+        store.put_raw(&bsn, "0363", b"{not json").expect("raw");
         let out = call(&endpoint(store), "123456782");
         assert_eq!(out.status, 200, "{}", out.body);
         assert_eq!(out.outcome, Outcome::FwiFout);

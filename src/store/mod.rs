@@ -1,21 +1,37 @@
-//! The verwijsindex store: typed person records in sled. The only module that names sled.
+//! The verwijsindex store: typed records in sled. The only module that names sled.
 //!
-//! Layout (schema version 1):
-//! - tree `persons`: key = the nine BSN digits, value = the JSON of a [`Person`];
-//! - tree `meta`: `schema_version` = big-endian u32.
+//! Layout (schema version 2): one tree `index` holding every kind of record under a one-byte
+//! prefix, so that one import, one admin call or one sweep is **one** `sled::Batch` — atomic, and
+//! crash-safe (sled recovers a batch entirely or not at all):
+//! - `r` BSN(9) gemeente(4) → JSON [`Person`] restricted to that gemeente's AtlRelaties;
+//! - `g` gemeente(4) BSN(9) → mutation time (i64 BE, unix seconds): the gemeente's verwijsindex;
+//! - `m` time(i64 BE ns) seq(u32 BE) → JSON [`Mutation`]: every change, with its time;
+//! - `i` time(i64 BE ns) → JSON [`ImportRecord`]: the import history;
+//! - `a` BSN(9) gemeente(4) → JSON [`Person`]: expired entries kept when purging is off.
 //!
-//! Point lookups by BSN go straight to sled's B-tree, so answer time does not depend on how many
-//! persons are stored. Records are validated before they are written: the store never holds a
-//! person that cannot be written as a schema-valid ClientSuwi.
+//! Tree `meta`: `schema_version` = big-endian u32.
+//!
+//! A lookup by BSN is one prefix scan of `r` + BSN (one B-tree descent), so answer time does not
+//! depend on the number of persons. Records are validated before they are written: the store never
+//! holds a person that cannot be written as a schema-valid ClientSuwi.
 
 use crate::suwiml::model::{FieldError, Person};
 use crate::suwiml::types::Bsn;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The on-disk layout version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const KEY_SCHEMA_VERSION: &[u8] = b"schema_version";
+const P_RECORD: u8 = b'r';
+const P_GEMEENTE: u8 = b'g';
+const P_MUTATION: u8 = b'm';
+const P_IMPORT: u8 = b'i';
+const P_ARCHIVE: u8 = b'a';
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +39,8 @@ pub enum StoreError {
     /// sled reported an I/O or corruption problem.
     #[error("store I/O error: {0}")]
     Io(String),
-    /// The data directory was written by a newer or unknown dkd.
-    #[error("store schema version {found} is not supported by this dkd (expects {SCHEMA_VERSION}); upgrade dkd or point it at another data directory")]
+    /// The data directory was written by another dkd version.
+    #[error("store schema version {found} is not supported by this dkd (expects {SCHEMA_VERSION}); use another data directory, or re-import into a fresh one")]
     SchemaVersion {
         /// What the store says.
         found: u32,
@@ -32,7 +48,7 @@ pub enum StoreError {
     /// A stored record does not decode: corruption or a manual edit.
     #[error("stored record for BSN ******{suffix} cannot be read: {reason}")]
     Corrupt {
-        /// Last three digits of the key.
+        /// Last three digits of the BSN.
         suffix: String,
         /// Decoder message.
         reason: String,
@@ -48,11 +64,119 @@ impl From<sled::Error> for StoreError {
     }
 }
 
+/// What happened to a person's entry in a gemeente's verwijsindex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// Entered the index.
+    Added,
+    /// Its data changed.
+    Changed,
+    /// Left the index.
+    Removed,
+}
+
+/// One recorded change (the mutation dates the IB's Aanlevermonitor shows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mutation {
+    /// Unix seconds.
+    pub at: i64,
+    /// The person.
+    pub bsn: Bsn,
+    /// The gemeente whose index changed.
+    pub gemeente: String,
+    /// What changed.
+    pub change: Change,
+    /// Who changed it: `import:<file>`, `admin`, `sweep`, `demo`.
+    pub source: String,
+}
+
+/// One import, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// Unix seconds.
+    pub at: i64,
+    /// The file name as given.
+    pub file: String,
+    /// Gemeente(s) the file was for.
+    pub gemeente: Option<String>,
+    /// `full` or `delta`.
+    pub mode: String,
+    /// Data rows read.
+    pub rows: u64,
+    /// Rows rejected.
+    pub rejected: u64,
+    /// Entries added, changed, removed, unchanged.
+    pub added: u64,
+    /// See `added`.
+    pub changed: u64,
+    /// See `added`.
+    pub removed: u64,
+    /// See `added`.
+    pub unchanged: u64,
+}
+
+/// A person's entry in one gemeente's verwijsindex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The gemeente.
+    pub gemeente: String,
+    /// The person with only this gemeente's AtlRelaties.
+    pub person: Person,
+    /// When the entry last changed (unix seconds).
+    pub mutated_at: i64,
+}
+
 /// The verwijsindex. Cheap to clone (sled handles are reference counted).
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    persons: sled::Tree,
+    index: sled::Tree,
+}
+
+fn record_key(bsn: &Bsn, gemeente: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(14);
+    k.push(P_RECORD);
+    k.extend_from_slice(bsn.as_bytes());
+    k.extend_from_slice(gemeente.as_bytes());
+    k
+}
+
+fn gemeente_key(gemeente: &str, bsn: &Bsn) -> Vec<u8> {
+    let mut k = Vec::with_capacity(14);
+    k.push(P_GEMEENTE);
+    k.extend_from_slice(gemeente.as_bytes());
+    k.extend_from_slice(bsn.as_bytes());
+    k
+}
+
+fn time_key(prefix: u8, nanos: i128) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13);
+    k.push(prefix);
+    k.extend_from_slice(&(nanos as i64).to_be_bytes());
+    k.extend_from_slice(&SEQ.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    k
+}
+
+fn now_nanos() -> i128 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+}
+
+/// Splits a person into one record per gemeente (by each AtlRelatie's Bron).
+pub fn split_by_gemeente(p: &Person) -> Vec<(String, Person)> {
+    let mut out: Vec<(String, Person)> = Vec::new();
+    for r in &p.atl_relaties {
+        let g = r.bron.partij.clone();
+        match out.iter_mut().find(|(k, _)| *k == g) {
+            Some((_, q)) => q.atl_relaties.push(r.clone()),
+            None => {
+                let mut q = p.clone();
+                q.atl_relaties = vec![r.clone()];
+                out.push((g, q));
+            }
+        }
+    }
+    out
 }
 
 impl Store {
@@ -91,58 +215,168 @@ impl Store {
                 }
             }
         }
-        let persons = db.open_tree("persons")?;
-        Ok(Store { db, persons })
+        let index = db.open_tree("index")?;
+        Ok(Store { db, index })
     }
 
-    /// Looks a person up by BSN.
+    /// The entries of a BSN, one per gemeente, in gemeentecode order.
+    pub fn entries(&self, bsn: &Bsn) -> Result<Vec<Entry>, StoreError> {
+        let mut prefix = Vec::with_capacity(10);
+        prefix.push(P_RECORD);
+        prefix.extend_from_slice(bsn.as_bytes());
+        let mut out = Vec::new();
+        for item in self.index.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let gemeente = String::from_utf8_lossy(&k[10..]).into_owned();
+            let person = decode(bsn.as_bytes(), &v)?;
+            let mutated_at = self
+                .index
+                .get(gemeente_key(&gemeente, bsn))?
+                .and_then(|t| <[u8; 8]>::try_from(t.as_ref()).ok())
+                .map(i64::from_be_bytes)
+                .unwrap_or(0);
+            out.push(Entry {
+                gemeente,
+                person,
+                mutated_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The person as the index knows them across all gemeenten: identity from the most recently
+    /// changed entry, AtlRelaties of every gemeente.
     pub fn get(&self, bsn: &Bsn) -> Result<Option<Person>, StoreError> {
-        match self.persons.get(bsn.as_bytes())? {
-            None => Ok(None),
-            Some(raw) => decode(bsn.as_bytes(), &raw).map(Some),
+        Ok(merge(self.entries(bsn)?))
+    }
+
+    /// BSNs in a gemeente's index.
+    pub fn gemeente_bsns(&self, gemeente: &str) -> Result<Vec<Bsn>, StoreError> {
+        let mut prefix = vec![P_GEMEENTE];
+        prefix.extend_from_slice(gemeente.as_bytes());
+        let mut out = Vec::new();
+        for item in self.index.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            if let Ok(b) = Bsn::parse(&String::from_utf8_lossy(&k[5..14])) {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every entry, in BSN order (for sweeps and reports).
+    pub fn all_entries(&self) -> impl Iterator<Item = Result<Entry, StoreError>> + '_ {
+        self.index.scan_prefix([P_RECORD]).map(move |item| {
+            let (k, v) = item?;
+            let bsn_digits = &k[1..10];
+            let gemeente = String::from_utf8_lossy(&k[10..]).into_owned();
+            let person = decode(bsn_digits, &v)?;
+            let mutated_at = self
+                .index
+                .get(gemeente_key(&gemeente, &person.bsn))?
+                .and_then(|t| <[u8; 8]>::try_from(t.as_ref()).ok())
+                .map(i64::from_be_bytes)
+                .unwrap_or(0);
+            Ok(Entry {
+                gemeente,
+                person,
+                mutated_at,
+            })
+        })
+    }
+
+    /// Starts a set of changes that is applied atomically by [`ChangeSet::commit`].
+    pub fn changes(&self, source: &str) -> ChangeSet<'_> {
+        ChangeSet {
+            store: self,
+            batch: sled::Batch::default(),
+            source: source.to_owned(),
+            now: time::OffsetDateTime::now_utc(),
+            counts: Counts::default(),
+            touched: std::collections::HashSet::new(),
         }
     }
 
-    /// Validates and writes one person, replacing what was stored for that BSN.
-    pub fn put(&self, p: &Person) -> Result<(), StoreError> {
-        p.validate().map_err(StoreError::Invalid)?;
-        let raw = encode(p)?;
-        self.persons.insert(p.bsn.as_bytes(), raw)?;
-        Ok(())
+    /// Validates and writes one person (all gemeenten in it) atomically.
+    pub fn put(&self, p: &Person, source: &str) -> Result<Counts, StoreError> {
+        let mut c = self.changes(source);
+        c.upsert(p)?;
+        c.commit()
     }
 
     /// Validates all records, then writes them in one atomic batch: all or nothing.
-    pub fn put_all(&self, people: &[Person]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+    pub fn put_all(&self, people: &[Person], source: &str) -> Result<Counts, StoreError> {
+        let mut c = self.changes(source);
         for p in people {
-            p.validate().map_err(StoreError::Invalid)?;
-            batch.insert(p.bsn.as_bytes(), encode(p)?);
+            c.upsert(p)?;
         }
-        self.persons.apply_batch(batch)?;
-        Ok(())
+        c.commit()
     }
 
-    /// Removes a person; returns whether one was stored.
-    pub fn remove(&self, bsn: &Bsn) -> Result<bool, StoreError> {
-        Ok(self.persons.remove(bsn.as_bytes())?.is_some())
-    }
-
-    /// Number of persons stored. Walks the tree: for reports, not for the request path.
+    /// Number of entries (person × gemeente) in the index. Walks the index: for reports.
     pub fn len(&self) -> usize {
-        self.persons.len()
+        self.index.scan_prefix([P_GEMEENTE]).count()
     }
 
-    /// Whether no person is stored.
+    /// Whether the index is empty.
     pub fn is_empty(&self) -> bool {
-        self.persons.is_empty()
+        self.index.scan_prefix([P_GEMEENTE]).next().is_none()
     }
 
     /// The first `n` persons in BSN order (for demo output and reports).
     pub fn first(&self, n: usize) -> Result<Vec<Person>, StoreError> {
-        let mut out = Vec::with_capacity(n);
-        for item in self.persons.iter().take(n) {
-            let (k, v) = item?;
-            out.push(decode(&k, &v)?);
+        let mut out: Vec<Person> = Vec::with_capacity(n);
+        for e in self.all_entries() {
+            let e = e?;
+            if out.last().is_some_and(|p| p.bsn == e.person.bsn) {
+                continue;
+            }
+            if out.len() == n {
+                break;
+            }
+            if let Some(p) = self.get(&e.person.bsn)? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Mutations at or after `since` (unix seconds), oldest first.
+    pub fn mutations_since(
+        &self,
+        since: i64,
+    ) -> impl Iterator<Item = Result<Mutation, StoreError>> + '_ {
+        let mut start = vec![P_MUTATION];
+        start.extend_from_slice(
+            &(i128::from(since) * 1_000_000_000)
+                .clamp(0, i128::from(i64::MAX))
+                .to_be_bytes()[8..],
+        );
+        self.index
+            .range(start..[P_MUTATION + 1].to_vec())
+            .map(|item| {
+                let (_, v) = item?;
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Io(format!("mutation record: {e}")))
+            })
+    }
+
+    /// Records an import in the history.
+    pub fn record_import(&self, r: &ImportRecord) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(r).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.index.insert(time_key(P_IMPORT, now_nanos()), v)?;
+        Ok(())
+    }
+
+    /// The import history, oldest first.
+    pub fn imports(&self) -> Result<Vec<ImportRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.index.scan_prefix([P_IMPORT]) {
+            let (_, v) = item?;
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Io(format!("import record: {e}")))?,
+            );
         }
         Ok(out)
     }
@@ -156,17 +390,132 @@ impl Store {
     /// Checks that the store can be read and written (for readiness checks).
     pub fn check_writable(&self) -> Result<(), StoreError> {
         let meta = self.db.open_tree("meta")?;
-        meta.insert(b"last_check", &[1u8])?;
+        meta.insert(b"last_check", &now_nanos().to_be_bytes()[8..])?;
         Ok(())
     }
 }
 
-#[cfg(test)]
-impl Store {
-    /// Writes raw bytes under a BSN, bypassing validation: for tests of corrupt records.
-    pub(crate) fn put_raw(&self, bsn: &Bsn, raw: &[u8]) -> Result<(), StoreError> {
-        self.persons.insert(bsn.as_bytes(), raw)?;
+/// Merges a BSN's entries into one ClientSuwi-shaped person.
+pub fn merge(entries: Vec<Entry>) -> Option<Person> {
+    let newest = entries.iter().max_by_key(|e| e.mutated_at)?.person.clone();
+    let mut p = newest;
+    p.atl_relaties = entries
+        .into_iter()
+        .flat_map(|e| e.person.atl_relaties)
+        .collect();
+    Some(p)
+}
+
+/// Counts of what a change set did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Entries that entered the index.
+    pub added: u64,
+    /// Entries whose data changed.
+    pub changed: u64,
+    /// Entries that left the index.
+    pub removed: u64,
+    /// Entries written with identical data (no mutation recorded).
+    pub unchanged: u64,
+}
+
+/// Changes collected for one atomic write. Each change is compared with what is stored, so
+/// re-applying the same data records nothing (idempotence).
+pub struct ChangeSet<'s> {
+    store: &'s Store,
+    batch: sled::Batch,
+    source: String,
+    now: time::OffsetDateTime,
+    counts: Counts,
+    touched: std::collections::HashSet<(Bsn, String)>,
+}
+
+impl ChangeSet<'_> {
+    fn mutation(&mut self, bsn: &Bsn, gemeente: &str, change: Change) -> Result<(), StoreError> {
+        let m = Mutation {
+            at: self.now.unix_timestamp(),
+            bsn: *bsn,
+            gemeente: gemeente.to_owned(),
+            change,
+            source: self.source.clone(),
+        };
+        let v = serde_json::to_vec(&m).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.batch
+            .insert(time_key(P_MUTATION, self.now.unix_timestamp_nanos()), v);
         Ok(())
+    }
+
+    /// Inserts or replaces a person's entries (one per gemeente in their AtlRelaties).
+    pub fn upsert(&mut self, p: &Person) -> Result<(), StoreError> {
+        p.validate().map_err(StoreError::Invalid)?;
+        for (gemeente, part) in split_by_gemeente(p) {
+            let raw = encode(&part)?;
+            let key = record_key(&p.bsn, &gemeente);
+            if !self.touched.insert((p.bsn, gemeente.clone())) {
+                return Err(StoreError::Invalid(vec![FieldError {
+                    field: "bsn".into(),
+                    value: p.bsn.masked(),
+                    reason: format!("appears twice for gemeente {gemeente} in one change set"),
+                }]));
+            }
+            let change = match self.store.index.get(&key)? {
+                Some(old) if old.as_ref() == raw.as_slice() => {
+                    self.counts.unchanged += 1;
+                    continue;
+                }
+                Some(_) => Change::Changed,
+                None => Change::Added,
+            };
+            match change {
+                Change::Added => self.counts.added += 1,
+                _ => self.counts.changed += 1,
+            }
+            self.batch.insert(key, raw);
+            self.batch.insert(
+                gemeente_key(&gemeente, &p.bsn),
+                &self.now.unix_timestamp().to_be_bytes(),
+            );
+            self.mutation(&p.bsn, &gemeente, change)?;
+        }
+        Ok(())
+    }
+
+    /// Takes a person out of a gemeente's index. With `archive`, the data is kept aside (not
+    /// served); otherwise it is purged. Returns whether an entry existed.
+    pub fn remove(&mut self, bsn: &Bsn, gemeente: &str, archive: bool) -> Result<bool, StoreError> {
+        let key = record_key(bsn, gemeente);
+        let Some(old) = self.store.index.get(&key)? else {
+            return Ok(false);
+        };
+        if !self.touched.insert((*bsn, gemeente.to_owned())) {
+            return Ok(false);
+        }
+        if archive {
+            let mut a = key.clone();
+            a[0] = P_ARCHIVE;
+            self.batch.insert(a, old.as_ref());
+        }
+        self.batch.remove(key);
+        self.batch.remove(gemeente_key(gemeente, bsn));
+        self.counts.removed += 1;
+        self.mutation(bsn, gemeente, Change::Removed)?;
+        Ok(true)
+    }
+
+    /// Whether an entry was already handled in this change set.
+    pub fn touched(&self, bsn: &Bsn, gemeente: &str) -> bool {
+        self.touched.contains(&(*bsn, gemeente.to_owned()))
+    }
+
+    /// What the change set does so far.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Applies everything atomically and returns the counts.
+    pub fn commit(self) -> Result<Counts, StoreError> {
+        self.store.index.apply_batch(self.batch)?;
+        Ok(self.counts)
     }
 }
 
@@ -174,11 +523,22 @@ fn encode(p: &Person) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(p).map_err(|e| StoreError::Io(format!("cannot encode record: {e}")))
 }
 
-fn decode(key: &[u8], raw: &[u8]) -> Result<Person, StoreError> {
+fn decode(bsn: &[u8], raw: &[u8]) -> Result<Person, StoreError> {
     serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
-        suffix: String::from_utf8_lossy(key.get(6..).unwrap_or_default()).into_owned(),
+        suffix: String::from_utf8_lossy(bsn.get(6..9).unwrap_or_default()).into_owned(),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+impl Store {
+    /// Writes raw bytes as a record, bypassing validation: for tests of corrupt records.
+    pub(crate) fn put_raw(&self, bsn: &Bsn, gemeente: &str, raw: &[u8]) -> Result<(), StoreError> {
+        self.index.insert(record_key(bsn, gemeente), raw)?;
+        self.index
+            .insert(gemeente_key(gemeente, bsn), &0i64.to_be_bytes())?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -187,7 +547,7 @@ mod tests {
     use crate::suwiml::model::{AtlRelatie, Bron, Provision};
     use crate::suwiml::types::{Datum, Percentage};
 
-    fn person(bsn: &str) -> Person {
+    pub(crate) fn person(bsn: &str, gemeenten: &[&str]) -> Person {
         Person {
             bsn: Bsn::parse(bsn).expect("valid bsn"),
             voornamen: Some("Jan".into()),
@@ -196,29 +556,35 @@ mod tests {
             achternaam: Some("Jansen".into()),
             geslacht: Some("1".into()),
             geboortedat: Some(Datum::parse("19800101").expect("date")),
-            bron: Some(Bron::gemeente("0363")),
-            atl_relaties: vec![AtlRelatie {
-                arbeidsvermogen: None,
-                doel_rv: None,
-                provisions: vec![Provision {
-                    registratienr: Some("R1".into()),
-                    start: Datum::parse("20240101").expect("date"),
-                    end: None,
-                    type_code: Some("23".into()),
-                    description: None,
-                    loonwaarde: Some(Percentage::from_hundredths(4550).expect("pct")),
-                }],
-                bron: Bron::gemeente("0363"),
-            }],
+            bron: Some(Bron::gemeente(gemeenten[0])),
+            atl_relaties: gemeenten
+                .iter()
+                .map(|g| AtlRelatie {
+                    arbeidsvermogen: None,
+                    doel_rv: None,
+                    provisions: vec![Provision {
+                        registratienr: Some("R1".into()),
+                        start: Datum::parse("20240101").expect("date"),
+                        end: None,
+                        type_code: Some("24".into()),
+                        description: None,
+                        loonwaarde: Some(Percentage::from_hundredths(4550).expect("pct")),
+                    }],
+                    bron: Bron::gemeente(g),
+                })
+                .collect(),
         }
     }
 
     #[test]
-    fn put_then_get_round_trips() {
+    fn put_then_get_round_trips_across_gemeenten() {
         let s = Store::temporary().expect("store");
-        let p = person("123456782");
-        s.put(&p).expect("put");
-        assert_eq!(s.get(&p.bsn).expect("get"), Some(p));
+        let p = person("123456782", &["0363", "0599"]);
+        let c = s.put(&p, "test").expect("put");
+        assert_eq!(c.added, 2);
+        assert_eq!(s.get(&p.bsn).expect("get"), Some(p.clone()));
+        assert_eq!(s.entries(&p.bsn).expect("entries").len(), 2);
+        assert_eq!(s.gemeente_bsns("0599").expect("bsns"), vec![p.bsn]);
         assert_eq!(
             s.get(&Bsn::parse("111222333").expect("bsn")).expect("get"),
             None
@@ -226,15 +592,40 @@ mod tests {
     }
 
     #[test]
+    fn same_data_twice_records_no_mutation() {
+        let s = Store::temporary().expect("store");
+        let p = person("123456782", &["0363"]);
+        s.put(&p, "a").expect("put");
+        let c = s.put(&p, "b").expect("put again");
+        assert_eq!((c.added, c.changed, c.unchanged), (0, 0, 1));
+        assert_eq!(s.mutations_since(0).count(), 1);
+    }
+
+    #[test]
     fn invalid_record_is_refused_and_nothing_written() {
         let s = Store::temporary().expect("store");
-        let mut p = person("123456782");
+        let mut p = person("123456782", &["0363"]);
         p.atl_relaties[0].provisions[0].end = Some(Datum::parse("20230101").expect("date"));
-        assert!(matches!(s.put(&p), Err(StoreError::Invalid(_))));
+        assert!(matches!(s.put(&p, "t"), Err(StoreError::Invalid(_))));
         assert!(s.is_empty());
-        let good = person("111222333");
-        assert!(s.put_all(&[good, p]).is_err());
+        let good = person("111222333", &["0363"]);
+        assert!(s.put_all(&[good, p], "t").is_err());
         assert!(s.is_empty(), "a refused batch writes nothing");
+    }
+
+    #[test]
+    fn remove_archives_or_purges_and_records_the_change() {
+        let s = Store::temporary().expect("store");
+        let p = person("123456782", &["0363", "0599"]);
+        s.put(&p, "t").expect("put");
+        let mut c = s.changes("sweep");
+        assert!(c.remove(&p.bsn, "0363", true).expect("remove"));
+        c.commit().expect("commit");
+        let left = s.get(&p.bsn).expect("get").expect("still in 0599");
+        assert_eq!(left.atl_relaties.len(), 1);
+        assert_eq!(s.index.scan_prefix([P_ARCHIVE]).count(), 1);
+        let kinds: Vec<Change> = s.mutations_since(0).map(|m| m.expect("m").change).collect();
+        assert_eq!(kinds, vec![Change::Added, Change::Added, Change::Removed]);
     }
 
     #[test]
@@ -242,7 +633,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let s = Store::open(dir.path()).expect("open");
-            s.put(&person("123456782")).expect("put");
+            s.put(&person("123456782", &["0363"]), "t").expect("put");
             s.flush().expect("flush");
         }
         {

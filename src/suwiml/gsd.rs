@@ -6,8 +6,8 @@
 //! whitespace, so the output is schema-valid by construction and already canonical.
 
 use super::fwi::{write_fwi, write_niets_gevonden, Melding};
-use super::model::{AtlRelatie, Bron, Person, Provision};
-use super::types::{Bsn, BsnError};
+use super::model::{AtlRelatie, Bron, FieldError, Person, Provision};
+use super::types::{Bsn, BsnError, Datum, Percentage};
 use crate::xml::{element, Element, NS_GSD};
 
 /// The WS-Addressing action of the request.
@@ -184,6 +184,255 @@ fn write_provision(v: &Provision, out: &mut String) {
         out.push_str("</PercLoonwaardeTovWml></Loonkostensubsidie>");
     }
     out.push_str("</ReIntegratievoorziening>");
+}
+
+/// Reads a `ClientSuwi` element (unqualified children in schema order) into a [`Person`],
+/// reporting every problem with the element's byte offset. Used by the XML import (and by the IB
+/// role to read gemeente answers). Field values are checked by [`Person::validate`] afterwards.
+pub fn read_client(e: &Element) -> Result<Person, Vec<(usize, FieldError)>> {
+    let mut r = Reader { errs: Vec::new() };
+    let mut seq = Seq::new(e);
+    let bsn_el = seq.take("Burgerservicenr");
+    let voornamen = seq.take("Voornamen").map(|x| x.text());
+    let voorletters = seq.take("Voorletters").map(|x| x.text());
+    let voorvoegsel = seq.take("Voorvoegsel").map(|x| x.text());
+    let achternaam = seq.take("SignificantDeelVanDeAchternaam").map(|x| x.text());
+    let geslacht = seq.take("Geslacht").map(|x| x.text());
+    let geboortedat = seq
+        .take("Geboortedat")
+        .and_then(|x| r.date(x, "Geboortedat"));
+    let bron = seq.take("Bron").and_then(|x| r.bron(x));
+    let mut atl_relaties = Vec::new();
+    while let Some(x) = seq.take("AtlRelatie") {
+        if let Some(rel) = r.relatie(x) {
+            atl_relaties.push(rel);
+        }
+    }
+    r.rest(&seq, "ClientSuwi");
+    let bsn = match bsn_el {
+        None => {
+            r.err(e.pos, "Burgerservicenr", "", "missing");
+            None
+        }
+        Some(b) => match Bsn::parse(&b.text()) {
+            Ok(bsn) => Some(bsn),
+            Err(BsnError::Format) => {
+                r.err(
+                    b.pos,
+                    "Burgerservicenr",
+                    &b.text(),
+                    "must be exactly 9 digits",
+                );
+                None
+            }
+            Err(BsnError::ElevenTest) => {
+                r.err(b.pos, "Burgerservicenr", &b.text(), "fails the 11-test");
+                None
+            }
+        },
+    };
+    match bsn {
+        Some(bsn) if r.errs.is_empty() => Ok(Person {
+            bsn,
+            voornamen,
+            voorletters,
+            voorvoegsel,
+            achternaam,
+            geslacht,
+            geboortedat,
+            bron,
+            atl_relaties,
+        }),
+        _ => Err(r.errs),
+    }
+}
+
+/// Walks an element's children in schema order.
+struct Seq<'e> {
+    kids: Vec<&'e Element>,
+    i: usize,
+}
+
+impl<'e> Seq<'e> {
+    fn new(e: &'e Element) -> Self {
+        Seq {
+            kids: e.elements().collect(),
+            i: 0,
+        }
+    }
+    fn take(&mut self, name: &str) -> Option<&'e Element> {
+        let k = self.kids.get(self.i).filter(|k| k.is(None, name)).copied();
+        if k.is_some() {
+            self.i += 1;
+        }
+        k
+    }
+}
+
+struct Reader {
+    errs: Vec<(usize, FieldError)>,
+}
+
+impl Reader {
+    fn err(&mut self, pos: usize, field: &str, value: &str, reason: &str) {
+        self.errs.push((
+            pos,
+            FieldError {
+                field: field.into(),
+                value: value.into(),
+                reason: reason.into(),
+            },
+        ));
+    }
+
+    fn rest(&mut self, seq: &Seq<'_>, parent: &str) {
+        if let Some(extra) = seq.kids.get(seq.i) {
+            self.err(
+                extra.pos,
+                parent,
+                &extra.qname(),
+                "unexpected element (wrong name, order or namespace)",
+            );
+        }
+    }
+
+    fn date(&mut self, el: &Element, field: &str) -> Option<Datum> {
+        match Datum::parse(&el.text()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(el.pos, field, &el.text(), &e.0);
+                None
+            }
+        }
+    }
+
+    fn bron(&mut self, el: &Element) -> Option<Bron> {
+        let mut seq = Seq::new(el);
+        let kolom = seq.take("CdKolomSuwi");
+        let partij = seq.take("CdPartijSuwi");
+        let vestiging = seq.take("CdVestigingSuwi").map(|x| x.text());
+        self.rest(&seq, "Bron");
+        let kolom = match kolom.map(|k| (k.pos, k.text())) {
+            Some((pos, t)) => match t.trim().parse::<u8>() {
+                Ok(v) if v <= 99 => Some(v),
+                _ => {
+                    self.err(pos, "CdKolomSuwi", &t, "must be a number 0-99");
+                    None
+                }
+            },
+            None => {
+                self.err(el.pos, "CdKolomSuwi", "", "missing");
+                None
+            }
+        };
+        let Some(partij) = partij.map(|p| p.text()) else {
+            self.err(el.pos, "CdPartijSuwi", "", "missing");
+            return None;
+        };
+        Some(Bron {
+            kolom: kolom?,
+            partij,
+            vestiging,
+        })
+    }
+
+    fn relatie(&mut self, el: &Element) -> Option<AtlRelatie> {
+        let mut seq = Seq::new(el);
+        let arbeidsvermogen = seq
+            .take("Arbeidsvermogen")
+            .and_then(|x| self.code_in(x, "CdArbeidsvermogen"));
+        let doel_rv = seq
+            .take("DoelReintegratievoorziening")
+            .and_then(|x| self.code_in(x, "CdDoelRv"));
+        let mut provisions = Vec::new();
+        while let Some(x) = seq.take("ReIntegratievoorziening") {
+            if let Some(p) = self.provision(x) {
+                provisions.push(p);
+            }
+        }
+        let bron = match seq.take("Bron") {
+            Some(b) => self.bron(b),
+            None => {
+                self.err(el.pos, "AtlRelatie/Bron", "", "missing");
+                None
+            }
+        };
+        self.rest(&seq, "AtlRelatie");
+        Some(AtlRelatie {
+            arbeidsvermogen,
+            doel_rv,
+            provisions,
+            bron: bron?,
+        })
+    }
+
+    fn code_in(&mut self, el: &Element, name: &str) -> Option<String> {
+        let mut seq = Seq::new(el);
+        let v = seq.take(name).map(|x| x.text());
+        self.rest(&seq, &el.local);
+        if v.is_none() {
+            self.err(el.pos, name, "", "missing");
+        }
+        v
+    }
+
+    fn provision(&mut self, el: &Element) -> Option<Provision> {
+        let mut seq = Seq::new(el);
+        let registratienr = seq.take("RegistratienrRvGsd").map(|x| x.text());
+        let start_el = seq.take("DatBRv");
+        let end = seq.take("DatERv").and_then(|x| self.date(x, "DatERv"));
+        let type_code = seq.take("CdTypeRvGsd").map(|x| x.text());
+        let description = seq.take("OmsRv").map(|x| x.text());
+        let loonwaarde = match seq.take("Loonkostensubsidie") {
+            None => None,
+            Some(l) => {
+                let mut ls = Seq::new(l);
+                let perc = ls.take("PercLoonwaardeTovWml");
+                self.rest(&ls, "Loonkostensubsidie");
+                let pct = perc.and_then(|p| {
+                    let mut ps = Seq::new(p);
+                    let _sign = ps.take("CdPositiefNegatief");
+                    let v = ps.take("Percentage");
+                    self.rest(&ps, "PercLoonwaardeTovWml");
+                    v
+                });
+                match pct {
+                    Some(p) => match Percentage::parse_wire(&p.text()) {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            self.err(p.pos, "Percentage", &p.text(), &e.0);
+                            None
+                        }
+                    },
+                    None => {
+                        self.err(
+                            l.pos,
+                            "PercLoonwaardeTovWml/Percentage",
+                            "",
+                            "an LKS provision must carry its loonwaarde",
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        self.rest(&seq, "ReIntegratievoorziening");
+        let start = match start_el {
+            Some(s) => self.date(s, "DatBRv"),
+            None => {
+                self.err(el.pos, "DatBRv", "", "missing");
+                None
+            }
+        };
+        Some(Provision {
+            registratienr,
+            start: start?,
+            end,
+            type_code,
+            description,
+            loonwaarde,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
         .args(["serve", "--demo"])
         .current_dir(dir.path())
         .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
+        .env("DKD_ADMIN__LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -156,6 +157,7 @@ fn missing_tls_material_exits_with_code_4_and_a_hint() {
         .args(["serve"])
         .current_dir(dir.path())
         .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
+        .env("DKD_ADMIN__LISTEN", "127.0.0.1:0")
         .output()
         .expect("run");
     assert_eq!(

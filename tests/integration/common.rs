@@ -100,6 +100,7 @@ pub fn base_config(store_dir: &Path) -> Config {
     cfg.tls.client_ca = p.path("ca.pem");
     cfg.auth.allowed_oins = vec![ALLOWED_OIN.into()];
     cfg.store.path = store_dir.join("store");
+    cfg.admin.listen = "127.0.0.1:0".into();
     // Unsigned requests are accepted, responses are signed: the behaviour tests of the endpoint
     // use plain requests; tests/integration/wssec.rs covers required signing.
     cfg.security.signing = Some(dkd::soap::wssec::SigningMode::Optional);
@@ -127,7 +128,7 @@ impl Server {
         tweak(&mut cfg);
         let store = Store::open(&cfg.store.path).expect("store");
         store
-            .put_all(&dkd::demo::generate(1200, demo_date()))
+            .put_all(&dkd::demo::generate(1200, demo_date()), "demo")
             .expect("demo data");
         let app = App::bind_with_store(&cfg, store.clone())
             .await

@@ -1,0 +1,137 @@
+//! Shared by the bench targets (`inprocess`, `load`): the benchmark data sets.
+//!
+//! - the **demo set** (`dkd::demo::generate`, 10^3 persons), exactly what `dkd serve --demo` loads;
+//! - the **large set** (10^6 persons): `demo::generate` cannot make more than ~9,000 persons (its
+//!   BSNs are `9999xxxx` + check digit), so the large set re-keys a few thousand generated persons
+//!   under BSNs `10000000`.. (+ check digit). It is built once with `Store::open` + `put_all` in
+//!   batches and cached in `target/bench-store-1e6` (a marker file says it is complete).
+
+#![allow(dead_code)]
+
+use dkd::store::Store;
+use dkd::suwiml::model::Person;
+use dkd::suwiml::types::Bsn;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The OIN of the demo client certificate (`dkd certs`), allowed by `serve --demo`.
+pub const CLIENT_OIN: &str = dkd::certs::DEMO_CLIENT_OIN;
+
+/// Persons in the large store.
+pub const BIG_N: usize = 1_000_000;
+
+/// How many generated persons the large set is re-keyed from.
+const TEMPLATES: usize = 5_000;
+
+/// Where the large store is cached, relative to the repository root.
+pub fn big_store_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-store-1e6")
+}
+
+/// The reference date for generated persons: today, like `serve --demo`.
+pub fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+/// The demo set's BSNs (as `serve --demo` loads them).
+pub fn demo_bsns(n: usize) -> Vec<Bsn> {
+    dkd::demo::generate(n, today())
+        .into_iter()
+        .map(|p| p.bsn)
+        .collect()
+}
+
+/// The first `n` BSNs of the large set, in key order.
+pub fn big_bsns(n: usize) -> Vec<Bsn> {
+    let mut out = Vec::with_capacity(n);
+    let mut prefix: u32 = 10_000_000;
+    while out.len() < n {
+        if let Some(b) = Bsn::from_prefix(prefix) {
+            out.push(b);
+        }
+        prefix += 1;
+    }
+    out
+}
+
+/// `k` BSNs spread evenly over `all`, in a scrambled order (so consecutive requests do not hit
+/// neighbouring keys).
+pub fn spread(all: &[Bsn], k: usize) -> Vec<Bsn> {
+    let k = k.min(all.len()).max(1);
+    let step = all.len() / k;
+    let v: Vec<Bsn> = (0..k).map(|i| all[i * step]).collect();
+    // A fixed permutation: multiply by a number coprime to k.
+    let mut out = Vec::with_capacity(k);
+    let m = (0..)
+        .map(|i| 7919 + i)
+        .find(|m| gcd(*m, k) == 1)
+        .unwrap_or(1);
+    for i in 0..k {
+        out.push(v[(i * m) % k]);
+    }
+    out
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Opens the cached large store, building it first if it is missing or incomplete.
+pub fn open_big_store(n: usize) -> Store {
+    let dir = big_store_dir();
+    // The marker names the schema version, so a store written by another layout is rebuilt.
+    let marker = dir.join(format!(
+        "bench-complete-{n}-v{}",
+        dkd::store::SCHEMA_VERSION
+    ));
+    if marker.exists() {
+        return Store::open(&dir).expect("open the cached large store");
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("remove an incomplete large store");
+    }
+    eprintln!(
+        "building the {n}-person store in {} (once; cached) ...",
+        dir.display()
+    );
+    let started = Instant::now();
+    let store = Store::open(&dir).expect("create the large store");
+    let templates = dkd::demo::generate(TEMPLATES, today());
+    let bsns = big_bsns(n);
+    let mut batch: Vec<Person> = Vec::with_capacity(10_000);
+    for (i, bsn) in bsns.iter().enumerate() {
+        let mut p = templates[i % templates.len()].clone();
+        p.bsn = *bsn;
+        batch.push(p);
+        if batch.len() == 10_000 || i + 1 == bsns.len() {
+            store.put_all(&batch, "bench").expect("put_all");
+            batch.clear();
+            if (i + 1) % 100_000 == 0 {
+                eprintln!(
+                    "  {} persons, {:.0} s",
+                    i + 1,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+    store.flush().expect("flush");
+    std::fs::write(&marker, format!("{n}\n")).expect("marker");
+    eprintln!(
+        "built {n} persons in {:.1} s ({:.0} persons/s)",
+        started.elapsed().as_secs_f64(),
+        n as f64 / started.elapsed().as_secs_f64()
+    );
+    store
+}
+
+/// A development PKI (`dkd certs`) in a fresh temporary directory.
+pub fn dev_pki() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    dkd::certs::generate_dev_pki(dir.path()).expect("dev PKI");
+    dir
+}

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# dkd benchmarks: in-process (criterion) and end to end over mutual TLS, with the ceilings measured
+# in the same run. Results: target/bench-results/<timestamp>/ (summary.md, results.jsonl, logs).
+#
+#   bash benches/run.sh            # everything, ~10 minutes (the first run also builds the 10^6 store)
+#   bash benches/run.sh --quick    # short runs, 10^3 store only, no oha cross-check (~3 minutes)
+#
+# Options: --quick, --no-1e6, --no-oha, --no-inprocess, --secs N, --conns N,
+#          --max-load L (wait up to 5 minutes for the 1-minute load average to drop below L; 0.6)
+# See BENCHMARKS.md for what each figure means.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0 BIG=1 OHA=1 INPROC=1 SECS=10 WARMUP=2 CONNS=32 MAX_LOAD=0.6
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 BIG=0 OHA=0 SECS=3 WARMUP=1 ;;
+    --no-1e6) BIG=0 ;;
+    --no-oha) OHA=0 ;;
+    --no-inprocess) INPROC=0 ;;
+    --secs) SECS=$2; shift ;;
+    --conns) CONNS=$2; shift ;;
+    --max-load) MAX_LOAD=$2; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+HALF_CONNS=$CONNS
+
+OUT=$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: > "$RESULTS"
+TMP=$(mktemp -d)
+DKD_PID="" RESP_PID=""
+cleanup() {
+  [ -n "$DKD_PID" ] && kill "$DKD_PID" 2>/dev/null || true
+  [ -n "$RESP_PID" ] && kill "$RESP_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+log() { echo "== $*" >&2; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+info() { printf '{"label":"%s","value":"%s"}\n' "$1" "$2" >> "$RESULTS"; }
+
+wait_for_quiet() {
+  local waited=0
+  while awk -v l="$(load1)" -v m="$MAX_LOAD" 'BEGIN{exit !(l>m)}'; do
+    if [ $waited -ge 300 ]; then log "load still $(load1) after 5 minutes; measuring anyway"; return; fi
+    [ $waited -eq 0 ] && log "waiting for the load average ($(load1)) to drop below $MAX_LOAD ..."
+    sleep 10; waited=$((waited + 10))
+  done
+}
+
+# --- machine ------------------------------------------------------------------------------------
+{
+  echo "date (UTC): $(date -u '+%Y-%m-%d %H:%M:%S')"
+  echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo ' (+ uncommitted changes in src/)')"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+  echo "memory: $(free -m | awk '/^Mem:/{print $2}') MiB"
+  echo "kernel: $(uname -r)"
+  echo "rustc: $(rustc --version)"
+  echo "mode: quick=$QUICK 1e6=$BIG oha=$OHA secs=$SECS warmup=$WARMUP conns=$CONNS"
+} | tee "$OUT/machine.txt" >&2
+
+# --- build --------------------------------------------------------------------------------------
+log "building (release)"
+cargo build --release --bin dkd 2>&1 | tail -n 2 >&2
+LOAD=$(cargo bench --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p' | tail -n 1)
+[ -x "$ROOT/$LOAD" ] && LOAD=$ROOT/$LOAD
+[ -x "$LOAD" ] || { echo "cannot find the load bench executable" >&2; exit 1; }
+DKD=$ROOT/target/release/dkd
+OHA_BIN=$ROOT/target/bench-tools/bin/oha
+if [ "$OHA" = 1 ] && [ ! -x "$OHA_BIN" ]; then
+  log "installing oha (cross-check; once) into target/bench-tools"
+  cargo install --locked --quiet --root target/bench-tools --target-dir target/bench-tools/build oha >&2 \
+    || { log "oha could not be installed; skipping the cross-check"; OHA=0; }
+fi
+if [ "$BIG" = 1 ]; then
+  log "10^6-person store (cached in target/bench-store-1e6)"
+  "$LOAD" build-store >&2
+fi
+
+# --- in process ---------------------------------------------------------------------------------
+if [ "$INPROC" = 1 ]; then
+  wait_for_quiet
+  log "in-process benchmarks (criterion), load $(load1)"
+  info "load/inprocess" "$(cat /proc/loadavg)"
+  CRIT_ARGS=()
+  [ "$QUICK" = 1 ] && CRIT_ARGS=(--warm-up-time 0.5 --measurement-time 1)
+  [ "$BIG" = 1 ] || export DKD_BENCH_SKIP_1E6=1
+  rm -rf target/criterion
+  cargo bench --bench inprocess -- "${CRIT_ARGS[@]}" 2>&1 | tee "$OUT/inprocess.txt" | grep -E '^[a-z_0-9]+/|time:' >&2
+fi
+
+# --- end to end ---------------------------------------------------------------------------------
+"$DKD" certs --dir "$TMP/certs" > /dev/null
+CERTS=$TMP/certs
+
+# start_dkd <signing off|required> <store demo|big> <label>
+start_dkd() {
+  local signing=$1 store=$2 label=$3 port
+  port=$("$LOAD" free-port)
+  URL="https://127.0.0.1:$port/GSDDossierReintegratie-v0200"
+  local store_path=$TMP/demo-store
+  [ "$store" = big ] && store_path=$ROOT/target/bench-store-1e6
+  (
+    cd "$TMP"
+    export DKD_SERVER__LISTEN=127.0.0.1:$port DKD_TLS__CERT=$CERTS/server.pem \
+      DKD_TLS__KEY=$CERTS/server-key.pem DKD_TLS__CLIENT_CA=$CERTS/ca.pem \
+      DKD_SECURITY__SIGNING=$signing DKD_STORE__PATH=$store_path
+    exec "$DKD" serve --demo > "$OUT/serve-$label.out" 2> "$OUT/serve-$label.log"
+  ) &
+  DKD_PID=$!
+  local ms
+  ms=$("$LOAD" wait --url "$URL" --certs "$CERTS" --timeout 180)
+  info "startup/$label" "$ms ms to the first WSDL answer (store open + bind + banner)"
+}
+
+stop_dkd() {
+  local label=$1
+  if [ -r "/proc/$DKD_PID/status" ]; then
+    info "rss/$label" "$(awk '/VmHWM|VmRSS/{printf "%s %s MiB  ", $1, int($2/1024)}' "/proc/$DKD_PID/status")"
+  fi
+  kill "$DKD_PID" 2>/dev/null || true
+  wait "$DKD_PID" 2>/dev/null || true
+  DKD_PID=""
+}
+
+# run_load <label> <extra args...>; prints req/s
+run_load() {
+  local label=$1; shift
+  info "load/$label" "$(cat /proc/loadavg)"
+  "$LOAD" run --certs "$CERTS" --secs "$SECS" --warmup "$WARMUP" --label "$label" "$@" \
+    2>> "$OUT/load.log" | tee -a "$RESULTS" | tail -n 1 \
+    | sed -n 's/.*"rps":\([0-9.]*\).*/\1/p'
+}
+
+half() { awk -v r="$1" 'BEGIN{printf "%d", r/2}'; }
+
+wait_for_quiet
+log "RSA-2048 signing ceiling, load $(load1)"
+"$LOAD" rsa --certs "$CERTS" --threads 1 --secs 3 --label rsa/1 >> "$RESULTS"
+"$LOAD" rsa --certs "$CERTS" --threads 2 --secs 5 --label rsa/2 >> "$RESULTS"
+RSA=$(tail -n 1 "$RESULTS" | sed -n 's/.*"rps":\([0-9.]*\).*/\1/p')
+log "  $RSA signatures/s on 2 threads"
+POOL_FULL=$(awk -v r="$RSA" -v t="$((SECS + WARMUP))" 'BEGIN{printf "%d", r*t*1.3+500}')
+
+STORES=(1e3)
+[ "$BIG" = 1 ] && STORES+=(1e6)
+RESP_BYTES=""
+for s in "${STORES[@]}"; do
+  store=demo; [ "$s" = 1e6 ] && store=big
+  wait_for_quiet
+  log "dkd, $s store, signing off, load $(load1)"
+  start_dkd off "$store" "$s-off"
+  r=$(run_load "$s/unsigned/full" --url "$URL" --mode unsigned --store "$store" --conns "$CONNS" --server-pid "$DKD_PID")
+  log "  unsigned full: $r req/s"
+  [ -z "$RESP_BYTES" ] && RESP_BYTES=$(grep "\"$s/unsigned/full\"" "$RESULTS" | sed -n 's/.*"resp_bytes":\([0-9]*\).*/\1/p')
+  h=$(half "$r")
+  r=$(run_load "$s/unsigned/half" --url "$URL" --mode unsigned --store "$store" --conns "$HALF_CONNS" --rate "$h" --server-pid "$DKD_PID")
+  log "  unsigned half ($h/s): $r req/s"
+  if [ "$OHA" = 1 ] && [ "$s" = 1e3 ]; then
+    bsn=$(grep "\"$s/unsigned/full\"" "$RESULTS" | sed -n 's/.*"bsn_sample":"\([0-9]*\)".*/\1/p')
+    "$LOAD" body --url "$URL" --bsn "$bsn" > "$TMP/oha-body.xml"
+    info "load/oha/$s/unsigned/full" "$(cat /proc/loadavg)"
+    "$OHA_BIN" -z "${SECS}s" -c "$CONNS" --no-tui --output-format json -m POST -D "$TMP/oha-body.xml" \
+      -T 'text/xml; charset=utf-8' -H 'SOAPAction: ""' --cacert "$CERTS/ca.pem" \
+      --cert "$CERTS/client.pem" --key "$CERTS/client-key.pem" "$URL" > "$OUT/oha-$s-unsigned.json" 2>> "$OUT/load.log" \
+      && "$LOAD" oha-import --file "$OUT/oha-$s-unsigned.json" --label "oha/$s/unsigned/full" --conns "$CONNS" >> "$RESULTS" \
+      || log "  oha run failed (see load.log)"
+  fi
+  stop_dkd "$s-off"
+
+  wait_for_quiet
+  log "dkd, $s store, signing required, load $(load1)"
+  start_dkd required "$store" "$s-required"
+  r=$(run_load "$s/signed/full" --url "$URL" --mode signed --store "$store" --conns "$CONNS" --pool "$POOL_FULL" --server-pid "$DKD_PID")
+  log "  signed full: $r req/s"
+  h=$(half "$r")
+  pool=$(awk -v r="$h" -v t="$((SECS + WARMUP))" 'BEGIN{printf "%d", r*t*1.1+500}')
+  r=$(run_load "$s/signed/half" --url "$URL" --mode signed --store "$store" --conns "$HALF_CONNS" --rate "$h" --pool "$pool" --server-pid "$DKD_PID")
+  log "  signed half ($h/s): $r req/s"
+  stop_dkd "$s-required"
+done
+
+# The unsigned ceiling: a bare hyper + rustls responder, same TLS setup, same response size.
+wait_for_quiet
+log "bare responder ($RESP_BYTES bytes), load $(load1)"
+"$LOAD" responder --certs "$CERTS" --size "$RESP_BYTES" > "$TMP/responder.out" 2>> "$OUT/load.log" &
+RESP_PID=$!
+for _ in $(seq 100); do grep -q LISTENING "$TMP/responder.out" 2>/dev/null && break; sleep 0.05; done
+RADDR=$(sed -n 's/LISTENING //p' "$TMP/responder.out")
+RURL="https://$RADDR/GSDDossierReintegratie-v0200"
+r=$(run_load ceiling/full --url "$RURL" --mode raw --conns "$CONNS" --server-pid "$RESP_PID")
+log "  ceiling full: $r req/s"
+h=$(half "$r")
+r=$(run_load ceiling/half --url "$RURL" --mode raw --conns "$HALF_CONNS" --rate "$h" --server-pid "$RESP_PID")
+log "  ceiling half ($h/s): $r req/s"
+if [ "$OHA" = 1 ]; then
+  info "load/oha/ceiling/full" "$(cat /proc/loadavg)"
+  "$OHA_BIN" -z "${SECS}s" -c "$CONNS" --no-tui --output-format json -m POST -D "$TMP/oha-body.xml" \
+    -T 'text/xml; charset=utf-8' -H 'SOAPAction: ""' --cacert "$CERTS/ca.pem" \
+    --cert "$CERTS/client.pem" --key "$CERTS/client-key.pem" "$RURL" > "$OUT/oha-ceiling.json" 2>> "$OUT/load.log" \
+    && "$LOAD" oha-import --file "$OUT/oha-ceiling.json" --label "oha/ceiling/full" --conns "$CONNS" >> "$RESULTS" \
+    || log "  oha run failed (see load.log)"
+fi
+kill "$RESP_PID" 2>/dev/null || true
+wait "$RESP_PID" 2>/dev/null || true
+RESP_PID=""
+
+# --- summary ------------------------------------------------------------------------------------
+{
+  echo '```'
+  cat "$OUT/machine.txt"
+  echo '```'
+  echo
+  "$LOAD" summary --results "$RESULTS" --criterion "$ROOT/target/criterion"
+} > "$OUT/summary.md"
+cat "$OUT/summary.md"
+echo
+echo "(results in ${OUT#"$ROOT"/})"

@@ -1,0 +1,249 @@
+//! The JSON admin API: real-time updates from the backoffice, one person at a time, with the same
+//! validation and change records as `dkd import`.
+//!
+//! - `GET /persons/{bsn}` → the person as served (all gemeenten) plus each entry's mutation time;
+//! - `PUT /persons/{bsn}` with a person as JSON (the format of `dkd import`'s model, see README) →
+//!   the entries of the gemeenten in its AtlRelaties are replaced;
+//! - `DELETE /persons/{bsn}[?gemeente=CODE]` → out of that gemeente's index (or every gemeente's).
+//!
+//! On a loopback address it speaks plain HTTP; anywhere else only mutual TLS with an allowed admin
+//! OIN (enforced in `serve`).
+
+use crate::import::{domain_checks, Rules};
+use crate::store::Store;
+use crate::suwiml::model::Person;
+use crate::suwiml::types::Bsn;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the admin API needs.
+pub struct AdminState {
+    /// The verwijsindex.
+    pub store: Store,
+    /// The import rules.
+    pub rules: Rules,
+    /// Whether removals purge data.
+    pub purge: bool,
+    /// With TLS: OINs allowed to administer.
+    pub allowed_oins: HashSet<String>,
+}
+
+const MAX_BODY: usize = 256 * 1024;
+
+fn reply(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string() + "\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response<Full<Bytes>> {
+    reply(status, json!({ "error": msg.into() }))
+}
+
+/// Serves the admin API on `listener` until `shutdown`; `tls` is required off loopback.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<AdminState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(100)).await; continue; } },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let state = state.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            match tls {
+                None => {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let st = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(&st, req).await) }
+                    });
+                    let _ = b.serve_connection(TokioIo::new(tcp), svc).await;
+                }
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    else {
+                        tracing::info!(%peer, "admin TLS handshake refused");
+                        return;
+                    };
+                    let oin = crate::http::tls::peer_oin(stream.get_ref().1.peer_certificates());
+                    let allowed = oin.as_ref().is_some_and(|o| state.allowed_oins.contains(o));
+                    let svc = hyper::service::service_fn(move |req| {
+                        let st = state.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(if allowed {
+                                handle(&st, req).await
+                            } else {
+                                error(
+                                    StatusCode::FORBIDDEN,
+                                    "the client certificate's OIN is not an allowed admin OIN",
+                                )
+                            })
+                        }
+                    });
+                    let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+                }
+            }
+        });
+    }
+}
+
+async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let Some(bsn_s) = path.strip_prefix("/persons/") else {
+        return error(StatusCode::NOT_FOUND, "use /persons/{bsn}");
+    };
+    let bsn = match Bsn::parse(bsn_s) {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{bsn_s:?} is not a valid BSN (9 digits, 11-test)"),
+            )
+        }
+    };
+    let gemeente = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("gemeente=")))
+        .map(str::to_owned);
+    match *req.method() {
+        hyper::Method::GET => get(state, &bsn),
+        hyper::Method::PUT => {
+            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("body larger than {MAX_BODY} bytes"),
+                    )
+                }
+            };
+            put(state, &bsn, &body)
+        }
+        hyper::Method::DELETE => delete(state, &bsn, gemeente.as_deref()),
+        _ => error(StatusCode::METHOD_NOT_ALLOWED, "GET, PUT or DELETE"),
+    }
+}
+
+fn get(state: &AdminState, bsn: &Bsn) -> Response<Full<Bytes>> {
+    match state.store.entries(bsn) {
+        Ok(entries) if entries.is_empty() => {
+            error(StatusCode::NOT_FOUND, "not in the verwijsindex")
+        }
+        Ok(entries) => {
+            let mutated: Vec<_> = entries
+                .iter()
+                .map(|e| json!({ "gemeente": e.gemeente, "mutated_at": e.mutated_at }))
+                .collect();
+            let person = crate::store::merge(entries);
+            reply(
+                StatusCode::OK,
+                json!({ "person": person, "entries": mutated }),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "admin GET failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "store failure")
+        }
+    }
+}
+
+fn put(state: &AdminState, bsn: &Bsn, body: &[u8]) -> Response<Full<Bytes>> {
+    let person: Person = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a person record: {e}")),
+    };
+    if person.bsn != *bsn {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the BSN in the body differs from the one in the path",
+        );
+    }
+    let mut problems: Vec<serde_json::Value> = Vec::new();
+    if let Err(errs) = person.validate() {
+        problems.extend(
+            errs.into_iter()
+                .map(|e| json!({ "field": e.field, "value": e.value, "reason": e.reason })),
+        );
+    }
+    let today = time::OffsetDateTime::now_utc().date();
+    for (field, value, reason) in domain_checks(&person, &state.rules, today) {
+        problems.push(json!({ "field": field, "value": value, "reason": reason }));
+    }
+    if !problems.is_empty() {
+        return reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "error": "the record was refused", "problems": problems }),
+        );
+    }
+    match state
+        .store
+        .put(&person, "admin")
+        .and_then(|c| state.store.flush().map(|_| c))
+    {
+        Ok(c) => reply(StatusCode::OK, json!(c)),
+        Err(e) => {
+            tracing::error!(error = %e, "admin PUT failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "store failure")
+        }
+    }
+}
+
+fn delete(state: &AdminState, bsn: &Bsn, gemeente: Option<&str>) -> Response<Full<Bytes>> {
+    let entries = match state.store.entries(bsn) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "admin DELETE failed");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "store failure");
+        }
+    };
+    let mut changes = state.store.changes("admin");
+    let mut removed = 0u64;
+    for e in entries
+        .iter()
+        .filter(|e| gemeente.is_none_or(|g| g == e.gemeente))
+    {
+        match changes.remove(bsn, &e.gemeente, !state.purge) {
+            Ok(true) => removed += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "admin DELETE failed");
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "store failure");
+            }
+        }
+    }
+    if removed == 0 {
+        return error(StatusCode::NOT_FOUND, "not in the verwijsindex");
+    }
+    match changes
+        .commit()
+        .and_then(|c| state.store.flush().map(|_| c))
+    {
+        Ok(c) => reply(StatusCode::OK, json!(c)),
+        Err(e) => {
+            tracing::error!(error = %e, "admin DELETE failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "store failure")
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! `dkd import`: a backoffice file (CSV or XML) into the verwijsindex, validated row by row,
+//! applied in one atomic step.
+//!
+//! Reading builds one person per (BSN, gemeente) from all their rows; a person with any rejected
+//! row is left out entirely (and, in full mode, keeps what the index had), so a half-read person
+//! never reaches the index. Writing is one `store::ChangeSet`, compared entry by entry with what
+//! is stored: importing the same file twice changes nothing the second time.
+
+pub mod csv_format;
+pub mod xml_format;
+
+use crate::store::{Counts, ImportRecord, Store, StoreError};
+use crate::suwiml::model::{FieldError, Person};
+use crate::suwiml::types::{Bsn, Datum};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// File formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One row per provision, header row, UTF-8 (see README).
+    Csv,
+    /// A dkd `Aanlevering` document of ClientSuwi elements (wsdl/dkd-aanlevering-v1.xsd).
+    Xml,
+}
+
+/// Import modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The file is the gemeente's complete set: persons absent from it leave the index.
+    Full,
+    /// The file holds upserts and explicit deletions.
+    Delta,
+}
+
+/// How to import.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// File format.
+    pub format: Format,
+    /// Full or delta.
+    pub mode: Mode,
+    /// The gemeente the file is for (required for full mode unless the file names exactly one).
+    pub gemeente: Option<String>,
+    /// Validate and count, write nothing.
+    pub dry_run: bool,
+    /// Any rejected row rejects the whole file.
+    pub strict: bool,
+    /// The domain rules beyond the SuwiML types.
+    pub rules: Rules,
+    /// Whether removed entries are purged (true) or kept aside unserved.
+    pub purge: bool,
+    /// The reference date for "far future".
+    pub today: time::Date,
+}
+
+/// The domain rules every way in (import, admin API) applies.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Type codes that are LKS (must carry a loonwaarde).
+    pub lks_type_codes: Vec<String>,
+    /// Dates more than this many days after today are refused.
+    pub max_future_days: u32,
+}
+
+/// A rejected row: printed as `file:line: field: value: reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// 1-based line in the file.
+    pub line: usize,
+    /// Column or element.
+    pub field: String,
+    /// The value as given.
+    pub value: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Data rows (CSV) or ClientSuwi/Verwijderen elements (XML) read.
+    pub rows: u64,
+    /// Persons (BSN × gemeente) in the file.
+    pub persons: u64,
+    /// Rejected rows.
+    pub rejected: Vec<Rejection>,
+    /// What changed in the index (or would, in a dry run).
+    pub counts: Counts,
+    /// Whether anything was written.
+    pub applied: bool,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+impl Report {
+    /// The summary line.
+    pub fn summary(&self) -> String {
+        let rate = if self.seconds > 0.0 {
+            self.rows as f64 / self.seconds
+        } else {
+            0.0
+        };
+        format!(
+            "{} rows read, {} persons: {} added, {} changed, {} removed, {} unchanged; {} rows rejected; {:.2} s, {:.0} rows/s{}",
+            self.rows,
+            self.persons,
+            self.counts.added,
+            self.counts.changed,
+            self.counts.removed,
+            self.counts.unchanged,
+            self.rejected.len(),
+            self.seconds,
+            rate,
+            if self.applied { "" } else { " (nothing written)" }
+        )
+    }
+}
+
+/// Why an import could not run at all (as opposed to rejected rows).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file cannot be read.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The file's structure is unusable (header, root element, encoding).
+    #[error("{0}")]
+    Structure(String),
+    /// Options do not fit the file.
+    #[error("{0}")]
+    Usage(String),
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// One parsed item of a file: a person's data from one row/element, or a deletion.
+pub(crate) enum Item {
+    /// Person data (for CSV: identity + at most one provision, merged by [`Collector`]).
+    Person { line: usize, person: Person },
+    /// Explicit deletion of (BSN, gemeente).
+    Delete {
+        line: usize,
+        bsn: Bsn,
+        gemeente: String,
+    },
+    /// A row that could not be read; the BSN/gemeente, when known, rejects the whole person.
+    Rejected {
+        key: Option<(Bsn, String)>,
+        rejection: Rejection,
+    },
+    /// A row with several problems, each reported on its own line.
+    RejectedAll {
+        key: Option<(Bsn, String)>,
+        rejections: Vec<Rejection>,
+    },
+}
+
+/// Collects items into persons keyed by (BSN, gemeente), in file order.
+#[derive(Default)]
+pub(crate) struct Collector {
+    order: Vec<(Bsn, String)>,
+    persons: HashMap<(Bsn, String), Collected>,
+    rejected_lines: Vec<Rejection>,
+    deletes: Vec<(usize, Bsn, String)>,
+}
+
+pub(crate) struct Collected {
+    first_line: usize,
+    lines: Vec<usize>,
+    person: Person,
+    rejected: bool,
+}
+
+impl Collector {
+    pub(crate) fn add(&mut self, item: Item) {
+        match item {
+            Item::Rejected { key, rejection } => {
+                if let Some(k) = key {
+                    self.entry_rejected(k, rejection.line);
+                }
+                self.rejected_lines.push(rejection);
+            }
+            Item::RejectedAll { key, rejections } => {
+                for rejection in rejections {
+                    self.add(Item::Rejected {
+                        key: key.clone(),
+                        rejection,
+                    });
+                }
+            }
+            Item::Delete {
+                line,
+                bsn,
+                gemeente,
+            } => self.deletes.push((line, bsn, gemeente)),
+            Item::Person { line, person } => {
+                let Some(gemeente) = person.atl_relaties.first().map(|r| r.bron.partij.clone())
+                else {
+                    return;
+                };
+                let key = (person.bsn, gemeente);
+                match self.persons.get_mut(&key) {
+                    None => {
+                        self.order.push(key.clone());
+                        self.persons.insert(
+                            key,
+                            Collected {
+                                first_line: line,
+                                lines: vec![line],
+                                person,
+                                rejected: false,
+                            },
+                        );
+                    }
+                    Some(c) => {
+                        c.lines.push(line);
+                        if let Some(conflict) = identity_conflict(&c.person, &person) {
+                            c.rejected = true;
+                            self.rejected_lines.push(Rejection {
+                                line,
+                                field: conflict.0.into(),
+                                value: conflict.1,
+                                reason: format!(
+                                    "differs from line {} of the same person",
+                                    c.first_line
+                                ),
+                            });
+                            return;
+                        }
+                        if let (Some(r), Some(new)) = (
+                            c.person.atl_relaties.first_mut(),
+                            person.atl_relaties.into_iter().next(),
+                        ) {
+                            r.provisions.extend(new.provisions);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn entry_rejected(&mut self, key: (Bsn, String), line: usize) {
+        match self.persons.get_mut(&key) {
+            Some(c) => {
+                c.rejected = true;
+                c.lines.push(line);
+            }
+            None => {
+                self.order.push(key.clone());
+                let placeholder = placeholder(key.0, &key.1);
+                self.persons.insert(
+                    key,
+                    Collected {
+                        first_line: line,
+                        lines: vec![line],
+                        person: placeholder,
+                        rejected: true,
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn placeholder(bsn: Bsn, gemeente: &str) -> Person {
+    Person {
+        bsn,
+        voornamen: None,
+        voorletters: None,
+        voorvoegsel: None,
+        achternaam: None,
+        geslacht: None,
+        geboortedat: None,
+        bron: None,
+        atl_relaties: vec![crate::suwiml::model::AtlRelatie {
+            arbeidsvermogen: None,
+            doel_rv: None,
+            provisions: Vec::new(),
+            bron: crate::suwiml::model::Bron::gemeente(gemeente),
+        }],
+    }
+}
+
+/// Person-level fields must be the same on every row of a person.
+fn identity_conflict(a: &Person, b: &Person) -> Option<(&'static str, String)> {
+    let ra = a.atl_relaties.first();
+    let rb = b.atl_relaties.first();
+    let checks: [(&str, Option<String>, Option<String>); 9] = [
+        ("voornamen", a.voornamen.clone(), b.voornamen.clone()),
+        ("voorletters", a.voorletters.clone(), b.voorletters.clone()),
+        ("voorvoegsel", a.voorvoegsel.clone(), b.voorvoegsel.clone()),
+        ("achternaam", a.achternaam.clone(), b.achternaam.clone()),
+        ("geslacht", a.geslacht.clone(), b.geslacht.clone()),
+        (
+            "geboortedatum",
+            a.geboortedat.map(|d| d.as_str().to_owned()),
+            b.geboortedat.map(|d| d.as_str().to_owned()),
+        ),
+        (
+            "cd_arbeidsvermogen",
+            ra.and_then(|r| r.arbeidsvermogen.clone()),
+            rb.and_then(|r| r.arbeidsvermogen.clone()),
+        ),
+        (
+            "cd_doel_rv",
+            ra.and_then(|r| r.doel_rv.clone()),
+            rb.and_then(|r| r.doel_rv.clone()),
+        ),
+        (
+            "vestiging",
+            ra.and_then(|r| r.bron.vestiging.clone()),
+            rb.and_then(|r| r.bron.vestiging.clone()),
+        ),
+    ];
+    checks
+        .into_iter()
+        .find(|(_, x, y)| x != y)
+        .map(|(f, _, y)| (f, y.unwrap_or_default()))
+}
+
+/// The domain checks beyond the SuwiML types: an LKS type carries a loonwaarde; no far-future
+/// dates. Returns (field, value, reason).
+pub fn domain_checks(
+    p: &Person,
+    rules: &Rules,
+    today: time::Date,
+) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let limit = Datum::from_date(today + time::Duration::days(i64::from(rules.max_future_days)));
+    let today = Datum::from_date(today);
+    if let Some(b) = p.geboortedat {
+        if b.to_date().is_some() && b > today {
+            out.push((
+                "geboortedatum".into(),
+                b.as_str().into(),
+                "birth date is in the future".into(),
+            ));
+        }
+    }
+    for v in p.atl_relaties.iter().flat_map(|r| &r.provisions) {
+        for (field, d) in [("datum_begin", Some(v.start)), ("datum_einde", v.end)] {
+            if let Some(d) = d {
+                if d > limit {
+                    out.push((
+                        field.into(),
+                        d.as_str().into(),
+                        format!("more than {} days in the future", rules.max_future_days),
+                    ));
+                }
+            }
+        }
+        let is_lks_type = v
+            .type_code
+            .as_ref()
+            .is_some_and(|t| rules.lks_type_codes.contains(t));
+        if is_lks_type && v.loonwaarde.is_none() {
+            out.push((
+                "loonwaarde".into(),
+                String::new(),
+                format!(
+                    "an LKS provision (cd_type {}) must carry its loonwaarde",
+                    v.type_code.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// Imports a file's bytes. `name` is used in messages and the import history; `progress` is called
+/// with the number of rows read so far.
+pub fn import(
+    store: &Store,
+    name: &str,
+    bytes: &[u8],
+    opts: &Options,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Report, ImportError> {
+    let started = Instant::now();
+    let mut collector = Collector::default();
+    let rows = match opts.format {
+        Format::Csv => csv_format::read(bytes, opts, &mut collector, progress)?,
+        Format::Xml => xml_format::read(bytes, opts, &mut collector, progress)?,
+    };
+    // Which gemeente a full import replaces.
+    let gemeente = match (opts.mode, &opts.gemeente) {
+        (_, Some(g)) => Some(g.clone()),
+        (Mode::Full, None) => {
+            let mut gs: Vec<&String> = collector.order.iter().map(|(_, g)| g).collect();
+            gs.sort();
+            gs.dedup();
+            match gs.as_slice() {
+                [one] => Some((*one).clone()),
+                [] => {
+                    return Err(ImportError::Usage(
+                        "a full import of an empty file needs --gemeente CODE".into(),
+                    ))
+                }
+                _ => {
+                    return Err(ImportError::Usage(
+                        "the file holds several gemeenten: a full import needs --gemeente CODE"
+                            .into(),
+                    ))
+                }
+            }
+        }
+        (Mode::Delta, None) => None,
+    };
+    let mut report = Report {
+        rows,
+        persons: collector.order.len() as u64,
+        ..Report::default()
+    };
+    let mut rejected = std::mem::take(&mut collector.rejected_lines);
+    let mut changes = store.changes(&format!("import:{name}"));
+    // Persons: validate, then upsert.
+    let mut valid: Vec<(Bsn, String)> = Vec::new();
+    for key in &collector.order {
+        let Some(c) = collector.persons.get(key) else {
+            continue;
+        };
+        if let Some(g) = &gemeente {
+            if &key.1 != g {
+                rejected.push(Rejection {
+                    line: c.first_line,
+                    field: "gemeentecode".into(),
+                    value: key.1.clone(),
+                    reason: format!("this import is for gemeente {g}"),
+                });
+                continue;
+            }
+        }
+        if c.rejected {
+            for &line in &c.lines {
+                if !rejected.iter().any(|r| r.line == line) {
+                    rejected.push(Rejection {
+                        line,
+                        field: "bsn".into(),
+                        value: key.0.masked(),
+                        reason:
+                            "another row of this person was rejected; the person is left as it was"
+                                .into(),
+                    });
+                }
+            }
+            continue;
+        }
+        let mut problems: Vec<(String, String, String)> = Vec::new();
+        if let Err(errs) = c.person.validate() {
+            problems.extend(errs.into_iter().map(
+                |FieldError {
+                     field,
+                     value,
+                     reason,
+                 }| (field, value, reason),
+            ));
+        }
+        problems.extend(domain_checks(&c.person, &opts.rules, opts.today));
+        if !problems.is_empty() {
+            for (field, value, reason) in problems {
+                rejected.push(Rejection {
+                    line: c.first_line,
+                    field,
+                    value,
+                    reason,
+                });
+            }
+            continue;
+        }
+        changes.upsert(&c.person)?;
+        valid.push(key.clone());
+    }
+    // Deletions (delta) and absences (full).
+    for (line, bsn, g) in &collector.deletes {
+        if opts.mode == Mode::Full {
+            rejected.push(Rejection {
+                line: *line,
+                field: "actie".into(),
+                value: "delete".into(),
+                reason: "deletions belong in delta mode; a full import removes by absence".into(),
+            });
+            continue;
+        }
+        if gemeente.as_ref().is_some_and(|x| x != g) {
+            rejected.push(Rejection {
+                line: *line,
+                field: "gemeentecode".into(),
+                value: g.clone(),
+                reason: "this import is for another gemeente".into(),
+            });
+            continue;
+        }
+        changes.remove(bsn, g, !opts.purge)?;
+    }
+    if opts.mode == Mode::Full {
+        if let Some(g) = &gemeente {
+            for bsn in store.gemeente_bsns(g)? {
+                // Keep persons the file names, even when their rows were rejected: a typo must not
+                // take someone out of the index.
+                let named = collector.persons.contains_key(&(bsn, g.clone()));
+                if !named && !changes.touched(&bsn, g) {
+                    changes.remove(&bsn, g, !opts.purge)?;
+                }
+            }
+        }
+    }
+    rejected.sort_by_key(|r| r.line);
+    report.rejected = rejected;
+    report.counts = changes.counts();
+    let refuse_all = opts.strict && !report.rejected.is_empty();
+    if !opts.dry_run && !refuse_all {
+        changes.commit()?;
+        report.applied = true;
+        store.record_import(&ImportRecord {
+            at: time::OffsetDateTime::now_utc().unix_timestamp(),
+            file: name.to_owned(),
+            gemeente,
+            mode: if opts.mode == Mode::Full {
+                "full"
+            } else {
+                "delta"
+            }
+            .into(),
+            rows: report.rows,
+            rejected: report.rejected.len() as u64,
+            added: report.counts.added,
+            changed: report.counts.changed,
+            removed: report.counts.removed,
+            unchanged: report.counts.unchanged,
+        })?;
+        store.flush()?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
