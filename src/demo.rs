@@ -68,14 +68,19 @@ const SURNAMES: [(&str, &str); 14] = [
 pub fn generate(n: usize, today: time::Date) -> Vec<Person> {
     let mut rng = Rng(0x00D0_C0DE_2016_0701);
     let mut out = Vec::with_capacity(n);
+    // The first ~9,000 come from 9999xxxxx (recognisable test numbers); larger sets (benchmarks)
+    // continue from 10000000x, so up to ~80 million distinct valid BSNs can be generated.
     let mut prefix: u32 = 99_990_000;
     while out.len() < n {
-        let Some(bsn) = Bsn::from_prefix(prefix) else {
-            prefix += 1;
-            continue;
+        let candidate = prefix;
+        prefix = if prefix >= 99_999_999 {
+            10_000_000
+        } else {
+            prefix + 1
         };
-        prefix += 1;
-        out.push(person(&mut rng, bsn, today));
+        if let Some(bsn) = Bsn::from_prefix(candidate) {
+            out.push(person(&mut rng, bsn, today));
+        }
     }
     out
 }
@@ -210,6 +215,13 @@ mod tests {
         bsns.dedup();
         assert_eq!(bsns.len(), a.len(), "BSNs are unique");
         assert!(!bsns.iter().any(|b| b.as_str() == UNKNOWN_BSN));
+    }
+
+    #[test]
+    fn large_sets_get_distinct_valid_bsns_beyond_the_9999_range() {
+        let people = generate(20_000, today());
+        let bsns: std::collections::HashSet<_> = people.iter().map(|p| p.bsn).collect();
+        assert_eq!(bsns.len(), 20_000);
     }
 
     #[test]

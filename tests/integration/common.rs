@@ -112,6 +112,8 @@ pub struct Server {
     pub url: String,
     pub addr: std::net::SocketAddr,
     pub store: Store,
+    /// The admin API (plain HTTP on loopback).
+    pub admin: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -135,6 +137,7 @@ impl Server {
             .expect("bind");
         let url = app.public_url().to_owned();
         let addr = app.local_addr();
+        let admin = app.admin_addr().expect("admin API enabled in tests");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -142,6 +145,7 @@ impl Server {
         Server {
             url,
             addr,
+            admin,
             store,
             _stop: tx,
             _dir: dir,

@@ -1,8 +1,11 @@
 //! Integration tests: the real server on 127.0.0.1:0 over mutual TLS.
 
+mod admin;
 mod cli;
 mod common;
+mod crash;
 mod gsd;
+mod import;
 mod interop;
 mod schemas;
 mod transport;
