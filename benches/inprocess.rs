@@ -1,7 +1,8 @@
 //! In-process micro-benchmarks (criterion): `cargo bench --bench inprocess`.
 //!
 //! What each figure is (BENCHMARKS.md has the results):
-//! - `request/envelope_parse`: `soap::envelope::parse` of an unsigned GSDReintegratieInfo request;
+//! - `request/envelope_parse`, `request/envelope_parse_signed`: `soap::envelope::parse` of an
+//!   unsigned and of a signed GSDReintegratieInfo request;
 //! - `request/handle_unsigned`: `soap::handle`, signing off, a known BSN (parse, WS-A checks, OIN,
 //!   store lookup, response written) — issue 7's "envelope parse + response write" end to end;
 //! - `request/handle_sign_only`: the same unsigned request with signing on (`optional`): the
@@ -15,7 +16,8 @@
 //! - `rsa/sign`, `rsa/verify`: raw RSA-2048 PKCS#1 v1.5 SHA-256 with aws-lc-rs (the ceiling);
 //! - `store/get_1e3`, `store/get_1e6`: `Store::get` of a stored BSN at 10^3 and 10^6 persons.
 //!
-//! `DKD_BENCH_SKIP_1E6=1` skips the 10^6-person store (its first build takes minutes).
+//! `DKD_BENCH_SKIP_1E6=1` skips the 10^6-person store (its first build takes minutes); so does
+//! test mode (`cargo test --benches`, which runs each benchmark once).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -206,6 +208,9 @@ fn benches(c: &mut Criterion) {
         // wall clock, so the pool is signed now and used within the run (well inside 5 minutes).
         let pool = signed_pool(&f, &bsn, POOL, time::OffsetDateTime::now_utc());
         eprintln!("signed request {} bytes", pool[0].len());
+        g.bench_function("envelope_parse_signed", |b| {
+            b.iter(|| dkd::soap::envelope::parse(black_box(pool[0].as_bytes())).is_ok())
+        });
         let check = f.secured(SigningMode::Required);
         let out = handle(&check, inbound(&pool[0]));
         assert_eq!(out.outcome, Outcome::Found, "{}", out.body);
@@ -360,7 +365,10 @@ fn benches(c: &mut Criterion) {
                 f.store.get(black_box(&keys[i])).ok().flatten().is_some()
             })
         });
-        if std::env::var_os("DKD_BENCH_SKIP_1E6").is_none() {
+        // Under `cargo test --benches` (no --bench argument) criterion runs each benchmark once:
+        // do not build the large store for that.
+        let bench_mode = std::env::args().any(|a| a == "--bench");
+        if bench_mode && std::env::var_os("DKD_BENCH_SKIP_1E6").is_none() {
             let big = common::open_big_store(common::BIG_N);
             let keys = common::spread(&common::big_bsns(common::BIG_N), 4096);
             assert!(big.get(&keys[0]).expect("get").is_some(), "large store");

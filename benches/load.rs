@@ -30,14 +30,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo bench --bench load -- <run|responder|rsa|wait|build-store|summary> [--key value ...]
+const USAGE: &str = "usage: cargo bench --bench load -- <command> [--key value ...]
   run        --url URL --certs DIR [--mode unsigned|signed|raw] [--store demo|big] [--conns 32]
              [--secs 10] [--warmup 2] [--rate 0] [--pool N] [--threads 2] [--label L]
   responder  --certs DIR --size BYTES [--listen 127.0.0.1:0]   (prints LISTENING <addr>)
   rsa        --certs DIR [--threads 2] [--secs 5] [--label L]
   wait       --url URL --certs DIR [--timeout 120]
-  build-store
-  summary    --results FILE [--criterion DIR]";
+  build-store                                    (the cached 10^6-person store)
+  summary    --results FILE [--criterion DIR]
+  oha-import --file OHA_JSON --label L [--conns N] (oha's JSON as a result line)
+  body       --url URL --bsn BSN                   (the unsigned request the generator sends)
+  free-port";
 
 fn main() {
     // cargo bench appends --bench; criterion-style filters are not used here.
@@ -642,7 +645,7 @@ fn run(o: &Opts) {
         "late_2ms": sum(|s| s.late),
         "issued": sum(|s| s.issued),
         "req_bytes": req_bytes,
-        "resp_bytes": if ok > 0 { sum(|s| s.bytes) / ok } else { 0 },
+        "resp_bytes": sum(|s| s.bytes).checked_div(ok).unwrap_or(0),
         "bsns": n_bsns,
         "bsn_sample": bsn_sample,
         "pool_exhausted": exhausted,

@@ -1,15 +1,13 @@
 //! Shared by the bench targets (`inprocess`, `load`): the benchmark data sets.
 //!
 //! - the **demo set** (`dkd::demo::generate`, 10^3 persons), exactly what `dkd serve --demo` loads;
-//! - the **large set** (10^6 persons): `demo::generate` cannot make more than ~9,000 persons (its
-//!   BSNs are `9999xxxx` + check digit), so the large set re-keys a few thousand generated persons
-//!   under BSNs `10000000`.. (+ check digit). It is built once with `Store::open` + `put_all` in
-//!   batches and cached in `target/bench-store-1e6` (a marker file says it is complete).
+//! - the **large set** (10^6 persons): `demo::generate(1_000_000, today)` (BSNs `9999xxxx`, then
+//!   `10000000`.., each with its check digit), written with `Store::open` + `put_all` in batches
+//!   of 10,000 and cached in `target/bench-store-1e6` (a marker file says it is complete).
 
 #![allow(dead_code)]
 
 use dkd::store::Store;
-use dkd::suwiml::model::Person;
 use dkd::suwiml::types::Bsn;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,9 +17,6 @@ pub const CLIENT_OIN: &str = dkd::certs::DEMO_CLIENT_OIN;
 
 /// Persons in the large store.
 pub const BIG_N: usize = 1_000_000;
-
-/// How many generated persons the large set is re-keyed from.
-const TEMPLATES: usize = 5_000;
 
 /// Where the large store is cached, relative to the repository root.
 pub fn big_store_dir() -> PathBuf {
@@ -41,15 +36,20 @@ pub fn demo_bsns(n: usize) -> Vec<Bsn> {
         .collect()
 }
 
-/// The first `n` BSNs of the large set, in key order.
+/// The BSNs `demo::generate(n, _)` gives, without generating the persons: the eight-digit
+/// prefixes 99990000..=99999999, then from 10000000 on, each with its check digit (if any).
 pub fn big_bsns(n: usize) -> Vec<Bsn> {
     let mut out = Vec::with_capacity(n);
-    let mut prefix: u32 = 10_000_000;
+    let mut prefix: u32 = 99_990_000;
     while out.len() < n {
         if let Some(b) = Bsn::from_prefix(prefix) {
             out.push(b);
         }
-        prefix += 1;
+        prefix = if prefix >= 99_999_999 {
+            10_000_000
+        } else {
+            prefix + 1
+        };
     }
     out
 }
@@ -85,7 +85,7 @@ pub fn open_big_store(n: usize) -> Store {
     let dir = big_store_dir();
     // The marker names the schema version, so a store written by another layout is rebuilt.
     let marker = dir.join(format!(
-        "bench-complete-{n}-v{}",
+        "bench-complete-{n}-generate-v{}",
         dkd::store::SCHEMA_VERSION
     ));
     if marker.exists() {
@@ -100,23 +100,21 @@ pub fn open_big_store(n: usize) -> Store {
     );
     let started = Instant::now();
     let store = Store::open(&dir).expect("create the large store");
-    let templates = dkd::demo::generate(TEMPLATES, today());
-    let bsns = big_bsns(n);
-    let mut batch: Vec<Person> = Vec::with_capacity(10_000);
-    for (i, bsn) in bsns.iter().enumerate() {
-        let mut p = templates[i % templates.len()].clone();
-        p.bsn = *bsn;
-        batch.push(p);
-        if batch.len() == 10_000 || i + 1 == bsns.len() {
-            store.put_all(&batch, "bench").expect("put_all");
-            batch.clear();
-            if (i + 1) % 100_000 == 0 {
-                eprintln!(
-                    "  {} persons, {:.0} s",
-                    i + 1,
-                    started.elapsed().as_secs_f64()
-                );
-            }
+    let people = dkd::demo::generate(n, today());
+    let expected = big_bsns(n);
+    assert!(
+        people.len() == n && people.iter().zip(&expected).all(|(p, b)| p.bsn == *b),
+        "demo::generate's BSN sequence changed: update common::big_bsns"
+    );
+    eprintln!("  generated in {:.1} s", started.elapsed().as_secs_f64());
+    for (i, batch) in people.chunks(10_000).enumerate() {
+        store.put_all(batch, "bench").expect("put_all");
+        if (i + 1) % 10 == 0 {
+            eprintln!(
+                "  {} persons, {:.0} s",
+                (i + 1) * 10_000,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     store.flush().expect("flush");
