@@ -138,6 +138,16 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Write the deterministic synthetic demo set as an import file (to try `dkd import`, and for
+    /// benchmarks).
+    DemoFile {
+        /// Number of persons.
+        #[arg(long, default_value_t = dkd::demo::DEMO_PERSONS)]
+        persons: usize,
+        /// Output file; its extension (.csv or .xml) chooses the format.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// (Re)generate the development PKI: CA, server and client certificates with test OINs.
     Certs {
         /// Output directory.
@@ -185,6 +195,7 @@ fn main() -> ExitCode {
         Command::Sweep { dry_run, common } => sweep(dry_run, &common),
         Command::Toets { bsn, datum, common } => toets(&bsn, datum.as_deref(), &common),
         Command::Report { format, common } => report(format, &common),
+        Command::DemoFile { persons, out } => demo_file(persons, &out),
         Command::Certs { dir } => match certs::generate_dev_pki(&dir) {
             Ok(()) => {
                 println!("Development PKI written to {}:", dir.display());
@@ -278,6 +289,7 @@ fn import(
             max_future_days: cfg.import.max_future_days,
         },
         purge: cfg.retention.purge,
+        window_days: cfg.retention.window_days,
         today: time::OffsetDateTime::now_utc().date(),
     };
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -322,6 +334,39 @@ fn import(
         Err(ImportError::Usage(m)) => fail(exit::USAGE, &m),
         Err(ImportError::Store(e)) => fail(exit::STORE, &e.to_string()),
         Err(e) => fail(exit::FAILURE, &format!("{name}: {e}")),
+    }
+}
+
+fn demo_file(persons: usize, out: &Path) -> ExitCode {
+    let people = dkd::demo::generate(persons, time::OffsetDateTime::now_utc().date());
+    let mut s = String::with_capacity(persons * 300);
+    let xml = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("xml"));
+    if xml {
+        s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<dkd:Aanlevering xmlns:dkd=\"urn:dkd:aanlevering:v1\">\n");
+        for p in people {
+            let mut body = String::new();
+            dkd::suwiml::gsd::write_response(
+                &dkd::suwiml::gsd::Reply::Client(Box::new(p), vec![]),
+                "",
+                &mut body,
+            );
+            if let (Some(a), Some(b)) = (body.find("<ClientSuwi>"), body.find("</ClientSuwi>")) {
+                s.push_str(&body[a..b + "</ClientSuwi>".len()]);
+                s.push('\n');
+            }
+        }
+        s.push_str("</dkd:Aanlevering>\n");
+    } else {
+        dkd::import::csv_format::write(&people, &mut s);
+    }
+    match std::fs::write(out, s) {
+        Ok(()) => {
+            println!("wrote {persons} persons to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::FAILURE, &format!("{}: {e}", out.display())),
     }
 }
 

@@ -54,12 +54,12 @@ pub fn build(
         }
     }
     for i in store.imports()? {
-        if let Some(g) = &i.gemeente {
+        for g in &i.gemeenten {
             let r = by.entry(g.clone()).or_insert_with(|| GemeenteReport {
                 gemeente: g.clone(),
                 ..Default::default()
             });
-            r.last_import = Some(i);
+            r.last_import = Some(i.clone());
         }
     }
     Ok(by.into_values().collect())

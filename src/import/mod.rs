@@ -50,6 +50,8 @@ pub struct Options {
     pub rules: Rules,
     /// Whether removed entries are purged (true) or kept aside unserved.
     pub purge: bool,
+    /// The LKS look-back: persons already outside it are not (re)entered into the index.
+    pub window_days: u32,
     /// The reference date for "far future".
     pub today: time::Date,
 }
@@ -89,6 +91,8 @@ pub struct Report {
     pub counts: Counts,
     /// Whether anything was written.
     pub applied: bool,
+    /// Valid persons left out because their provisions ended before the LKS look-back.
+    pub expired: u64,
     /// Wall time.
     pub seconds: f64,
 }
@@ -102,13 +106,14 @@ impl Report {
             0.0
         };
         format!(
-            "{} rows read, {} persons: {} added, {} changed, {} removed, {} unchanged; {} rows rejected; {:.2} s, {:.0} rows/s{}",
+            "{} rows read, {} persons: {} added, {} changed, {} removed, {} unchanged, {} outside the look-back; {} rows rejected; {:.2} s, {:.0} rows/s{}",
             self.rows,
             self.persons,
             self.counts.added,
             self.counts.changed,
             self.counts.removed,
             self.counts.unchanged,
+            self.expired,
             self.rejected.len(),
             self.seconds,
             rate,
@@ -215,6 +220,11 @@ impl Collector {
                     }
                     Some(c) => {
                         c.lines.push(line);
+                        if c.rejected {
+                            // Already rejected (possibly a placeholder): this row is reported as
+                            // "another row of this person was rejected", not compared.
+                            return;
+                        }
                         if let Some(conflict) = identity_conflict(&c.person, &person) {
                             c.rejected = true;
                             self.rejected_lines.push(Rejection {
@@ -238,6 +248,11 @@ impl Collector {
                 }
             }
         }
+    }
+
+    /// Marks a person rejected without a message of its own.
+    pub(crate) fn mark_rejected(&mut self, key: (Bsn, String), line: usize) {
+        self.entry_rejected(key, line);
     }
 
     fn entry_rejected(&mut self, key: (Bsn, String), line: usize) {
@@ -338,6 +353,18 @@ pub fn domain_checks(
             ));
         }
     }
+    for r in &p.atl_relaties {
+        if r.bron.kolom != crate::suwiml::model::KOLOM_GEMEENTE {
+            out.push((
+                "CdKolomSuwi".into(),
+                r.bron.kolom.to_string(),
+                format!(
+                    "a gemeente's data has CdKolomSuwi {}",
+                    crate::suwiml::model::KOLOM_GEMEENTE
+                ),
+            ));
+        }
+    }
     for v in p.atl_relaties.iter().flat_map(|r| &r.provisions) {
         for (field, d) in [("datum_begin", Some(v.start)), ("datum_einde", v.end)] {
             if let Some(d) = d {
@@ -354,6 +381,13 @@ pub fn domain_checks(
             .type_code
             .as_ref()
             .is_some_and(|t| rules.lks_type_codes.contains(t));
+        if let (Some(t), Some(l), false) = (&v.type_code, v.loonwaarde, is_lks_type) {
+            out.push((
+                "loonwaarde".into(),
+                l.to_string(),
+                format!("a loonwaarde makes this an LKS provision, but cd_type {t} is not an LKS type (import.lks_type_codes)"),
+            ));
+        }
         if is_lks_type && v.loonwaarde.is_none() {
             out.push((
                 "loonwaarde".into(),
@@ -379,15 +413,25 @@ pub fn import(
 ) -> Result<Report, ImportError> {
     let started = Instant::now();
     let mut collector = Collector::default();
-    let rows = match opts.format {
-        Format::Csv => csv_format::read(bytes, opts, &mut collector, progress)?,
+    let (rows, file_gemeente) = match opts.format {
+        Format::Csv => (
+            csv_format::read(bytes, opts, &mut collector, progress)?,
+            None,
+        ),
         Format::Xml => xml_format::read(bytes, opts, &mut collector, progress)?,
     };
-    // Which gemeente a full import replaces.
-    let gemeente = match (opts.mode, &opts.gemeente) {
+    // Which gemeente a full import replaces: --gemeente, what the file says, or the one gemeente
+    // of its well-formed rows (a mistyped code is rejected below, not counted as a second gemeente).
+    let gemeente = match (opts.mode, opts.gemeente.as_ref().or(file_gemeente.as_ref())) {
         (_, Some(g)) => Some(g.clone()),
         (Mode::Full, None) => {
-            let mut gs: Vec<&String> = collector.order.iter().map(|(_, g)| g).collect();
+            let mut gs: Vec<&String> = collector
+                .order
+                .iter()
+                .filter(|k| collector.persons.get(*k).is_some_and(|c| !c.rejected))
+                .map(|(_, g)| g)
+                .filter(|g| crate::suwiml::types::check_four_digits("gemeentecode", g).is_ok())
+                .collect();
             gs.sort();
             gs.dedup();
             match gs.as_slice() {
@@ -413,27 +457,17 @@ pub fn import(
         ..Report::default()
     };
     let mut rejected = std::mem::take(&mut collector.rejected_lines);
+    let mut reported: std::collections::HashSet<usize> = rejected.iter().map(|r| r.line).collect();
     let mut changes = store.changes(&format!("import:{name}"));
     // Persons: validate, then upsert.
-    let mut valid: Vec<(Bsn, String)> = Vec::new();
+    let mut gemeenten: std::collections::BTreeSet<String> = gemeente.iter().cloned().collect();
     for key in &collector.order {
         let Some(c) = collector.persons.get(key) else {
             continue;
         };
-        if let Some(g) = &gemeente {
-            if &key.1 != g {
-                rejected.push(Rejection {
-                    line: c.first_line,
-                    field: "gemeentecode".into(),
-                    value: key.1.clone(),
-                    reason: format!("this import is for gemeente {g}"),
-                });
-                continue;
-            }
-        }
         if c.rejected {
             for &line in &c.lines {
-                if !rejected.iter().any(|r| r.line == line) {
+                if reported.insert(line) {
                     rejected.push(Rejection {
                         line,
                         field: "bsn".into(),
@@ -445,6 +479,17 @@ pub fn import(
                 }
             }
             continue;
+        }
+        if let Some(g) = &gemeente {
+            if &key.1 != g {
+                rejected.push(Rejection {
+                    line: c.first_line,
+                    field: "gemeentecode".into(),
+                    value: key.1.clone(),
+                    reason: format!("this import is for gemeente {g}"),
+                });
+                continue;
+            }
         }
         let mut problems: Vec<(String, String, String)> = Vec::new();
         if let Err(errs) = c.person.validate() {
@@ -468,8 +513,14 @@ pub fn import(
             }
             continue;
         }
+        if !crate::service::retention::in_index(&c.person, opts.window_days, opts.today) {
+            // Outside the LKS look-back already: it does not belong in the index (and leaves it).
+            report.expired += 1;
+            changes.remove(&key.0, &key.1, !opts.purge)?;
+            continue;
+        }
         changes.upsert(&c.person)?;
-        valid.push(key.clone());
+        gemeenten.insert(key.1.clone());
     }
     // Deletions (delta) and absences (full).
     for (line, bsn, g) in &collector.deletes {
@@ -492,6 +543,7 @@ pub fn import(
             continue;
         }
         changes.remove(bsn, g, !opts.purge)?;
+        gemeenten.insert(g.clone());
     }
     if opts.mode == Mode::Full {
         if let Some(g) = &gemeente {
@@ -515,7 +567,7 @@ pub fn import(
         store.record_import(&ImportRecord {
             at: time::OffsetDateTime::now_utc().unix_timestamp(),
             file: name.to_owned(),
-            gemeente,
+            gemeenten: gemeenten.into_iter().collect(),
             mode: if opts.mode == Mode::Full {
                 "full"
             } else {

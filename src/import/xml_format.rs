@@ -15,7 +15,7 @@ pub(crate) fn read(
     opts: &Options,
     collector: &mut Collector,
     progress: &mut dyn FnMut(u64),
-) -> Result<u64, ImportError> {
+) -> Result<(u64, Option<String>), ImportError> {
     let root =
         crate::xml::parse(bytes).map_err(|e| ImportError::Structure(format!("line 1: {e}")))?;
     if !root.is(Some(NS_AANLEVERING), "Aanlevering") {
@@ -34,11 +34,20 @@ pub(crate) fn read(
         }
     }
     let mut rows = 0u64;
+    let mut lines = Lines::new(bytes);
+    let fallback = file_gemeente.clone().or_else(|| opts.gemeente.clone());
     for el in root.elements() {
         rows += 1;
-        let line = line_of(bytes, el.pos);
+        let line = lines.at(el.pos);
         if el.is(None, "ClientSuwi") {
-            client(bytes, el, line, collector);
+            client(
+                &mut lines,
+                el,
+                line,
+                fallback.as_deref(),
+                file_gemeente.as_deref(),
+                collector,
+            );
         } else if el.is(None, "Verwijderen") {
             delete(
                 el,
@@ -62,18 +71,70 @@ pub(crate) fn read(
         }
     }
     progress(rows);
-    Ok(rows)
+    Ok((rows, file_gemeente))
 }
 
-fn client(bytes: &[u8], el: &Element, line: usize, collector: &mut Collector) {
+/// Line numbers for increasing byte offsets in one pass (counting from the start for every
+/// element would be quadratic in the file size).
+struct Lines<'b> {
+    bytes: &'b [u8],
+    pos: usize,
+    line: usize,
+}
+
+impl<'b> Lines<'b> {
+    fn new(bytes: &'b [u8]) -> Self {
+        Lines {
+            bytes,
+            pos: 0,
+            line: 1,
+        }
+    }
+    fn at(&mut self, pos: usize) -> usize {
+        if pos < self.pos {
+            return line_of(self.bytes, pos);
+        }
+        let end = pos.min(self.bytes.len());
+        self.line += self.bytes[self.pos..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.pos = end;
+        self.line
+    }
+}
+
+fn client(
+    lines: &mut Lines<'_>,
+    el: &Element,
+    line: usize,
+    fallback: Option<&str>,
+    file_gemeente: Option<&str>,
+    collector: &mut Collector,
+) {
     match crate::suwiml::gsd::read_client(el) {
         Ok(person) => {
-            for (_, part) in crate::store::split_by_gemeente(&person) {
+            for (g, part) in crate::store::split_by_gemeente(&person) {
+                if file_gemeente.is_some_and(|f| f != g) {
+                    collector.add(Item::Rejected {
+                        key: Some((person.bsn, g.clone())),
+                        rejection: Rejection {
+                            line,
+                            field: "AtlRelatie/Bron/CdPartijSuwi".into(),
+                            value: g,
+                            reason: format!(
+                                "this file is for gemeente {}",
+                                file_gemeente.unwrap_or_default()
+                            ),
+                        },
+                    });
+                    continue;
+                }
                 collector.add(Item::Person { line, person: part });
             }
             if person.atl_relaties.is_empty() {
                 collector.add(Item::Rejected {
-                    key: None,
+                    key: fallback.map(|g| (person.bsn, g.to_owned())),
                     rejection: Rejection {
                         line,
                         field: "AtlRelatie".into(),
@@ -98,31 +159,27 @@ fn client(bytes: &[u8], el: &Element, line: usize, collector: &mut Collector) {
                         .map(|p| p.text())
                 })
                 .collect();
-            for (i, (pos, fe)) in errs.into_iter().enumerate() {
-                // The first rejection carries each gemeente's key, so the person keeps its old entry.
-                let keys: Vec<Option<(Bsn, String)>> = if i == 0 && bsn.is_some() {
-                    gemeenten
-                        .iter()
-                        .map(|g| bsn.map(|b| (b, g.clone())))
-                        .collect()
-                } else {
-                    vec![None]
-                };
-                for key in keys
-                    .into_iter()
-                    .chain(std::iter::once(None))
-                    .take(gemeenten.len().max(1))
-                {
-                    collector.add(Item::Rejected {
-                        key,
-                        rejection: Rejection {
-                            line: line_of(bytes, pos).max(line),
-                            field: fe.field.clone(),
-                            value: fe.value.clone(),
-                            reason: fe.reason.clone(),
-                        },
-                    });
+            let mut gemeenten = gemeenten;
+            if gemeenten.is_empty() {
+                gemeenten.extend(fallback.map(str::to_owned));
+            }
+            // The person is rejected as a whole in every gemeente it names, so each keeps its old
+            // entry (a full import does not remove it).
+            if let Some(b) = bsn {
+                for g in gemeenten {
+                    collector.mark_rejected((b, g), line);
                 }
+            }
+            for (pos, fe) in errs {
+                collector.add(Item::Rejected {
+                    key: None,
+                    rejection: Rejection {
+                        line: lines.at(pos).max(line),
+                        field: fe.field,
+                        value: fe.value,
+                        reason: fe.reason,
+                    },
+                });
             }
         }
     }

@@ -98,8 +98,8 @@ pub struct ImportRecord {
     pub at: i64,
     /// The file name as given.
     pub file: String,
-    /// Gemeente(s) the file was for.
-    pub gemeente: Option<String>,
+    /// The gemeenten the import touched (or was for).
+    pub gemeenten: Vec<String>,
     /// `full` or `delta`.
     pub mode: String,
     /// Data rows read.

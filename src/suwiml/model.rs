@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// A `Bron`: which Suwi column and party (for gemeenten: the gemeentecode) supplied the data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Bron {
     /// `CdKolomSuwi`: 0–99. Gemeenten are column 3 in SuwiML code lists.
     pub kolom: u8,
@@ -37,6 +38,7 @@ pub const KOLOM_GEMEENTE: u8 = 3;
 
 /// A `ReIntegratievoorziening`: one re-integration provision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Provision {
     /// `RegistratienrRvGsd`: the backoffice's registration number, at most 15 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +61,7 @@ pub struct Provision {
 
 /// An `AtlRelatie`: the person's re-integration relation with one gemeente.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AtlRelatie {
     /// `Arbeidsvermogen/CdArbeidsvermogen`: two characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,6 +78,7 @@ pub struct AtlRelatie {
 
 /// A `ClientSuwi`: the person and their re-integration relations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Person {
     /// `Burgerservicenr`.
     pub bsn: Bsn,

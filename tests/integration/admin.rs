@@ -138,3 +138,15 @@ async fn invalid_records_are_refused_with_every_problem() {
         400
     );
 }
+
+#[tokio::test]
+async fn unknown_json_fields_are_refused_not_dropped() {
+    let server = Server::start().await;
+    let typo = PERSON.replace("\"voornamen\"", "\"voornaam\"");
+    let (status, v) = call(&server, "PUT", "/persons/123456782", Some(&typo)).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("voornaam")),
+        "{v}"
+    );
+}

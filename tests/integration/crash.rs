@@ -40,7 +40,7 @@ fn sigkill_during_import_leaves_old_or_new_state() {
     let full = started.elapsed();
     assert!(status.success(), "reference import: {status:?}");
     let expected = Store::open(&reference).expect("open").len();
-    assert!(expected >= 20_000);
+    assert!(expected > 15_000, "{expected}");
 
     let mut killed_mid_run = 0;
     for (i, frac) in [0.2, 0.5, 0.8, 0.9, 0.97].iter().enumerate() {

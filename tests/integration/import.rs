@@ -19,6 +19,7 @@ fn opts(mode: Mode, gemeente: Option<&str>) -> Options {
             max_future_days: 366,
         },
         purge: true,
+        window_days: 730,
         today: time::macros::date!(2026 - 01 - 15),
     }
 }
@@ -54,8 +55,42 @@ fn csv_round_trip_restores_every_person() {
     let r = run(&store, &csv, &opts(Mode::Delta, None));
     assert!(r.rejected.is_empty(), "{:?}", r.rejected.first());
     assert!(r.applied);
+    assert!(
+        r.expired > 0,
+        "the demo set has persons outside the look-back"
+    );
+    let today = time::macros::date!(2026 - 01 - 15);
     for p in &people {
-        let got = store.get(&p.bsn).expect("get").expect("present");
+        let got = store.get(&p.bsn).expect("get");
+        if p.atl_relaties.iter().all(|r| {
+            let one = Person {
+                atl_relaties: vec![r.clone()],
+                ..p.clone()
+            };
+            !dkd::service::retention::in_index(&one, 730, today)
+        }) {
+            assert!(got.is_none(), "expired persons are not entered");
+            continue;
+        }
+        let got = got.expect("present");
+        let p = &Person {
+            atl_relaties: p
+                .atl_relaties
+                .iter()
+                .filter(|r| {
+                    dkd::service::retention::in_index(
+                        &Person {
+                            atl_relaties: vec![(*r).clone()],
+                            ..p.clone()
+                        },
+                        730,
+                        today,
+                    )
+                })
+                .cloned()
+                .collect(),
+            ..p.clone()
+        };
         assert_eq!(
             (got.bsn, &got.achternaam, got.geboortedat),
             (p.bsn, &p.achternaam, p.geboortedat)
@@ -404,7 +439,8 @@ fn sweep_and_answers_follow_the_same_clock_at_the_boundary() {
         row("111222333", "20200101", &ended(729), "45.50")
     );
     let mut o = opts(Mode::Delta, None);
-    o.today = today;
+    // Imported yesterday, when both were still inside the look-back.
+    o.today = today - time::Duration::days(1);
     run(&store, &f, &o);
     let svc = dkd::service::Service {
         store: store.clone(),
@@ -428,4 +464,185 @@ fn sweep_and_answers_follow_the_same_clock_at_the_boundary() {
     let r = dkd::service::sweep(&store, 730, true, today + time::Duration::days(1), false)
         .expect("sweep");
     assert_eq!(r.removed, 1, "the other leaves one day later");
+}
+
+// Regression tests for problems found by trying the importer on realistic files.
+
+#[test]
+fn rows_after_a_rejected_first_row_are_not_reported_as_conflicts() {
+    let store = Store::temporary().expect("store");
+    let f = format!(
+        "{HEADER}{}{}",
+        row("123456782", "20241331", "", "45.50"),
+        row("123456782", "20240101", "", "45.50")
+    );
+    let r = run(&store, &f, &opts(Mode::Delta, None));
+    let second = r
+        .rejected
+        .iter()
+        .find(|x| x.line == 3)
+        .expect("line 3 reported");
+    assert!(
+        second.reason.contains("another row of this person"),
+        "{second:?}"
+    );
+}
+
+#[test]
+fn full_mode_ignores_a_mistyped_gemeentecode_when_choosing_the_gemeente() {
+    let store = Store::temporary().expect("store");
+    let f = format!(
+        "{HEADER}{}{}",
+        row("123456782", "20240101", "", "45.50"),
+        row("111222333", "20240101", "", "45.50").replace(",0363,", ",363,")
+    );
+    let r = run(&store, &f, &opts(Mode::Full, None));
+    assert!(r.applied);
+    assert_eq!(
+        r.rejected
+            .iter()
+            .map(|x| (x.line, x.field.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(3, "gemeentecode")]
+    );
+}
+
+fn xml_opts(mode: Mode) -> Options {
+    Options {
+        format: Format::Xml,
+        ..opts(mode, None)
+    }
+}
+
+#[test]
+fn xml_gemeentecode_attribute_governs_a_full_import() {
+    let store = Store::temporary().expect("store");
+    let (people, _) = demo_csv(30);
+    let mine: Vec<&Person> = people
+        .iter()
+        .filter(|p| p.atl_relaties.iter().all(|r| r.bron.partij == "0599"))
+        .collect();
+    let other = people
+        .iter()
+        .find(|p| p.atl_relaties.iter().all(|r| r.bron.partij == "0363"))
+        .expect("a 0363 person");
+    let mut xml = String::from(
+        "<dkd:Aanlevering xmlns:dkd=\"urn:dkd:aanlevering:v1\" gemeentecode=\"0599\">\n",
+    );
+    for p in mine.iter().copied().chain(std::iter::once(other)) {
+        let mut body = String::new();
+        dkd::suwiml::gsd::write_response(
+            &dkd::suwiml::gsd::Reply::Client(Box::new(p.clone()), vec![]),
+            "",
+            &mut body,
+        );
+        let (a, b) = (
+            body.find("<ClientSuwi>").expect("a"),
+            body.find("</ClientSuwi>").expect("b"),
+        );
+        xml.push_str(&body[a..b + 13]);
+        xml.push('\n');
+    }
+    xml.push_str("</dkd:Aanlevering>\n");
+    let r = import(
+        &store,
+        "t.xml",
+        xml.as_bytes(),
+        &xml_opts(Mode::Full),
+        &mut |_| {},
+    )
+    .expect("no --gemeente needed");
+    assert!(
+        r.rejected
+            .iter()
+            .any(|x| x.field.contains("CdPartijSuwi") && x.value == "0363"),
+        "{:?}",
+        r.rejected
+    );
+    assert!(
+        store.gemeente_bsns("0363").expect("bsns").is_empty(),
+        "another gemeente's person is not imported"
+    );
+    let empty = "<dkd:Aanlevering xmlns:dkd=\"urn:dkd:aanlevering:v1\" gemeentecode=\"0599\"/>";
+    let r = import(
+        &store,
+        "e.xml",
+        empty.as_bytes(),
+        &xml_opts(Mode::Full),
+        &mut |_| {},
+    )
+    .expect("empty full file for 0599");
+    assert!(r.counts.removed > 0 && store.gemeente_bsns("0599").expect("bsns").is_empty());
+}
+
+#[test]
+fn full_mode_keeps_an_xml_person_that_was_rejected() {
+    let store = Store::temporary().expect("store");
+    run(
+        &store,
+        &format!("{HEADER}{}", row("123456782", "20240101", "", "45.50")),
+        &opts(Mode::Full, Some("0363")),
+    );
+    let xml = "<dkd:Aanlevering xmlns:dkd=\"urn:dkd:aanlevering:v1\" gemeentecode=\"0363\"><ClientSuwi><Burgerservicenr>123456782</Burgerservicenr><Voorletters>jw</Voorletters></ClientSuwi></dkd:Aanlevering>";
+    let r = import(
+        &store,
+        "t.xml",
+        xml.as_bytes(),
+        &xml_opts(Mode::Full),
+        &mut |_| {},
+    )
+    .expect("runs");
+    assert!(!r.rejected.is_empty());
+    assert_eq!(r.counts.removed, 0, "{:?}", r.rejected);
+    assert_eq!(store.gemeente_bsns("0363").expect("bsns").len(), 1);
+}
+
+#[test]
+fn a_delta_import_without_gemeente_shows_in_the_report() {
+    let store = Store::temporary().expect("store");
+    run(
+        &store,
+        &format!("{HEADER}{}", row("123456782", "20240101", "", "45.50")),
+        &opts(Mode::Delta, None),
+    );
+    let rep =
+        dkd::report::build(&store, 730, time::OffsetDateTime::now_utc().date()).expect("report");
+    assert_eq!(rep.len(), 1);
+    assert_eq!(
+        rep[0].last_import.as_ref().map(|i| i.file.as_str()),
+        Some("test.csv")
+    );
+}
+
+#[test]
+fn a_loonwaarde_on_a_non_lks_type_and_a_foreign_kolom_are_refused() {
+    let store = Store::temporary().expect("store");
+    let r = run(
+        &store,
+        &format!(
+            "{HEADER}{}",
+            row("123456782", "20240101", "", "45").replace(",24,", ",30,")
+        ),
+        &opts(Mode::Delta, None),
+    );
+    assert_eq!(
+        r.rejected.first().map(|x| x.field.as_str()),
+        Some("loonwaarde"),
+        "{:?}",
+        r.rejected
+    );
+    let (people, _) = demo_csv(1);
+    let mut p = people[0].clone();
+    for r in &mut p.atl_relaties {
+        r.bron.kolom = 1;
+    }
+    let rules = Rules {
+        lks_type_codes: vec!["24".into()],
+        max_future_days: 366,
+    };
+    let problems = dkd::import::domain_checks(&p, &rules, time::macros::date!(2026 - 01 - 15));
+    assert!(
+        problems.iter().any(|(f, _, _)| f == "CdKolomSuwi"),
+        "{problems:?}"
+    );
 }
