@@ -43,7 +43,13 @@ pub struct App {
     state: Arc<State>,
     addr: SocketAddr,
     admin: Option<Admin>,
+    ops: Option<(
+        tokio::net::TcpListener,
+        Arc<crate::ops::OpsState>,
+        SocketAddr,
+    )>,
     retention: crate::config::RetentionConfig,
+    audit_days: u32,
 }
 
 /// The bound admin listener.
@@ -102,21 +108,56 @@ impl App {
             body_read_timeout: Duration::from_secs(cfg.server.body_read_timeout_secs),
             handshake_timeout: Duration::from_secs(cfg.server.tls_handshake_timeout_secs),
             max_connections: cfg.server.max_connections,
+            shutdown_grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
         };
         let path = public_url_path(&public_url);
+        let metrics = Arc::new(crate::ops::metrics::Metrics::default());
         let state = Arc::new(State {
             endpoint,
             documents: Documents::gsd(&public_url),
             limits,
             path,
+            metrics: metrics.clone(),
         });
         let admin = bind_admin(cfg, &state.endpoint.service.store).await?;
+        let ops = if cfg.ops.listen.is_empty() {
+            None
+        } else {
+            let l = tokio::net::TcpListener::bind(&cfg.ops.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: cfg.ops.listen.clone(),
+                    source,
+                })?;
+            let a = l.local_addr().map_err(|source| StartError::Bind {
+                addr: cfg.ops.listen.clone(),
+                source,
+            })?;
+            let server_cert = tls::load_certs(&cfg.tls.cert)?
+                .first()
+                .map(|c| c.to_vec())
+                .unwrap_or_default();
+            let st = Arc::new(crate::ops::OpsState::new(
+                state.endpoint.service.store.clone(),
+                metrics,
+                server_cert,
+                crate::ops::Thresholds {
+                    min_cert_days: cfg.ops.min_cert_days,
+                    max_import_age_hours: cfg.ops.max_import_age_hours,
+                    window_days: cfg.retention.window_days,
+                },
+                public_url.clone(),
+            ));
+            Some((l, st, a))
+        };
         Ok(App {
             listener,
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg)),
             state,
             admin,
+            ops,
             retention: cfg.retention.clone(),
+            audit_days: cfg.audit.retention_days,
             addr,
         })
     }
@@ -124,6 +165,11 @@ impl App {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The ops listener's bound address, when enabled.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(|o| o.2)
     }
 
     /// The admin API's bound address, when enabled.
@@ -148,6 +194,9 @@ impl App {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|v| *v).await;
         };
+        if let Some((l, st, _)) = self.ops {
+            tokio::spawn(crate::ops::run(l, st, stopped(stop_rx.clone())));
+        }
         if let Some(admin) = self.admin {
             tokio::spawn(crate::http::admin::run(
                 admin.listener,
@@ -157,7 +206,12 @@ impl App {
             ));
         }
         if self.retention.sweep_interval_hours > 0 {
-            let (st, ret, rx) = (store.clone(), self.retention.clone(), stop_rx.clone());
+            let (st, ret, rx, audit_days) = (
+                store.clone(),
+                self.retention.clone(),
+                stop_rx.clone(),
+                self.audit_days,
+            );
             tokio::spawn(async move {
                 let every = Duration::from_secs(ret.sweep_interval_hours * 3600);
                 let mut tick = tokio::time::interval(every);
@@ -170,7 +224,11 @@ impl App {
                     }
                     let (s, r) = (st.clone(), ret.clone());
                     let today = time::OffsetDateTime::now_utc().date();
+                    let cutoff = time::OffsetDateTime::now_utc().unix_timestamp()
+                        - i64::from(audit_days) * 86_400;
                     match tokio::task::spawn_blocking(move || {
+                        let pruned = s.prune_audit(cutoff)?;
+                        tracing::info!(pruned, "audit records past retention deleted");
                         crate::service::sweep(&s, r.window_days, r.purge, today, false)
                     })
                     .await

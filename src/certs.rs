@@ -64,6 +64,13 @@ pub fn days_left(der: &[u8], now: time::OffsetDateTime) -> Result<i64, CertError
     Ok((not_after - now.unix_timestamp()).div_euclid(86_400))
 }
 
+/// Seconds until the certificate expires (negative when expired).
+pub fn seconds_left(der: &[u8], now: time::OffsetDateTime) -> Result<i64, CertError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse(e.to_string()))?;
+    Ok(cert.validity().not_after.timestamp() - now.unix_timestamp())
+}
+
 /// A generated certificate with its private key, in PEM.
 #[derive(Debug, Clone)]
 pub struct Issued {

@@ -31,6 +31,48 @@ pub struct Config {
     pub import: ImportConfig,
     /// The JSON admin API for real-time updates.
     pub admin: AdminConfig,
+    /// The ops listener: health, readiness, metrics, status page.
+    pub ops: OpsConfig,
+    /// The audit trail.
+    pub audit: AuditConfig,
+}
+
+/// `[ops]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsConfig {
+    /// Address of the ops listener (plain HTTP); empty to disable.
+    pub listen: String,
+    /// `/readyz` fails when the server certificate has fewer days left.
+    pub min_cert_days: i64,
+    /// `/readyz` fails when the last import is older than this many hours (0: not checked).
+    pub max_import_age_hours: u64,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig {
+            listen: "127.0.0.1:9090".into(),
+            min_cert_days: 14,
+            max_import_age_hours: 0,
+        }
+    }
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Days audit records are kept (then deleted by the daily sweep).
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: 365,
+        }
+    }
 }
 
 /// `[retention]`
@@ -162,6 +204,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// This service's identity in `fwi:*/Bron/DN`.
     pub service_dn: String,
+    /// On SIGTERM: how long in-flight requests may take to finish.
+    pub shutdown_grace_secs: u64,
 }
 
 /// `[tls]`
@@ -226,6 +270,7 @@ impl Default for ServerConfig {
             tls_handshake_timeout_secs: 10,
             max_connections: 256,
             service_dn: "CN=dkd,O=Gemeente".into(),
+            shutdown_grace_secs: 10,
         }
     }
 }
@@ -387,11 +432,30 @@ impl Config {
                     .into(),
             );
         }
+        for (name, addr) in [
+            ("ops.listen", &self.ops.listen),
+            ("admin.listen", &self.admin.listen),
+        ] {
+            if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
+                return bad(format!("{name} {addr:?} is not an address such as 127.0.0.1:9090 (or empty to disable)"));
+            }
+        }
+        if self.retention.window_days == 0 {
+            return bad("retention.window_days must be at least 1".into());
+        }
+        for code in &self.import.lks_type_codes {
+            if code.chars().count() != 2 {
+                return bad(format!(
+                    "import.lks_type_codes: {code:?} must be 2 characters (CdTypeRvGsd)"
+                ));
+            }
+        }
         for oin in self
             .auth
             .allowed_oins
             .iter()
             .chain(&self.security.allowed_signer_oins)
+            .chain(&self.admin.allowed_oins)
         {
             if oin.len() != 20 || !oin.bytes().all(|b| b.is_ascii_digit()) {
                 return bad(format!("allowed OINs: {oin:?} is not a 20-digit OIN"));

@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod import;
+pub mod ops;
 pub mod report;
 pub mod service;
 pub mod soap;

@@ -46,6 +46,22 @@ enum ReportFormat {
     Json,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuditFormat {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate a configuration file (with DKD_* overrides) and print the effective settings,
+    /// secrets masked. Exit 0 valid, 3 invalid.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve GSDDossierReintegratie-v0200 over mutual TLS.
@@ -138,6 +154,28 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Who asked about a person: the audit trail of answered requests.
+    Audit {
+        /// Only requests about this BSN.
+        #[arg(long)]
+        bsn: Option<String>,
+        /// Only requests from this OIN (TLS client or wsa:From).
+        #[arg(long)]
+        oin: Option<String>,
+        /// Only requests on or after this date (YYYY-MM-DD or YYYYMMDD). Default: all kept.
+        #[arg(long)]
+        since: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: AuditFormat,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Write the deterministic synthetic demo set as an import file (to try `dkd import`, and for
     /// benchmarks).
     DemoFile {
@@ -196,6 +234,22 @@ fn main() -> ExitCode {
         Command::Toets { bsn, datum, common } => toets(&bsn, datum.as_deref(), &common),
         Command::Report { format, common } => report(format, &common),
         Command::DemoFile { persons, out } => demo_file(persons, &out),
+        Command::Audit {
+            bsn,
+            oin,
+            since,
+            format,
+            common,
+        } => audit(
+            bsn.as_deref(),
+            oin.as_deref(),
+            since.as_deref(),
+            format,
+            &common,
+        ),
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => config_check(&file),
         Command::Certs { dir } => match certs::generate_dev_pki(&dir) {
             Ok(()) => {
                 println!("Development PKI written to {}:", dir.display());
@@ -334,6 +388,118 @@ fn import(
         Err(ImportError::Usage(m)) => fail(exit::USAGE, &m),
         Err(ImportError::Store(e)) => fail(exit::STORE, &e.to_string()),
         Err(e) => fail(exit::FAILURE, &format!("{name}: {e}")),
+    }
+}
+
+fn audit(
+    bsn: Option<&str>,
+    oin: Option<&str>,
+    since: Option<&str>,
+    format: AuditFormat,
+    common: &Common,
+) -> ExitCode {
+    let bsn = match bsn.map(dkd::suwiml::types::Bsn::parse) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(_)) => return fail(exit::USAGE, "--bsn is not a valid BSN (9 digits, 11-test)"),
+    };
+    let since = match since {
+        None => 0,
+        Some(s) => match dkd::suwiml::types::Datum::parse(&s.replace('-', ""))
+            .ok()
+            .and_then(|d| d.to_date())
+        {
+            Some(d) => d.midnight().assume_utc().unix_timestamp(),
+            None => {
+                return fail(
+                    exit::USAGE,
+                    &format!("--since {s:?} is not a date (YYYY-MM-DD)"),
+                )
+            }
+        },
+    };
+    let (_, store) = match open_store(common) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let mut rows = Vec::new();
+    for r in store.audit_since(since) {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return fail(exit::STORE, &e.to_string()),
+        };
+        if bsn.is_some_and(|b| r.bsn != Some(b)) {
+            continue;
+        }
+        if oin.is_some_and(|o| r.tls_oin.as_deref() != Some(o) && r.from_oin.as_deref() != Some(o))
+        {
+            continue;
+        }
+        rows.push(r);
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    match format {
+        AuditFormat::Json => {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            );
+        }
+        AuditFormat::Table => {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<9} {:<20} {:<20} {:<10} {:<6} message_id",
+                "time (UTC)", "bsn", "tls_oin", "from_oin", "outcome", "code"
+            );
+            for r in &rows {
+                let t = time::OffsetDateTime::from_unix_timestamp(r.at)
+                    .map(|d| {
+                        format!(
+                            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                            d.year(),
+                            d.month() as u8,
+                            d.day(),
+                            d.hour(),
+                            d.minute(),
+                            d.second()
+                        )
+                    })
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{t:<20} {:<9} {:<20} {:<20} {:<10} {:<6} {}",
+                    r.bsn.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+                    r.tls_oin.as_deref().unwrap_or("-"),
+                    r.from_oin.as_deref().unwrap_or("-"),
+                    r.outcome,
+                    r.code.as_deref().unwrap_or("-"),
+                    r.message_id.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn config_check(file: &Path) -> ExitCode {
+    match Config::load(Some(file), std::env::vars()) {
+        Ok(mut cfg) => {
+            // Paths of private keys are not secrets, but nothing else in the file is either; mask
+            // the key paths anyway so the output can be pasted into a ticket.
+            cfg.tls.key = PathBuf::from("********");
+            if cfg.security.sign_key.is_some() {
+                cfg.security.sign_key = Some(PathBuf::from("********"));
+            }
+            println!(
+                "# {} is valid. Effective settings (defaults and DKD_* overrides applied):",
+                file.display()
+            );
+            print!("{}", cfg.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::CONFIG, &e.to_string()),
     }
 }
 
@@ -743,6 +909,12 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
     );
     println!("  endpoint : {url}");
     println!("  WSDL     : {url}?wsdl");
+    if let Some(a) = app.ops_addr() {
+        println!("  status   : http://{a}/   (/healthz /readyz /metrics)");
+    }
+    if let Some(a) = app.admin_addr() {
+        println!("  admin    : http://{a}/persons/{{bsn}}   (JSON: GET, PUT, DELETE)");
+    }
     println!(
         "  store    : {} ({} persons)",
         cfg.store.path.display(),

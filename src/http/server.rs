@@ -29,6 +29,8 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// On shutdown: how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 /// Everything a connection needs, shared.
@@ -41,6 +43,8 @@ pub struct State {
     pub limits: Limits,
     /// The path the endpoint is served at.
     pub path: String,
+    /// Request metrics, read by the ops listener.
+    pub metrics: Arc<crate::ops::metrics::Metrics>,
 }
 
 /// Serves until `shutdown` completes. Takes a bound listener so tests can use port 0.
@@ -51,13 +55,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(state.limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         // Wait for a free slot before accepting, so excess connections queue in the kernel backlog
         // instead of being accepted and starved.
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Ok(()) },
-            _ = &mut shutdown => return Ok(()),
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut shutdown => break,
         };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -69,15 +74,34 @@ pub async fn run(
                     continue;
                 }
             },
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break,
         };
         let acceptor = acceptor.clone();
         let state = state.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(tcp, peer, acceptor, state).await;
+            serve_connection(tcp, peer, acceptor, state, watcher).await;
         });
     }
+    // Stop accepting (the listener is dropped here), let in-flight requests finish within the
+    // grace period; idle keep-alive connections are closed at once.
+    drop(listener);
+    let grace = state.limits.shutdown_grace;
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down: finishing in-flight requests"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "shutdown grace period over; closing remaining connections"
+        );
+    }
+    Ok(())
 }
 
 async fn serve_connection(
@@ -85,6 +109,7 @@ async fn serve_connection(
     peer: std::net::SocketAddr,
     acceptor: TlsAcceptor,
     state: Arc<State>,
+    watcher: hyper_util::server::graceful::Watcher,
 ) {
     let _ = tcp.set_nodelay(true);
     let tls = match tokio::time::timeout(state.limits.handshake_timeout, acceptor.accept(tcp)).await
@@ -111,7 +136,10 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(state.limits.header_read_timeout)
         .max_buf_size(64 * 1024);
-    if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+    if let Err(e) = watcher
+        .watch(builder.serve_connection(TokioIo::new(tls), service))
+        .await
+    {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
@@ -262,13 +290,34 @@ async fn soap_post(
         oin = oin.as_deref().unwrap_or("-"),
         from_oin = out.from_oin.as_deref().unwrap_or("-"),
         message_id = out.message_id.as_deref().unwrap_or("-"),
-        bsn = out.bsn_masked.as_deref().unwrap_or("-"),
+        bsn = out.bsn.map(|b| b.masked()).as_deref().unwrap_or("-"),
         outcome = out.outcome.label(),
         code,
         status = out.status,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
+    let elapsed = started.elapsed().as_secs_f64();
+    state.metrics.record(
+        "GSDReintegratieInfo",
+        out.outcome.label(),
+        (!code.is_empty()).then_some(code),
+        oin.as_deref().unwrap_or("-"),
+        elapsed,
+    );
+    let audit = crate::store::AuditRecord {
+        at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        operation: "GSDReintegratieInfo".into(),
+        tls_oin: oin.as_deref().map(str::to_owned),
+        from_oin: out.from_oin.clone(),
+        message_id: out.message_id.clone(),
+        bsn: out.bsn,
+        outcome: out.outcome.label().into(),
+        code: (!code.is_empty()).then(|| code.to_owned()),
+    };
+    if let Err(e) = state.endpoint.service.store.record_audit(&audit) {
+        tracing::error!(error = %e, "audit record could not be written");
+    }
     let close = matches!(
         out.outcome,
         soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014")

@@ -91,7 +91,7 @@ pub struct Outbound {
     /// OIN in the request's `wsa:From`, when read.
     pub from_oin: Option<String>,
     /// The BSN asked about, masked, when read.
-    pub bsn_masked: Option<String>,
+    pub bsn: Option<crate::suwiml::types::Bsn>,
     /// OIN of the request's signing certificate, when verified.
     pub signer_oin: Option<String>,
 }
@@ -101,7 +101,7 @@ pub struct Outbound {
 pub fn handle(ep: &Endpoint, req: Inbound<'_>) -> Outbound {
     let mut ctx = ReplyContext::default();
     match process(ep, req, &mut ctx) {
-        Ok((reply, bsn_masked)) => {
+        Ok((reply, bsn)) => {
             let mut body = String::with_capacity(2048);
             gsd::write_response(&reply, "", &mut body);
             let outcome = match reply {
@@ -110,7 +110,7 @@ pub fn handle(ep: &Endpoint, req: Inbound<'_>) -> Outbound {
                 Reply::Fwi(_) => Outcome::FwiFout,
             };
             let mut out = envelope_for(ep, &ctx, gsd::ACTION_RESPONSE, &body, 200, outcome);
-            out.bsn_masked = Some(bsn_masked);
+            out.bsn = Some(bsn);
             out
         }
         Err(e) => fault_response(ep, &ctx, &e),
@@ -139,7 +139,7 @@ fn process(
     ep: &Endpoint,
     req: Inbound<'_>,
     ctx: &mut ReplyContext,
-) -> Result<(Reply, String), SoapError> {
+) -> Result<(Reply, crate::suwiml::types::Bsn), SoapError> {
     check_content_type(req.content_type)?;
     let env = envelope::parse(req.body)?;
     let (wsa, _security) = envelope::read_headers(&env.headers)?;
@@ -163,7 +163,7 @@ fn process(
         BodyError::Schema(m) => SoapError::SchemaInvalid(m),
         BodyError::ElevenTest => SoapError::BsnElevenTest,
     })?;
-    Ok((ep.service.reintegratie_info(&bsn), bsn.masked()))
+    Ok((ep.service.reintegratie_info(&bsn), bsn))
 }
 
 fn remember(wsa: &Addressing, ctx: &mut ReplyContext) {
@@ -381,7 +381,7 @@ fn envelope_for(
                 outcome: Outcome::Fault("0099"),
                 message_id: ctx.message_id.clone(),
                 from_oin: ctx.from_oin.clone(),
-                bsn_masked: None,
+                bsn: None,
                 signer_oin: ctx.signer_oin.clone(),
             };
         }
@@ -419,7 +419,7 @@ fn envelope_for(
         outcome,
         message_id: ctx.message_id.clone(),
         from_oin: ctx.from_oin.clone(),
-        bsn_masked: None,
+        bsn: None,
         signer_oin: ctx.signer_oin.clone(),
     }
 }

@@ -30,6 +30,7 @@ const P_GEMEENTE: u8 = b'g';
 const P_MUTATION: u8 = b'm';
 const P_IMPORT: u8 = b'i';
 const P_ARCHIVE: u8 = b'a';
+const P_AUDIT: u8 = b'x';
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -114,6 +115,27 @@ pub struct ImportRecord {
     pub removed: u64,
     /// See `added`.
     pub unchanged: u64,
+}
+
+/// One answered request, for "who asked about this person".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Unix seconds.
+    pub at: i64,
+    /// The operation.
+    pub operation: String,
+    /// OIN of the TLS client certificate.
+    pub tls_oin: Option<String>,
+    /// OIN in the request's wsa:From (the party the IB asks for).
+    pub from_oin: Option<String>,
+    /// The request's wsa:MessageID.
+    pub message_id: Option<String>,
+    /// The BSN asked about, when the request got that far.
+    pub bsn: Option<Bsn>,
+    /// found, not_found, fwi_fout, fault.
+    pub outcome: String,
+    /// The dkd fault code, for faults.
+    pub code: Option<String>,
 }
 
 /// A person's entry in one gemeente's verwijsindex.
@@ -379,6 +401,42 @@ impl Store {
             );
         }
         Ok(out)
+    }
+
+    /// Appends an audit record.
+    pub fn record_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(r).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.index
+            .insert(time_key(P_AUDIT, i128::from(r.at) * 1_000_000_000), v)?;
+        Ok(())
+    }
+
+    /// Audit records at or after `since` (unix seconds), oldest first.
+    pub fn audit_since(
+        &self,
+        since: i64,
+    ) -> impl Iterator<Item = Result<AuditRecord, StoreError>> + '_ {
+        let mut start = vec![P_AUDIT];
+        start.extend_from_slice(&since.saturating_mul(1_000_000_000).max(0).to_be_bytes());
+        self.index.range(start..vec![P_AUDIT + 1]).map(|item| {
+            let (_, v) = item?;
+            serde_json::from_slice(&v).map_err(|e| StoreError::Io(format!("audit record: {e}")))
+        })
+    }
+
+    /// Deletes audit records older than `before` (unix seconds); returns how many.
+    pub fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
+        let mut end = vec![P_AUDIT];
+        end.extend_from_slice(&before.saturating_mul(1_000_000_000).max(0).to_be_bytes());
+        let mut n = 0u64;
+        let mut batch = sled::Batch::default();
+        for item in self.index.range(vec![P_AUDIT]..end) {
+            let (k, _) = item?;
+            batch.remove(k);
+            n += 1;
+        }
+        self.index.apply_batch(batch)?;
+        Ok(n)
     }
 
     /// Writes everything to disk. sled also flushes in the background; this makes it certain.

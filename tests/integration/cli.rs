@@ -33,6 +33,7 @@ fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
         .current_dir(dir.path())
         .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
         .env("DKD_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("DKD_OPS__LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -158,6 +159,7 @@ fn missing_tls_material_exits_with_code_4_and_a_hint() {
         .current_dir(dir.path())
         .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
         .env("DKD_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("DKD_OPS__LISTEN", "127.0.0.1:0")
         .output()
         .expect("run");
     assert_eq!(
@@ -171,4 +173,160 @@ fn missing_tls_material_exits_with_code_4_and_a_hint() {
         err.contains("certs/dev/") && err.contains("dkd certs"),
         "{err}"
     );
+}
+
+/// Starts `dkd serve --demo` in `dir` on free ports; returns the child and the endpoint URL.
+fn serve_demo(dir: &std::path::Path) -> (Killed, String) {
+    let child = dkd()
+        .args(["serve", "--demo"])
+        .current_dir(dir)
+        .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
+        .env("DKD_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("DKD_OPS__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dkd");
+    let mut child = Killed(child);
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(url) = line.trim().strip_prefix("endpoint : ") {
+            // Keep draining stdout so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return (child, url.to_owned());
+        }
+    }
+    panic!("no endpoint line in the banner");
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().to_path_buf();
+    let (mut child, url) = tokio::task::spawn_blocking(move || serve_demo(&d))
+        .await
+        .expect("join");
+    let dev = dir.path().join("certs/dev");
+    let tls = dkd::http::tls::client_config(
+        &dev.join("ca.pem"),
+        &dev.join("client.pem"),
+        &dev.join("client-key.pem"),
+    )
+    .expect("tls");
+    let (host, port, path) = dkd::http::client::split_url(&url).expect("url");
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .expect("connect");
+    let name = rustls_pki_types::ServerName::try_from(host.clone()).expect("name");
+    let mut s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let body = dkd::soap::example_request(
+        &url,
+        dkd::certs::DEMO_CLIENT_OIN,
+        "999900006",
+        "urn:uuid:00000000-0000-4000-8000-000000000001",
+    );
+    let head = format!("POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: text/xml; charset=utf-8\r\ncontent-length: {}\r\n\r\n", body.len());
+    s.write_all(head.as_bytes()).await.expect("head");
+    s.write_all(&body.as_bytes()[..100])
+        .await
+        .expect("part of the body");
+    s.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = child.0.id().to_string();
+    let term = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(&body.as_bytes()[100..])
+        .await
+        .expect("rest of the body after SIGTERM");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "the in-flight request is answered: {text}"
+    );
+    assert!(text.contains("<ClientSuwi>"), "{text}");
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.0.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .expect("join")
+    .expect("dkd exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    // The store is flushed and free again: the audit trail shows the answered request.
+    let out = dkd()
+        .args(["audit", "--bsn", "999900006"])
+        .current_dir(dir.path())
+        .output()
+        .expect("audit");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("urn:uuid:00000000-0000-4000-8000-000000000001") && text.contains("found"),
+        "{text}"
+    );
+}
+
+#[test]
+fn config_check_prints_effective_settings_or_names_the_problem() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[server]\nlisten = \"0.0.0.0:8443\"\n[tls]\nkey = \"/etc/dkd/secret-key.pem\"\n",
+    )
+    .expect("write");
+    let out = dkd()
+        .args(["config", "check"])
+        .arg(&good)
+        .env("DKD_AUTH__ALLOWED_OINS", "00000001234567890000")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("listen = \"0.0.0.0:8443\"") && text.contains("00000001234567890000"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret-key.pem"),
+        "key paths are masked: {text}"
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[ops]\nlisten = \"nowhere\"\n").expect("write");
+    let out = dkd()
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ops.listen"));
 }

@@ -101,6 +101,7 @@ pub fn base_config(store_dir: &Path) -> Config {
     cfg.auth.allowed_oins = vec![ALLOWED_OIN.into()];
     cfg.store.path = store_dir.join("store");
     cfg.admin.listen = "127.0.0.1:0".into();
+    cfg.ops.listen = "127.0.0.1:0".into();
     // Unsigned requests are accepted, responses are signed: the behaviour tests of the endpoint
     // use plain requests; tests/integration/wssec.rs covers required signing.
     cfg.security.signing = Some(dkd::soap::wssec::SigningMode::Optional);
@@ -114,6 +115,8 @@ pub struct Server {
     pub store: Store,
     /// The admin API (plain HTTP on loopback).
     pub admin: std::net::SocketAddr,
+    /// The ops listener.
+    pub ops: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -138,6 +141,7 @@ impl Server {
         let url = app.public_url().to_owned();
         let addr = app.local_addr();
         let admin = app.admin_addr().expect("admin API enabled in tests");
+        let ops = app.ops_addr().expect("ops listener enabled in tests");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -146,6 +150,7 @@ impl Server {
             url,
             addr,
             admin,
+            ops,
             store,
             _stop: tx,
             _dir: dir,
@@ -407,4 +412,23 @@ pub fn golden(name: &str, actual: &str) {
         "differs from golden file {} (DKD_UPDATE_GOLDEN=1 to accept)",
         path.display()
     );
+}
+
+/// A plain-HTTP GET (ops listener): status and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri(path)
+        .header("host", "localhost")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let resp = tx.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }

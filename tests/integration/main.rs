@@ -7,6 +7,7 @@ mod crash;
 mod gsd;
 mod import;
 mod interop;
+mod ops;
 mod schemas;
 mod transport;
 mod wssec;

@@ -1,0 +1,156 @@
+//! Request metrics in Prometheus text format: counts by operation and outcome, faults by code, a
+//! latency histogram. Written by the transport after each request; read by `/metrics` and `/`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Histogram bucket bounds in seconds.
+pub const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// How many recent faults the status page shows.
+const RECENT: usize = 20;
+
+/// A recent fault, for the status page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecentFault {
+    /// Unix seconds.
+    pub at: i64,
+    /// dkd code.
+    pub code: String,
+    /// TLS client OIN.
+    pub oin: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, String), u64>,
+    faults: BTreeMap<String, u64>,
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+    recent: std::collections::VecDeque<RecentFault>,
+}
+
+/// The registry.
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    /// Records one request.
+    pub fn record(
+        &self,
+        operation: &str,
+        outcome: &str,
+        fault_code: Option<&str>,
+        oin: &str,
+        seconds: f64,
+    ) {
+        let Ok(mut g) = self.inner.lock() else { return };
+        *g.requests
+            .entry((operation.to_owned(), outcome.to_owned()))
+            .or_default() += 1;
+        if let Some(code) = fault_code {
+            *g.faults.entry(code.to_owned()).or_default() += 1;
+            if g.recent.len() == RECENT {
+                g.recent.pop_front();
+            }
+            g.recent.push_back(RecentFault {
+                at: time::OffsetDateTime::now_utc().unix_timestamp(),
+                code: code.to_owned(),
+                oin: oin.to_owned(),
+            });
+        }
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                g.buckets[i] += 1;
+            }
+        }
+        g.count += 1;
+        g.sum += seconds;
+    }
+
+    /// The most recent faults, newest first.
+    pub fn recent_faults(&self) -> Vec<RecentFault> {
+        self.inner
+            .lock()
+            .map(|g| g.recent.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Requests answered per outcome (for the status page).
+    pub fn totals(&self) -> Vec<(String, String, u64)> {
+        self.inner
+            .lock()
+            .map(|g| {
+                g.requests
+                    .iter()
+                    .map(|((o, r), n)| (o.clone(), r.clone(), *n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Appends the request metrics in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let Ok(g) = self.inner.lock() else { return };
+        out.push_str("# HELP dkd_requests_total SOAP requests answered, by operation and outcome.\n# TYPE dkd_requests_total counter\n");
+        for ((op, outcome), n) in &g.requests {
+            out.push_str(&format!(
+                "dkd_requests_total{{operation=\"{op}\",outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
+        out.push_str("# HELP dkd_faults_total SOAP faults sent, by dkd fault code.\n# TYPE dkd_faults_total counter\n");
+        for (code, n) in &g.faults {
+            out.push_str(&format!("dkd_faults_total{{code=\"{code}\"}} {n}\n"));
+        }
+        out.push_str("# HELP dkd_request_duration_seconds Time from request headers to response.\n# TYPE dkd_request_duration_seconds histogram\n");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            out.push_str(&format!(
+                "dkd_request_duration_seconds_bucket{{le=\"{b}\"}} {}\n",
+                g.buckets[i]
+            ));
+        }
+        out.push_str(&format!(
+            "dkd_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n",
+            g.count
+        ));
+        out.push_str(&format!(
+            "dkd_request_duration_seconds_sum {}\ndkd_request_duration_seconds_count {}\n",
+            g.sum, g.count
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_and_counts_faults() {
+        let m = Metrics::default();
+        m.record("GSDReintegratieInfo", "found", None, "o", 0.002);
+        m.record("GSDReintegratieInfo", "fault", Some("0012"), "o", 0.2);
+        let mut s = String::new();
+        m.render(&mut s);
+        assert!(
+            s.contains("dkd_request_duration_seconds_bucket{le=\"0.0025\"} 1\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("dkd_request_duration_seconds_bucket{le=\"0.25\"} 2\n"),
+            "{s}"
+        );
+        assert!(s.contains("dkd_faults_total{code=\"0012\"} 1\n"), "{s}");
+        assert!(
+            s.contains(
+                "dkd_requests_total{operation=\"GSDReintegratieInfo\",outcome=\"found\"} 1\n"
+            ),
+            "{s}"
+        );
+        assert_eq!(m.recent_faults().len(), 1);
+    }
+}

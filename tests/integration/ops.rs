@@ -1,0 +1,189 @@
+//! The ops listener: health, readiness (each check failing on its own), metrics that move, the
+//! audit trail, the status page in a real browser, and graceful shutdown.
+
+use crate::common::*;
+
+#[tokio::test]
+async fn health_and_readiness_pass_on_a_healthy_instance() {
+    let server = Server::start().await;
+    assert_eq!(http_get(server.ops, "/healthz").await.0, 200);
+    let (status, body) = http_get(server.ops, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["store", "certificate"]);
+}
+
+#[tokio::test]
+async fn readiness_fails_on_a_certificate_about_to_expire() {
+    // The test server certificate is valid for 30 days.
+    let server = Server::start_with(|c| c.ops.min_cert_days = 60).await;
+    let (status, body) = http_get(server.ops, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let cert = v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "certificate")
+        .expect("certificate check");
+    assert_eq!(cert["ok"], false);
+    assert!(
+        cert["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("fewer than 60")),
+        "{cert}"
+    );
+    let store = v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "store")
+        .expect("store");
+    assert_eq!(store["ok"], true, "only the failing check fails");
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_last_import_is_too_old() {
+    let server = Server::start_with(|c| c.ops.max_import_age_hours = 24).await;
+    let (status, body) = http_get(server.ops, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no import recorded"), "{body}");
+    // An import now makes it pass.
+    let rec = dkd::store::ImportRecord {
+        at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        file: "x.csv".into(),
+        gemeenten: vec!["0363".into()],
+        mode: "full".into(),
+        rows: 1,
+        rejected: 0,
+        added: 1,
+        changed: 0,
+        removed: 0,
+        unchanged: 0,
+    };
+    server.store.record_import(&rec).expect("record");
+    assert_eq!(http_get(server.ops, "/readyz").await.0, 200);
+}
+
+#[tokio::test]
+async fn metrics_move_with_requests() {
+    let server = Server::start().await;
+    let before = http_get(server.ops, "/metrics").await.1;
+    assert!(before.contains("dkd_build_info{version=\""), "{before}");
+    assert!(before.contains("dkd_certificate_expiry_seconds "));
+    assert!(
+        before.contains("dkd_persons_in_index{gemeente=\"0363\"}"),
+        "{before}"
+    );
+    post(
+        &server.url,
+        &Req::new(&server.url, &server.known_bsn()).xml(),
+    )
+    .await;
+    post(&server.url, &Req::new(&server.url, "123456781").xml()).await;
+    let after = http_get(server.ops, "/metrics").await.1;
+    assert!(
+        after.contains(
+            "dkd_requests_total{operation=\"GSDReintegratieInfo\",outcome=\"found\"} 1\n"
+        ),
+        "{after}"
+    );
+    assert!(
+        after.contains("dkd_faults_total{code=\"0012\"} 1\n"),
+        "{after}"
+    );
+    assert!(
+        after.contains("dkd_request_duration_seconds_count 2\n"),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn every_answer_is_in_the_audit_trail() {
+    let server = Server::start().await;
+    let bsn = server.known_bsn();
+    let req = Req::new(&server.url, &bsn);
+    post(&server.url, &req.xml()).await;
+    post_as("unlisted", &server.url, &Req::new(&server.url, &bsn).xml()).await;
+    let rows: Vec<_> = server
+        .store
+        .audit_since(0)
+        .map(|r| r.expect("record"))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].bsn.map(|b| b.to_string()), Some(bsn.clone()));
+    assert_eq!(rows[0].tls_oin.as_deref(), Some(ALLOWED_OIN));
+    assert_eq!(rows[0].from_oin.as_deref(), Some(ALLOWED_OIN));
+    assert_eq!(rows[0].message_id, req.message_id);
+    assert_eq!(rows[0].outcome, "found");
+    assert_eq!(
+        (rows[1].tls_oin.as_deref(), rows[1].code.as_deref()),
+        (Some(UNLISTED_OIN), Some("0002"))
+    );
+    let pruned = server
+        .store
+        .prune_audit(time::OffsetDateTime::now_utc().unix_timestamp() + 1)
+        .expect("prune");
+    assert_eq!(pruned, 2);
+    assert_eq!(server.store.audit_since(0).count(), 0);
+}
+
+#[tokio::test]
+async fn the_status_page_shows_figures_in_a_real_browser() {
+    let server = Server::start().await;
+    post(&server.url, &Req::new(&server.url, "123456781").xml()).await;
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+    else {
+        skip("status page test: no chromium (apt-get install chromium)");
+        return;
+    };
+    let url = format!("http://{}/", server.ops);
+    let dir = tempfile::tempdir().expect("profile");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", dir.path().display()))
+            .arg("--virtual-time-budget=3000")
+            .arg("--dump-dom")
+            .arg(url)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("id=\"overall\""),
+        "page rendered: {dom}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dom.contains(">Ready<"), "{dom}");
+    assert!(
+        dom.contains("<td>0363</td>"),
+        "Aanlevermonitor row for 0363: {dom}"
+    );
+    assert!(dom.contains("<td>0012</td>"), "recent fault shown: {dom}");
+    assert!(dom.contains("days left"), "certificate expiry shown: {dom}");
+}
