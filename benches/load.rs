@@ -747,6 +747,7 @@ fn rsa(o: &Opts) {
     let msg = vec![b'x'; 2048]; // about a response's SignedInfo
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
+    let cpu0 = cpu_now("");
     let total: u64 = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads.max(1))
             .map(|_| {
@@ -769,6 +770,7 @@ fn rsa(o: &Opts) {
         hs.into_iter().map(|h| h.join().expect("thread")).sum()
     });
     let el = start.elapsed().as_secs_f64();
+    let cpu = cpu_json(cpu0, cpu_now(""));
     println!(
         "{}",
         serde_json::json!({
@@ -777,6 +779,7 @@ fn rsa(o: &Opts) {
             "secs": el,
             "signs": total,
             "rps": total as f64 / el,
+            "cpu": cpu,
         })
     );
 }
@@ -889,7 +892,7 @@ fn summary(o: &Opts) {
         };
         let ratio = if l.ends_with("/half") {
             String::new()
-        } else if l.contains("/unsigned/") {
+        } else if l.contains("/unsigned") {
             let r = f(v, "rps") / rps(base);
             format!("{:.0} % of bare responder", r * 100.0)
         } else if l.contains("/signed/") {
@@ -904,8 +907,18 @@ fn summary(o: &Opts) {
             + v["errors_body"].as_u64().unwrap_or(0)
             + v["errors_io"].as_u64().unwrap_or(0);
         let rate = f(v, "rate_target");
+        let cpu = if v["cpu"].is_object() {
+            format!(
+                "{:.2}/{:.2}/{:.2}",
+                f(&v["cpu"], "server_cores"),
+                f(&v["cpu"], "client_cores"),
+                f(&v["cpu"], "other_cores")
+            )
+        } else {
+            "–".to_owned()
+        };
         println!(
-            "| {l} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {errors}{} | {} | {:.2}/{:.2}/{:.2} | {ratio} |",
+            "| {l} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {errors}{} | {} | {cpu} | {ratio} |",
             v["conns"],
             if rate > 0.0 { format!("{rate:.0}/s") } else { "closed loop".into() },
             f(v, "rps"),
@@ -915,9 +928,6 @@ fn summary(o: &Opts) {
             f(v, "max_ms"),
             if v["pool_exhausted"].as_bool() == Some(true) { " (pool exhausted)" } else { "" },
             v["resp_bytes"],
-            f(&v["cpu"], "server_cores"),
-            f(&v["cpu"], "client_cores"),
-            f(&v["cpu"], "other_cores"),
         );
     }
     for l in &order {
@@ -929,7 +939,7 @@ fn summary(o: &Opts) {
                 f(v, "rps")
             );
         }
-        if l.starts_with("startup/") || l.starts_with("rss/") {
+        if l.starts_with("startup/") || l.starts_with("rss/") || l.starts_with("idle-before/") {
             println!("{l}: {}", v["value"]);
         }
     }

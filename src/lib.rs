@@ -13,6 +13,7 @@ pub mod demo;
 pub mod http;
 pub mod import;
 pub mod ops;
+pub mod probe;
 pub mod report;
 pub mod service;
 pub mod soap;

@@ -8,6 +8,7 @@ mod gsd;
 mod import;
 mod interop;
 mod ops;
+mod probe;
 mod schemas;
 mod transport;
 mod wssec;
