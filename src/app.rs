@@ -295,6 +295,7 @@ async fn bind_admin(cfg: &Config, store: &Store) -> Result<Option<Admin>, StartE
         },
         purge: cfg.retention.purge,
         allowed_oins: cfg.admin.allowed_oins.iter().cloned().collect(),
+        window_days: cfg.retention.window_days,
     });
     Ok(Some(Admin {
         listener,

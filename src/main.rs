@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use dkd::app::{App, StartError};
 use dkd::certs::{self, files, DEMO_CLIENT_OIN};
 use dkd::config::{Config, LogFormat};
+use dkd::control::{Backend, ControlError};
 use dkd::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -283,13 +284,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the configuration and opens the store, or says why not (with the exit code to use).
-fn open_store(common: &Common) -> Result<(Config, Store), ExitCode> {
+/// Loads the configuration and opens the store — or, when a running `dkd serve` holds it, finds
+/// that server's admin API — or says why not (with the exit code to use).
+fn open_store(common: &Common) -> Result<(Config, Backend), ExitCode> {
     let cfg = Config::load(common.config.as_deref(), std::env::vars())
         .map_err(|e| fail(exit::CONFIG, &e.to_string()))?;
-    let store = Store::open(&cfg.store.path)
-        .map_err(|e| fail(exit::STORE, &format!("{}: {e}", cfg.store.path.display())))?;
-    Ok((cfg, store))
+    let backend = Backend::open(&cfg).map_err(|e| control_fail(&e))?;
+    Ok((cfg, backend))
+}
+
+fn control_fail(e: &ControlError) -> ExitCode {
+    let code = match e.kind {
+        "usage" => exit::USAGE,
+        "store" => exit::STORE,
+        _ => exit::FAILURE,
+    };
+    fail(code, &e.message)
 }
 
 /// Exit code of `dkd import` when rows were rejected.
@@ -304,7 +314,7 @@ fn import(
     strict: bool,
     common: &Common,
 ) -> ExitCode {
-    use dkd::import::{Format, ImportError, Options};
+    use dkd::import::{Format, Options};
     let format = format.unwrap_or_else(|| {
         match file
             .extension()
@@ -324,7 +334,7 @@ fn import(
             );
         }
     }
-    let (cfg, store) = match open_store(common) {
+    let (cfg, backend) = match open_store(common) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -359,7 +369,12 @@ fn import(
         None
     };
     let name = file.display().to_string();
-    let result = dkd::import::import(&store, &name, &bytes, &opts, &mut |n| {
+    if backend.is_remote() {
+        eprintln!(
+            "dkd: the store is in use by a running dkd serve; importing through its admin API"
+        );
+    }
+    let result = backend.import(&name, bytes, &opts, &mut |n| {
         if let Some(b) = &bar {
             b.set_position(n);
         }
@@ -385,9 +400,7 @@ fn import(
                 ExitCode::from(EXIT_ROWS_REJECTED)
             }
         }
-        Err(ImportError::Usage(m)) => fail(exit::USAGE, &m),
-        Err(ImportError::Store(e)) => fail(exit::STORE, &e.to_string()),
-        Err(e) => fail(exit::FAILURE, &format!("{name}: {e}")),
+        Err(e) => control_fail(&e),
     }
 }
 
@@ -418,16 +431,16 @@ fn audit(
             }
         },
     };
-    let (_, store) = match open_store(common) {
+    let (_, backend) = match open_store(common) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    let all = match backend.audit(since) {
+        Ok(r) => r,
+        Err(e) => return control_fail(&e),
+    };
     let mut rows = Vec::new();
-    for r in store.audit_since(since) {
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => return fail(exit::STORE, &e.to_string()),
-        };
+    for r in all {
         if bsn.is_some_and(|b| r.bsn != Some(b)) {
             continue;
         }
@@ -537,13 +550,12 @@ fn demo_file(persons: usize, out: &Path) -> ExitCode {
 }
 
 fn sweep(dry_run: bool, common: &Common) -> ExitCode {
-    let (cfg, store) = match open_store(common) {
+    let (cfg, backend) = match open_store(common) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let today = time::OffsetDateTime::now_utc().date();
-    match dkd::service::sweep(
-        &store,
+    match backend.sweep(
         cfg.retention.window_days,
         cfg.retention.purge,
         today,
@@ -563,7 +575,7 @@ fn sweep(dry_run: bool, common: &Common) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => fail(exit::STORE, &e.to_string()),
+        Err(e) => control_fail(&e),
     }
 }
 
@@ -593,21 +605,21 @@ fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> ExitCode {
             }
         },
     };
-    let (cfg, store) = match open_store(common) {
+    let (cfg, backend) = match open_store(common) {
         Ok(x) => x,
         Err(_) => return ExitCode::from(ERROR),
     };
-    let entries = match store.entries(&bsn) {
-        Ok(e) => e,
-        Err(e) => return fail(ERROR, &e.to_string()),
+    let hits = match backend.toets(&bsn, date, cfg.retention.window_days) {
+        Ok(h) => h,
+        Err(e) => return fail(ERROR, &e.message),
     };
-    let mut yes = false;
-    for e in &entries {
-        for v in dkd::service::retention::toets(&e.person, date, cfg.retention.window_days) {
-            yes = true;
+    let yes = !hits.is_empty();
+    for h in &hits {
+        let v = &h.provision;
+        {
             println!(
                 "gemeente {}: LKS {} from {} to {}, loonwaarde {}",
-                e.gemeente,
+                h.gemeente,
                 v.registratienr.as_deref().unwrap_or("-"),
                 v.start.as_str(),
                 v.end
@@ -636,14 +648,14 @@ fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> ExitCode {
 }
 
 fn report(format: ReportFormat, common: &Common) -> ExitCode {
-    let (cfg, store) = match open_store(common) {
+    let (cfg, backend) = match open_store(common) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let today = time::OffsetDateTime::now_utc().date();
-    let rows = match dkd::report::build(&store, cfg.retention.window_days, today) {
+    let rows = match backend.report(cfg.retention.window_days, today) {
         Ok(r) => r,
-        Err(e) => return fail(exit::STORE, &e.to_string()),
+        Err(e) => return control_fail(&e),
     };
     let out = match format {
         ReportFormat::Table => dkd::report::table(&rows),

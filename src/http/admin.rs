@@ -34,6 +34,141 @@ pub struct AdminState {
     pub purge: bool,
     /// With TLS: OINs allowed to administer.
     pub allowed_oins: HashSet<String>,
+    /// The LKS look-back.
+    pub window_days: u32,
+}
+
+/// Largest import file accepted through `POST /imports`.
+const MAX_IMPORT: usize = 1 << 30;
+
+fn query<'q>(q: Option<&'q str>, key: &str) -> Option<&'q str> {
+    q?.split('&')
+        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+fn flag(q: Option<&str>, key: &str) -> bool {
+    matches!(query(q, key), Some("1") | Some("true"))
+}
+
+/// The commands `dkd import|report|toets|sweep|audit` forward here while `dkd serve` holds the
+/// store (sled allows one process per store).
+async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let q = req.uri().query().map(str::to_owned);
+    let q = q.as_deref();
+    let today = time::OffsetDateTime::now_utc().date();
+    let internal = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "admin control request failed");
+        error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}"))
+    };
+    match (req.method().clone(), path.as_str()) {
+        (hyper::Method::GET, "/report") => {
+            match crate::report::build(&state.store, state.window_days, today) {
+                Ok(r) => reply(StatusCode::OK, json!(r)),
+                Err(e) => internal(&e),
+            }
+        }
+        (hyper::Method::POST, "/sweep") => {
+            match crate::service::sweep(
+                &state.store,
+                state.window_days,
+                state.purge,
+                today,
+                flag(q, "dry_run"),
+            ) {
+                Ok(r) => reply(StatusCode::OK, json!(r)),
+                Err(e) => internal(&e),
+            }
+        }
+        (hyper::Method::GET, "/audit") => {
+            let since = query(q, "since").and_then(|s| s.parse().ok()).unwrap_or(0);
+            match state
+                .store
+                .audit_since(since)
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(r) => reply(StatusCode::OK, json!(r)),
+                Err(e) => internal(&e),
+            }
+        }
+        (hyper::Method::GET, p) if p.starts_with("/toets/") => {
+            let Ok(bsn) = Bsn::parse(&p["/toets/".len()..]) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "not a valid BSN (9 digits, 11-test)",
+                );
+            };
+            let datum = match query(q, "datum") {
+                None => today,
+                Some(d) => match crate::suwiml::types::Datum::parse(d)
+                    .ok()
+                    .and_then(|d| d.to_date())
+                {
+                    Some(d) => d,
+                    None => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "datum must be a calendar date YYYYMMDD",
+                        )
+                    }
+                },
+            };
+            match crate::service::toets(&state.store, &bsn, datum, state.window_days) {
+                Ok(hits) => reply(StatusCode::OK, json!(hits)),
+                Err(e) => internal(&e),
+            }
+        }
+        (hyper::Method::POST, "/imports") => {
+            use crate::import::{Format, Mode, Options};
+            let format = match query(q, "format") {
+                Some("xml") => Format::Xml,
+                _ => Format::Csv,
+            };
+            let mode = match query(q, "mode") {
+                Some("full") => Mode::Full,
+                _ => Mode::Delta,
+            };
+            let name = query(q, "name").unwrap_or("upload").to_owned();
+            let body = match Limited::new(req.into_body(), MAX_IMPORT).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "import file larger than 1 GiB",
+                    )
+                }
+            };
+            let opts = Options {
+                format,
+                mode,
+                gemeente: query(q, "gemeente").map(str::to_owned),
+                dry_run: flag(q, "dry_run"),
+                strict: flag(q, "strict"),
+                rules: state.rules.clone(),
+                purge: state.purge,
+                window_days: state.window_days,
+                today,
+            };
+            let store = state.store.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                crate::import::import(&store, &name, &body, &opts, &mut |_| {})
+            })
+            .await;
+            match result {
+                Ok(Ok(report)) => reply(StatusCode::OK, json!(report)),
+                Ok(Err(crate::import::ImportError::Usage(m)))
+                | Ok(Err(crate::import::ImportError::Structure(m))) => {
+                    error(StatusCode::UNPROCESSABLE_ENTITY, m)
+                }
+                Ok(Err(e)) => internal(&e),
+                Err(e) => internal(&e),
+            }
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "use /persons/{bsn}, /imports, /report, /toets/{bsn}, /sweep, /audit",
+        ),
+    }
 }
 
 const MAX_BODY: usize = 256 * 1024;
@@ -111,7 +246,7 @@ pub async fn run(
 async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let Some(bsn_s) = path.strip_prefix("/persons/") else {
-        return error(StatusCode::NOT_FOUND, "use /persons/{bsn}");
+        return control(state, req).await;
     };
     let bsn = match Bsn::parse(bsn_s) {
         Ok(b) => b,

@@ -66,7 +66,7 @@ pub struct Rules {
 }
 
 /// A rejected row: printed as `file:line: field: value: reason`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rejection {
     /// 1-based line in the file.
     pub line: usize,
@@ -79,7 +79,7 @@ pub struct Rejection {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     /// Data rows (CSV) or ClientSuwi/Verwijderen elements (XML) read.
     pub rows: u64,

@@ -20,7 +20,7 @@ pub struct Service {
 }
 
 /// What a sweep did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SweepReport {
     /// Entries examined.
     pub examined: u64,
@@ -53,6 +53,34 @@ pub fn sweep(
         store.flush()?;
     }
     Ok(report)
+}
+
+/// One provision that decides the Toets LKS.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ToetsHit {
+    /// The gemeente that granted it.
+    pub gemeente: String,
+    /// The provision.
+    pub provision: crate::suwiml::model::Provision,
+}
+
+/// The Toets LKS for a BSN and a reference date: the deciding provisions (empty means no).
+pub fn toets(
+    store: &Store,
+    bsn: &Bsn,
+    datum: time::Date,
+    window_days: u32,
+) -> Result<Vec<ToetsHit>, crate::store::StoreError> {
+    let mut hits = Vec::new();
+    for e in store.entries(bsn)? {
+        for v in retention::toets(&e.person, datum, window_days) {
+            hits.push(ToetsHit {
+                gemeente: e.gemeente.clone(),
+                provision: v.clone(),
+            });
+        }
+    }
+    Ok(hits)
 }
 
 /// dkd code for "the service cannot answer now" (interface.md §4: 0051).

@@ -40,6 +40,9 @@ pub enum StoreError {
     /// sled reported an I/O or corruption problem.
     #[error("store I/O error: {0}")]
     Io(String),
+    /// Another process (a running `dkd serve`) holds the store.
+    #[error("{0} is in use by another dkd process (a running `dkd serve`?)")]
+    Locked(String),
     /// The data directory was written by another dkd version.
     #[error("store schema version {found} is not supported by this dkd (expects {SCHEMA_VERSION}); use another data directory, or re-import into a fresh one")]
     SchemaVersion {
@@ -205,11 +208,11 @@ impl Store {
     /// Opens (creating if needed) the store in a directory.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new().path(path).open().map_err(|e| match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                StoreError::Io(format!(
-                "{} is locked by another process (is another dkd running on this data directory?)",
-                path.display()
-            ))
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") =>
+            {
+                StoreError::Locked(path.display().to_string())
             }
             other => StoreError::from(other),
         })?;
@@ -465,7 +468,7 @@ pub fn merge(entries: Vec<Entry>) -> Option<Person> {
 }
 
 /// Counts of what a change set did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Entries that entered the index.
     pub added: u64,

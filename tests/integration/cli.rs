@@ -330,3 +330,89 @@ fn config_check_prints_effective_settings_or_names_the_problem() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ops.listen"));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn store_commands_work_while_serving_through_the_admin_api() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let admin = format!("127.0.0.1:{}", free_port());
+    let child = dkd()
+        .args(["serve", "--demo"])
+        .current_dir(dir.path())
+        .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
+        .env("DKD_ADMIN__LISTEN", &admin)
+        .env("DKD_OPS__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dkd");
+    let mut child = Killed(child);
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("endpoint :") => break,
+            Some(_) => continue,
+            None => panic!("dkd serve ended early"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lks-0363.csv");
+    let run = |args: &[&str]| {
+        dkd()
+            .args(args)
+            .current_dir(dir.path())
+            .env("DKD_ADMIN__LISTEN", &admin)
+            .output()
+            .expect("run")
+    };
+    let out = run(&[
+        "import",
+        example.to_str().expect("path"),
+        "--mode",
+        "full",
+        "--gemeente",
+        "0363",
+    ]);
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(
+        se.contains("through its admin API") && so.contains("rows read"),
+        "{so}\n{se}"
+    );
+    let out = run(&["report", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let g = v
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["gemeente"] == "0363")
+        .expect("0363");
+    assert_eq!(g["last_import"]["mode"], "full", "{g}");
+    let out = run(&["sweep", "--dry-run"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("examined"));
+    let out = run(&["audit"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["toets", "123456782"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not in the index: NEE, {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -1,0 +1,258 @@
+//! What the store commands (`import`, `report`, `toets`, `sweep`, `audit`) run against: the store
+//! itself, or — when a running `dkd serve` holds it (sled allows one process per store) — that
+//! server's admin API on loopback. Either way the user gets the same result and output.
+
+use crate::import::{ImportError, Options, Report};
+use crate::report::GemeenteReport;
+use crate::service::{SweepReport, ToetsHit};
+use crate::store::{AuditRecord, Store, StoreError};
+use crate::suwiml::types::Bsn;
+use std::net::SocketAddr;
+
+/// Where commands run.
+pub enum Backend {
+    /// This process opened the store.
+    Local(Store),
+    /// A running server's admin API.
+    Remote(SocketAddr),
+}
+
+/// A failure, with the kind that decides the exit code.
+#[derive(Debug)]
+pub struct ControlError {
+    /// `usage`, `store` or `failure`.
+    pub kind: &'static str,
+    /// What to tell the user.
+    pub message: String,
+}
+
+fn failure(m: impl Into<String>) -> ControlError {
+    ControlError {
+        kind: "failure",
+        message: m.into(),
+    }
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        ControlError {
+            kind: "store",
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Backend {
+    /// Opens the store, or finds the server that holds it.
+    pub fn open(cfg: &crate::config::Config) -> Result<Backend, ControlError> {
+        match Store::open(&cfg.store.path) {
+            Ok(s) => Ok(Backend::Local(s)),
+            Err(StoreError::Locked(p)) => match cfg.admin.listen.parse::<SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() && a.port() != 0 => Ok(Backend::Remote(a)),
+                _ => Err(ControlError {
+                    kind: "store",
+                    message: format!(
+                        "{p} is in use by a running dkd serve, and its admin API is not on a loopback address this command can use (admin.listen {:?})",
+                        cfg.admin.listen
+                    ),
+                }),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether commands go through a running server.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Backend::Remote(_))
+    }
+
+    /// Imports a file.
+    pub fn import(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        opts: &Options,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Report, ControlError> {
+        match self {
+            Backend::Local(s) => {
+                crate::import::import(s, name, &bytes, opts, progress).map_err(|e| match e {
+                    ImportError::Usage(m) => ControlError {
+                        kind: "usage",
+                        message: m,
+                    },
+                    ImportError::Store(e) => e.into(),
+                    other => failure(format!("{name}: {other}")),
+                })
+            }
+            Backend::Remote(a) => {
+                let mut q = format!(
+                    "/imports?format={}&mode={}&name={}",
+                    if opts.format == crate::import::Format::Xml {
+                        "xml"
+                    } else {
+                        "csv"
+                    },
+                    if opts.mode == crate::import::Mode::Full {
+                        "full"
+                    } else {
+                        "delta"
+                    },
+                    encode(name)
+                );
+                if let Some(g) = &opts.gemeente {
+                    q.push_str(&format!("&gemeente={g}"));
+                }
+                if opts.dry_run {
+                    q.push_str("&dry_run=1");
+                }
+                if opts.strict {
+                    q.push_str("&strict=1");
+                }
+                let (status, body) = call(*a, "POST", &q, bytes)?;
+                match status {
+                    200 => serde_json::from_slice(&body)
+                        .map_err(|e| failure(format!("unexpected answer from the server: {e}"))),
+                    422 => Err(ControlError {
+                        kind: "usage",
+                        message: error_text(&body),
+                    }),
+                    _ => Err(failure(error_text(&body))),
+                }
+            }
+        }
+    }
+
+    /// The Aanlevermonitor figures.
+    pub fn report(
+        &self,
+        window_days: u32,
+        today: time::Date,
+    ) -> Result<Vec<GemeenteReport>, ControlError> {
+        match self {
+            Backend::Local(s) => Ok(crate::report::build(s, window_days, today)?),
+            Backend::Remote(a) => json(*a, "GET", "/report"),
+        }
+    }
+
+    /// The Toets LKS.
+    pub fn toets(
+        &self,
+        bsn: &Bsn,
+        datum: time::Date,
+        window_days: u32,
+    ) -> Result<Vec<ToetsHit>, ControlError> {
+        match self {
+            Backend::Local(s) => Ok(crate::service::toets(s, bsn, datum, window_days)?),
+            Backend::Remote(a) => json(
+                *a,
+                "GET",
+                &format!(
+                    "/toets/{bsn}?datum={}",
+                    crate::suwiml::types::Datum::from_date(datum).as_str()
+                ),
+            ),
+        }
+    }
+
+    /// The retention sweep.
+    pub fn sweep(
+        &self,
+        window_days: u32,
+        purge: bool,
+        today: time::Date,
+        dry_run: bool,
+    ) -> Result<SweepReport, ControlError> {
+        match self {
+            Backend::Local(s) => Ok(crate::service::sweep(
+                s,
+                window_days,
+                purge,
+                today,
+                dry_run,
+            )?),
+            Backend::Remote(a) => json(
+                *a,
+                "POST",
+                if dry_run {
+                    "/sweep?dry_run=1"
+                } else {
+                    "/sweep"
+                },
+            ),
+        }
+    }
+
+    /// Audit records since a time.
+    pub fn audit(&self, since: i64) -> Result<Vec<AuditRecord>, ControlError> {
+        match self {
+            Backend::Local(s) => Ok(s.audit_since(since).collect::<Result<Vec<_>, _>>()?),
+            Backend::Remote(a) => json(*a, "GET", &format!("/audit?since={since}")),
+        }
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn error_text(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
+fn json<T: serde::de::DeserializeOwned>(
+    a: SocketAddr,
+    method: &str,
+    path: &str,
+) -> Result<T, ControlError> {
+    let (status, body) = call(a, method, path, Vec::new())?;
+    if status != 200 {
+        return Err(failure(error_text(&body)));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| failure(format!("unexpected answer from the server: {e}")))
+}
+
+/// One plain-HTTP request to the admin API on loopback.
+fn call(
+    a: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), ControlError> {
+    use http_body_util::BodyExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failure(e.to_string()))?;
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(a)
+            .await
+            .map_err(|e| failure(format!("the store is in use, and the running server's admin API at {a} cannot be reached: {e}")))?;
+        let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .map_err(|e| failure(e.to_string()))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| failure(e.to_string()))?;
+        let resp = tx.send_request(req).await.map_err(|e| failure(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map_err(|e| failure(e.to_string()))?.to_bytes().to_vec();
+        Ok((status, body))
+    })
+}
