@@ -188,7 +188,7 @@ measure() {
 measure rsa/1 "$LOAD" rsa --certs "$CERTS" --threads 1 --secs 3 --label rsa/1 > /dev/null
 RSA=$(measure rsa/2 "$LOAD" rsa --certs "$CERTS" --threads 2 --secs 5 --label rsa/2)
 log "  $RSA signatures/s on 2 threads"
-POOL_FULL=$(awk -v r="$RSA" -v t="$((SECS + WARMUP))" 'BEGIN{printf "%d", r*t*1.3+500}')
+POOL_FULL=$(awk -v r="$RSA" -v t="$((SECS + WARMUP))" 'BEGIN{printf "%d", r*t*1.05+500}')
 
 STORES=(1e3)
 [ "$BIG" = 1 ] && STORES+=(1e6)
