@@ -214,7 +214,9 @@ impl App {
             );
             tokio::spawn(async move {
                 let every = Duration::from_secs(ret.sweep_interval_hours * 3600);
-                let mut tick = tokio::time::interval(every);
+                // The first sweep runs one interval after start: answers already apply the look-back, and a
+                // sweep racing start-up (or a short-lived instance's shutdown) gains nothing.
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                 let stop = stopped(rx);
                 tokio::pin!(stop);
                 loop {

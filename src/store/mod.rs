@@ -1,11 +1,12 @@
 //! The verwijsindex store: typed records in sled. The only module that names sled.
 //!
-//! Layout (schema version 2): one tree `index` holding every kind of record under a one-byte
+//! Layout (schema version 3): one tree `index` holding every kind of record under a one-byte
 //! prefix, so that one import, one admin call or one sweep is **one** `sled::Batch` — atomic, and
 //! crash-safe (sled recovers a batch entirely or not at all):
-//! - `r` BSN(9) gemeente(4) → JSON [`Person`] restricted to that gemeente's AtlRelaties;
-//! - `g` gemeente(4) BSN(9) → mutation time (i64 BE, unix seconds): the gemeente's verwijsindex;
-//! - `m` time(i64 BE ns) seq(u32 BE) → JSON [`Mutation`]: every change, with its time;
+//! - `r` BSN(9) gemeente(4) → mutation time (i64 BE, unix seconds) ++ JSON [`Person`] restricted
+//!   to that gemeente's AtlRelaties: the entry in that gemeente's verwijsindex;
+//! - `m` time(i64 BE ns) seq(u32 BE) → JSON list of [`Mutation`]s: every change, with its time,
+//!   packed per change set (one write per thousands of changes, not one per change);
 //! - `i` time(i64 BE ns) → JSON [`ImportRecord`]: the import history;
 //! - `a` BSN(9) gemeente(4) → JSON [`Person`]: expired entries kept when purging is off.
 //!
@@ -22,11 +23,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The on-disk layout version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const KEY_SCHEMA_VERSION: &[u8] = b"schema_version";
 const P_RECORD: u8 = b'r';
-const P_GEMEENTE: u8 = b'g';
 const P_MUTATION: u8 = b'm';
 const P_IMPORT: u8 = b'i';
 const P_ARCHIVE: u8 = b'a';
@@ -167,12 +167,15 @@ fn record_key(bsn: &Bsn, gemeente: &str) -> Vec<u8> {
     k
 }
 
-fn gemeente_key(gemeente: &str, bsn: &Bsn) -> Vec<u8> {
-    let mut k = Vec::with_capacity(14);
-    k.push(P_GEMEENTE);
-    k.extend_from_slice(gemeente.as_bytes());
-    k.extend_from_slice(bsn.as_bytes());
-    k
+/// Mutations packed into one stored value.
+const MUTATIONS_PER_CHUNK: usize = 4096;
+
+/// Splits a stored record value into (mutation time, JSON).
+fn split_value(v: &[u8]) -> (i64, &[u8]) {
+    match v.split_first_chunk::<8>() {
+        Some((t, rest)) => (i64::from_be_bytes(*t), rest),
+        None => (0, v),
+    }
 }
 
 fn time_key(prefix: u8, nanos: i128) -> Vec<u8> {
@@ -253,13 +256,8 @@ impl Store {
         for item in self.index.scan_prefix(&prefix) {
             let (k, v) = item?;
             let gemeente = String::from_utf8_lossy(&k[10..]).into_owned();
-            let person = decode(bsn.as_bytes(), &v)?;
-            let mutated_at = self
-                .index
-                .get(gemeente_key(&gemeente, bsn))?
-                .and_then(|t| <[u8; 8]>::try_from(t.as_ref()).ok())
-                .map(i64::from_be_bytes)
-                .unwrap_or(0);
+            let (mutated_at, json) = split_value(&v);
+            let person = decode(bsn.as_bytes(), json)?;
             out.push(Entry {
                 gemeente,
                 person,
@@ -277,13 +275,14 @@ impl Store {
 
     /// BSNs in a gemeente's index.
     pub fn gemeente_bsns(&self, gemeente: &str) -> Result<Vec<Bsn>, StoreError> {
-        let mut prefix = vec![P_GEMEENTE];
-        prefix.extend_from_slice(gemeente.as_bytes());
+        // A walk over the keys: only full imports and reports need it.
         let mut out = Vec::new();
-        for item in self.index.scan_prefix(&prefix) {
-            let (k, _) = item?;
-            if let Ok(b) = Bsn::parse(&String::from_utf8_lossy(&k[5..14])) {
-                out.push(b);
+        for k in self.index.scan_prefix([P_RECORD]).keys() {
+            let k = k?;
+            if k.get(10..) == Some(gemeente.as_bytes()) {
+                if let Ok(b) = Bsn::parse(&String::from_utf8_lossy(&k[1..10])) {
+                    out.push(b);
+                }
             }
         }
         Ok(out)
@@ -295,13 +294,8 @@ impl Store {
             let (k, v) = item?;
             let bsn_digits = &k[1..10];
             let gemeente = String::from_utf8_lossy(&k[10..]).into_owned();
-            let person = decode(bsn_digits, &v)?;
-            let mutated_at = self
-                .index
-                .get(gemeente_key(&gemeente, &person.bsn))?
-                .and_then(|t| <[u8; 8]>::try_from(t.as_ref()).ok())
-                .map(i64::from_be_bytes)
-                .unwrap_or(0);
+            let (mutated_at, json) = split_value(&v);
+            let person = decode(bsn_digits, json)?;
             Ok(Entry {
                 gemeente,
                 person,
@@ -319,6 +313,7 @@ impl Store {
             now: time::OffsetDateTime::now_utc(),
             counts: Counts::default(),
             touched: std::collections::HashSet::new(),
+            mutations: Vec::new(),
         }
     }
 
@@ -340,12 +335,12 @@ impl Store {
 
     /// Number of entries (person × gemeente) in the index. Walks the index: for reports.
     pub fn len(&self) -> usize {
-        self.index.scan_prefix([P_GEMEENTE]).count()
+        self.index.scan_prefix([P_RECORD]).keys().count()
     }
 
     /// Whether the index is empty.
     pub fn is_empty(&self) -> bool {
-        self.index.scan_prefix([P_GEMEENTE]).next().is_none()
+        self.index.scan_prefix([P_RECORD]).next().is_none()
     }
 
     /// The first `n` persons in BSN order (for demo output and reports).
@@ -379,10 +374,16 @@ impl Store {
         );
         self.index
             .range(start..[P_MUTATION + 1].to_vec())
-            .map(|item| {
-                let (_, v) = item?;
-                serde_json::from_slice(&v)
-                    .map_err(|e| StoreError::Io(format!("mutation record: {e}")))
+            .flat_map(|item| {
+                let chunk: Result<Vec<Mutation>, StoreError> =
+                    item.map_err(StoreError::from).and_then(|(_, v)| {
+                        serde_json::from_slice(&v)
+                            .map_err(|e| StoreError::Io(format!("mutation record: {e}")))
+                    });
+                match chunk {
+                    Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
+                }
             })
     }
 
@@ -489,6 +490,7 @@ pub struct ChangeSet<'s> {
     now: time::OffsetDateTime,
     counts: Counts,
     touched: std::collections::HashSet<(Bsn, String)>,
+    mutations: Vec<Mutation>,
 }
 
 impl ChangeSet<'_> {
@@ -500,7 +502,19 @@ impl ChangeSet<'_> {
             change,
             source: self.source.clone(),
         };
-        let v = serde_json::to_vec(&m).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.mutations.push(m);
+        if self.mutations.len() == MUTATIONS_PER_CHUNK {
+            self.pack_mutations()?;
+        }
+        Ok(())
+    }
+
+    fn pack_mutations(&mut self) -> Result<(), StoreError> {
+        if self.mutations.is_empty() {
+            return Ok(());
+        }
+        let v = serde_json::to_vec(&self.mutations).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.mutations.clear();
         self.batch
             .insert(time_key(P_MUTATION, self.now.unix_timestamp_nanos()), v);
         Ok(())
@@ -510,7 +524,7 @@ impl ChangeSet<'_> {
     pub fn upsert(&mut self, p: &Person) -> Result<(), StoreError> {
         p.validate().map_err(StoreError::Invalid)?;
         for (gemeente, part) in split_by_gemeente(p) {
-            let raw = encode(&part)?;
+            let json = encode(&part)?;
             let key = record_key(&p.bsn, &gemeente);
             if !self.touched.insert((p.bsn, gemeente.clone())) {
                 return Err(StoreError::Invalid(vec![FieldError {
@@ -520,7 +534,7 @@ impl ChangeSet<'_> {
                 }]));
             }
             let change = match self.store.index.get(&key)? {
-                Some(old) if old.as_ref() == raw.as_slice() => {
+                Some(old) if split_value(&old).1 == json.as_slice() => {
                     self.counts.unchanged += 1;
                     continue;
                 }
@@ -531,11 +545,10 @@ impl ChangeSet<'_> {
                 Change::Added => self.counts.added += 1,
                 _ => self.counts.changed += 1,
             }
-            self.batch.insert(key, raw);
-            self.batch.insert(
-                gemeente_key(&gemeente, &p.bsn),
-                &self.now.unix_timestamp().to_be_bytes(),
-            );
+            let mut value = Vec::with_capacity(8 + json.len());
+            value.extend_from_slice(&self.now.unix_timestamp().to_be_bytes());
+            value.extend_from_slice(&json);
+            self.batch.insert(key, value);
             self.mutation(&p.bsn, &gemeente, change)?;
         }
         Ok(())
@@ -557,7 +570,6 @@ impl ChangeSet<'_> {
             self.batch.insert(a, old.as_ref());
         }
         self.batch.remove(key);
-        self.batch.remove(gemeente_key(gemeente, bsn));
         self.counts.removed += 1;
         self.mutation(bsn, gemeente, Change::Removed)?;
         Ok(true)
@@ -574,7 +586,8 @@ impl ChangeSet<'_> {
     }
 
     /// Applies everything atomically and returns the counts.
-    pub fn commit(self) -> Result<Counts, StoreError> {
+    pub fn commit(mut self) -> Result<Counts, StoreError> {
+        self.pack_mutations()?;
         self.store.index.apply_batch(self.batch)?;
         Ok(self.counts)
     }
@@ -595,9 +608,9 @@ fn decode(bsn: &[u8], raw: &[u8]) -> Result<Person, StoreError> {
 impl Store {
     /// Writes raw bytes as a record, bypassing validation: for tests of corrupt records.
     pub(crate) fn put_raw(&self, bsn: &Bsn, gemeente: &str, raw: &[u8]) -> Result<(), StoreError> {
-        self.index.insert(record_key(bsn, gemeente), raw)?;
-        self.index
-            .insert(gemeente_key(gemeente, bsn), &0i64.to_be_bytes())?;
+        let mut v = 0i64.to_be_bytes().to_vec();
+        v.extend_from_slice(raw);
+        self.index.insert(record_key(bsn, gemeente), v)?;
         Ok(())
     }
 }
