@@ -48,6 +48,12 @@ enum ReportFormat {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum ProbeFormat {
+    Nagios,
+    Prometheus,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum AuditFormat {
     Table,
     Json,
@@ -172,6 +178,43 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Monitoring probe: a real, signed GSDReintegratieInfo over mutual TLS, judged on TLS,
+    /// certificate days left, WS-Addressing correlation, the response signature and the schema.
+    /// Nagios plugin exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Probe {
+        /// Endpoint URL of any 2W-be-S GSDDossierReintegratie-v0200 service.
+        url: String,
+        /// TLS client certificate (PEM) carrying the caller's OIN.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key.
+        #[arg(long)]
+        key: PathBuf,
+        /// CA bundle trusted for the server's TLS and signing certificates.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Signing certificate, if not the TLS one.
+        #[arg(long)]
+        sign_cert: Option<PathBuf>,
+        /// Its private key.
+        #[arg(long)]
+        sign_key: Option<PathBuf>,
+        /// BSN to ask about (a valid BSN without data answers NietsGevonden, which is healthy).
+        #[arg(long)]
+        bsn: Option<String>,
+        /// Output: one Nagios status line with perfdata, or Prometheus metrics.
+        #[arg(long, value_enum, default_value = "nagios")]
+        format: ProbeFormat,
+        /// WARNING when the server certificate has fewer days left.
+        #[arg(long, default_value_t = dkd::probe::DEFAULT_WARNING_DAYS)]
+        warning_days: i64,
+        /// CRITICAL when the server certificate has fewer days left.
+        #[arg(long, default_value_t = dkd::probe::DEFAULT_CRITICAL_DAYS)]
+        critical_days: i64,
+        /// Seconds before giving up (CRITICAL).
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -248,6 +291,59 @@ fn main() -> ExitCode {
             format,
             &common,
         ),
+        Command::Probe {
+            url,
+            cert,
+            key,
+            ca,
+            sign_cert,
+            sign_key,
+            bsn,
+            format,
+            warning_days,
+            critical_days,
+            timeout,
+        } => {
+            let opts = dkd::probe::ProbeOptions::from_paths(
+                &url,
+                &cert,
+                &key,
+                &ca,
+                sign_cert.as_deref(),
+                sign_key.as_deref(),
+            )
+            .map(|mut o| {
+                if let Some(b) = bsn {
+                    o.bsn = b;
+                }
+                o.warning_days = warning_days;
+                o.critical_days = critical_days;
+                o.timeout = std::time::Duration::from_secs(timeout);
+                o
+            });
+            let result = match opts {
+                Ok(o) => match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(dkd::probe::probe(o)),
+                    Err(e) => dkd::probe::ProbeResult::unknown(e.to_string()),
+                },
+                Err(e) => dkd::probe::ProbeResult::unknown(e),
+            };
+            let out = match format {
+                ProbeFormat::Nagios => dkd::probe::nagios_line(&result) + "\n",
+                ProbeFormat::Prometheus => dkd::probe::prometheus(&result),
+            };
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(out.as_bytes());
+            match (format, result.status) {
+                (ProbeFormat::Prometheus, s) if s != dkd::probe::Status::Unknown => {
+                    ExitCode::SUCCESS
+                }
+                (_, s) => ExitCode::from(s.exit_code()),
+            }
+        }
         Command::Config {
             action: ConfigAction::Check { file },
         } => config_check(&file),

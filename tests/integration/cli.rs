@@ -416,3 +416,52 @@ fn store_commands_work_while_serving_through_the_admin_api() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn probe_command_follows_the_nagios_plugin_convention() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dkd()
+        .args(["certs", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("certs");
+    assert!(out.status.success());
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}/GSDDossierReintegratie-v0200");
+    let out = dkd()
+        .args([
+            "probe",
+            &url,
+            "--cert",
+            &p("client.pem"),
+            "--key",
+            &p("client-key.pem"),
+            "--ca",
+            &p("ca.pem"),
+        ])
+        .output()
+        .expect("probe");
+    assert_eq!(out.status.code(), Some(2), "stopped endpoint: CRITICAL");
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(line.starts_with("DKD CRITICAL - cannot connect"), "{line}");
+    let out = dkd()
+        .args([
+            "probe",
+            &url,
+            "--cert",
+            "/nonexistent.pem",
+            "--key",
+            &p("client-key.pem"),
+            "--ca",
+            &p("ca.pem"),
+        ])
+        .output()
+        .expect("probe");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "unreadable certificate: UNKNOWN"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("DKD UNKNOWN"));
+}
