@@ -519,7 +519,7 @@ pub fn import(
             changes.remove(&key.0, &key.1, !opts.purge)?;
             continue;
         }
-        changes.upsert(&c.person)?;
+        changes.upsert_validated(&c.person)?;
         gemeenten.insert(key.1.clone());
     }
     // Deletions (delta) and absences (full).

@@ -523,6 +523,12 @@ impl ChangeSet<'_> {
     /// Inserts or replaces a person's entries (one per gemeente in their AtlRelaties).
     pub fn upsert(&mut self, p: &Person) -> Result<(), StoreError> {
         p.validate().map_err(StoreError::Invalid)?;
+        self.upsert_validated(p)
+    }
+
+    /// [`ChangeSet::upsert`] for a person the caller has just validated (the import does, row by
+    /// row, with better messages): skips the second validation.
+    pub fn upsert_validated(&mut self, p: &Person) -> Result<(), StoreError> {
         for (gemeente, part) in split_by_gemeente(p) {
             let json = encode(&part)?;
             let key = record_key(&p.bsn, &gemeente);

@@ -130,10 +130,11 @@ struct Check {
 }
 
 impl Check {
-    fn add(&mut self, field: String, value: &str, r: Result<(), TypeError>) {
+    // Field paths are built only for failures: validation runs once per imported person.
+    fn add(&mut self, field: impl FnOnce() -> String, value: &str, r: Result<(), TypeError>) {
         if let Err(e) = r {
             self.errors.push(FieldError {
-                field,
+                field: field(),
                 value: value.to_owned(),
                 reason: e.0,
             });
@@ -141,30 +142,30 @@ impl Check {
     }
     fn opt(
         &mut self,
-        field: &str,
+        field: impl FnOnce() -> String,
         value: &Option<String>,
         f: impl Fn(&str) -> Result<(), TypeError>,
     ) {
         if let Some(v) = value {
-            self.add(field.to_owned(), v, f(v));
+            self.add(field, v, f(v));
         }
     }
-    fn bron(&mut self, prefix: &str, b: &Bron) {
+    fn bron(&mut self, prefix: impl Fn() -> String, b: &Bron) {
         if b.kolom > 99 {
             self.errors.push(FieldError {
-                field: format!("{prefix}.kolom"),
+                field: format!("{}.kolom", prefix()),
                 value: b.kolom.to_string(),
                 reason: "CdKolomSuwi must be 0-99".into(),
             });
         }
         self.add(
-            format!("{prefix}.partij"),
+            || format!("{}.partij", prefix()),
             &b.partij,
             check_four_digits("CdPartijSuwi", &b.partij),
         );
         if let Some(v) = &b.vestiging {
             self.add(
-                format!("{prefix}.vestiging"),
+                || format!("{}.vestiging", prefix()),
                 v,
                 check_four_digits("CdVestigingSuwi", v),
             );
@@ -178,25 +179,39 @@ impl Person {
     /// an integrator can fix a record in one go.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut c = Check { errors: Vec::new() };
-        c.opt("voornamen", &self.voornamen, |v| {
-            check_text("Voornamen", v, 200, true)
-        });
-        c.opt("voorletters", &self.voorletters, check_voorletters);
-        c.opt("voorvoegsel", &self.voorvoegsel, |v| {
-            check_text("Voorvoegsel", v, 10, true)
-        });
-        c.opt("achternaam", &self.achternaam, |v| {
-            check_text("SignificantDeelVanDeAchternaam", v, 200, true)
-        });
-        c.opt("geslacht", &self.geslacht, |v| {
-            if v.len() == 1 && v.bytes().all(|b| b.is_ascii_digit()) {
-                Ok(())
-            } else {
-                Err(TypeError("Geslacht must be one digit".into()))
-            }
-        });
+        c.opt(
+            || "voornamen".into(),
+            &self.voornamen,
+            |v| check_text("Voornamen", v, 200, true),
+        );
+        c.opt(
+            || "voorletters".into(),
+            &self.voorletters,
+            check_voorletters,
+        );
+        c.opt(
+            || "voorvoegsel".into(),
+            &self.voorvoegsel,
+            |v| check_text("Voorvoegsel", v, 10, true),
+        );
+        c.opt(
+            || "achternaam".into(),
+            &self.achternaam,
+            |v| check_text("SignificantDeelVanDeAchternaam", v, 200, true),
+        );
+        c.opt(
+            || "geslacht".into(),
+            &self.geslacht,
+            |v| {
+                if v.len() == 1 && v.bytes().all(|b| b.is_ascii_digit()) {
+                    Ok(())
+                } else {
+                    Err(TypeError("Geslacht must be one digit".into()))
+                }
+            },
+        );
         if let Some(b) = &self.bron {
-            c.bron("bron", b);
+            c.bron(|| "bron".into(), b);
         }
         if self.atl_relaties.is_empty() {
             c.errors.push(FieldError {
@@ -206,29 +221,39 @@ impl Person {
             });
         }
         for (i, r) in self.atl_relaties.iter().enumerate() {
-            let p = format!("atl_relaties[{i}]");
-            c.opt(&format!("{p}.arbeidsvermogen"), &r.arbeidsvermogen, |v| {
-                check_code("CdArbeidsvermogen", v, 2)
-            });
-            c.opt(&format!("{p}.doel_rv"), &r.doel_rv, |v| {
-                check_code("CdDoelRv", v, 1)
-            });
-            c.bron(&format!("{p}.bron"), &r.bron);
+            let p = || format!("atl_relaties[{i}]");
+            c.opt(
+                || format!("{}.arbeidsvermogen", p()),
+                &r.arbeidsvermogen,
+                |v| check_code("CdArbeidsvermogen", v, 2),
+            );
+            c.opt(
+                || format!("{}.doel_rv", p()),
+                &r.doel_rv,
+                |v| check_code("CdDoelRv", v, 1),
+            );
+            c.bron(|| format!("{}.bron", p()), &r.bron);
             for (j, v) in r.provisions.iter().enumerate() {
-                let q = format!("{p}.provisions[{j}]");
-                c.opt(&format!("{q}.registratienr"), &v.registratienr, |x| {
-                    check_text("RegistratienrRvGsd", x, 15, false)
-                });
-                c.opt(&format!("{q}.type_code"), &v.type_code, |x| {
-                    check_code("CdTypeRvGsd", x, 2)
-                });
-                c.opt(&format!("{q}.description"), &v.description, |x| {
-                    check_text("OmsRv", x, 100, false)
-                });
+                let q = || format!("{}.provisions[{j}]", p());
+                c.opt(
+                    || format!("{}.registratienr", q()),
+                    &v.registratienr,
+                    |x| check_text("RegistratienrRvGsd", x, 15, false),
+                );
+                c.opt(
+                    || format!("{}.type_code", q()),
+                    &v.type_code,
+                    |x| check_code("CdTypeRvGsd", x, 2),
+                );
+                c.opt(
+                    || format!("{}.description", q()),
+                    &v.description,
+                    |x| check_text("OmsRv", x, 100, false),
+                );
                 if let Some(e) = v.end {
                     if e < v.start {
                         c.errors.push(FieldError {
-                            field: format!("{q}.end"),
+                            field: format!("{}.end", q()),
                             value: e.as_str().into(),
                             reason: format!("end date is before start date {}", v.start.as_str()),
                         });
