@@ -121,10 +121,18 @@ start_dkd() {
   port=$("$LOAD" free-port)
   URL="https://127.0.0.1:$port/GSDDossierReintegratie-v0200"
   local store_path=$TMP/demo-store
-  [ "$store" = big ] && store_path=$ROOT/target/bench-store-1e6
+  if [ "$store" = big ]; then
+    # A copy per server start: dkd writes an audit record per request into its store, and the
+    # cached 10^6 store must stay as built.
+    store_path=$TMP/store-1e6
+    rm -rf "$store_path"
+    cp -r "$ROOT/target/bench-store-1e6" "$store_path"
+  fi
   (
     cd "$TMP"
     [ -n "${DKD_EXTRA_LOG:-}" ] && export DKD_LOG=$DKD_EXTRA_LOG
+    # The ops and admin listeners are not benchmarked; disabled so fixed ports cannot clash.
+    export DKD_OPS__LISTEN="" DKD_ADMIN__LISTEN=""
     export DKD_SERVER__LISTEN=127.0.0.1:$port DKD_TLS__CERT=$CERTS/server.pem \
       DKD_TLS__KEY=$CERTS/server-key.pem DKD_TLS__CLIENT_CA=$CERTS/ca.pem \
       DKD_SECURITY__SIGNING=$signing DKD_STORE__PATH=$store_path
