@@ -87,37 +87,7 @@ enum Command {
         demo: bool,
     },
     /// Send one GSDReintegratieInfo to any 2W-be-S endpoint, signed, and check the signed answer.
-    Call {
-        /// Endpoint URL, e.g. https://127.0.0.1:8443/GSDDossierReintegratie-v0200 (also wsa:To).
-        url: String,
-        /// The BSN to ask about.
-        #[arg(long)]
-        bsn: String,
-        /// CA bundle to trust for the server's TLS and signing certificates.
-        #[arg(long, default_value = "certs/dev/ca.pem")]
-        ca: PathBuf,
-        /// TLS client certificate (PEM); also the signing certificate unless --sign-cert is given.
-        #[arg(long, default_value = "certs/dev/client.pem")]
-        cert: PathBuf,
-        /// Its private key.
-        #[arg(long, default_value = "certs/dev/client-key.pem")]
-        key: PathBuf,
-        /// Signing certificate, if it differs from the TLS one.
-        #[arg(long, requires = "sign_key")]
-        sign_cert: Option<PathBuf>,
-        /// Its private key.
-        #[arg(long, requires = "sign_cert")]
-        sign_key: Option<PathBuf>,
-        /// Send the request unsigned (for endpoints with signing off or optional).
-        #[arg(long)]
-        unsigned: bool,
-        /// OIN for wsa:From; default: the one in the client certificate.
-        #[arg(long)]
-        from_oin: Option<String>,
-        /// Seconds to wait for the answer.
-        #[arg(long, default_value_t = 10)]
-        timeout: u64,
-    },
+    Call(CallArgs),
     /// Import a backoffice file (CSV or XML) into the verwijsindex, atomically.
     Import {
         /// The file.
@@ -247,29 +217,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, demo } => serve(config.as_deref(), demo),
-        Command::Call {
-            url,
-            bsn,
-            ca,
-            cert,
-            key,
-            sign_cert,
-            sign_key,
-            unsigned,
-            from_oin,
-            timeout,
-        } => call(CallArgs {
-            url,
-            bsn,
-            ca,
-            cert,
-            key,
-            sign_cert,
-            sign_key,
-            unsigned,
-            from_oin,
-            timeout,
-        }),
+        Command::Call(args) => call(args),
         Command::Import {
             file,
             format,
@@ -768,16 +716,36 @@ fn report(format: ReportFormat, common: &Common) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+#[derive(clap::Args)]
 struct CallArgs {
+    /// Endpoint URL, e.g. https://127.0.0.1:8443/GSDDossierReintegratie-v0200 (also wsa:To).
     url: String,
+    /// The BSN to ask about.
+    #[arg(long)]
     bsn: String,
+    /// CA bundle to trust for the server's TLS and signing certificates.
+    #[arg(long, default_value = "certs/dev/ca.pem")]
     ca: PathBuf,
+    /// TLS client certificate (PEM); also the signing certificate unless --sign-cert is given.
+    #[arg(long, default_value = "certs/dev/client.pem")]
     cert: PathBuf,
+    /// Its private key.
+    #[arg(long, default_value = "certs/dev/client-key.pem")]
     key: PathBuf,
+    /// Signing certificate, if it differs from the TLS one.
+    #[arg(long, requires = "sign_key")]
     sign_cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, requires = "sign_cert")]
     sign_key: Option<PathBuf>,
+    /// Send the request unsigned (for endpoints with signing off or optional).
+    #[arg(long)]
     unsigned: bool,
+    /// OIN for wsa:From; default: the one in the client certificate.
+    #[arg(long)]
     from_oin: Option<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 10)]
     timeout: u64,
 }
 
