@@ -27,6 +27,8 @@ pub const NS_GSD: &str = "http://bkwi.nl/SuwiML/Diensten/GSDDossierReintegratie/
 pub fn escape(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
+            // Never write a character XML forbids (it could only come from an echoed error).
+            c if !is_xml_char(c) => out.push('\u{FFFD}'),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -40,6 +42,7 @@ pub fn escape(s: &str, out: &mut String) {
 pub fn escape_attr(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
+            c if !is_xml_char(c) => out.push('\u{FFFD}'),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '"' => out.push_str("&quot;"),
@@ -234,17 +237,28 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
                 return Err(XmlError::TooDeep);
             }
             let ns = ns_of(resolved)?;
+            check_qname(s.name().as_ref())?;
             let local = String::from_utf8_lossy(s.local_name().as_ref()).into_owned();
             let mut attrs = Vec::new();
             for a in s.attributes().with_checks(true) {
                 let a = a.map_err(|e| malformed(&e))?;
                 let key = a.key;
+                check_qname(key.as_ref())?;
                 if key.as_namespace_binding().is_some() {
+                    // quick-xml binds the raw value; other parsers expand references first. Refuse
+                    // references in namespace names rather than disagree about them.
+                    if a.value.contains(&b'&') {
+                        return Err(XmlError::Malformed(
+                            "character or entity references in a namespace name are not accepted"
+                                .into(),
+                        ));
+                    }
                     continue;
                 }
                 let (r, l) = reader.resolve_attribute(key);
                 let ans = ns_of(r)?;
                 let value = a.unescape_value().map_err(|e| malformed(&e))?.into_owned();
+                check_chars(&value)?;
                 attrs.push(Attr {
                     ns: ans,
                     local: String::from_utf8_lossy(l.as_ref()).into_owned(),
@@ -340,7 +354,43 @@ fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
     }
 }
 
+/// Whether a character may appear in an XML 1.0 document.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+}
+
+fn check_chars(s: &str) -> Result<(), XmlError> {
+    match s.chars().find(|c| !is_xml_char(*c)) {
+        None => Ok(()),
+        Some(c) => Err(XmlError::Malformed(format!(
+            "character U+{:04X} is not allowed in XML",
+            c as u32
+        ))),
+    }
+}
+
+/// A QName dkd accepts: a non-empty local part, and a non-empty prefix when there is a colon.
+/// Other parsers disagree on anything else (found by fuzzing against uppsala), and a disagreement
+/// between the parser that answers and the one that checks signatures must not exist.
+fn check_qname(raw: &[u8]) -> Result<(), XmlError> {
+    let name = String::from_utf8_lossy(raw);
+    let parts: Vec<&str> = name.split(':').collect();
+    let ok = match parts.as_slice() {
+        [local] => !local.is_empty(),
+        [prefix, local] => !prefix.is_empty() && !local.is_empty(),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(XmlError::Malformed(format!(
+            "{name:?} is not a valid element or attribute name"
+        )))
+    }
+}
+
 fn push_text(stack: &mut [Element], s: &str) -> Result<(), XmlError> {
+    check_chars(s)?;
     match stack.last_mut() {
         Some(parent) => {
             if let Some(Node::Text(t)) = parent.children.last_mut() {
@@ -358,6 +408,31 @@ fn push_text(stack: &mut [Element], s: &str) -> Result<(), XmlError> {
 #[cfg(test)]
 mod parse_tests {
     use super::*;
+
+    #[test]
+    fn fuzz_findings_are_refused_consistently() {
+        // Regression tests for fuzz/regressions/: control characters, references in namespace
+        // names, names that are not QNames.
+        for bad in [
+            &b"<a>urn:&#x1;</a>"[..],
+            b"<a b=\"&#x0;\"/>",
+            b"<a xmlns=\"urn:&#x61;\"/>",
+            b"<a xmlns:p=\"urn:&amp;\"/>",
+            b"<xml:/>",
+            b"<:a/>",
+            b"<a:b:c xmlns:a=\"urn:a\"/>",
+            b"<a>\x01</a>",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(XmlError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let mut out = String::new();
+        escape("a\u{0}b\u{1}", &mut out);
+        assert_eq!(out, "a\u{FFFD}b\u{FFFD}");
+    }
 
     #[test]
     fn element_positions_give_lines() {

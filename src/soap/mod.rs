@@ -570,6 +570,34 @@ mod tests {
     }
 
     #[test]
+    fn fuzz_regressions_always_get_well_formed_answers() {
+        // fuzz/regressions/envelope: control characters echoed into RelatesTo/To or a fault text
+        // made the response unparseable.
+        let ep = endpoint(Store::temporary().expect("store"));
+        let mid = example_request(URL, OIN, "123456782", "urn:uuid:8")
+            .replace("urn:uuid:8", "urn:uuid:8&#x1;");
+        let from = example_request(URL, OIN, "123456782", "urn:uuid:9")
+            .replace("?oin=", "?x=&#x2;&amp;oin=");
+        for body in [mid.as_bytes(), from.as_bytes(), b"</\x00>", b"<a>\x01</a>"] {
+            let out = handle(
+                &ep,
+                Inbound {
+                    body,
+                    content_type: Some("text/xml"),
+                    soap_action: None,
+                    tls_oin: Some(OIN),
+                },
+            );
+            assert!(
+                crate::xml::parse(out.body.as_bytes()).is_ok(),
+                "{}",
+                out.body
+            );
+            assert_eq!(out.status, 500);
+        }
+    }
+
+    #[test]
     fn example_request_is_answered() {
         let out = call(&endpoint(Store::temporary().expect("store")), "123456782");
         assert_eq!(out.outcome, Outcome::NotFound, "{}", out.body);
