@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const SCHEMA_VERSION: u32 = 3;
 
 const KEY_SCHEMA_VERSION: &[u8] = b"schema_version";
+/// sled page cache size.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const P_RECORD: u8 = b'r';
 const P_MUTATION: u8 = b'm';
 const P_IMPORT: u8 = b'i';
@@ -210,15 +212,21 @@ pub fn split_by_gemeente(p: &Person) -> Vec<(String, Person)> {
 impl Store {
     /// Opens (creating if needed) the store in a directory.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(path).open().map_err(|e| match e {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("could not acquire lock") =>
-            {
-                StoreError::Locked(path.display().to_string())
-            }
-            other => StoreError::from(other),
-        })?;
+        // sled's default page cache is 1 GiB; point lookups need far less, and the RSS of a
+        // 10^6-person instance stays well under 300 MB with this.
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
+                    StoreError::Locked(path.display().to_string())
+                }
+                other => StoreError::from(other),
+            })?;
         Store::init(db)
     }
 
