@@ -27,7 +27,7 @@ pub const SCHEMA_VERSION: u32 = 3;
 
 const KEY_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// sled page cache size.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const CACHE_BYTES: u64 = 160 * 1024 * 1024;
 const P_RECORD: u8 = b'r';
 const P_MUTATION: u8 = b'm';
 const P_IMPORT: u8 = b'i';
@@ -213,7 +213,7 @@ impl Store {
     /// Opens (creating if needed) the store in a directory.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         // sled's default page cache is 1 GiB; point lookups need far less, and the RSS of a
-        // 10^6-person instance stays well under 300 MB with this.
+        // 10^6-person instance stays under 300 MB with this.
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(CACHE_BYTES)
