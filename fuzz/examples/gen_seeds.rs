@@ -58,8 +58,8 @@ fn main() {
         "elfproef.xml",
         &example_request(URL, OIN, "123456789", "urn:uuid:9"),
     );
-    let signed = signed_request(&signer, URL, OIN, found, MESSAGE_ID, dkd_fuzz::now())
-        .expect("sign");
+    let signed =
+        signed_request(&signer, URL, OIN, found, MESSAGE_ID, dkd_fuzz::now()).expect("sign");
     write("envelope", "signed.xml", &signed);
 
     // wssec: signed requests that verify at dkd_fuzz::now().
@@ -70,8 +70,8 @@ fn main() {
         .expect("signed");
     assert_eq!(v.signer_oin, OIN);
     write("wssec", "signed-found.xml", &signed);
-    let signed2 = signed_request(&signer, URL, OIN, "123456782", MESSAGE_ID, dkd_fuzz::now())
-        .expect("sign");
+    let signed2 =
+        signed_request(&signer, URL, OIN, "123456782", MESSAGE_ID, dkd_fuzz::now()).expect("sign");
     dkd_fuzz::verify_policy()
         .verify(&signed2, Some(OIN), Some(MESSAGE_ID), dkd_fuzz::now())
         .expect("the second signed seed verifies");

@@ -3,7 +3,12 @@ fn main() {
         let data = std::fs::read(&f).expect("read");
         let out = dkd::soap::handle(
             dkd_fuzz::endpoint(),
-            dkd::soap::Inbound { body: &data, content_type: Some("text/xml"), soap_action: None, tls_oin: Some(dkd_fuzz::OIN) },
+            dkd::soap::Inbound {
+                body: &data,
+                content_type: Some("text/xml"),
+                soap_action: None,
+                tls_oin: Some(dkd_fuzz::OIN),
+            },
         );
         println!("== {f}: {} {:?}\n{:?}", out.status, out.outcome, out.body);
     }

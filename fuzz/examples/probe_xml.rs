@@ -4,13 +4,14 @@ fn main() {
         let data = std::fs::read(&f).expect("read");
         println!("== {f}");
         match dkd::xml::parse(&data) {
-            Ok(e) => println!("dkd::xml: {:?}", dkd_fuzz::shape_dkd(&e, false)),
+            Ok(e) => println!("dkd::xml: {:?}", dkd_fuzz::shape_dkd(&e)),
             Err(e) => println!("dkd::xml: error: {e}"),
         }
         match std::str::from_utf8(&data).map(uppsala::parse) {
             Ok(Ok(doc)) => println!(
                 "uppsala:  {:?}",
-                doc.document_element().and_then(|r| dkd_fuzz::shape_uppsala(&doc, r))
+                doc.document_element()
+                    .and_then(|r| dkd_fuzz::shape_uppsala(&doc, r))
             ),
             Ok(Err(e)) => println!("uppsala:  error: {e}"),
             Err(e) => println!("uppsala:  not UTF-8: {e}"),

@@ -8,24 +8,6 @@
 use dkd::soap::{handle, Inbound, Outcome};
 use libfuzzer_sys::fuzz_target;
 
-/// Bugs already reported, skipped so a run can look for others: `DKD_FUZZ_KNOWN=nonxml-fault`
-/// (non-XML characters in fault responses) or `nonxml` (in any response). See FUZZING.md.
-enum Known {
-    None,
-    NonXmlInFaults,
-    NonXml,
-}
-
-fn known() -> &'static Known {
-    static K: std::sync::OnceLock<Known> = std::sync::OnceLock::new();
-    K.get_or_init(|| match std::env::var("DKD_FUZZ_KNOWN").as_deref() {
-        Ok("nonxml-fault") => Known::NonXmlInFaults,
-        Ok("nonxml") => Known::NonXml,
-        Ok(other) if !other.is_empty() => panic!("DKD_FUZZ_KNOWN={other}: expected nonxml-fault or nonxml"),
-        _ => Known::None,
-    })
-}
-
 fuzz_target!(|data: &[u8]| {
     let _ = dkd::xml::parse(data);
     let _ = dkd::soap::envelope::parse(data);
@@ -52,12 +34,7 @@ fuzz_target!(|data: &[u8]| {
         out.status,
         out.outcome
     );
-    let skip_chars = match known() {
-        Known::None => false,
-        Known::NonXmlInFaults => matches!(out.outcome, Outcome::Fault(_)),
-        Known::NonXml => true,
-    };
-    if let Some((at, c)) = dkd_fuzz::first_non_xml_char(&out.body).filter(|_| !skip_chars) {
+    if let Some((at, c)) = dkd_fuzz::first_non_xml_char(&out.body) {
         panic!(
             "response contains {c:?} at byte {at}, which no XML 1.0 document may contain:\n{}",
             out.body

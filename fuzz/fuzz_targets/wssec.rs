@@ -16,7 +16,14 @@ fuzz_target!(|data: &[u8]| {
         Some(dkd_fuzz::MESSAGE_ID),
         dkd_fuzz::now(),
     ) {
-        assert_eq!(v.signer_oin, dkd_fuzz::OIN, "accepted a signer that is not allowed");
-        assert!(!v.signature_value.is_empty(), "accepted an empty SignatureValue");
+        assert_eq!(
+            v.signer_oin,
+            dkd_fuzz::OIN,
+            "accepted a signer that is not allowed"
+        );
+        assert!(
+            !v.signature_value.is_empty(),
+            "accepted an empty SignatureValue"
+        );
     }
 });
