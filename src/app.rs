@@ -1,13 +1,13 @@
 //! Wiring: from a validated [`Config`] to a bound, ready-to-run server. Shared by `dkd serve` and
 //! the integration tests, so the tests exercise exactly what users run.
 
-use crate::config::{Config, GSD_PATH};
+use crate::config::{Config, Role, GSD_PATH, VI_PATH};
 use crate::http::admin::AdminState;
-use crate::http::server::{self, Limits, State};
+use crate::http::server::{self, Limits, Mount, State};
 use crate::http::{tls, wsdl::Documents};
 use crate::service::Service;
 use crate::soap::wssec::{ReplayCache, Signer, SigningMode, VerifyPolicy};
-use crate::soap::{Endpoint, Security};
+use crate::soap::{Endpoint, Role as EndpointRole, Security};
 use crate::store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +26,9 @@ pub enum StartError {
     /// The signing certificate or key is unusable.
     #[error("{0}")]
     Signer(#[from] crate::soap::wssec::SignerError),
+    /// The configuration cannot work (found only when the material is loaded).
+    #[error("{0}")]
+    Config(String),
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -50,6 +53,7 @@ pub struct App {
     )>,
     retention: crate::config::RetentionConfig,
     audit_days: u32,
+    push: Option<crate::push::Sender>,
 }
 
 /// The bound admin listener.
@@ -69,6 +73,8 @@ impl App {
 
     /// Like [`App::bind`] with an already opened store.
     pub async fn bind_with_store(cfg: &Config, store: Store) -> Result<App, StartError> {
+        let pushing = cfg.pushes();
+        let store = store.with_outbox(pushing);
         let tls_cfg = tls::server_config(
             &cfg.tls.cert,
             &cfg.tls.key,
@@ -91,16 +97,49 @@ impl App {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("https://{addr}{GSD_PATH}"));
+        let service = Service {
+            store,
+            dn: cfg.server.service_dn.clone(),
+            window_days: cfg.retention.window_days,
+        };
+        let (role, verwijsindex) = match cfg.role {
+            Role::Gemeente => (EndpointRole::Gemeente, None),
+            Role::Ib => {
+                let ib = Arc::new(ib_role(cfg, &service)?);
+                let url = cfg
+                    .ib
+                    .verwijsindex_url
+                    .clone()
+                    .unwrap_or_else(|| format!("https://{addr}{VI_PATH}"));
+                let gemeente_oins: Vec<String> = cfg
+                    .ib
+                    .gemeenten
+                    .iter()
+                    .flat_map(|g| g.oins.iter().cloned())
+                    .collect();
+                let endpoint = Endpoint {
+                    service: service.clone(),
+                    public_url: url.clone(),
+                    to_aliases: Vec::new(),
+                    allowed_oins: gemeente_oins.iter().cloned().collect(),
+                    security: security_for(cfg, &gemeente_oins)?.map(Arc::new),
+                    role: EndpointRole::IbVerwijsindex(ib.clone()),
+                };
+                let mount = Mount {
+                    endpoint,
+                    documents: Documents::verwijsindex(&url),
+                    path: public_url_path(&url, VI_PATH),
+                };
+                (EndpointRole::IbRouter(ib), Some(mount))
+            }
+        };
         let endpoint = Endpoint {
-            service: Service {
-                store,
-                dn: cfg.server.service_dn.clone(),
-                window_days: cfg.retention.window_days,
-            },
+            service,
             public_url: public_url.clone(),
             to_aliases: cfg.server.to_aliases.clone(),
             allowed_oins: cfg.auth.allowed_oins.iter().cloned().collect(),
             security: security(cfg)?.map(Arc::new),
+            role,
         };
         let limits = Limits {
             max_body_bytes: cfg.server.max_body_bytes,
@@ -110,7 +149,7 @@ impl App {
             max_connections: cfg.server.max_connections,
             shutdown_grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
         };
-        let path = public_url_path(&public_url);
+        let path = public_url_path(&public_url, GSD_PATH);
         let metrics = Arc::new(crate::ops::metrics::Metrics::default());
         let state = Arc::new(State {
             endpoint,
@@ -118,7 +157,13 @@ impl App {
             limits,
             path,
             metrics: metrics.clone(),
+            verwijsindex,
         });
+        let push = if pushing {
+            Some(push_sender(cfg, &state.endpoint.service.store)?)
+        } else {
+            None
+        };
         let admin = bind_admin(cfg, &state.endpoint.service.store).await?;
         let ops = if cfg.ops.listen.is_empty() {
             None
@@ -159,6 +204,7 @@ impl App {
             retention: cfg.retention.clone(),
             audit_days: cfg.audit.retention_days,
             addr,
+            push,
         })
     }
 
@@ -246,6 +292,10 @@ impl App {
                 }
             });
         }
+        if let Some(sender) = self.push {
+            tracing::info!(url = %sender.url, "pushing verwijsindex updates to the IB");
+            tokio::spawn(sender.run(stopped(stop_rx.clone())));
+        }
         let server = server::run(self.listener, self.acceptor, self.state, stopped(stop_rx));
         tokio::pin!(server);
         let r = tokio::select! {
@@ -309,6 +359,11 @@ async fn bind_admin(cfg: &Config, store: &Store) -> Result<Option<Admin>, StartE
 
 /// Builds the WS-Security setup from `[security]`, or `None` when signing is off.
 pub fn security(cfg: &Config) -> Result<Option<Security>, StartError> {
+    security_for(cfg, &cfg.auth.allowed_oins)
+}
+
+/// [`security`] for an endpoint with its own allow-list of callers.
+fn security_for(cfg: &Config, allowed: &[String]) -> Result<Option<Security>, StartError> {
     let mode = cfg.signing_mode();
     if mode == SigningMode::Off {
         return Ok(None);
@@ -326,9 +381,7 @@ pub fn security(cfg: &Config) -> Result<Option<Security>, StartError> {
     let verify = VerifyPolicy {
         mode,
         trust,
-        allowed_signer_oins: cfg
-            .auth
-            .allowed_oins
+        allowed_signer_oins: allowed
             .iter()
             .chain(&s.allowed_signer_oins)
             .cloned()
@@ -342,12 +395,116 @@ pub fn security(cfg: &Config) -> Result<Option<Security>, StartError> {
     Ok(Some(Security { verify, signer }))
 }
 
-/// The path part of the public URL (where the endpoint is routed), defaulting to the standard path.
-fn public_url_path(url: &str) -> String {
+/// The path part of a public URL (where the endpoint is routed), defaulting to the standard path.
+fn public_url_path(url: &str, default: &str) -> String {
     url.strip_prefix("https://")
         .and_then(|r| {
             r.find('/')
-                .map(|i| r[i..].split('?').next().unwrap_or(GSD_PATH).to_owned())
+                .map(|i| r[i..].split('?').next().unwrap_or(default).to_owned())
         })
-        .unwrap_or_else(|| GSD_PATH.to_owned())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The signer and the response check for dkd's own outgoing messages (routing, push), or
+/// `(None, None)` with signing off.
+fn outgoing_security(
+    cfg: &Config,
+    server_ca: &std::path::Path,
+) -> Result<(Option<Arc<Signer>>, Option<Arc<VerifyPolicy>>), StartError> {
+    if cfg.signing_mode() == SigningMode::Off {
+        return Ok((None, None));
+    }
+    let s = &cfg.security;
+    let signer = Signer::load(
+        s.sign_cert.as_ref().unwrap_or(&cfg.tls.cert),
+        s.sign_key.as_ref().unwrap_or(&cfg.tls.key),
+    )?;
+    let policy = VerifyPolicy {
+        mode: SigningMode::Required,
+        trust: tls::client_verifier(server_ca, &cfg.tls.crls)?,
+        allowed_signer_oins: Default::default(),
+        signer_must_match_tls: false,
+        any_signer: true,
+        clock_skew: time::Duration::seconds(s.clock_skew_secs as i64),
+        max_age: time::Duration::seconds(s.max_message_age_secs as i64),
+        replay: ReplayCache::new(1),
+    };
+    Ok((Some(Arc::new(signer)), Some(Arc::new(policy))))
+}
+
+/// The IB role from `[ib]`.
+fn ib_role(cfg: &Config, service: &Service) -> Result<crate::service::ib::Ib, StartError> {
+    use crate::service::ib::{Gemeente, Ib, IbSettings};
+    let ca = cfg.ib.gemeente_ca.as_ref().unwrap_or(&cfg.tls.client_ca);
+    let tls = tls::client_config(ca, &cfg.tls.cert, &cfg.tls.key)?;
+    let (signer, verify) = outgoing_security(cfg, ca)?;
+    let route_timeout = Duration::from_secs(cfg.ib.route_timeout_secs);
+    Ok(Ib {
+        store: service.store.clone(),
+        settings: IbSettings {
+            gemeenten: cfg
+                .ib
+                .gemeenten
+                .iter()
+                .map(|g| Gemeente {
+                    code: g.code.clone(),
+                    name: if g.name.is_empty() {
+                        format!("gemeente {}", g.code)
+                    } else {
+                        g.name.clone()
+                    },
+                    oins: g.oins.clone(),
+                    url: g.url.clone(),
+                    delivery: g.delivery,
+                })
+                .collect(),
+            clusters: cfg.ib.clusters.clone(),
+            reintegratie_cluster: cfg.ib.reintegratie_cluster.clone(),
+            route_timeout,
+            dn: cfg.server.service_dn.clone(),
+            window_days: cfg.retention.window_days,
+        },
+        forward: Arc::new(crate::http::forward::HttpForward {
+            tls: Arc::new(tls),
+            signer,
+            verify,
+            timeout: route_timeout,
+        }),
+    })
+}
+
+/// The outbox sender from `[push]`.
+fn push_sender(cfg: &Config, store: &Store) -> Result<crate::push::Sender, StartError> {
+    let p = &cfg.push;
+    let ca = p.server_ca.as_ref().unwrap_or(&cfg.tls.client_ca);
+    let tls = tls::client_config(ca, &cfg.tls.cert, &cfg.tls.key)?;
+    let (signer, verify) = outgoing_security(cfg, ca)?;
+    let from_address = match &p.from_address {
+        Some(a) => a.clone(),
+        None => {
+            let cert = tls::load_certs(&cfg.tls.cert)?;
+            let oin = cert
+                .first()
+                .and_then(|c| crate::certs::oin_of(c).ok().flatten())
+                .ok_or_else(|| {
+                    StartError::Config(format!(
+                        "push: {} carries no OIN in subject serialNumber; set push.from_address",
+                        cfg.tls.cert.display()
+                    ))
+                })?;
+            format!("https://{}/?oin={oin}", cfg.server.listen)
+        }
+    };
+    Ok(crate::push::Sender {
+        store: store.clone(),
+        url: p.url.clone(),
+        cluster: p.cluster.clone(),
+        from_address,
+        tls: Arc::new(tls),
+        signer,
+        verify,
+        timeout: Duration::from_secs(p.timeout_secs),
+        concurrency: p.concurrency,
+        max_backoff: Duration::from_secs(p.max_backoff_secs),
+    })
 }

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `gemeente` (default): answer GSDReintegratieInfo from the own store and push the index to
+    /// the IB; `ib`: play the Inlichtingenbureau (verwijsindex + routing).
+    pub role: Role,
     /// Listener, public address and limits.
     pub server: ServerConfig,
     /// TLS material.
@@ -35,6 +38,113 @@ pub struct Config {
     pub ops: OpsConfig,
     /// The audit trail.
     pub audit: AuditConfig,
+    /// Gemeente role: pushing the verwijsindex to the IB (the outbox).
+    pub push: PushConfig,
+    /// IB role: clusters, gemeenten and routing.
+    pub ib: IbConfig,
+}
+
+/// Which side of the chain this instance plays.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A gemeente's endpoint.
+    #[default]
+    Gemeente,
+    /// The Inlichtingenbureau.
+    Ib,
+}
+
+/// `[push]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// The IB's IBVerwijsindex-v0300 endpoint; empty: no push (and no outbox).
+    pub url: String,
+    /// `CdClusteringIb` of the re-integratie cluster (to confirm against the IB's documents).
+    pub cluster: String,
+    /// Per delivery attempt.
+    pub timeout_secs: u64,
+    /// Deliveries in flight at once (never two for the same BSN and gemeente).
+    pub concurrency: usize,
+    /// The longest wait between retries while the IB is unreachable.
+    pub max_backoff_secs: u64,
+    /// CA bundle the IB's server (and signing) certificate must chain to. Default: `tls.client_ca`.
+    pub server_ca: Option<PathBuf>,
+    /// `wsa:From` address on updates. Default: `https://<server.listen>/?oin=<OIN of tls.cert>`.
+    pub from_address: Option<String>,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            url: String::new(),
+            cluster: "04".into(),
+            timeout_secs: 10,
+            concurrency: 4,
+            max_backoff_secs: 300,
+            server_ca: None,
+            from_address: None,
+        }
+    }
+}
+
+/// `[ib]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IbConfig {
+    /// Known `CdClusteringIb` codes (not public: confirm against the IB's documents).
+    pub clusters: Vec<String>,
+    /// The cluster whose entries route GSDReintegratieInfo.
+    pub reintegratie_cluster: String,
+    /// How long one gemeente may take to answer a routed question.
+    pub route_timeout_secs: u64,
+    /// CA bundle the gemeenten's server and signing certificates must chain to. Default: `tls.client_ca`.
+    pub gemeente_ca: Option<PathBuf>,
+    /// The URL gemeenten use for IBVerwijsindex. Default: `https://<server.listen>/IBVerwijsindex-v0300`.
+    pub verwijsindex_url: Option<String>,
+    /// A batch delivery older than this many days is flagged stale.
+    pub stale_after_days: u32,
+    /// The gemeenten.
+    pub gemeenten: Vec<IbGemeenteConfig>,
+}
+
+impl Default for IbConfig {
+    fn default() -> Self {
+        IbConfig {
+            clusters: ["01", "02", "03", "04", "05"].map(String::from).to_vec(),
+            reintegratie_cluster: "04".into(),
+            route_timeout_secs: 5,
+            gemeente_ca: None,
+            verwijsindex_url: None,
+            stale_after_days: 35,
+            gemeenten: Vec::new(),
+        }
+    }
+}
+
+/// `[[ib.gemeenten]]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IbGemeenteConfig {
+    /// CBS gemeentecode, four digits.
+    pub code: String,
+    /// Name, for reports.
+    #[serde(default)]
+    pub name: String,
+    /// OINs allowed to send IBVerwijsindex updates for it.
+    #[serde(default)]
+    pub oins: Vec<String>,
+    /// Its GSDDossierReintegratie endpoint (webservice delivery).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `webservice` (default) or `batch`.
+    #[serde(default = "default_delivery")]
+    pub delivery: crate::service::ib::Delivery,
+}
+
+fn default_delivery() -> crate::service::ib::Delivery {
+    crate::service::ib::Delivery::Webservice
 }
 
 /// `[ops]`
@@ -305,6 +415,8 @@ impl Default for LogConfig {
 
 /// The path of the GSDDossierReintegratie endpoint.
 pub const GSD_PATH: &str = "/GSDDossierReintegratie-v0200";
+/// Where the IB role serves IBVerwijsindex.
+pub const VI_PATH: &str = "/IBVerwijsindex-v0300";
 
 /// A configuration problem, with enough context to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -359,6 +471,9 @@ impl Config {
                 continue;
             };
             let Some((section, key)) = rest.split_once("__") else {
+                if rest.eq_ignore_ascii_case("role") {
+                    table.insert("role".into(), toml::Value::String(v.to_ascii_lowercase()));
+                }
                 continue;
             };
             let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
@@ -461,6 +576,64 @@ impl Config {
                 return bad(format!("allowed OINs: {oin:?} is not a 20-digit OIN"));
             }
         }
+        if !self.push.url.is_empty() && !self.push.url.starts_with("https://") {
+            return bad(format!(
+                "push.url {:?} must be an https:// URL",
+                self.push.url
+            ));
+        }
+        if self.push.cluster.is_empty() || self.push.cluster.chars().count() > 2 {
+            return bad("push.cluster must be 1-2 characters (CdClusteringIb)".into());
+        }
+        if self.push.concurrency == 0 || self.push.timeout_secs == 0 {
+            return bad("push.concurrency and push.timeout_secs must be at least 1".into());
+        }
+        for c in &self.ib.clusters {
+            if c.is_empty() || c.chars().count() > 2 {
+                return bad(format!("ib.clusters: {c:?} must be 1-2 characters"));
+            }
+        }
+        if !self.ib.clusters.contains(&self.ib.reintegratie_cluster) {
+            return bad(format!(
+                "ib.reintegratie_cluster {:?} is not in ib.clusters",
+                self.ib.reintegratie_cluster
+            ));
+        }
+        if self.ib.route_timeout_secs == 0 {
+            return bad("ib.route_timeout_secs must be at least 1".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for g in &self.ib.gemeenten {
+            if g.code.len() != 4 || !g.code.bytes().all(|b| b.is_ascii_digit()) {
+                return bad(format!("ib.gemeenten: code {:?} must be 4 digits", g.code));
+            }
+            if !seen.insert(&g.code) {
+                return bad(format!("ib.gemeenten: gemeente {} appears twice", g.code));
+            }
+            match (&g.url, g.delivery) {
+                (Some(u), _) if !u.starts_with("https://") => {
+                    return bad(format!(
+                        "ib.gemeenten {}: url {u:?} must be https://",
+                        g.code
+                    ))
+                }
+                (None, crate::service::ib::Delivery::Webservice) => {
+                    return bad(format!(
+                        "ib.gemeenten {}: a webservice gemeente needs a url",
+                        g.code
+                    ))
+                }
+                _ => {}
+            }
+            for oin in &g.oins {
+                if oin.len() != 20 || !oin.bytes().all(|b| b.is_ascii_digit()) {
+                    return bad(format!(
+                        "ib.gemeenten {}: {oin:?} is not a 20-digit OIN",
+                        g.code
+                    ));
+                }
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(format!(
                 "log.level {:?} is not a valid filter",
@@ -471,6 +644,10 @@ impl Config {
     }
 
     /// The signing mode in force (`required` unless configured).
+    pub fn pushes(&self) -> bool {
+        self.role == Role::Gemeente && !self.push.url.is_empty()
+    }
+
     pub fn signing_mode(&self) -> crate::soap::wssec::SigningMode {
         self.security
             .signing

@@ -46,7 +46,7 @@ impl Backend {
     /// Opens the store, or finds the server that holds it.
     pub fn open(cfg: &crate::config::Config) -> Result<Backend, ControlError> {
         match Store::open(&cfg.store.path) {
-            Ok(s) => Ok(Backend::Local(s)),
+            Ok(s) => Ok(Backend::Local(s.with_outbox(cfg.pushes()))),
             Err(StoreError::Locked(p)) => match cfg.admin.listen.parse::<SocketAddr>() {
                 Ok(a) if a.ip().is_loopback() && a.port() != 0 => Ok(Backend::Remote(a)),
                 _ => Err(ControlError {
@@ -180,6 +180,22 @@ impl Backend {
                     "/sweep"
                 },
             ),
+        }
+    }
+
+    /// `dkd sync`: the outbox status, or one of its actions.
+    pub fn sync(
+        &self,
+        action: crate::push::SyncAction,
+    ) -> Result<crate::push::SyncReport, ControlError> {
+        use crate::push::SyncAction;
+        match self {
+            Backend::Local(s) => Ok(crate::push::sync(s, action)?),
+            Backend::Remote(a) => match action {
+                SyncAction::Status => json(*a, "GET", "/sync"),
+                SyncAction::RetryParked => json(*a, "POST", "/sync/retry-parked"),
+                SyncAction::Full => json(*a, "POST", "/sync/full"),
+            },
         }
     }
 

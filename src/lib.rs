@@ -15,6 +15,7 @@ pub mod http;
 pub mod import;
 pub mod ops;
 pub mod probe;
+pub mod push;
 pub mod report;
 pub mod service;
 pub mod soap;

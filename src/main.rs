@@ -128,6 +128,25 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The outbox of IBVerwijsindex updates to the IB: status (default), retry parked entries, or
+    /// queue the whole index again. Exit 0; 1 when entries are parked (with --status).
+    Sync {
+        /// Print pending, parked and the oldest pending age (the default).
+        #[arg(long, conflicts_with_all = ["retry_parked", "full"])]
+        status: bool,
+        /// Put every parked entry back in the queue (as what the index says now).
+        #[arg(long, conflicts_with = "full")]
+        retry_parked: bool,
+        /// Queue "present" for every entry in the index: the reconciliation to run when the IB
+        /// reports an incomplete index.
+        #[arg(long)]
+        full: bool,
+        /// Output as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// The gemeente's own Aanlevermonitor: persons, mutation dates, last import, leaving soon.
     Report {
         /// Output format.
@@ -228,6 +247,13 @@ fn main() -> ExitCode {
             common,
         } => import(&file, format, mode, gemeente, dry_run, strict, &common),
         Command::Sweep { dry_run, common } => sweep(dry_run, &common),
+        Command::Sync {
+            status: _,
+            retry_parked,
+            full,
+            json,
+            common,
+        } => sync(retry_parked, full, json, &common),
         Command::Toets { bsn, datum, common } => toets(&bsn, datum.as_deref(), &common),
         Command::Report { format, common } => report(format, &common),
         Command::DemoFile { persons, out } => demo_file(persons, &out),
@@ -628,6 +654,69 @@ fn sweep(dry_run: bool, common: &Common) -> ExitCode {
     }
 }
 
+fn sync(retry_parked: bool, full: bool, as_json: bool, common: &Common) -> ExitCode {
+    use dkd::push::SyncAction;
+    let (cfg, backend) = match open_store(common) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let action = if retry_parked {
+        SyncAction::RetryParked
+    } else if full {
+        SyncAction::Full
+    } else {
+        SyncAction::Status
+    };
+    let r = match backend.sync(action) {
+        Ok(r) => r,
+        Err(e) => return control_fail(&e),
+    };
+    if as_json {
+        println!("{}", serde_json::json!(r));
+    } else {
+        match action {
+            SyncAction::RetryParked => println!("{} parked entries queued again", r.queued),
+            SyncAction::Full => println!(
+                "{} entries queued: the whole index will be sent again",
+                r.queued
+            ),
+            SyncAction::Status => {}
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let age = r
+            .status
+            .oldest_pending_at
+            .map(|t| format!("{} s", (now - t).max(0)))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "pending {}   parked {}   oldest pending {}   delivered {}",
+            r.status.pending, r.status.parked, age, r.status.sent
+        );
+        if let Some(e) = &r.status.last_error {
+            println!("last error: {e}");
+        }
+        if !cfg.pushes() {
+            println!(
+                "note: push.url is not set: nothing is sent (and index changes are not queued)"
+            );
+        }
+        for p in &r.parked {
+            println!(
+                "parked: BSN {} gemeente {} IndDkd {}: {}",
+                p.bsn.masked(),
+                p.gemeente,
+                p.ind.code(),
+                p.last_error.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    if action == SyncAction::Status && r.status.parked > 0 {
+        ExitCode::from(exit::FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> ExitCode {
     const ERROR: u8 = 2;
     let bsn = match dkd::suwiml::types::Bsn::parse(bsn) {
@@ -894,6 +983,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(exit::STORE, &format!("{}: {e}", cfg.store.path.display())),
     };
+    store.set_outbox(cfg.pushes());
     if demo && store.is_empty() {
         let today = time::OffsetDateTime::now_utc().date();
         let people = dkd::demo::generate(dkd::demo::DEMO_PERSONS, today);
@@ -932,6 +1022,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
             Err(e @ StartError::Signer(_)) => return fail(exit::TLS, &e.to_string()),
             Err(e @ StartError::Store(_)) => return fail(exit::STORE, &e.to_string()),
             Err(e @ StartError::Bind { .. }) => return fail(exit::BIND, &e.to_string()),
+            Err(e @ StartError::Config(_)) => return fail(exit::CONFIG, &e.to_string()),
         };
         print_banner(&app, &cfg, demo);
         tracing::info!(listen = %app.local_addr(), url = app.public_url(), "dkd serving");

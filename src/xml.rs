@@ -21,6 +21,8 @@ pub const NS_WSSE11: &str = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity
 pub const NS_FWI: &str = "http://bkwi.nl/SuwiML/FWI/v0205";
 /// GSDDossierReintegratie v0200 body namespace.
 pub const NS_GSD: &str = "http://bkwi.nl/SuwiML/Diensten/GSDDossierReintegratie/v0200";
+/// IBVerwijsindex v0300 body namespace.
+pub const NS_VI: &str = "http://bkwi.nl/SuwiML/Diensten/IBVerwijsindex/v0300";
 
 /// Escapes text content exactly as exclusive C14N does, so that what dkd writes is already in
 /// canonical form and can be digested without re-canonicalising.

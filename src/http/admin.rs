@@ -80,6 +80,26 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
                 Err(e) => internal(&e),
             }
         }
+        (method, p) if p == "/sync" || p.starts_with("/sync/") => {
+            use crate::push::SyncAction;
+            let action = match (method, p) {
+                (hyper::Method::GET, "/sync") => SyncAction::Status,
+                (hyper::Method::POST, "/sync/retry-parked") => SyncAction::RetryParked,
+                (hyper::Method::POST, "/sync/full") => SyncAction::Full,
+                _ => {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        "use GET /sync, POST /sync/retry-parked or POST /sync/full",
+                    )
+                }
+            };
+            let store = state.store.clone();
+            match tokio::task::spawn_blocking(move || crate::push::sync(&store, action)).await {
+                Ok(Ok(r)) => reply(StatusCode::OK, json!(r)),
+                Ok(Err(e)) => internal(&e),
+                Err(e) => internal(&e),
+            }
+        }
         (hyper::Method::GET, "/audit") => {
             let since = query(q, "since").and_then(|s| s.parse().ok()).unwrap_or(0);
             match state
@@ -166,7 +186,7 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
         }
         _ => error(
             StatusCode::NOT_FOUND,
-            "use /persons/{bsn}, /imports, /report, /toets/{bsn}, /sweep, /audit",
+            "use /persons/{bsn}, /imports, /report, /toets/{bsn}, /sweep, /audit, /sync",
         ),
     }
 }

@@ -3,7 +3,9 @@
 
 use super::tls::peer_oin;
 use super::wsdl::Documents;
-use crate::soap::{self, fault::SoapError, Endpoint, Inbound};
+use crate::soap::{
+    self, fault::SoapError, Answer, Endpoint, Inbound, Request as SoapRequest, Role,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -45,6 +47,27 @@ pub struct State {
     pub path: String,
     /// Request metrics, read by the ops listener.
     pub metrics: Arc<crate::ops::metrics::Metrics>,
+    /// IB role: IBVerwijsindex, served beside GSDDossierReintegratie on the same listener.
+    pub verwijsindex: Option<Mount>,
+}
+
+/// A further endpoint on the listener.
+pub struct Mount {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Its WSDL and XSDs.
+    pub documents: Documents,
+    /// Its path.
+    pub path: String,
+}
+
+impl State {
+    fn mount(&self, verwijsindex: bool) -> (&Endpoint, &Documents) {
+        match (&self.verwijsindex, verwijsindex) {
+            (Some(m), true) => (&m.endpoint, &m.documents),
+            _ => (&self.endpoint, &self.documents),
+        }
+    }
 }
 
 /// Serves until `shutdown` completes. Takes a bound listener so tests can use port 0.
@@ -169,15 +192,25 @@ async fn route(
     oin: Option<Arc<str>>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    if req.uri().path() != state.path {
-        return text(
-            StatusCode::NOT_FOUND,
-            "not found: the endpoint is at /GSDDossierReintegratie-v0200\n",
-        );
-    }
+    let path = req.uri().path();
+    let vi = match &state.verwijsindex {
+        _ if path == state.path => false,
+        Some(m) if path == m.path => true,
+        other => {
+            let mut paths = state.path.clone();
+            if let Some(m) = other {
+                paths.push_str(" and ");
+                paths.push_str(&m.path);
+            }
+            return text(
+                StatusCode::NOT_FOUND,
+                &format!("not found: the endpoints are at {paths}\n"),
+            );
+        }
+    };
     match *req.method() {
-        hyper::Method::GET => documents(&state, req.uri().query()),
-        hyper::Method::POST => soap_post(state, oin, req).await,
+        hyper::Method::GET => documents(state.mount(vi).1, req.uri().query()),
+        hyper::Method::POST => soap_post(state, vi, oin, req).await,
         _ => {
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -192,10 +225,10 @@ async fn route(
     }
 }
 
-fn documents(state: &State, query: Option<&str>) -> Response<Full<Bytes>> {
+fn documents(docs: &Documents, query: Option<&str>) -> Response<Full<Bytes>> {
     match query {
-        Some(q) if q.eq_ignore_ascii_case("wsdl") => xml(200, state.documents.wsdl.clone()),
-        Some(q) if q.starts_with("xsd=") => match state.documents.xsd(&q[4..]) {
+        Some(q) if q.eq_ignore_ascii_case("wsdl") => xml(200, docs.wsdl.clone()),
+        Some(q) if q.starts_with("xsd=") => match docs.xsd(&q[4..]) {
             Some(d) => xml(200, d.to_owned()),
             None => text(StatusCode::NOT_FOUND, "unknown schema\n"),
         },
@@ -206,12 +239,52 @@ fn documents(state: &State, query: Option<&str>) -> Response<Full<Bytes>> {
     }
 }
 
+/// A request's parts, owned so they can move to another thread.
+struct OwnedInbound {
+    body: Bytes,
+    content_type: Option<String>,
+    soap_action: Option<String>,
+    tls_oin: Option<Arc<str>>,
+}
+
+impl OwnedInbound {
+    fn get(&self) -> Inbound<'_> {
+        Inbound {
+            body: &self.body,
+            content_type: self.content_type.as_deref(),
+            soap_action: self.soap_action.as_deref(),
+            tls_oin: self.tls_oin.as_deref(),
+        }
+    }
+}
+
+/// Runs SOAP work for an endpoint: signing and verifying are pure CPU (an RSA operation each),
+/// so with security on it runs off the async workers, where slow crypto cannot stall accepting and
+/// reading. A panic comes back as `Err`.
+async fn cpu<T: Send + 'static>(
+    state: &Arc<State>,
+    vi: bool,
+    f: impl FnOnce(&Endpoint) -> T + Send + 'static,
+) -> Result<T, ()> {
+    let st = state.clone();
+    let job = move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(st.mount(vi).0))).map_err(|_| ())
+    };
+    if state.mount(vi).0.security.is_some() {
+        tokio::task::spawn_blocking(job).await.unwrap_or(Err(()))
+    } else {
+        job()
+    }
+}
+
 async fn soap_post(
     state: Arc<State>,
+    vi: bool,
     oin: Option<Arc<str>>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
+    let ep = state.mount(vi).0;
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -224,59 +297,69 @@ async fn soap_post(
     let declared = header("content-length").and_then(|v| v.parse::<u64>().ok());
     let out = if declared.is_some_and(|n| n > limit as u64) {
         // Refuse before reading: the client learns at once, and we read nothing.
-        let mut r = soap::reject(&state.endpoint, &SoapError::TooLarge(limit));
+        let mut r = soap::reject(ep, &SoapError::TooLarge(limit));
         r.from_oin = None;
         r
     } else {
         let body = Limited::new(req.into_body(), limit);
         match tokio::time::timeout(state.limits.body_read_timeout, body.collect()).await {
             Err(_) => soap::reject(
-                &state.endpoint,
+                ep,
                 &SoapError::BodyTimeout(state.limits.body_read_timeout.as_secs()),
             ),
             Ok(Err(e))
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
-                soap::reject(&state.endpoint, &SoapError::TooLarge(limit))
+                soap::reject(ep, &SoapError::TooLarge(limit))
             }
             Ok(Err(e)) => {
                 tracing::info!(error = %e, "request body could not be read");
                 soap::reject(
-                    &state.endpoint,
+                    ep,
                     &SoapError::InvalidEnvelope("the request body could not be read".into()),
                 )
             }
             Ok(Ok(collected)) => {
-                let bytes = collected.to_bytes();
-                let st = state.clone();
-                let (ct, sa, tls_oin) = (content_type.clone(), soap_action.clone(), oin.clone());
-                let job = move || {
-                    let inbound = Inbound {
-                        body: &bytes,
-                        content_type: ct.as_deref(),
-                        soap_action: sa.as_deref(),
-                        tls_oin: tls_oin.as_deref(),
-                    };
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        soap::handle(&st.endpoint, inbound)
-                    }))
+                let owned = OwnedInbound {
+                    body: collected.to_bytes(),
+                    content_type: content_type.clone(),
+                    soap_action: soap_action.clone(),
+                    tls_oin: oin.clone(),
                 };
-                // Signing and verifying are pure CPU (an RSA operation each): keep them off the
-                // async workers so slow crypto cannot stall accepting and reading.
-                let result = if state.endpoint.security.is_some() {
-                    tokio::task::spawn_blocking(job)
-                        .await
-                        .unwrap_or_else(|_| Err(Box::new(())))
-                } else {
-                    job()
-                };
-                match result {
-                    Ok(out) => out,
-                    Err(_) => soap::reject(
-                        &state.endpoint,
+                let internal = || {
+                    soap::reject(
+                        ep,
                         &SoapError::Internal("panic while handling a request".into()),
-                    ),
+                    )
+                };
+                match &ep.role {
+                    Role::IbRouter(ib) => {
+                        match cpu(&state, vi, move |ep| soap::accept(ep, owned.get())).await {
+                            Err(()) => internal(),
+                            Ok(Err(refused)) => refused,
+                            Ok(Ok(acc)) => {
+                                let reply = match &acc.request {
+                                    SoapRequest::Gsd(bsn) => {
+                                        let from =
+                                            acc.from_address().unwrap_or_default().to_owned();
+                                        ib.reintegratie_info(bsn, &from).await
+                                    }
+                                    SoapRequest::Verwijsindex(_) => {
+                                        return xml(500, internal().body);
+                                    }
+                                };
+                                cpu(&state, vi, move |ep| {
+                                    soap::respond(ep, acc, Answer::Gsd(reply))
+                                })
+                                .await
+                                .unwrap_or_else(|()| internal())
+                            }
+                        }
+                    }
+                    _ => cpu(&state, vi, move |ep| soap::handle(ep, owned.get()))
+                        .await
+                        .unwrap_or_else(|()| internal()),
                 }
             }
         }
@@ -286,7 +369,7 @@ async fn soap_post(
         _ => "",
     };
     tracing::info!(
-        operation = "GSDReintegratieInfo",
+        operation = ep.operation(),
         oin = oin.as_deref().unwrap_or("-"),
         from_oin = out.from_oin.as_deref().unwrap_or("-"),
         message_id = out.message_id.as_deref().unwrap_or("-"),
@@ -299,7 +382,7 @@ async fn soap_post(
     );
     let elapsed = started.elapsed().as_secs_f64();
     state.metrics.record(
-        "GSDReintegratieInfo",
+        ep.operation(),
         out.outcome.label(),
         (!code.is_empty()).then_some(code),
         oin.as_deref().unwrap_or("-"),
@@ -307,7 +390,7 @@ async fn soap_post(
     );
     let audit = crate::store::AuditRecord {
         at: time::OffsetDateTime::now_utc().unix_timestamp(),
-        operation: "GSDReintegratieInfo".into(),
+        operation: ep.operation().into(),
         tls_oin: oin.as_deref().map(str::to_owned),
         from_oin: out.from_oin.clone(),
         message_id: out.message_id.clone(),
@@ -315,7 +398,7 @@ async fn soap_post(
         outcome: out.outcome.label().into(),
         code: (!code.is_empty()).then(|| code.to_owned()),
     };
-    if let Err(e) = state.endpoint.service.store.record_audit(&audit) {
+    if let Err(e) = ep.service.store.record_audit(&audit) {
         tracing::error!(error = %e, "audit record could not be written");
     }
     let close = matches!(

@@ -14,6 +14,20 @@ const GSD_XSDS: [(&str, &str); 3] = [
 ];
 const GSD_WSDL: &str = include_str!("../../wsdl/GSDDossierReintegratie-v0200.wsdl");
 const PLACEHOLDER: &str = "https://dkd.example/GSDDossierReintegratie-v0200";
+/// The XSD files the IBVerwijsindex WSDL imports.
+const VI_XSDS: [(&str, &str); 3] = [
+    (
+        "IBVerwijsindex-v0300.xsd",
+        include_str!("../../wsdl/IBVerwijsindex-v0300.xsd"),
+    ),
+    (
+        "SuwiML-Basisschema-v0801.xsd",
+        include_str!("../../wsdl/SuwiML-Basisschema-v0801.xsd"),
+    ),
+    ("FWI-v0205.xsd", include_str!("../../wsdl/FWI-v0205.xsd")),
+];
+const VI_WSDL: &str = include_str!("../../wsdl/IBVerwijsindex-v0300.wsdl");
+const VI_PLACEHOLDER: &str = "https://dkd.example/IBVerwijsindex-v0300";
 
 /// The documents of one service, rendered once at start-up.
 #[derive(Debug, Clone)]
@@ -29,9 +43,23 @@ impl Documents {
     /// URL, and every `schemaLocation="X.xsd"` becomes `URL?xsd=X.xsd`, so a toolkit loading the
     /// WSDL fetches the imports from dkd.
     pub fn gsd(public_url: &str) -> Documents {
+        Documents::render(GSD_WSDL, PLACEHOLDER, &GSD_XSDS, public_url)
+    }
+
+    /// The IBVerwijsindex documents (IB role), rendered the same way.
+    pub fn verwijsindex(public_url: &str) -> Documents {
+        Documents::render(VI_WSDL, VI_PLACEHOLDER, &VI_XSDS, public_url)
+    }
+
+    fn render(
+        wsdl: &str,
+        placeholder: &str,
+        xsds: &[(&'static str, &str)],
+        public_url: &str,
+    ) -> Documents {
         let rewrite = |doc: &str| {
-            let mut s = doc.replace(PLACEHOLDER, public_url);
-            for (name, _) in GSD_XSDS {
+            let mut s = doc.replace(placeholder, public_url);
+            for (name, _) in xsds {
                 s = s.replace(
                     &format!("schemaLocation=\"{name}\""),
                     &format!("schemaLocation=\"{public_url}?xsd={name}\""),
@@ -40,8 +68,8 @@ impl Documents {
             s
         };
         Documents {
-            wsdl: rewrite(GSD_WSDL),
-            xsds: GSD_XSDS.iter().map(|(n, d)| (*n, rewrite(d))).collect(),
+            wsdl: rewrite(wsdl),
+            xsds: xsds.iter().map(|(n, d)| (*n, rewrite(d))).collect(),
         }
     }
 
@@ -69,5 +97,11 @@ mod tests {
         let xsd = d.xsd("GSDDossierReintegratie-v0200.xsd").expect("served");
         assert!(xsd.contains("?xsd=SuwiML-Basisschema-v0801.xsd\""));
         assert!(d.xsd("../etc/passwd").is_none());
+        let v = Documents::verwijsindex("https://ib.example/IBVerwijsindex-v0300");
+        assert!(v
+            .wsdl
+            .contains("location=\"https://ib.example/IBVerwijsindex-v0300\""));
+        assert!(v.wsdl.contains("?xsd=IBVerwijsindex-v0300.xsd\""));
+        assert!(v.xsd("IBVerwijsindex-v0300.xsd").is_some());
     }
 }

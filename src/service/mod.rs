@@ -1,6 +1,7 @@
 //! The operations: typed request in, typed reply out. No XML, no sockets; the store is the only
 //! dependency.
 
+pub mod ib;
 pub mod retention;
 
 use crate::store::Store;

@@ -2,12 +2,16 @@
 //! WS-Addressing, the header policy, authorisation by OIN and faults live here; the operation is
 //! delegated to `service`. No sockets, no hyper, no sled.
 
+pub mod client;
 pub mod envelope;
 pub mod fault;
 pub mod wssec;
 
+use crate::service::ib::Ib;
 use crate::service::Service;
 use crate::suwiml::gsd::{self, BodyError, Reply};
+use crate::suwiml::types::Bsn;
+use crate::suwiml::verwijsindex as vi;
 use crate::xml::{escape, NS_SOAP11, NS_WSA, NS_WSSE, NS_WSU};
 use envelope::{is_absolute_uri, oin_from_address, Addressing, WSA_ANONYMOUS};
 use fault::{describe, SoapError};
@@ -29,6 +33,111 @@ pub struct Endpoint {
     pub allowed_oins: HashSet<String>,
     /// WS-Security: request verification and response signing; `None` when signing is off.
     pub security: Option<std::sync::Arc<Security>>,
+    /// Which service this endpoint is, in which role.
+    pub role: Role,
+}
+
+/// What an endpoint serves.
+#[derive(Clone)]
+pub enum Role {
+    /// The gemeente's GSDDossierReintegratie: answered from its own store.
+    Gemeente,
+    /// The IB's GSDDossierReintegratie: routed to the gemeenten. The operation waits on the
+    /// network, so the transport runs it between [`accept`] and [`respond`].
+    IbRouter(std::sync::Arc<Ib>),
+    /// The IB's IBVerwijsindex: the gemeenten's updates.
+    IbVerwijsindex(std::sync::Arc<Ib>),
+}
+
+impl Role {
+    fn is_verwijsindex(&self) -> bool {
+        matches!(self, Role::IbVerwijsindex(_))
+    }
+}
+
+impl Endpoint {
+    /// The operation's name, for logs, metrics and the audit trail.
+    pub fn operation(&self) -> &'static str {
+        if self.role.is_verwijsindex() {
+            "IBVerwijsindex"
+        } else {
+            "GSDReintegratieInfo"
+        }
+    }
+
+    fn request_action(&self) -> &'static str {
+        if self.role.is_verwijsindex() {
+            vi::ACTION_REQUEST
+        } else {
+            gsd::ACTION_REQUEST
+        }
+    }
+
+    fn response_action(&self) -> &'static str {
+        if self.role.is_verwijsindex() {
+            vi::ACTION_RESPONSE
+        } else {
+            gsd::ACTION_RESPONSE
+        }
+    }
+
+    fn fault_action(&self) -> &'static str {
+        if self.role.is_verwijsindex() {
+            vi::ACTION_FAULT
+        } else {
+            gsd::ACTION_FAULT
+        }
+    }
+}
+
+/// A request body that passed every envelope, addressing and security check.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// `GSDReintegratieInfo`.
+    Gsd(Bsn),
+    /// `IBVerwijsindex`.
+    Verwijsindex(vi::Request),
+}
+
+impl Request {
+    /// The BSN asked about or reported.
+    pub fn bsn(&self) -> Bsn {
+        match self {
+            Request::Gsd(b) => *b,
+            Request::Verwijsindex(r) => r.bsn,
+        }
+    }
+}
+
+/// What the operation answered.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// The GSDReintegratieInfo reply.
+    Gsd(Reply),
+    /// The IBVerwijsindex reply.
+    Verwijsindex(vi::Answer),
+}
+
+/// A request accepted by [`accept`], waiting for its answer.
+#[derive(Debug)]
+pub struct Accepted {
+    ctx: ReplyContext,
+    /// The request.
+    pub request: Request,
+    /// OIN of the TLS client certificate (authorised by [`accept`]).
+    pub tls_oin: String,
+}
+
+impl Accepted {
+    /// The request's `wsa:From` address (carries the OIN of the party asked for).
+    pub fn from_address(&self) -> Option<&str> {
+        self.ctx.from.as_deref()
+    }
+
+    /// The request's `wsa:MessageID`.
+    pub fn message_id(&self) -> Option<&str> {
+        self.ctx.message_id.as_deref()
+    }
 }
 
 /// The WS-Security setup of an endpoint.
@@ -57,6 +166,8 @@ pub struct Inbound<'a> {
 pub enum Outcome {
     /// A ClientSuwi was returned.
     Found,
+    /// An IBVerwijsindex update was stored (`Acknowledgement`).
+    Acknowledged,
     /// `fwi:NietsGevonden`.
     NotFound,
     /// `fwi:FWI` Fout (HTTP 200).
@@ -70,6 +181,7 @@ impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Found => "found",
+            Outcome::Acknowledged => "acknowledged",
             Outcome::NotFound => "not_found",
             Outcome::FwiFout => "fwi_fout",
             Outcome::Fault(_) => "fault",
@@ -96,25 +208,66 @@ pub struct Outbound {
     pub signer_oin: Option<String>,
 }
 
-/// Handles one request. Never panics on input; every refusal becomes a fault via
-/// [`fault::describe`].
+/// Handles one request whose operation needs no network: everything but the IB's routing. Never
+/// panics on input; every refusal becomes a fault via [`fault::describe`].
 pub fn handle(ep: &Endpoint, req: Inbound<'_>) -> Outbound {
+    let acc = match accept(ep, req) {
+        Ok(a) => a,
+        Err(out) => return out,
+    };
+    let answer = match (&acc.request, &ep.role) {
+        (Request::Gsd(bsn), Role::Gemeente) => Answer::Gsd(ep.service.reintegratie_info(bsn)),
+        (Request::Verwijsindex(r), Role::IbVerwijsindex(ib)) => {
+            Answer::Verwijsindex(ib.verwijsindex(&acc.tls_oin, r))
+        }
+        _ => {
+            return fault_response(
+                ep,
+                &acc.ctx,
+                &SoapError::Internal("this endpoint's operation is asynchronous".into()),
+            )
+        }
+    };
+    respond(ep, acc, answer)
+}
+
+/// The first half of [`handle`]: every check on the request, up to the parsed body.
+#[allow(clippy::result_large_err)]
+pub fn accept(ep: &Endpoint, req: Inbound<'_>) -> Result<Accepted, Outbound> {
     let mut ctx = ReplyContext::default();
     match process(ep, req, &mut ctx) {
-        Ok((reply, bsn)) => {
-            let mut body = String::with_capacity(2048);
-            gsd::write_response(&reply, "", &mut body);
-            let outcome = match reply {
+        Ok(request) => Ok(Accepted {
+            ctx,
+            request,
+            tls_oin: req.tls_oin.unwrap_or_default().to_owned(),
+        }),
+        Err(e) => Err(fault_response(ep, &ctx, &e)),
+    }
+}
+
+/// The second half of [`handle`]: the answer written, addressed and signed.
+pub fn respond(ep: &Endpoint, acc: Accepted, answer: Answer) -> Outbound {
+    let mut body = String::with_capacity(2048);
+    let outcome = match &answer {
+        Answer::Gsd(reply) => {
+            gsd::write_response(reply, "", &mut body);
+            match reply {
                 Reply::Client(..) => Outcome::Found,
                 Reply::NietsGevonden => Outcome::NotFound,
                 Reply::Fwi(_) => Outcome::FwiFout,
-            };
-            let mut out = envelope_for(ep, &ctx, gsd::ACTION_RESPONSE, &body, 200, outcome);
-            out.bsn = Some(bsn);
-            out
+            }
         }
-        Err(e) => fault_response(ep, &ctx, &e),
-    }
+        Answer::Verwijsindex(a) => {
+            vi::write_response(a, &mut body);
+            match a {
+                vi::Answer::Acknowledgement => Outcome::Acknowledged,
+                vi::Answer::Fwi(_) => Outcome::FwiFout,
+            }
+        }
+    };
+    let mut out = envelope_for(ep, &acc.ctx, ep.response_action(), &body, 200, outcome);
+    out.bsn = Some(acc.request.bsn());
+    out
 }
 
 /// Builds the fault response for a refusal detected outside [`handle`] (body too large, read
@@ -135,11 +288,7 @@ struct ReplyContext {
     signer_oin: Option<String>,
 }
 
-fn process(
-    ep: &Endpoint,
-    req: Inbound<'_>,
-    ctx: &mut ReplyContext,
-) -> Result<(Reply, crate::suwiml::types::Bsn), SoapError> {
+fn process(ep: &Endpoint, req: Inbound<'_>, ctx: &mut ReplyContext) -> Result<Request, SoapError> {
     check_content_type(req.content_type)?;
     let env = envelope::parse(req.body)?;
     let (wsa, _security) = envelope::read_headers(&env.headers)?;
@@ -159,11 +308,19 @@ fn process(
     }
     check_addressing(ep, &wsa)?;
     check_soap_action(req.soap_action, wsa.action.as_deref())?;
-    let bsn = gsd::parse_request(&env.body).map_err(|e| match e {
+    let body_error = |e| match e {
         BodyError::Schema(m) => SoapError::SchemaInvalid(m),
         BodyError::ElevenTest => SoapError::BsnElevenTest,
-    })?;
-    Ok((ep.service.reintegratie_info(&bsn), bsn))
+    };
+    if ep.role.is_verwijsindex() {
+        vi::parse_request(&env.body)
+            .map(Request::Verwijsindex)
+            .map_err(body_error)
+    } else {
+        gsd::parse_request(&env.body)
+            .map(Request::Gsd)
+            .map_err(body_error)
+    }
 }
 
 fn remember(wsa: &Addressing, ctx: &mut ReplyContext) {
@@ -233,7 +390,7 @@ fn check_addressing(ep: &Endpoint, wsa: &Addressing) -> Result<(), SoapError> {
         .action
         .as_deref()
         .ok_or(SoapError::AddressingHeaderRequired("Action"))?;
-    if action != gsd::ACTION_REQUEST {
+    if action != ep.request_action() {
         return Err(SoapError::ActionNotSupported(action.to_owned()));
     }
     let to = wsa
@@ -308,7 +465,7 @@ fn fault_response(ep: &Endpoint, ctx: &ReplyContext, e: &SoapError) -> Outbound 
     let action = if spec.addressing_fault {
         ACTION_WSA_FAULT
     } else {
-        gsd::ACTION_FAULT
+        ep.fault_action()
     };
     envelope_for(ep, ctx, action, &body, 500, Outcome::Fault(spec.code))
 }
@@ -462,52 +619,19 @@ pub fn signed_request(
     now: time::OffsetDateTime,
 ) -> Result<String, wssec::SecurityError> {
     let from = format!("http://localhost/dkd?oin={from_oin}");
-    let mut headers: Vec<(&str, String)> = Vec::new();
-    for (name, id, value) in [
-        ("MessageID", "_MessageID", message_id),
-        ("Action", "_Action", gsd::ACTION_REQUEST),
-        ("To", "_To", to),
-    ] {
-        let mut h = String::new();
-        wssec::wsa_header(name, Some(id), |o| escape(value, o), &mut h);
-        headers.push((id, h));
-    }
-    let mut h = String::new();
-    wssec::wsa_header(
-        "From",
-        Some("_From"),
-        |o| {
-            o.push_str("<wsa:Address>");
-            escape(&from, o);
-            o.push_str("</wsa:Address>");
-        },
-        &mut h,
-    );
-    headers.push(("_From", h));
     let mut body = String::new();
-    body.push_str("<gsd:GSDReintegratieInfo xmlns:gsd=\"");
-    body.push_str(crate::xml::NS_GSD);
-    body.push_str("\"><Burgerservicenr>");
-    escape(bsn, &mut body);
-    body.push_str("</Burgerservicenr></gsd:GSDReintegratieInfo>");
-    let canonical_body = wssec::canonical_body("_Body", &body);
-    let mut parts: Vec<(&str, &str)> = headers.iter().map(|(i, h)| (*i, h.as_str())).collect();
-    parts.push(("_Body", &canonical_body));
-    let security = signer.security_header(&parts, None, now)?;
-    let mut s = String::with_capacity(4096);
-    s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"");
-    s.push_str(NS_SOAP11);
-    s.push_str("\"><soapenv:Header>");
-    s.push_str(&security);
-    for (_, h) in &headers {
-        s.push_str(h);
-    }
-    s.push_str("</soapenv:Header><soapenv:Body xmlns:wsu=\"");
-    s.push_str(NS_WSU);
-    s.push_str("\" wsu:Id=\"_Body\">");
-    s.push_str(&body);
-    s.push_str("</soapenv:Body></soapenv:Envelope>");
-    Ok(s)
+    gsd::write_request(bsn, &mut body);
+    client::envelope(
+        Some(signer),
+        &client::Outgoing {
+            to,
+            from_address: &from,
+            action: gsd::ACTION_REQUEST,
+            body: &body,
+            message_id,
+        },
+        now,
+    )
 }
 
 #[cfg(test)]
@@ -530,6 +654,7 @@ mod tests {
             to_aliases: vec![],
             allowed_oins: [OIN.to_owned()].into_iter().collect(),
             security: None,
+            role: Role::Gemeente,
         }
     }
 

@@ -16,8 +16,12 @@
 //! depend on the number of persons. Records are validated before they are written: the store never
 //! holds a person that cannot be written as a schema-valid ClientSuwi.
 
+pub mod ib;
+pub mod outbox;
+
 use crate::suwiml::model::{FieldError, Person};
 use crate::suwiml::types::Bsn;
+use crate::suwiml::verwijsindex::IndDkd;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -159,6 +163,9 @@ pub struct Entry {
 pub struct Store {
     db: sled::Db,
     index: sled::Tree,
+    /// Whether index changes queue an IBVerwijsindex update (see [`outbox`]); shared by all
+    /// handles of the same database, like the data.
+    outbox: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn record_key(bsn: &Bsn, gemeente: &str) -> Vec<u8> {
@@ -252,7 +259,11 @@ impl Store {
             }
         }
         let index = db.open_tree("index")?;
-        Ok(Store { db, index })
+        Ok(Store {
+            db,
+            index,
+            outbox: Default::default(),
+        })
     }
 
     /// The entries of a BSN, one per gemeente, in gemeentecode order.
@@ -323,6 +334,23 @@ impl Store {
             touched: std::collections::HashSet::new(),
             mutations: Vec::new(),
         }
+    }
+
+    /// The same store with the outbox on or off: when on, every entry that enters or leaves a
+    /// gemeente's index queues an IBVerwijsindex update in the same atomic write.
+    pub fn with_outbox(self, on: bool) -> Store {
+        self.set_outbox(on);
+        self
+    }
+
+    /// Turns the outbox on or off for every handle of this store.
+    pub fn set_outbox(&self, on: bool) {
+        self.outbox.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether index changes queue IBVerwijsindex updates.
+    pub fn outbox_enabled(&self) -> bool {
+        self.outbox.load(Ordering::Relaxed)
     }
 
     /// Validates and writes one person (all gemeenten in it) atomically.
@@ -563,6 +591,9 @@ impl ChangeSet<'_> {
             value.extend_from_slice(&self.now.unix_timestamp().to_be_bytes());
             value.extend_from_slice(&json);
             self.batch.insert(key, value);
+            if change == Change::Added {
+                self.enqueue(&p.bsn, &gemeente, IndDkd::Present)?;
+            }
             self.mutation(&p.bsn, &gemeente, change)?;
         }
         Ok(())
@@ -584,6 +615,7 @@ impl ChangeSet<'_> {
             self.batch.insert(a, old.as_ref());
         }
         self.batch.remove(key);
+        self.enqueue(bsn, gemeente, IndDkd::Absent)?;
         self.counts.removed += 1;
         self.mutation(bsn, gemeente, Change::Removed)?;
         Ok(true)

@@ -85,3 +85,41 @@ pub fn write_niets_gevonden(out: &mut String) {
     out.push_str(NS_FWI);
     out.push_str("\"></fwi:NietsGevonden>");
 }
+
+/// Reads the meldingen of an `fwi:FWI` (or the unqualified `FWI` of the IBVerwijsindex response):
+/// what another party answered. Unknown children are skipped: a reader of someone else's answer
+/// keeps what it understands.
+pub fn read_fwi(e: &crate::xml::Element) -> Vec<Melding> {
+    e.elements()
+        .filter_map(|m| {
+            let level = match m.local.as_str() {
+                "Fout" => Level::Fout,
+                "Waarschuwing" => Level::Waarschuwing,
+                "Informatie" => Level::Informatie,
+                _ => return None,
+            };
+            Some(read_melding(m, level))
+        })
+        .collect()
+}
+
+/// Reads one Melding (`Code`, `Tekst`, `Detail`*, `Bron/DN`).
+pub fn read_melding(m: &crate::xml::Element, level: Level) -> Melding {
+    let child = |name: &str| m.elements().find(|c| c.local == name).map(|c| c.text());
+    Melding {
+        level,
+        code: child("Code").unwrap_or_default(),
+        tekst: child("Tekst").unwrap_or_default(),
+        details: m
+            .elements()
+            .filter(|c| c.local == "Detail")
+            .map(|c| c.text())
+            .collect(),
+        dn: m
+            .elements()
+            .find(|c| c.local == "Bron")
+            .and_then(|b| b.elements().find(|c| c.local == "DN"))
+            .map(|c| c.text())
+            .unwrap_or_default(),
+    }
+}

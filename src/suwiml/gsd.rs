@@ -493,3 +493,66 @@ mod tests {
         assert!(matches!(parse_request(&e), Err(BodyError::Schema(_))));
     }
 }
+
+/// Reads a `Bron` (`CdKolomSuwi`, `CdPartijSuwi`, `CdVestigingSuwi`?), with the first problem as
+/// the error. Shared with the IBVerwijsindex request, which has the same Bron.
+pub(crate) fn read_bron(el: &Element) -> Result<Bron, String> {
+    let mut r = Reader { errs: Vec::new() };
+    let b = r.bron(el);
+    match (b, r.errs.first()) {
+        (Some(b), None) => Ok(b),
+        (_, Some((_, e))) => Err(e.to_string()),
+        (None, None) => Err("Bron is invalid".into()),
+    }
+}
+
+/// Writes the body of a `GSDReintegratieInfo` request (declaring its own namespace).
+pub fn write_request(bsn: &str, out: &mut String) {
+    out.push_str("<gsd:GSDReintegratieInfo xmlns:gsd=\"");
+    out.push_str(NS_GSD);
+    out.push_str("\"><Burgerservicenr>");
+    crate::xml::escape(bsn, out);
+    out.push_str("</Burgerservicenr></gsd:GSDReintegratieInfo>");
+}
+
+/// Reads a `GSDReintegratieInfoResponse` body element: what a gemeente answered (the IB role
+/// merges these). A ClientSuwi must pass [`Person::validate`], so what is passed on stays
+/// schema-valid.
+pub fn parse_response(body: &Element) -> Result<Reply, String> {
+    if !body.is(Some(NS_GSD), "GSDReintegratieInfoResponse") {
+        return Err(format!(
+            "expected {{{NS_GSD}}}GSDReintegratieInfoResponse, found {}",
+            body.qname()
+        ));
+    }
+    let mut kids = body.elements();
+    let first = kids.next().ok_or("GSDReintegratieInfoResponse is empty")?;
+    let fwi_ns = Some(crate::xml::NS_FWI);
+    if first.is(fwi_ns, "NietsGevonden") {
+        return Ok(Reply::NietsGevonden);
+    }
+    if first.is(fwi_ns, "FWI") {
+        return Ok(Reply::Fwi(super::fwi::read_fwi(first)));
+    }
+    if !first.is(None, "ClientSuwi") {
+        return Err(format!(
+            "unexpected element {} in the response",
+            first.qname()
+        ));
+    }
+    let person = read_client(first).map_err(|errs| {
+        errs.first()
+            .map(|(_, e)| format!("ClientSuwi: {e}"))
+            .unwrap_or_else(|| "ClientSuwi is invalid".into())
+    })?;
+    person.validate().map_err(|errs| {
+        errs.first()
+            .map(|e| format!("ClientSuwi: {e}"))
+            .unwrap_or_else(|| "ClientSuwi is invalid".into())
+    })?;
+    let meldingen = kids
+        .find(|k| k.is(fwi_ns, "FWI"))
+        .map(super::fwi::read_fwi)
+        .unwrap_or_default();
+    Ok(Reply::Client(Box::new(person), meldingen))
+}

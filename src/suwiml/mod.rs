@@ -6,3 +6,4 @@ pub mod fwi;
 pub mod gsd;
 pub mod model;
 pub mod types;
+pub mod verwijsindex;

@@ -1,0 +1,86 @@
+//! The IB role's outgoing questions: a GSDReintegratieInfo to a gemeente over mutual TLS, signed,
+//! with the answer's signature, SignatureConfirmation and RelatesTo checked before it is merged.
+
+use super::client::{self, ClientError};
+use crate::service::ib::{Forward, ForwardError, Gemeente};
+use crate::soap::client::{envelope, read_response, signature_value, Outgoing, ResponseError};
+use crate::soap::wssec::{Signer, VerifyPolicy};
+use crate::suwiml::gsd::{self, Reply};
+use crate::suwiml::types::Bsn;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Routes over HTTPS with dkd's client certificate.
+pub struct HttpForward {
+    /// Mutual-TLS client configuration (trusting the gemeenten's server CA).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Signs the forwarded request; `None` with signing off.
+    pub signer: Option<Arc<Signer>>,
+    /// Checks the gemeente's signed answer; `None` with signing off.
+    pub verify: Option<Arc<VerifyPolicy>>,
+    /// The transport's own limit (the router applies the route timeout around it).
+    pub timeout: Duration,
+}
+
+/// A client error in the words the FWI uses.
+pub fn describe_client_error(e: &ClientError) -> String {
+    match e {
+        ClientError::Url(u) => format!("ongeldige URL {u}"),
+        ClientError::Connect { addr, source } => format!("niet bereikbaar ({addr}: {source})"),
+        ClientError::Tls { addr, source } => format!("TLS met {addr} mislukt: {source}"),
+        ClientError::Http(m) => format!("HTTP-fout: {m}"),
+        ClientError::Timeout(d) => format!("geen antwoord binnen {} s", d.as_secs_f64()),
+    }
+}
+
+impl Forward for HttpForward {
+    fn forward<'a>(
+        &'a self,
+        gemeente: &'a Gemeente,
+        bsn: &'a Bsn,
+        from_address: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Reply, ForwardError>> + Send + 'a>> {
+        Box::pin(async move {
+            let url = gemeente
+                .url
+                .as_deref()
+                .ok_or_else(|| "geen URL geconfigureerd".to_owned())?;
+            let message_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+            let mut body = String::new();
+            gsd::write_request(bsn.as_str(), &mut body);
+            let now = time::OffsetDateTime::now_utc();
+            let request = envelope(
+                self.signer.as_deref(),
+                &Outgoing {
+                    to: url,
+                    from_address,
+                    action: gsd::ACTION_REQUEST,
+                    body: &body,
+                    message_id: &message_id,
+                },
+                now,
+            )
+            .map_err(|e| format!("ondertekenen mislukt: {e}"))?;
+            let sig = signature_value(&request);
+            let resp = client::post_soap(self.tls.clone(), url, &request, self.timeout)
+                .await
+                .map_err(|e| describe_client_error(&e))?;
+            let text =
+                String::from_utf8(resp.body).map_err(|_| "antwoord is geen UTF-8".to_owned())?;
+            let body = read_response(
+                &text,
+                &message_id,
+                sig.as_deref(),
+                self.verify.as_deref(),
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| match e {
+                ResponseError::Fault { code, text, .. } => format!("SOAP Fault {code}: {text}"),
+                other => other.to_string(),
+            })?;
+            gsd::parse_response(&body).map_err(|e| format!("ongeldig antwoord: {e}"))
+        })
+    }
+}

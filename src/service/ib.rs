@@ -1,0 +1,354 @@
+//! The IB role's operations: keeping the verwijsindex from the gemeenten's IBVerwijsindex
+//! updates, and answering GSDReintegratieInfo by routing the question to every gemeente that
+//! holds data for the BSN and merging their answers into one ClientSuwi.
+//!
+//! Forwarding needs the network, which this layer does not know: the transport hands in a
+//! [`Forward`] implementation.
+
+use crate::store::Store;
+use crate::suwiml::fwi::{Level, Melding};
+use crate::suwiml::gsd::Reply;
+use crate::suwiml::model::{Person, KOLOM_GEMEENTE};
+use crate::suwiml::types::Bsn;
+use crate::suwiml::verwijsindex::{self as vi, IndDkd};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a gemeente delivers its DKD data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// It runs GSDDossierReintegratie; the IB routes questions to it.
+    Webservice,
+    /// It uploads batch files; the IB answers from them.
+    Batch,
+}
+
+/// One gemeente as the IB knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gemeente {
+    /// CBS gemeentecode (`CdPartijSuwi`).
+    pub code: String,
+    /// Its name, for reports and FWI texts.
+    pub name: String,
+    /// OINs allowed to send IBVerwijsindex updates for it.
+    pub oins: Vec<String>,
+    /// Its GSDDossierReintegratie endpoint (webservice delivery).
+    pub url: Option<String>,
+    /// Webservice or batch.
+    pub delivery: Delivery,
+}
+
+/// The IB role's settings.
+#[derive(Debug, Clone)]
+pub struct IbSettings {
+    /// The gemeenten.
+    pub gemeenten: Vec<Gemeente>,
+    /// Known `CdClusteringIb` codes.
+    pub clusters: Vec<String>,
+    /// The cluster whose entries route GSDReintegratieInfo.
+    pub reintegratie_cluster: String,
+    /// How long one gemeente may take to answer.
+    pub route_timeout: Duration,
+    /// The IB's DN for FWI `Bron/DN`.
+    pub dn: String,
+    /// The LKS look-back in days (for batch deliveries).
+    pub window_days: u32,
+}
+
+/// A forwarded question's failure, as the FWI names it.
+pub type ForwardError = String;
+
+/// Sends a GSDReintegratieInfo to a gemeente and reads its answer: implemented by the transport.
+pub trait Forward: Send + Sync {
+    /// Asks `gemeente` about `bsn` on behalf of the party at `from_address`.
+    fn forward<'a>(
+        &'a self,
+        gemeente: &'a Gemeente,
+        bsn: &'a Bsn,
+        from_address: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Reply, ForwardError>> + Send + 'a>>;
+}
+
+/// dkd code: the gemeente in Bron is not registered at this IB.
+pub const CODE_UNKNOWN_GEMEENTE: &str = "0101";
+/// dkd code: the caller's OIN may not send updates for that gemeente.
+pub const CODE_OIN_NOT_FOR_GEMEENTE: &str = "0102";
+/// dkd code: unknown CdClusteringIb.
+pub const CODE_UNKNOWN_CLUSTER: &str = "0103";
+/// dkd code: IndDkd other than 1 or 2.
+pub const CODE_BAD_IND: &str = "0104";
+/// dkd code: Bron is not a gemeente (CdKolomSuwi ≠ 3).
+pub const CODE_NOT_A_GEMEENTE: &str = "0105";
+/// dkd code: a gemeente could not be asked (timeout, unreachable, refused, unusable answer).
+pub const CODE_GEMEENTE_FAILED: &str = "0052";
+
+/// The IB role.
+pub struct Ib {
+    /// Its verwijsindex and figures.
+    pub store: Store,
+    /// Its settings.
+    pub settings: IbSettings,
+    /// How questions reach the gemeenten.
+    pub forward: Arc<dyn Forward>,
+}
+
+/// What one gemeente contributed to an answer.
+enum Part {
+    Found(Box<Person>, Vec<Melding>),
+    Nothing,
+    Failed(String, String),
+}
+
+impl Ib {
+    fn gemeente(&self, code: &str) -> Option<&Gemeente> {
+        self.settings.gemeenten.iter().find(|g| g.code == code)
+    }
+
+    fn fout(&self, code: &str, tekst: String, details: Vec<String>) -> Melding {
+        Melding {
+            level: Level::Fout,
+            code: code.into(),
+            tekst,
+            details,
+            dn: self.settings.dn.clone(),
+        }
+    }
+
+    /// IBVerwijsindex: checks the update against the configuration and stores it. A refusal on
+    /// content is an FWI Fout (the request itself was fine).
+    pub fn verwijsindex(&self, caller_oin: &str, r: &vi::Request) -> vi::Answer {
+        let refuse =
+            |code: &str, tekst: String| vi::Answer::Fwi(vec![self.fout(code, tekst, vec![])]);
+        if r.bron.kolom != KOLOM_GEMEENTE {
+            return refuse(
+                CODE_NOT_A_GEMEENTE,
+                format!(
+                    "Bron/CdKolomSuwi {} is geen gemeente (verwacht {KOLOM_GEMEENTE})",
+                    r.bron.kolom
+                ),
+            );
+        }
+        let Some(g) = self.gemeente(&r.bron.partij) else {
+            return refuse(
+                CODE_UNKNOWN_GEMEENTE,
+                format!(
+                    "Gemeente {} is niet aangesloten bij deze verwijsindex",
+                    r.bron.partij
+                ),
+            );
+        };
+        if !g.oins.iter().any(|o| o == caller_oin) {
+            return refuse(
+                CODE_OIN_NOT_FOR_GEMEENTE,
+                format!(
+                    "OIN {caller_oin} mag niet aanleveren voor gemeente {}",
+                    g.code
+                ),
+            );
+        }
+        for c in &r.clusters {
+            if !self.settings.clusters.iter().any(|k| *k == c.code) {
+                return refuse(
+                    CODE_UNKNOWN_CLUSTER,
+                    format!("CdClusteringIb {:?} is onbekend", c.code),
+                );
+            }
+            if c.ind().is_none() {
+                return refuse(
+                    CODE_BAD_IND,
+                    format!(
+                        "IndDkd {:?} moet 1 (aanwezig) of 2 (niet aanwezig) zijn",
+                        c.ind
+                    ),
+                );
+            }
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        for c in &r.clusters {
+            let ind = c.ind().unwrap_or(IndDkd::Absent);
+            if let Err(e) = self
+                .store
+                .ib_apply(&g.code, &r.bsn, &c.code, ind, caller_oin, now)
+            {
+                tracing::error!(error = %e, "verwijsindex update could not be stored");
+                return vi::Answer::Fwi(vec![self.fout(
+                    super::CODE_UNAVAILABLE,
+                    "De melding kan op dit moment niet worden verwerkt (service unavailable)"
+                        .into(),
+                    vec![],
+                )]);
+            }
+        }
+        vi::Answer::Acknowledgement
+    }
+
+    /// GSDReintegratieInfo at the IB: every gemeente registered for the BSN in the re-integratie
+    /// cluster is asked at once (each within the route timeout); the answers are merged.
+    pub async fn reintegratie_info(&self, bsn: &Bsn, from_address: &str) -> Reply {
+        let cluster = &self.settings.reintegratie_cluster;
+        let registered = match self.store.ib_gemeenten_for(bsn, cluster) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "verwijsindex lookup failed");
+                return Reply::Fwi(vec![self.fout(
+                    super::CODE_UNAVAILABLE,
+                    "De gegevens kunnen op dit moment niet worden geleverd (service unavailable)"
+                        .into(),
+                    vec![],
+                )]);
+            }
+        };
+        if registered.is_empty() {
+            return Reply::NietsGevonden;
+        }
+        let asks = registered
+            .iter()
+            .map(|(code, _)| self.ask(code, bsn, from_address));
+        let parts = join_all(asks).await;
+        let now = time::OffsetDateTime::now_utc();
+        let day = crate::suwiml::types::Datum::from_date(now.date());
+        for ((code, _), part) in registered.iter().zip(&parts) {
+            let err = match part {
+                Part::Failed(_, why) => Some(why.as_str()),
+                _ => None,
+            };
+            if let Err(e) =
+                self.store
+                    .ib_record_route(code, cluster, day.as_str(), err, now.unix_timestamp())
+            {
+                tracing::warn!(error = %e, "route figures could not be recorded");
+            }
+        }
+        self.merge(parts)
+    }
+
+    async fn ask(&self, code: &str, bsn: &Bsn, from_address: &str) -> Part {
+        let Some(g) = self.gemeente(code) else {
+            return Part::Failed(code.to_owned(), "niet geconfigureerd bij het IB".to_owned());
+        };
+        let label = format!("{} ({})", g.name, g.code);
+        let reply = match g.delivery {
+            Delivery::Batch => Ok(self.batch_answer(g, bsn)),
+            Delivery::Webservice => {
+                match tokio::time::timeout(
+                    self.settings.route_timeout,
+                    self.forward.forward(g, bsn, from_address),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(format!(
+                        "geen antwoord binnen {} s",
+                        self.settings.route_timeout.as_secs_f64()
+                    )),
+                }
+            }
+        };
+        match reply {
+            Ok(Reply::Client(p, m)) => Part::Found(p, m),
+            Ok(Reply::NietsGevonden) => Part::Nothing,
+            Ok(Reply::Fwi(m)) => Part::Failed(
+                label,
+                m.first()
+                    .map(|f| format!("FWI {}: {}", f.code, f.tekst))
+                    .unwrap_or_else(|| "leeg FWI-antwoord".into()),
+            ),
+            Err(why) => Part::Failed(label, why),
+        }
+    }
+
+    /// A batch gemeente's answer from its stored delivery (issue 8 fills these).
+    fn batch_answer(&self, g: &Gemeente, bsn: &Bsn) -> Reply {
+        let today = time::OffsetDateTime::now_utc().date();
+        match self.store.entries(bsn) {
+            Ok(entries) => {
+                let mine: Vec<_> = entries
+                    .into_iter()
+                    .filter(|e| {
+                        e.gemeente == g.code
+                            && super::retention::in_index(
+                                &e.person,
+                                self.settings.window_days,
+                                today,
+                            )
+                    })
+                    .collect();
+                match crate::store::merge(mine) {
+                    Some(p) => Reply::Client(Box::new(p), Vec::new()),
+                    None => Reply::NietsGevonden,
+                }
+            }
+            Err(e) => Reply::Fwi(vec![self.fout(
+                super::CODE_UNAVAILABLE,
+                format!("batchgegevens onleesbaar: {e}"),
+                vec![],
+            )]),
+        }
+    }
+
+    fn merge(&self, parts: Vec<Part>) -> Reply {
+        let mut person: Option<Person> = None;
+        let mut meldingen = Vec::new();
+        let mut failures = Vec::new();
+        for part in parts {
+            match part {
+                Part::Found(p, m) => {
+                    meldingen.extend(m);
+                    match &mut person {
+                        None => person = Some(*p),
+                        Some(acc) => acc.atl_relaties.extend(p.atl_relaties),
+                    }
+                }
+                Part::Nothing => {}
+                Part::Failed(who, why) => failures.push((who, why)),
+            }
+        }
+        let failed = |level: Level, (who, why): (String, String)| Melding {
+            level,
+            code: CODE_GEMEENTE_FAILED.into(),
+            tekst: format!("Gemeente {who} kon niet worden bevraagd"),
+            details: vec![why],
+            dn: self.settings.dn.clone(),
+        };
+        match person {
+            Some(p) => {
+                meldingen.extend(failures.into_iter().map(|f| failed(Level::Waarschuwing, f)));
+                Reply::Client(Box::new(p), meldingen)
+            }
+            None if failures.is_empty() => Reply::NietsGevonden,
+            None => Reply::Fwi(
+                failures
+                    .into_iter()
+                    .map(|f| failed(Level::Fout, f))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Runs the futures concurrently on this task and collects their outputs in order.
+pub async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in pinned.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
