@@ -228,6 +228,14 @@ impl App {
         &self.state.endpoint.public_url
     }
 
+    /// IB role: the public URL of the IBVerwijsindex endpoint.
+    pub fn verwijsindex_url(&self) -> Option<&str> {
+        self.state
+            .verwijsindex
+            .as_ref()
+            .map(|m| m.endpoint.public_url.as_str())
+    }
+
     /// The store behind the endpoint.
     pub fn store(&self) -> &Store {
         &self.state.endpoint.service.store

@@ -314,6 +314,10 @@ pub enum Schema {
     Request,
     /// A standalone fwi:Fout (FWI.xsd).
     Fout,
+    /// IBVerwijsindex (the IBVerwijsindex package's BodyAction.xsd).
+    VerwijsindexRequest,
+    /// IBVerwijsindexResponse (its BodyReaction.xsd).
+    VerwijsindexResponse,
 }
 
 /// Validates a standalone document against the official BKWI schema with xmllint. Skips (loudly)
@@ -327,6 +331,11 @@ pub fn validate_official(doc: &str, schema: Schema) {
         Schema::Response => dir.join("Diensten/GSDDossierReintegratie/v0200-b04/BodyReaction.xsd"),
         Schema::Request => dir.join("Diensten/GSDDossierReintegratie/v0200-b04/BodyAction.xsd"),
         Schema::Fout => dir.join("FWI/v0205/FWI.xsd"),
+        Schema::VerwijsindexRequest => {
+            dir.join("../IBVerwijsindex-v0300-b01/Diensten/IBVerwijsindex/v0300-b01/BodyAction.xsd")
+        }
+        Schema::VerwijsindexResponse => dir
+            .join("../IBVerwijsindex-v0300-b01/Diensten/IBVerwijsindex/v0300-b01/BodyReaction.xsd"),
     };
     validate_with(doc, &xsd);
 }

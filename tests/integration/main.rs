@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0 over mutual TLS.
 
 mod admin;
+mod chain;
 mod cli;
 mod common;
 mod crash;
