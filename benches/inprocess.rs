@@ -82,6 +82,7 @@ impl Fixture {
             to_aliases: vec![],
             allowed_oins: [CLIENT_OIN.to_owned()].into_iter().collect(),
             security: security.map(Arc::new),
+            role: dkd::soap::Role::Gemeente,
         }
     }
 

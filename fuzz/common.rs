@@ -52,6 +52,7 @@ pub fn endpoint() -> &'static Endpoint {
             to_aliases: vec![],
             allowed_oins: [OIN.to_owned()].into_iter().collect(),
             security: None,
+            role: dkd::soap::Role::Gemeente,
         }
     })
 }

@@ -413,12 +413,14 @@ fn public_url_path(url: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
+type OutgoingSecurity = (Option<Arc<Signer>>, Option<Arc<VerifyPolicy>>);
+
 /// The signer and the response check for dkd's own outgoing messages (routing, push), or
 /// `(None, None)` with signing off.
 fn outgoing_security(
     cfg: &Config,
     server_ca: &std::path::Path,
-) -> Result<(Option<Arc<Signer>>, Option<Arc<VerifyPolicy>>), StartError> {
+) -> Result<OutgoingSecurity, StartError> {
     if cfg.signing_mode() == SigningMode::Off {
         return Ok((None, None));
     }

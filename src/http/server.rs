@@ -337,7 +337,7 @@ async fn soap_post(
                     Role::IbRouter(ib) => {
                         match cpu(&state, vi, move |ep| soap::accept(ep, owned.get())).await {
                             Err(()) => internal(),
-                            Ok(Err(refused)) => refused,
+                            Ok(Err(refused)) => *refused,
                             Ok(Ok(acc)) => {
                                 let reply = match &acc.request {
                                     SoapRequest::Gsd(bsn) => {

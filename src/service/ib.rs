@@ -150,7 +150,7 @@ impl Ib {
             );
         }
         for c in &r.clusters {
-            if !self.settings.clusters.iter().any(|k| *k == c.code) {
+            if !self.settings.clusters.contains(&c.code) {
                 return refuse(
                     CODE_UNKNOWN_CLUSTER,
                     format!("CdClusteringIb {:?} is onbekend", c.code),

@@ -213,7 +213,7 @@ pub struct Outbound {
 pub fn handle(ep: &Endpoint, req: Inbound<'_>) -> Outbound {
     let acc = match accept(ep, req) {
         Ok(a) => a,
-        Err(out) => return out,
+        Err(out) => return *out,
     };
     let answer = match (&acc.request, &ep.role) {
         (Request::Gsd(bsn), Role::Gemeente) => Answer::Gsd(ep.service.reintegratie_info(bsn)),
@@ -232,8 +232,7 @@ pub fn handle(ep: &Endpoint, req: Inbound<'_>) -> Outbound {
 }
 
 /// The first half of [`handle`]: every check on the request, up to the parsed body.
-#[allow(clippy::result_large_err)]
-pub fn accept(ep: &Endpoint, req: Inbound<'_>) -> Result<Accepted, Outbound> {
+pub fn accept(ep: &Endpoint, req: Inbound<'_>) -> Result<Accepted, Box<Outbound>> {
     let mut ctx = ReplyContext::default();
     match process(ep, req, &mut ctx) {
         Ok(request) => Ok(Accepted {
@@ -241,7 +240,7 @@ pub fn accept(ep: &Endpoint, req: Inbound<'_>) -> Result<Accepted, Outbound> {
             request,
             tls_oin: req.tls_oin.unwrap_or_default().to_owned(),
         }),
-        Err(e) => Err(fault_response(ep, &ctx, &e)),
+        Err(e) => Err(Box::new(fault_response(ep, &ctx, &e))),
     }
 }
 

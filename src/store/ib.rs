@@ -55,6 +55,9 @@ pub struct Reachability {
     pub error: Option<String>,
 }
 
+/// Routed-query figures per (gemeente, cluster), then per day (YYYYMMDD).
+pub type DayFiguresMap = BTreeMap<(String, String), BTreeMap<String, DayFigures>>;
+
 /// The verwijsindex figures of one gemeente and cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexFigures {
@@ -264,8 +267,8 @@ impl Store {
     pub fn ib_day_figures(
         &self,
         since_day: &str,
-    ) -> Result<BTreeMap<(String, String), BTreeMap<String, DayFigures>>, StoreError> {
-        let mut out: BTreeMap<(String, String), BTreeMap<String, DayFigures>> = BTreeMap::new();
+    ) -> Result<DayFiguresMap, StoreError> {
+        let mut out = DayFiguresMap::new();
         for item in self.index.scan_prefix([P_DAY]) {
             let (k, v) = item?;
             let (Some(g), Some(c), Some(d)) = (k.get(1..5), k.get(5..7), k.get(7..)) else {

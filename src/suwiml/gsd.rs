@@ -435,65 +435,6 @@ impl Reader {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::xml::parse;
-
-    fn body(inner: &str) -> Element {
-        let doc =
-            format!("<s:GSDReintegratieInfo xmlns:s=\"{NS_GSD}\">{inner}</s:GSDReintegratieInfo>");
-        parse(doc.as_bytes()).expect("well-formed")
-    }
-
-    #[test]
-    fn request_with_unqualified_bsn_parses() {
-        let bsn =
-            parse_request(&body("<Burgerservicenr>123456782</Burgerservicenr>")).expect("valid");
-        assert_eq!(bsn.as_str(), "123456782");
-    }
-
-    #[test]
-    fn request_with_qualified_child_is_schema_invalid() {
-        let e = body(&format!(
-            "<s:Burgerservicenr xmlns:s=\"{NS_GSD}\">123456782</s:Burgerservicenr>"
-        ));
-        match parse_request(&e) {
-            Err(BodyError::Schema(m)) => assert!(m.contains("unqualified"), "{m}"),
-            other => panic!("expected schema error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn request_shape_violations_are_schema_errors() {
-        for inner in [
-            "",
-            "<Burgerservicenr>12345678</Burgerservicenr>",
-            "<Burgerservicenr> 123456782</Burgerservicenr>",
-            "<Burgerservicenr>123456782</Burgerservicenr><Burgerservicenr>123456782</Burgerservicenr>",
-            "<Bsn>123456782</Bsn>",
-            "x<Burgerservicenr>123456782</Burgerservicenr>",
-            "<Burgerservicenr><a/></Burgerservicenr>",
-        ] {
-            assert!(matches!(parse_request(&body(inner)), Err(BodyError::Schema(_))), "{inner}");
-        }
-    }
-
-    #[test]
-    fn request_failing_eleven_test_is_its_own_error() {
-        assert_eq!(
-            parse_request(&body("<Burgerservicenr>123456781</Burgerservicenr>")),
-            Err(BodyError::ElevenTest)
-        );
-    }
-
-    #[test]
-    fn wrong_operation_element_is_schema_error() {
-        let e = parse(format!("<s:Other xmlns:s=\"{NS_GSD}\"/>").as_bytes()).expect("xml");
-        assert!(matches!(parse_request(&e), Err(BodyError::Schema(_))));
-    }
-}
-
 /// Reads a `Bron` (`CdKolomSuwi`, `CdPartijSuwi`, `CdVestigingSuwi`?), with the first problem as
 /// the error. Shared with the IBVerwijsindex request, which has the same Bron.
 pub(crate) fn read_bron(el: &Element) -> Result<Bron, String> {
@@ -556,3 +497,63 @@ pub fn parse_response(body: &Element) -> Result<Reply, String> {
         .unwrap_or_default();
     Ok(Reply::Client(Box::new(person), meldingen))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::parse;
+
+    fn body(inner: &str) -> Element {
+        let doc =
+            format!("<s:GSDReintegratieInfo xmlns:s=\"{NS_GSD}\">{inner}</s:GSDReintegratieInfo>");
+        parse(doc.as_bytes()).expect("well-formed")
+    }
+
+    #[test]
+    fn request_with_unqualified_bsn_parses() {
+        let bsn =
+            parse_request(&body("<Burgerservicenr>123456782</Burgerservicenr>")).expect("valid");
+        assert_eq!(bsn.as_str(), "123456782");
+    }
+
+    #[test]
+    fn request_with_qualified_child_is_schema_invalid() {
+        let e = body(&format!(
+            "<s:Burgerservicenr xmlns:s=\"{NS_GSD}\">123456782</s:Burgerservicenr>"
+        ));
+        match parse_request(&e) {
+            Err(BodyError::Schema(m)) => assert!(m.contains("unqualified"), "{m}"),
+            other => panic!("expected schema error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_shape_violations_are_schema_errors() {
+        for inner in [
+            "",
+            "<Burgerservicenr>12345678</Burgerservicenr>",
+            "<Burgerservicenr> 123456782</Burgerservicenr>",
+            "<Burgerservicenr>123456782</Burgerservicenr><Burgerservicenr>123456782</Burgerservicenr>",
+            "<Bsn>123456782</Bsn>",
+            "x<Burgerservicenr>123456782</Burgerservicenr>",
+            "<Burgerservicenr><a/></Burgerservicenr>",
+        ] {
+            assert!(matches!(parse_request(&body(inner)), Err(BodyError::Schema(_))), "{inner}");
+        }
+    }
+
+    #[test]
+    fn request_failing_eleven_test_is_its_own_error() {
+        assert_eq!(
+            parse_request(&body("<Burgerservicenr>123456781</Burgerservicenr>")),
+            Err(BodyError::ElevenTest)
+        );
+    }
+
+    #[test]
+    fn wrong_operation_element_is_schema_error() {
+        let e = parse(format!("<s:Other xmlns:s=\"{NS_GSD}\"/>").as_bytes()).expect("xml");
+        assert!(matches!(parse_request(&e), Err(BodyError::Schema(_))));
+    }
+}
+
