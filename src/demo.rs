@@ -247,3 +247,52 @@ mod tests {
         );
     }
 }
+
+/// Ports of `dkd demo`: the gemeente's service, admin and ops listeners, then the IB's.
+pub const CHAIN_PORTS: [u16; 6] = [8443, 9443, 9090, 8444, 9444, 9091];
+
+/// The two configurations `dkd demo` runs: a gemeente holding the demo set and pushing its
+/// verwijsindex, and an IB routing to it, both with the development PKI in `certs/dev`. The
+/// gemeente requires signed requests (only the IB calls it); the IB accepts unsigned ones too, so
+/// a newcomer can try it with curl.
+pub fn chain_configs(data_dir: &std::path::Path) -> (crate::config::Config, crate::config::Config) {
+    use crate::certs::{DEMO_CLIENT_OIN, DEMO_SERVER_OIN};
+    use crate::config::{Config, IbGemeenteConfig, Role};
+    use crate::soap::wssec::SigningMode;
+    let [g_port, g_admin, g_ops, ib_port, ib_admin, ib_ops] = CHAIN_PORTS;
+    let mut g = Config::default();
+    g.server.listen = format!("127.0.0.1:{g_port}");
+    g.server.service_dn = "CN=dkd demo gemeente".into();
+    g.admin.listen = format!("127.0.0.1:{g_admin}");
+    g.ops.listen = format!("127.0.0.1:{g_ops}");
+    g.store.path = data_dir.join("gemeente.sled");
+    // The IB calls with the development server certificate.
+    g.auth.allowed_oins = vec![DEMO_SERVER_OIN.into(), DEMO_CLIENT_OIN.into()];
+    g.security.signing = Some(SigningMode::Required);
+    g.push.url = format!("https://127.0.0.1:{ib_port}/IBVerwijsindex-v0300");
+    let mut ib = Config {
+        role: Role::Ib,
+        ..Config::default()
+    };
+    ib.server.listen = format!("127.0.0.1:{ib_port}");
+    ib.server.service_dn = "CN=dkd demo IB".into();
+    ib.admin.listen = format!("127.0.0.1:{ib_admin}");
+    ib.ops.listen = format!("127.0.0.1:{ib_ops}");
+    ib.store.path = data_dir.join("ib.sled");
+    ib.auth.allowed_oins = vec![DEMO_CLIENT_OIN.into()];
+    ib.security.signing = Some(SigningMode::Optional);
+    ib.ib.gemeenten = DEMO_GEMEENTEN
+        .iter()
+        .map(|code| IbGemeenteConfig {
+            code: (*code).into(),
+            name: String::new(),
+            oins: vec![DEMO_SERVER_OIN.into()],
+            url: Some(format!(
+                "https://127.0.0.1:{g_port}{}",
+                crate::config::GSD_PATH
+            )),
+            delivery: crate::service::ib::Delivery::Webservice,
+        })
+        .collect();
+    (g, ib)
+}

@@ -86,6 +86,14 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// The whole chain on 127.0.0.1: a gemeente with the demo set that pushes its verwijsindex,
+    /// and an IB that routes GSDReintegratieInfo to it, signed both ways (dev PKI in certs/dev).
+    /// Ports 8443/9443/9090 (gemeente) and 8444/9444/9091 (IB).
+    Demo {
+        /// Where the two stores live.
+        #[arg(long, default_value = "data/demo")]
+        dir: PathBuf,
+    },
     /// Send one GSDReintegratieInfo to any 2W-be-S endpoint, signed, and check the signed answer.
     Call(CallArgs),
     /// Import a backoffice file (CSV or XML) into the verwijsindex, atomically.
@@ -236,6 +244,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, demo } => serve(config.as_deref(), demo),
+        Command::Demo { dir } => demo_chain(&dir),
         Command::Call(args) => call(args),
         Command::Import {
             file,
@@ -1034,6 +1043,122 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
             Err(e) => fail(exit::FAILURE, &e.to_string()),
         }
     })
+}
+
+fn start_error(e: StartError) -> ExitCode {
+    match e {
+        e @ (StartError::Tls(_) | StartError::Signer(_)) => fail(exit::TLS, &e.to_string()),
+        e @ StartError::Store(_) => fail(exit::STORE, &e.to_string()),
+        e @ StartError::Bind { .. } => fail(exit::BIND, &e.to_string()),
+        e @ StartError::Config(_) => fail(exit::CONFIG, &e.to_string()),
+    }
+}
+
+/// `dkd demo`: both roles in one process.
+fn demo_chain(dir: &Path) -> ExitCode {
+    let (g_cfg, ib_cfg) = dkd::demo::chain_configs(dir);
+    init_logging(&g_cfg);
+    let dev_dir = PathBuf::from("certs/dev");
+    if !certs::dev_pki_present(&dev_dir) {
+        println!("Generating a development PKI in {} ...", dev_dir.display());
+        if let Err(e) = certs::generate_dev_pki(&dev_dir) {
+            return fail(exit::TLS, &format!("cannot generate the development PKI: {e}"));
+        }
+    }
+    let open = |cfg: &Config| match Store::open(&cfg.store.path) {
+        Ok(s) => Ok(s.with_outbox(cfg.pushes())),
+        Err(e) => Err(fail(exit::STORE, &format!("{}: {e}", cfg.store.path.display()))),
+    };
+    let (g_store, ib_store) = match (open(&g_cfg), open(&ib_cfg)) {
+        (Ok(g), Ok(i)) => (g, i),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    if g_store.is_empty() {
+        let today = time::OffsetDateTime::now_utc().date();
+        let people = dkd::demo::generate(dkd::demo::DEMO_PERSONS, today);
+        // The outbox is on: every person entering the index queues an update for the IB.
+        if let Err(e) = g_store.put_all(&people, "demo").and_then(|_| g_store.flush()) {
+            return fail(exit::STORE, &format!("cannot load the demo set: {e}"));
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(exit::FAILURE, &format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let ib = match App::bind_with_store(&ib_cfg, ib_store).await {
+            Ok(a) => a,
+            Err(e) => return start_error(e),
+        };
+        let gemeente = match App::bind_with_store(&g_cfg, g_store.clone()).await {
+            Ok(a) => a,
+            Err(e) => return start_error(e),
+        };
+        print_chain_banner(&gemeente, &ib, &g_cfg, &g_store);
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        let ib_task = tokio::spawn(ib.run(stop(rx.clone())));
+        let g_task = tokio::spawn(gemeente.run(stop(rx)));
+        shutdown_signal().await;
+        let _ = tx.send(true);
+        let (a, b) = (g_task.await, ib_task.await);
+        match (a, b) {
+            (Ok(Ok(())), Ok(Ok(()))) => ExitCode::SUCCESS,
+            _ => fail(exit::FAILURE, "a server stopped with an error"),
+        }
+    })
+}
+
+fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store) {
+    let dir = Path::new("certs/dev");
+    let bsn = g_store
+        .first(1)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .map(|p| p.bsn.to_string())
+        .unwrap_or_else(|| dkd::demo::UNKNOWN_BSN.into());
+    let ib_url = ib.public_url();
+    println!();
+    println!("dkd {} demo: the DKD chain on this machine", env!("CARGO_PKG_VERSION"));
+    println!(
+        "  gemeente : {}   (demo set; pushes its verwijsindex to the IB)",
+        g.public_url()
+    );
+    println!("  IB       : {ib_url}   (routes to the gemeenten in its verwijsindex)");
+    if let Some(v) = ib.verwijsindex_url() {
+        println!("             {v}   (the gemeente's updates arrive here)");
+    }
+    for (who, app) in [("gemeente", g), ("IB", ib)] {
+        if let Some(a) = app.ops_addr() {
+            println!("  status   : http://{a}/   ({who}: /healthz /readyz /metrics)");
+        }
+    }
+    println!();
+    println!("Ask the IB as UWV does: signed, the answer's signature and SignatureConfirmation checked:");
+    println!();
+    println!(
+        "cargo run --release -- call {ib_url} --bsn {bsn} --ca {} --cert {} --key {}",
+        abs(&dir.join(files::CA)),
+        abs(&dir.join(files::CLIENT)),
+        abs(&dir.join(files::CLIENT_KEY)),
+    );
+    println!();
+    println!("The log then shows two requests: the IB's (oin=…0002, from you) and, routed, the");
+    println!("gemeente's (oin=…0001, the IB's certificate, from_oin=…0002: asked on your behalf);");
+    println!("the IB signs the routed request and checks the gemeente's signed answer.");
+    println!();
+    println!("The push (the outbox): pending, parked and delivered updates:");
+    println!();
+    println!(
+        "DKD_STORE__PATH={} cargo run --release -- sync --status",
+        g_cfg.store.path.display()
+    );
+    println!();
 }
 
 async fn shutdown_signal() {

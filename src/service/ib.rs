@@ -204,22 +204,45 @@ impl Ib {
         if registered.is_empty() {
             return Reply::NietsGevonden;
         }
-        let asks = registered
-            .iter()
-            .map(|(code, _)| self.ask(code, bsn, from_address));
-        let parts = join_all(asks).await;
+        // Gemeenten served by one endpoint (a shared service centre, or one dkd holding several
+        // gemeentecodes) are asked once: its answer covers all of them.
+        let mut targets: Vec<Vec<&str>> = Vec::new();
+        for (code, _) in &registered {
+            let url = self
+                .gemeente(code)
+                .filter(|g| g.delivery == Delivery::Webservice)
+                .and_then(|g| g.url.as_deref());
+            let same = targets.iter_mut().find(|t| {
+                url.is_some()
+                    && self
+                        .gemeente(t[0])
+                        .filter(|g| g.delivery == Delivery::Webservice)
+                        .and_then(|g| g.url.as_deref())
+                        == url
+            });
+            match same {
+                Some(t) => t.push(code),
+                None => targets.push(vec![code]),
+            }
+        }
+        let parts = join_all(targets.iter().map(|t| self.ask(t[0], bsn, from_address))).await;
         let now = time::OffsetDateTime::now_utc();
         let day = crate::suwiml::types::Datum::from_date(now.date());
-        for ((code, _), part) in registered.iter().zip(&parts) {
+        for (codes, part) in targets.iter().zip(&parts) {
             let err = match part {
                 Part::Failed(_, why) => Some(why.as_str()),
                 _ => None,
             };
-            if let Err(e) =
-                self.store
-                    .ib_record_route(code, cluster, day.as_str(), err, now.unix_timestamp())
-            {
-                tracing::warn!(error = %e, "route figures could not be recorded");
+            for code in codes {
+                if let Err(e) = self.store.ib_record_route(
+                    code,
+                    cluster,
+                    day.as_str(),
+                    err,
+                    now.unix_timestamp(),
+                ) {
+                    tracing::warn!(error = %e, "route figures could not be recorded");
+                }
             }
         }
         self.merge(parts)
