@@ -190,6 +190,7 @@ impl App {
                     min_cert_days: cfg.ops.min_cert_days,
                     max_import_age_hours: cfg.ops.max_import_age_hours,
                     window_days: cfg.retention.window_days,
+                    max_outbox_age_secs: cfg.ops.max_outbox_age_secs as i64,
                 },
                 public_url.clone(),
             ));
@@ -356,6 +357,7 @@ async fn bind_admin(cfg: &Config, store: &Store) -> Result<Option<Admin>, StartE
         purge: cfg.retention.purge,
         allowed_oins: cfg.admin.allowed_oins.iter().cloned().collect(),
         window_days: cfg.retention.window_days,
+        ib: (cfg.role == Role::Ib).then(|| ib_settings(cfg)),
     });
     Ok(Some(Admin {
         listener,
@@ -444,36 +446,14 @@ fn outgoing_security(
 
 /// The IB role from `[ib]`.
 fn ib_role(cfg: &Config, service: &Service) -> Result<crate::service::ib::Ib, StartError> {
-    use crate::service::ib::{Gemeente, Ib, IbSettings};
+    use crate::service::ib::Ib;
     let ca = cfg.ib.gemeente_ca.as_ref().unwrap_or(&cfg.tls.client_ca);
     let tls = tls::client_config(ca, &cfg.tls.cert, &cfg.tls.key)?;
     let (signer, verify) = outgoing_security(cfg, ca)?;
     let route_timeout = Duration::from_secs(cfg.ib.route_timeout_secs);
     Ok(Ib {
         store: service.store.clone(),
-        settings: IbSettings {
-            gemeenten: cfg
-                .ib
-                .gemeenten
-                .iter()
-                .map(|g| Gemeente {
-                    code: g.code.clone(),
-                    name: if g.name.is_empty() {
-                        format!("gemeente {}", g.code)
-                    } else {
-                        g.name.clone()
-                    },
-                    oins: g.oins.clone(),
-                    url: g.url.clone(),
-                    delivery: g.delivery,
-                })
-                .collect(),
-            clusters: cfg.ib.clusters.clone(),
-            reintegratie_cluster: cfg.ib.reintegratie_cluster.clone(),
-            route_timeout,
-            dn: cfg.server.service_dn.clone(),
-            window_days: cfg.retention.window_days,
-        },
+        settings: ib_settings(cfg),
         forward: Arc::new(crate::http::forward::HttpForward {
             tls: Arc::new(tls),
             signer,
@@ -481,6 +461,34 @@ fn ib_role(cfg: &Config, service: &Service) -> Result<crate::service::ib::Ib, St
             timeout: route_timeout,
         }),
     })
+}
+
+/// The IB role's settings from `[ib]`.
+pub fn ib_settings(cfg: &Config) -> crate::service::ib::IbSettings {
+    use crate::service::ib::{Gemeente, IbSettings};
+    IbSettings {
+        gemeenten: cfg
+            .ib
+            .gemeenten
+            .iter()
+            .map(|g| Gemeente {
+                code: g.code.clone(),
+                name: if g.name.is_empty() {
+                    format!("gemeente {}", g.code)
+                } else {
+                    g.name.clone()
+                },
+                oins: g.oins.clone(),
+                url: g.url.clone(),
+                delivery: g.delivery,
+            })
+            .collect(),
+        clusters: cfg.ib.clusters.clone(),
+        reintegratie_cluster: cfg.ib.reintegratie_cluster.clone(),
+        route_timeout: Duration::from_secs(cfg.ib.route_timeout_secs),
+        dn: cfg.server.service_dn.clone(),
+        window_days: cfg.retention.window_days,
+    }
 }
 
 /// The outbox sender from `[push]`.

@@ -157,6 +157,9 @@ pub struct OpsConfig {
     pub min_cert_days: i64,
     /// `/readyz` fails when the last import is older than this many hours (0: not checked).
     pub max_import_age_hours: u64,
+    /// With push on, `/readyz` fails when an update waits longer than this for the IB (0: not
+    /// checked), or when the IB refused one (parked).
+    pub max_outbox_age_secs: u64,
 }
 
 impl Default for OpsConfig {
@@ -165,6 +168,7 @@ impl Default for OpsConfig {
             listen: "127.0.0.1:9090".into(),
             min_cert_days: 14,
             max_import_age_hours: 0,
+            max_outbox_age_secs: 3600,
         }
     }
 }

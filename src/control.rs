@@ -135,6 +135,18 @@ impl Backend {
         }
     }
 
+    /// The IB's Aanlevermonitor (IB role).
+    pub fn report_ib(
+        &self,
+        settings: &crate::service::ib::IbSettings,
+        today: time::Date,
+    ) -> Result<Vec<crate::report::IbReport>, ControlError> {
+        match self {
+            Backend::Local(s) => Ok(crate::report::build_ib(s, settings, today)?),
+            Backend::Remote(a) => json(*a, "GET", "/report/ib"),
+        }
+    }
+
     /// The Toets LKS.
     pub fn toets(
         &self,

@@ -800,6 +800,20 @@ fn report(format: ReportFormat, common: &Common) -> ExitCode {
         Err(code) => return code,
     };
     let today = time::OffsetDateTime::now_utc().date();
+    if cfg.role == dkd::config::Role::Ib {
+        let rows = match backend.report_ib(&dkd::app::ib_settings(&cfg), today) {
+            Ok(r) => r,
+            Err(e) => return control_fail(&e),
+        };
+        let out = match format {
+            ReportFormat::Table => dkd::report::ib_table(&rows),
+            ReportFormat::Csv => dkd::report::ib_csv(&rows),
+            ReportFormat::Json => serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n",
+        };
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(out.as_bytes());
+        return ExitCode::SUCCESS;
+    }
     let rows = match backend.report(cfg.retention.window_days, today) {
         Ok(r) => r,
         Err(e) => return control_fail(&e),
@@ -1062,12 +1076,18 @@ fn demo_chain(dir: &Path) -> ExitCode {
     if !certs::dev_pki_present(&dev_dir) {
         println!("Generating a development PKI in {} ...", dev_dir.display());
         if let Err(e) = certs::generate_dev_pki(&dev_dir) {
-            return fail(exit::TLS, &format!("cannot generate the development PKI: {e}"));
+            return fail(
+                exit::TLS,
+                &format!("cannot generate the development PKI: {e}"),
+            );
         }
     }
     let open = |cfg: &Config| match Store::open(&cfg.store.path) {
         Ok(s) => Ok(s.with_outbox(cfg.pushes())),
-        Err(e) => Err(fail(exit::STORE, &format!("{}: {e}", cfg.store.path.display()))),
+        Err(e) => Err(fail(
+            exit::STORE,
+            &format!("{}: {e}", cfg.store.path.display()),
+        )),
     };
     let (g_store, ib_store) = match (open(&g_cfg), open(&ib_cfg)) {
         (Ok(g), Ok(i)) => (g, i),
@@ -1077,7 +1097,10 @@ fn demo_chain(dir: &Path) -> ExitCode {
         let today = time::OffsetDateTime::now_utc().date();
         let people = dkd::demo::generate(dkd::demo::DEMO_PERSONS, today);
         // The outbox is on: every person entering the index queues an update for the IB.
-        if let Err(e) = g_store.put_all(&people, "demo").and_then(|_| g_store.flush()) {
+        if let Err(e) = g_store
+            .put_all(&people, "demo")
+            .and_then(|_| g_store.flush())
+        {
             return fail(exit::STORE, &format!("cannot load the demo set: {e}"));
         }
     }
@@ -1086,7 +1109,12 @@ fn demo_chain(dir: &Path) -> ExitCode {
         .build()
     {
         Ok(r) => r,
-        Err(e) => return fail(exit::FAILURE, &format!("cannot start the async runtime: {e}")),
+        Err(e) => {
+            return fail(
+                exit::FAILURE,
+                &format!("cannot start the async runtime: {e}"),
+            )
+        }
     };
     runtime.block_on(async move {
         let ib = match App::bind_with_store(&ib_cfg, ib_store).await {
@@ -1124,7 +1152,10 @@ fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store) {
         .unwrap_or_else(|| dkd::demo::UNKNOWN_BSN.into());
     let ib_url = ib.public_url();
     println!();
-    println!("dkd {} demo: the DKD chain on this machine", env!("CARGO_PKG_VERSION"));
+    println!(
+        "dkd {} demo: the DKD chain on this machine",
+        env!("CARGO_PKG_VERSION")
+    );
     println!(
         "  gemeente : {}   (demo set; pushes its verwijsindex to the IB)",
         g.public_url()
@@ -1139,7 +1170,9 @@ fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store) {
         }
     }
     println!();
-    println!("Ask the IB as UWV does: signed, the answer's signature and SignatureConfirmation checked:");
+    println!(
+        "Ask the IB as UWV does: signed, the answer's signature and SignatureConfirmation checked:"
+    );
     println!();
     println!(
         "cargo run --release -- call {ib_url} --bsn {bsn} --ca {} --cert {} --key {}",

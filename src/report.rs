@@ -131,3 +131,186 @@ pub fn csv(rows: &[GemeenteReport]) -> String {
     }
     s
 }
+
+/// One line of the IB's Aanlevermonitor: a gemeente and a cluster.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct IbReport {
+    /// The gemeentecode.
+    pub gemeente: String,
+    /// Its name.
+    pub name: String,
+    /// `webservice` or `batch`; empty for a gemeente not (or no longer) configured.
+    pub delivery: String,
+    /// The registered URL.
+    pub url: Option<String>,
+    /// `CdClusteringIb`.
+    pub cluster: String,
+    /// BSNs in the verwijsindex.
+    pub bsns: u64,
+    /// Oldest mutation (unix seconds).
+    pub oldest_mutation: Option<i64>,
+    /// Newest mutation (unix seconds).
+    pub newest_mutation: Option<i64>,
+    /// IBVerwijsindex updates received / that changed the index.
+    pub updates_received: u64,
+    /// See `updates_received`.
+    pub updates_changed: u64,
+    /// Routed queries answered in the last 31 days.
+    pub queries_succeeded: u64,
+    /// Routed queries that failed in the last 31 days.
+    pub queries_failed: u64,
+    /// The last routing attempt: reachable or not, when, why not.
+    pub last_reachability: Option<crate::store::ib::Reachability>,
+    /// The most recent errors (newest day first, at most 5).
+    pub recent_errors: Vec<String>,
+}
+
+/// The IB's Aanlevermonitor: every configured gemeente (for the re-integratie cluster at least)
+/// and every gemeente/cluster the index or the figures mention, over the last 31 days.
+pub fn build_ib(
+    store: &Store,
+    settings: &crate::service::ib::IbSettings,
+    today: time::Date,
+) -> Result<Vec<IbReport>, StoreError> {
+    let mut by: BTreeMap<(String, String), IbReport> = BTreeMap::new();
+    for g in &settings.gemeenten {
+        by.insert(
+            (g.code.clone(), settings.reintegratie_cluster.clone()),
+            IbReport::default(),
+        );
+    }
+    for ((g, c), f) in store.ib_index_figures()? {
+        let r = by.entry((g, c)).or_default();
+        r.bsns = f.bsns;
+        r.oldest_mutation = f.oldest;
+        r.newest_mutation = f.newest;
+        r.updates_received = f.received;
+        r.updates_changed = f.changed;
+    }
+    let since = crate::suwiml::types::Datum::from_date(today - time::Duration::days(30));
+    for ((g, c), days) in store.ib_day_figures(since.as_str())? {
+        let r = by.entry((g, c)).or_default();
+        for f in days.values() {
+            r.queries_succeeded += f.succeeded;
+            r.queries_failed += f.failed;
+        }
+        r.recent_errors = days
+            .values()
+            .rev()
+            .flat_map(|f| f.errors.iter().cloned())
+            .take(5)
+            .collect();
+    }
+    let reach = store.ib_reachability()?;
+    Ok(by
+        .into_iter()
+        .map(|((g, c), mut r)| {
+            let conf = settings.gemeenten.iter().find(|x| x.code == g);
+            r.name = conf.map(|x| x.name.clone()).unwrap_or_default();
+            r.delivery = conf
+                .map(|x| match x.delivery {
+                    crate::service::ib::Delivery::Webservice => "webservice".to_owned(),
+                    crate::service::ib::Delivery::Batch => "batch".to_owned(),
+                })
+                .unwrap_or_default();
+            r.url = conf.and_then(|x| x.url.clone());
+            r.last_reachability = reach.get(&g).cloned();
+            r.gemeente = g;
+            r.cluster = c;
+            r
+        })
+        .collect())
+}
+
+fn ratio(ok: u64, failed: u64) -> String {
+    match ok + failed {
+        0 => "-".into(),
+        n => format!("{:.0}%", 100.0 * ok as f64 / n as f64),
+    }
+}
+
+/// The IB report as an aligned table.
+pub fn ib_table(rows: &[IbReport]) -> String {
+    let mut s = format!(
+        "{:<9} {:<20} {:<10} {:>2} {:>8} {:<11} {:<11} {:>9} {:>6} {:>6} {:>5}  {}\n",
+        "gemeente",
+        "name",
+        "delivery",
+        "cl",
+        "bsns",
+        "oldest",
+        "newest",
+        "updates",
+        "ok31",
+        "fail31",
+        "ratio",
+        "last reachability"
+    );
+    for r in rows {
+        let reach = r
+            .last_reachability
+            .as_ref()
+            .map(|x| {
+                let when = time::OffsetDateTime::from_unix_timestamp(x.at)
+                    .map(|t| {
+                        format!(
+                            "{:04}-{:02}-{:02} {:02}:{:02}",
+                            t.year(),
+                            t.month() as u8,
+                            t.day(),
+                            t.hour(),
+                            t.minute()
+                        )
+                    })
+                    .unwrap_or_default();
+                match &x.error {
+                    None => format!("{when} reachable"),
+                    Some(e) => format!("{when} FAILED: {e}"),
+                }
+            })
+            .unwrap_or_else(|| "-".into());
+        s.push_str(&format!(
+            "{:<9} {:<20} {:<10} {:>2} {:>8} {:<11} {:<11} {:>9} {:>6} {:>6} {:>5}  {}\n",
+            r.gemeente,
+            r.name.chars().take(20).collect::<String>(),
+            r.delivery,
+            r.cluster,
+            r.bsns,
+            date(r.oldest_mutation),
+            date(r.newest_mutation),
+            r.updates_received,
+            r.queries_succeeded,
+            r.queries_failed,
+            ratio(r.queries_succeeded, r.queries_failed),
+            reach
+        ));
+    }
+    s
+}
+
+/// The IB report as CSV with a header row.
+pub fn ib_csv(rows: &[IbReport]) -> String {
+    let clean = |s: &str| s.replace([',', '"', '\n', '\r'], "_");
+    let mut s = String::from("gemeente,name,delivery,url,cluster,bsns,oldest_mutation,newest_mutation,updates_received,updates_changed,queries_succeeded_31d,queries_failed_31d,last_reachable,last_error\n");
+    for r in rows {
+        let reach = r.last_reachability.as_ref();
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.gemeente,
+            clean(&r.name),
+            r.delivery,
+            clean(r.url.as_deref().unwrap_or("")),
+            clean(&r.cluster),
+            r.bsns,
+            date(r.oldest_mutation),
+            date(r.newest_mutation),
+            r.updates_received,
+            r.updates_changed,
+            r.queries_succeeded,
+            r.queries_failed,
+            reach.map(|x| x.ok.to_string()).unwrap_or_default(),
+            clean(reach.and_then(|x| x.error.as_deref()).unwrap_or("")),
+        ));
+    }
+    s
+}

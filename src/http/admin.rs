@@ -36,6 +36,8 @@ pub struct AdminState {
     pub allowed_oins: HashSet<String>,
     /// The LKS look-back.
     pub window_days: u32,
+    /// IB role: its settings (for the IB report).
+    pub ib: Option<crate::service::ib::IbSettings>,
 }
 
 /// Largest import file accepted through `POST /imports`.
@@ -68,6 +70,13 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
                 Err(e) => internal(&e),
             }
         }
+        (hyper::Method::GET, "/report/ib") => match &state.ib {
+            None => error(StatusCode::NOT_FOUND, "this dkd does not play the IB role"),
+            Some(settings) => match crate::report::build_ib(&state.store, settings, today) {
+                Ok(r) => reply(StatusCode::OK, json!(r)),
+                Err(e) => internal(&e),
+            },
+        },
         (hyper::Method::POST, "/sweep") => {
             match crate::service::sweep(
                 &state.store,

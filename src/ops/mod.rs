@@ -24,6 +24,8 @@ pub struct Thresholds {
     pub max_import_age_hours: u64,
     /// The LKS look-back (for the status page figures).
     pub window_days: u32,
+    /// With push on: the oldest undelivered update may be at most this old (0: not checked).
+    pub max_outbox_age_secs: i64,
 }
 
 /// Shared state of the ops listener.
@@ -81,6 +83,14 @@ impl OpsState {
         v
     }
 
+    /// The outbox, when this instance pushes its index to the IB.
+    fn outbox(&self) -> Option<crate::store::outbox::OutboxStatus> {
+        if !self.store.outbox_enabled() {
+            return None;
+        }
+        self.store.outbox_status().ok()
+    }
+
     fn cert_days(&self) -> Option<i64> {
         crate::certs::days_left(&self.server_cert, time::OffsetDateTime::now_utc()).ok()
     }
@@ -114,6 +124,20 @@ impl OpsState {
                 false,
                 "the server certificate cannot be read".to_owned(),
             )),
+        }
+        if let Some(o) = self.outbox() {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let age = o.oldest_pending_at.map(|t| now - t).unwrap_or(0);
+            let max = self.thresholds.max_outbox_age_secs;
+            let ok = o.parked == 0 && (max == 0 || age <= max);
+            let mut detail = format!("{} pending, {} parked", o.pending, o.parked);
+            if age > 0 {
+                detail.push_str(&format!(", oldest {age} s"));
+            }
+            if let (false, Some(e)) = (ok, &o.last_error) {
+                detail.push_str(&format!(": {e}"));
+            }
+            out.push(("push", ok, detail));
         }
         if self.thresholds.max_import_age_hours > 0 {
             let max = self.thresholds.max_import_age_hours as i64 * 3600;
@@ -239,6 +263,19 @@ fn metrics_text(state: &OpsState) -> String {
         crate::certs::seconds_left(&state.server_cert, time::OffsetDateTime::now_utc())
     {
         s.push_str(&format!("# HELP dkd_certificate_expiry_seconds Seconds until the server certificate expires.\n# TYPE dkd_certificate_expiry_seconds gauge\ndkd_certificate_expiry_seconds {secs}\n"));
+    }
+    if let Some(o) = state.outbox() {
+        let age = o
+            .oldest_pending_at
+            .map(|t| (time::OffsetDateTime::now_utc().unix_timestamp() - t).max(0))
+            .unwrap_or(0);
+        s.push_str(&format!(
+            "# HELP dkd_outbox_pending IBVerwijsindex updates waiting to be delivered to the IB.\n# TYPE dkd_outbox_pending gauge\ndkd_outbox_pending {}\n\
+             # HELP dkd_outbox_parked Updates the IB refused (see dkd sync --status).\n# TYPE dkd_outbox_parked gauge\ndkd_outbox_parked {}\n\
+             # HELP dkd_outbox_oldest_pending_age_seconds Age of the oldest undelivered update (0 when none).\n# TYPE dkd_outbox_oldest_pending_age_seconds gauge\ndkd_outbox_oldest_pending_age_seconds {age}\n\
+             # HELP dkd_outbox_delivered_total Updates the IB acknowledged.\n# TYPE dkd_outbox_delivered_total counter\ndkd_outbox_delivered_total {}\n",
+            o.pending, o.parked, o.sent
+        ));
     }
     let ready = state.checks().iter().all(|(_, ok, _)| *ok);
     s.push_str(&format!(

@@ -264,10 +264,7 @@ impl Store {
     }
 
     /// Routed-query figures per (gemeente, cluster) and day (YYYYMMDD) from `since_day` on.
-    pub fn ib_day_figures(
-        &self,
-        since_day: &str,
-    ) -> Result<DayFiguresMap, StoreError> {
+    pub fn ib_day_figures(&self, since_day: &str) -> Result<DayFiguresMap, StoreError> {
         let mut out = DayFiguresMap::new();
         for item in self.index.scan_prefix([P_DAY]) {
             let (k, v) = item?;

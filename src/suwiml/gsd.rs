@@ -556,4 +556,3 @@ mod tests {
         assert!(matches!(parse_request(&e), Err(BodyError::Schema(_))));
     }
 }
-

@@ -17,6 +17,7 @@ pub struct Node {
     pub url: String,
     pub vi_url: Option<String>,
     pub store: Store,
+    pub ops: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -40,6 +41,7 @@ pub async fn start(dir: tempfile::TempDir, cfg: Config) -> Node {
         url: app.public_url().to_owned(),
         vi_url: app.verwijsindex_url().map(str::to_owned),
         store,
+        ops: app.ops_addr().expect("ops"),
         _stop: tx,
         _dir: dir,
     };
@@ -173,6 +175,7 @@ async fn push_route_merge_and_a_gemeente_down() {
         ib_port,
         &[("0363", a_port), ("0599", b_port)],
     );
+    let settings = dkd::app::ib_settings(&ib_cfg);
     let ib = start(ib_dir, ib_cfg).await;
     let a_dir = tempfile::tempdir().expect("dir");
     let a_cfg = gemeente_config(a_dir.path(), a_port, ib_port);
@@ -240,6 +243,26 @@ async fn push_route_merge_and_a_gemeente_down() {
     assert_eq!((ok, failed), (1, 1));
     assert!(!ib.store.ib_reachability().expect("reach")["0599"].ok);
 
+    // The IB's Aanlevermonitor shows it all per gemeente.
+    let report = dkd::report::build_ib(
+        &ib.store,
+        &settings,
+        demo_date().max(time::OffsetDateTime::now_utc().date()),
+    )
+    .expect("report");
+    let row = |g: &str| report.iter().find(|r| r.gemeente == g).expect("row");
+    assert_eq!((row("0363").bsns, row("0363").updates_received), (2, 2));
+    assert_eq!(
+        (row("0599").queries_succeeded, row("0599").queries_failed),
+        (1, 1)
+    );
+    assert!(
+        row("0599").recent_errors[0].contains("niet bereikbaar"),
+        "{report:?}"
+    );
+    let table = dkd::report::ib_table(&report);
+    assert!(table.contains("FAILED"), "{table}");
+
     // Only Amsterdam holds the other person; Amsterdam goes down too: FWI Fout alone.
     drop(a);
     let failed = ask_ib(&ib, only_a).await;
@@ -273,6 +296,19 @@ async fn ib_down_during_a_push_then_up_every_update_arrives_once() {
             .is_ok_and(|s| s.pending == 41 && s.last_error.is_some())
     })
     .await;
+    // The operator sees it before the IB does: metrics and readiness.
+    let (_, metrics) = http_get(g.ops, "/metrics").await;
+    assert!(metrics.contains("dkd_outbox_pending 41\n"), "{metrics}");
+    assert!(
+        metrics.contains("dkd_outbox_delivered_total 0\n"),
+        "{metrics}"
+    );
+    let (status, ready) = http_get(g.ops, "/readyz").await;
+    assert_eq!(
+        status, 200,
+        "parked: none, and younger than the hour: {ready}"
+    );
+    assert!(ready.contains("41 pending"), "{ready}");
     let ib_dir = tempfile::tempdir().expect("dir");
     let ib_cfg = ib_config(ib_dir.path(), ib_port, &[("0363", g_port)]);
     let ib = start(ib_dir, ib_cfg).await;
