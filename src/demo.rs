@@ -255,11 +255,16 @@ pub const CHAIN_PORTS: [u16; 6] = [8443, 9443, 9090, 8444, 9444, 9091];
 /// verwijsindex, and an IB routing to it, both with the development PKI in `certs/dev`. The
 /// gemeente requires signed requests (only the IB calls it); the IB accepts unsigned ones too, so
 /// a newcomer can try it with curl.
-pub fn chain_configs(data_dir: &std::path::Path) -> (crate::config::Config, crate::config::Config) {
+/// `shift` moves every port by the same amount (for a second demo, or tests).
+pub fn chain_configs(
+    data_dir: &std::path::Path,
+    shift: u16,
+) -> (crate::config::Config, crate::config::Config) {
     use crate::certs::{DEMO_CLIENT_OIN, DEMO_SERVER_OIN};
     use crate::config::{Config, IbGemeenteConfig, Role};
     use crate::soap::wssec::SigningMode;
-    let [g_port, g_admin, g_ops, ib_port, ib_admin, ib_ops] = CHAIN_PORTS;
+    let [g_port, g_admin, g_ops, ib_port, ib_admin, ib_ops] =
+        CHAIN_PORTS.map(|p| p.saturating_add(shift));
     let mut g = Config::default();
     g.server.listen = format!("127.0.0.1:{g_port}");
     g.server.service_dn = "CN=dkd demo gemeente".into();

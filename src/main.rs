@@ -93,6 +93,9 @@ enum Command {
         /// Where the two stores live.
         #[arg(long, default_value = "data/demo")]
         dir: PathBuf,
+        /// Add this to every port (to run beside another demo).
+        #[arg(long, default_value_t = 0)]
+        port_shift: u16,
     },
     /// Send one GSDReintegratieInfo to any 2W-be-S endpoint, signed, and check the signed answer.
     Call(CallArgs),
@@ -244,7 +247,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, demo } => serve(config.as_deref(), demo),
-        Command::Demo { dir } => demo_chain(&dir),
+        Command::Demo { dir, port_shift } => demo_chain(&dir, port_shift),
         Command::Call(args) => call(args),
         Command::Import {
             file,
@@ -1069,8 +1072,8 @@ fn start_error(e: StartError) -> ExitCode {
 }
 
 /// `dkd demo`: both roles in one process.
-fn demo_chain(dir: &Path) -> ExitCode {
-    let (g_cfg, ib_cfg) = dkd::demo::chain_configs(dir);
+fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
+    let (g_cfg, ib_cfg) = dkd::demo::chain_configs(dir, shift);
     init_logging(&g_cfg);
     let dev_dir = PathBuf::from("certs/dev");
     if !certs::dev_pki_present(&dev_dir) {
@@ -1187,8 +1190,13 @@ fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store) {
     println!();
     println!("The push (the outbox): pending, parked and delivered updates:");
     println!();
+    let admin = if g_cfg.admin.listen == "127.0.0.1:9443" {
+        String::new()
+    } else {
+        format!("DKD_ADMIN__LISTEN={} ", g_cfg.admin.listen)
+    };
     println!(
-        "DKD_STORE__PATH={} cargo run --release -- sync --status",
+        "{admin}DKD_STORE__PATH={} cargo run --release -- sync --status",
         g_cfg.store.path.display()
     );
     println!();

@@ -465,3 +465,87 @@ fn probe_command_follows_the_nagios_plugin_convention() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("DKD UNKNOWN"));
 }
+
+/// `dkd demo`: both roles start, the gemeente's index reaches the IB, and the printed `dkd call`
+/// command asks the IB, which routes to the gemeente: a signed ClientSuwi comes back.
+#[test]
+fn demo_runs_the_chain_and_its_printed_call_is_answered_via_the_ib() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Six ports from a free one (the demo's ports shifted together).
+    let shift = (0..50)
+        .map(|_| crate::chain::free_port())
+        .find(|p| {
+            (*p as u32) > 9091 + 10
+                && (*p as u32) + 1000 < 65_000
+                && dkd::demo::CHAIN_PORTS
+                    .iter()
+                    .all(|q| std::net::TcpListener::bind(("127.0.0.1", q + (p - 9091))).is_ok())
+        })
+        .map(|p| p - 9091)
+        .expect("free ports");
+    let child = dkd()
+        .args(["demo", "--port-shift", &shift.to_string()])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dkd demo");
+    let mut child = Killed(child);
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut call = None;
+    let mut sync = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && sync.is_none() {
+        let Some(Ok(line)) = lines.next() else { break };
+        if line.starts_with("cargo run --release -- call ") {
+            call = Some(line.clone());
+        }
+        if line.contains("-- sync --status") {
+            sync = Some(line.clone());
+        }
+    }
+    let call = call.expect("the banner prints a dkd call command");
+    let sync = sync.expect("the banner prints a dkd sync command");
+    // Run the printed commands with the binary under test instead of cargo run.
+    let args: Vec<&str> = call
+        .trim_start_matches("cargo run --release -- ")
+        .split_whitespace()
+        .collect();
+    let (env, rest) = sync
+        .split_once("cargo run --release -- ")
+        .expect("sync line");
+    let sync_cmd = || {
+        let mut c = dkd();
+        c.current_dir(dir.path());
+        for kv in env.split_whitespace() {
+            let (k, v) = kv.split_once('=').expect("K=V");
+            c.env(k, v);
+        }
+        c.args(rest.split_whitespace());
+        c.output().expect("dkd sync")
+    };
+    // The gemeente pushes its index first; then the IB can route.
+    let pushed = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = sync_cmd();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("pending 0 ") && !text.contains("delivered 0") {
+            break;
+        }
+        assert!(Instant::now() < pushed, "the push did not finish: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = dkd()
+        .current_dir(dir.path())
+        .args(&args)
+        .output()
+        .expect("dkd call");
+    let (text, summary) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{summary}");
+    assert!(text.contains("<ClientSuwi>"), "{text}");
+    assert!(summary.contains("response signature valid"), "{summary}");
+}
