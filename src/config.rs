@@ -497,6 +497,13 @@ impl Config {
             };
             sec.insert(key, value);
         }
+        if let Some(r) = table.get("role") {
+            if !matches!(r.as_str(), Some("gemeente" | "ib")) {
+                return Err(ConfigError::Invalid(format!(
+                    "role {r} must be \"gemeente\" or \"ib\""
+                )));
+            }
+        }
         let cfg: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse {
@@ -759,6 +766,47 @@ mod tests {
         let e =
             Config::load(None, env(&[("DKD_SERVER__LISTEN", "localhost")])).expect_err("bad addr");
         assert!(e.to_string().contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn role_and_the_chain_sections_are_validated() {
+        let c = Config::load(None, env(&[("DKD_ROLE", "IB")])).expect("role from env");
+        assert_eq!(c.role, Role::Ib);
+        assert!(!c.pushes(), "an IB does not push");
+        let c = Config::load(
+            None,
+            env(&[("DKD_PUSH__URL", "https://ib.example/IBVerwijsindex-v0300")]),
+        )
+        .expect("push");
+        assert!(c.pushes());
+        for (k, v, says) in [
+            ("DKD_PUSH__URL", "http://ib.example/", "push.url"),
+            ("DKD_PUSH__CLUSTER", "004", "push.cluster"),
+            (
+                "DKD_IB__REINTEGRATIE_CLUSTER",
+                "09",
+                "ib.reintegratie_cluster",
+            ),
+            ("DKD_ROLE", "uwv", "role"),
+        ] {
+            let e = Config::load(None, env(&[(k, v)])).expect_err(k);
+            assert!(e.to_string().contains(says), "{k}: {e}");
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        for (block, says) in [
+            ("code = \"363\"\nurl = \"https://g/\"", "4 digits"),
+            ("code = \"0363\"", "needs a url"),
+            (
+                "code = \"0363\"\nurl = \"https://g/\"\noins = [\"1\"]",
+                "20-digit OIN",
+            ),
+        ] {
+            let p = dir.path().join("ib.toml");
+            std::fs::write(&p, format!("role = \"ib\"\n[[ib.gemeenten]]\n{block}\n"))
+                .expect("write");
+            let e = Config::load(Some(&p), env(&[])).expect_err(block);
+            assert!(e.to_string().contains(says), "{block}: {e}");
+        }
     }
 
     #[test]
