@@ -54,6 +54,7 @@ pub struct App {
     retention: crate::config::RetentionConfig,
     audit_days: u32,
     push: Option<crate::push::Sender>,
+    fetcher: Option<(Arc<crate::fetch::Fetcher>, u64)>,
 }
 
 /// The bound admin listener.
@@ -164,7 +165,8 @@ impl App {
         } else {
             None
         };
-        let admin = bind_admin(cfg, &state.endpoint.service.store).await?;
+        let fetch = fetcher(cfg, &state.endpoint.service.store)?.map(Arc::new);
+        let admin = bind_admin(cfg, &state.endpoint.service.store, fetch.clone()).await?;
         let ops = if cfg.ops.listen.is_empty() {
             None
         } else {
@@ -182,7 +184,7 @@ impl App {
                 .first()
                 .map(|c| c.to_vec())
                 .unwrap_or_default();
-            let st = Arc::new(crate::ops::OpsState::new(
+            let mut ops_state = crate::ops::OpsState::new(
                 state.endpoint.service.store.clone(),
                 metrics,
                 server_cert,
@@ -193,8 +195,9 @@ impl App {
                     max_outbox_age_secs: cfg.ops.max_outbox_age_secs as i64,
                 },
                 public_url.clone(),
-            ));
-            Some((l, st, a))
+            );
+            ops_state.ib = (cfg.role == Role::Ib).then(|| ib_settings(cfg));
+            Some((l, Arc::new(ops_state), a))
         };
         Ok(App {
             listener,
@@ -206,6 +209,7 @@ impl App {
             audit_days: cfg.audit.retention_days,
             addr,
             push,
+            fetcher: fetch.map(|f| (f, cfg.signals.fetch_interval_secs)),
         })
     }
 
@@ -301,6 +305,24 @@ impl App {
                 }
             });
         }
+        if let Some((f, every)) = self.fetcher.filter(|(_, every)| *every > 0) {
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                let every = Duration::from_secs(every);
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = &mut stop => return,
+                    }
+                    let r = f.fetch().await;
+                    for e in &r.errors {
+                        tracing::warn!(error = %e, "Toets LKS reports: fetch problem");
+                    }
+                }
+            });
+        }
         if let Some(sender) = self.push {
             tracing::info!(url = %sender.url, "pushing verwijsindex updates to the IB");
             tokio::spawn(sender.run(stopped(stop_rx.clone())));
@@ -322,7 +344,11 @@ impl App {
 }
 
 /// Binds the admin API: plain HTTP on loopback, mutual TLS elsewhere.
-async fn bind_admin(cfg: &Config, store: &Store) -> Result<Option<Admin>, StartError> {
+async fn bind_admin(
+    cfg: &Config,
+    store: &Store,
+    fetcher: Option<Arc<crate::fetch::Fetcher>>,
+) -> Result<Option<Admin>, StartError> {
     if cfg.admin.listen.is_empty() {
         return Ok(None);
     }
@@ -358,6 +384,7 @@ async fn bind_admin(cfg: &Config, store: &Store) -> Result<Option<Admin>, StartE
         allowed_oins: cfg.admin.allowed_oins.iter().cloned().collect(),
         window_days: cfg.retention.window_days,
         ib: (cfg.role == Role::Ib).then(|| ib_settings(cfg)),
+        fetcher,
     });
     Ok(Some(Admin {
         listener,
@@ -488,7 +515,24 @@ pub fn ib_settings(cfg: &Config) -> crate::service::ib::IbSettings {
         route_timeout: Duration::from_secs(cfg.ib.route_timeout_secs),
         dn: cfg.server.service_dn.clone(),
         window_days: cfg.retention.window_days,
+        stale_after_days: cfg.ib.stale_after_days,
     }
+}
+
+/// The Toets LKS report fetcher from `[signals]`, when a portal is configured (gemeente role).
+pub fn fetcher(cfg: &Config, store: &Store) -> Result<Option<crate::fetch::Fetcher>, StartError> {
+    if cfg.role != Role::Gemeente || cfg.signals.portal.is_empty() {
+        return Ok(None);
+    }
+    let ca = cfg.signals.server_ca.as_ref().unwrap_or(&cfg.tls.client_ca);
+    let tls = tls::client_config(ca, &cfg.tls.cert, &cfg.tls.key)?;
+    Ok(Some(crate::fetch::Fetcher {
+        store: store.clone(),
+        portal: cfg.signals.portal.clone(),
+        gemeenten: cfg.signals.gemeenten.clone(),
+        tls: Arc::new(tls),
+        timeout: Duration::from_secs(30),
+    }))
 }
 
 /// The outbox sender from `[push]`.

@@ -42,6 +42,33 @@ pub struct Config {
     pub push: PushConfig,
     /// IB role: clusters, gemeenten and routing.
     pub ib: IbConfig,
+    /// Gemeente role: fetching the IB's "Toets LKS" reports.
+    pub signals: SignalsConfig,
+}
+
+/// `[signals]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalsConfig {
+    /// The IB portal's base URL (`…/portal`); empty: not fetched.
+    pub portal: String,
+    /// The gemeenten whose reports are fetched. Default: those in the store.
+    pub gemeenten: Vec<String>,
+    /// Seconds between automatic fetches while serving (0: only `dkd signals fetch`).
+    pub fetch_interval_secs: u64,
+    /// CA bundle the portal's server certificate must chain to. Default: `tls.client_ca`.
+    pub server_ca: Option<PathBuf>,
+}
+
+impl Default for SignalsConfig {
+    fn default() -> Self {
+        SignalsConfig {
+            portal: String::new(),
+            gemeenten: Vec::new(),
+            fetch_interval_secs: 3600,
+            server_ca: None,
+        }
+    }
 }
 
 /// Which side of the chain this instance plays.
@@ -586,6 +613,16 @@ impl Config {
             if oin.len() != 20 || !oin.bytes().all(|b| b.is_ascii_digit()) {
                 return bad(format!("allowed OINs: {oin:?} is not a 20-digit OIN"));
             }
+        }
+        if !self.signals.portal.is_empty()
+            && !self.signals.portal.starts_with("https://")
+            && !self.signals.portal.starts_with("http://127.0.0.1")
+            && !self.signals.portal.starts_with("http://localhost")
+        {
+            return bad(format!(
+                "signals.portal {:?} must be an https:// URL (plain http only on 127.0.0.1)",
+                self.signals.portal
+            ));
         }
         if !self.push.url.is_empty() && !self.push.url.starts_with("https://") {
             return bad(format!(

@@ -211,6 +211,56 @@ impl Backend {
         }
     }
 
+    /// `dkd signals fetch`: new Toets LKS reports from the IB portal into vangnetter cases.
+    pub fn signals_fetch(
+        &self,
+        cfg: &crate::config::Config,
+    ) -> Result<crate::fetch::FetchReport, ControlError> {
+        match self {
+            Backend::Local(s) => {
+                let f = crate::app::fetcher(cfg, s)
+                    .map_err(|e| failure(e.to_string()))?
+                    .ok_or_else(|| ControlError {
+                        kind: "usage",
+                        message: "signals.portal is not configured (gemeente role)".into(),
+                    })?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| failure(e.to_string()))?;
+                Ok(rt.block_on(f.fetch()))
+            }
+            Backend::Remote(a) => json(*a, "POST", "/signals/fetch"),
+        }
+    }
+
+    /// The vangnetter cases.
+    pub fn cases(&self) -> Result<Vec<crate::store::signals::Case>, ControlError> {
+        match self {
+            Backend::Local(s) => Ok(s.cases()?),
+            Backend::Remote(a) => json(*a, "GET", "/signals"),
+        }
+    }
+
+    /// Records a first sick day for a BSN's cases; returns how many.
+    pub fn sick_day(
+        &self,
+        bsn: &Bsn,
+        day: &crate::suwiml::types::Datum,
+    ) -> Result<u64, ControlError> {
+        match self {
+            Backend::Local(s) => Ok(s.set_first_sick_day(bsn, *day)?),
+            Backend::Remote(a) => {
+                let v: serde_json::Value = json(
+                    *a,
+                    "POST",
+                    &format!("/signals/sick-day?bsn={bsn}&datum={}", day.as_str()),
+                )?;
+                Ok(v["cases"].as_u64().unwrap_or(0))
+            }
+        }
+    }
+
     /// Audit records since a time.
     pub fn audit(&self, since: i64) -> Result<Vec<AuditRecord>, ControlError> {
         match self {

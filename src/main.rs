@@ -75,6 +75,35 @@ enum ConfigAction {
 }
 
 #[derive(Subcommand)]
+enum SignalsAction {
+    /// Download new <Gemeente>_LKSRi_rapport_<YYYYMMDD>.csv reports from `signals.portal` and
+    /// store their cases (a report is fetched once). Exit 0; 1 when a report or list failed.
+    Fetch {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The vangnetter cases with their milestones (week 6, 8, 26, 52, 78, 91, 93); overdue ones
+    /// marked. Exit 0; 1 when any milestone is overdue.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: AuditFormat,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Record the first day of sickness for a BSN's cases: the milestones count from it.
+    SickDay {
+        /// The BSN.
+        bsn: String,
+        /// The first sick day, YYYYMMDD.
+        #[arg(long)]
+        datum: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Serve GSDDossierReintegratie-v0200 over mutual TLS.
     Serve {
@@ -157,6 +186,12 @@ enum Command {
         json: bool,
         #[command(flatten)]
         common: Common,
+    },
+    /// The IB's "Toets LKS" signals at the gemeente: fetch new reports from the IB portal, list
+    /// the vangnetter cases with their Wvp milestones, record a first sick day.
+    Signals {
+        #[command(subcommand)]
+        action: SignalsAction,
     },
     /// The gemeente's own Aanlevermonitor: persons, mutation dates, last import, leaving soon.
     Report {
@@ -259,6 +294,7 @@ fn main() -> ExitCode {
             common,
         } => import(&file, format, mode, gemeente, dry_run, strict, &common),
         Command::Sweep { dry_run, common } => sweep(dry_run, &common),
+        Command::Signals { action } => signals(action),
         Command::Sync {
             status: _,
             retry_parked,
@@ -729,6 +765,95 @@ fn sync(retry_parked: bool, full: bool, as_json: bool, common: &Common) -> ExitC
     }
 }
 
+fn signals(action: SignalsAction) -> ExitCode {
+    match action {
+        SignalsAction::Fetch { common } => {
+            let (cfg, backend) = match open_store(&common) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            match backend.signals_fetch(&cfg) {
+                Ok(r) => {
+                    println!(
+                        "{} report(s) fetched, {} new vangnetter case(s)",
+                        r.files.len(),
+                        r.new_cases
+                    );
+                    for f in &r.files {
+                        println!("  {f}");
+                    }
+                    for e in &r.errors {
+                        eprintln!("error: {e}");
+                    }
+                    if r.errors.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(exit::FAILURE)
+                    }
+                }
+                Err(e) => control_fail(&e),
+            }
+        }
+        SignalsAction::List { format, common } => {
+            let (_, backend) = match open_store(&common) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let cases = match backend.cases() {
+                Ok(c) => c,
+                Err(e) => return control_fail(&e),
+            };
+            let today = time::OffsetDateTime::now_utc().date();
+            let rows = dkd::report::cases(&cases, today);
+            let overdue = rows.iter().any(|r| r.overdue > 0);
+            match format {
+                AuditFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                ),
+                AuditFormat::Table => print!("{}", dkd::report::cases_table(&rows)),
+            }
+            if overdue {
+                ExitCode::from(exit::FAILURE)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        SignalsAction::SickDay { bsn, datum, common } => {
+            let Ok(b) = dkd::suwiml::types::Bsn::parse(&bsn) else {
+                return fail(
+                    exit::USAGE,
+                    &format!("{bsn:?} is not a valid BSN (9 digits, 11-test)"),
+                );
+            };
+            let Some(d) = dkd::suwiml::types::Datum::parse(&datum)
+                .ok()
+                .filter(|d| d.to_date().is_some())
+            else {
+                return fail(
+                    exit::USAGE,
+                    &format!("--datum {datum:?} is not a calendar date YYYYMMDD"),
+                );
+            };
+            let (_, backend) = match open_store(&common) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            match backend.sick_day(&b, &d) {
+                Ok(0) => fail(
+                    exit::FAILURE,
+                    &format!("no vangnetter case for BSN {}", b.masked()),
+                ),
+                Ok(n) => {
+                    println!("first sick day {} recorded on {n} case(s)", d.as_str());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => control_fail(&e),
+            }
+        }
+    }
+}
+
 fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> ExitCode {
     const ERROR: u8 = 2;
     let bsn = match dkd::suwiml::types::Bsn::parse(bsn) {
@@ -821,11 +946,19 @@ fn report(format: ReportFormat, common: &Common) -> ExitCode {
         Ok(r) => r,
         Err(e) => return control_fail(&e),
     };
-    let out = match format {
+    let mut out = match format {
         ReportFormat::Table => dkd::report::table(&rows),
         ReportFormat::Csv => dkd::report::csv(&rows),
         ReportFormat::Json => serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n",
     };
+    if let (ReportFormat::Table, Ok(cases)) = (format, backend.cases()) {
+        if !cases.is_empty() {
+            out.push_str("\nVangnetter cases (Toets LKS signals from the IB):\n");
+            out.push_str(&dkd::report::cases_table(&dkd::report::cases(
+                &cases, today,
+            )));
+        }
+    }
     use std::io::Write;
     let _ = std::io::stdout().write_all(out.as_bytes());
     ExitCode::SUCCESS

@@ -314,3 +314,69 @@ pub fn ib_csv(rows: &[IbReport]) -> String {
     }
     s
 }
+
+/// A vangnetter case with its milestones, for `dkd signals list`, `dkd report` and the status page.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct CaseRow {
+    /// The case.
+    pub case: crate::store::signals::Case,
+    /// Its milestones.
+    pub milestones: Vec<crate::signals::Milestone>,
+    /// How many are overdue.
+    pub overdue: usize,
+}
+
+/// The cases with their milestones as of `today`.
+pub fn cases(cases: &[crate::store::signals::Case], today: time::Date) -> Vec<CaseRow> {
+    cases
+        .iter()
+        .map(|c| {
+            let milestones = crate::signals::milestones(c, today);
+            let overdue = milestones
+                .iter()
+                .filter(|m| m.state == crate::signals::MilestoneState::Overdue)
+                .count();
+            CaseRow {
+                case: c.clone(),
+                milestones,
+                overdue,
+            }
+        })
+        .collect()
+}
+
+/// The cases as an aligned table; overdue milestones are marked `!`, the next one `>`.
+pub fn cases_table(rows: &[CaseRow]) -> String {
+    use crate::signals::MilestoneState;
+    let mut s = format!(
+        "{:<11} {:<9} {:<9} {:<9}  {}\n",
+        "BSN", "gemeente", "signal", "sick", "milestones (week: date; ! overdue, > next)"
+    );
+    for r in rows {
+        let ms: Vec<String> = r
+            .milestones
+            .iter()
+            .map(|m| {
+                let mark = match m.state {
+                    MilestoneState::Overdue => "!",
+                    MilestoneState::Next => ">",
+                    MilestoneState::Later => "",
+                };
+                format!("{mark}{}: {}", m.week, m.date)
+            })
+            .collect();
+        s.push_str(&format!(
+            "{:<11} {:<9} {:<9} {:<9}  {}\n",
+            r.case.bsn.masked(),
+            r.case.gemeente,
+            r.case.signal_date.as_str(),
+            r.case
+                .first_sick_day
+                .as_ref()
+                .map(|d| d.as_str().to_owned())
+                .unwrap_or_else(|| "-".into()),
+            ms.join("  ")
+        ));
+    }
+    s
+}

@@ -38,6 +38,8 @@ pub struct AdminState {
     pub window_days: u32,
     /// IB role: its settings (for the IB report).
     pub ib: Option<crate::service::ib::IbSettings>,
+    /// Gemeente role with `[signals]`: fetches the IB's Toets LKS reports.
+    pub fetcher: Option<Arc<crate::fetch::Fetcher>>,
 }
 
 /// Largest import file accepted through `POST /imports`.
@@ -107,6 +109,35 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
                 Ok(Ok(r)) => reply(StatusCode::OK, json!(r)),
                 Ok(Err(e)) => internal(&e),
                 Err(e) => internal(&e),
+            }
+        }
+        (hyper::Method::POST, "/signals/fetch") => match &state.fetcher {
+            None => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "signals.portal is not configured",
+            ),
+            Some(f) => reply(StatusCode::OK, json!(f.fetch().await)),
+        },
+        (hyper::Method::GET, "/signals") => match state.store.cases() {
+            Ok(c) => reply(StatusCode::OK, json!(c)),
+            Err(e) => internal(&e),
+        },
+        (hyper::Method::POST, "/signals/sick-day") => {
+            let bsn = query(q, "bsn").and_then(|b| Bsn::parse(b).ok());
+            let day = query(q, "datum").and_then(|d| {
+                crate::suwiml::types::Datum::parse(d)
+                    .ok()
+                    .filter(|x| x.to_date().is_some())
+            });
+            match (bsn, day) {
+                (Some(b), Some(d)) => match state.store.set_first_sick_day(&b, d) {
+                    Ok(n) => reply(StatusCode::OK, json!({ "cases": n })),
+                    Err(e) => internal(&e),
+                },
+                _ => error(
+                    StatusCode::BAD_REQUEST,
+                    "bsn (9 digits, 11-test) and datum (YYYYMMDD) are required",
+                ),
             }
         }
         (hyper::Method::GET, "/audit") => {

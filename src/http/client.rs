@@ -101,7 +101,23 @@ async fn request_inner(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<Response, ClientError> {
-    let (host, port, path) = split_url(url)?;
+    // Plain HTTP only for loopback helpers (the IB portal on an ops listener); everything on the
+    // network is https.
+    let (host, port, path, secure) = match url.strip_prefix("http://") {
+        Some(rest) => {
+            let (h, p, path) = split_url(&format!("https://{rest}"))?;
+            let p = if rest.split('/').next().is_some_and(|a| a.contains(':')) {
+                p
+            } else {
+                80
+            };
+            (h, p, path, false)
+        }
+        None => {
+            let (h, p, path) = split_url(url)?;
+            (h, p, path, true)
+        }
+    };
     let addr = format!("{host}:{port}");
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
@@ -109,6 +125,9 @@ async fn request_inner(
             addr: addr.clone(),
             source,
         })?;
+    if !secure {
+        return send(tcp, method, &path, &addr, headers, body).await;
+    }
     let server_name = rustls_pki_types::ServerName::try_from(host.clone())
         .map_err(|_| ClientError::Url(url.into()))?;
     let stream = tokio_rustls::TlsConnector::from(tls)
@@ -118,14 +137,28 @@ async fn request_inner(
             addr: addr.clone(),
             source,
         })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    send(stream, method, &path, &addr, headers, body).await
+}
+
+async fn send<IO>(
+    io: IO,
+    method: &str,
+    path: &str,
+    addr: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Response, ClientError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?;
     let driver = tokio::spawn(conn);
     let mut req = hyper::Request::builder()
         .method(method)
-        .uri(&path)
-        .header("host", &addr);
+        .uri(path)
+        .header("host", addr);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

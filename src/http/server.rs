@@ -193,6 +193,20 @@ async fn route(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
+    if let (Some(m), true, &hyper::Method::GET) = (
+        &state.verwijsindex,
+        path.starts_with("/portal/"),
+        req.method(),
+    ) {
+        if let Role::IbVerwijsindex(ib) = &m.endpoint.role {
+            return crate::ops::portal::serve(
+                &ib.store,
+                &ib.settings,
+                path,
+                crate::ops::portal::Caller::Tls(oin.as_deref()),
+            );
+        }
+    }
     let vi = match &state.verwijsindex {
         _ if path == state.path => false,
         Some(m) if path == m.path => true,
@@ -341,9 +355,21 @@ async fn soap_post(
                             Ok(Ok(acc)) => {
                                 let reply = match &acc.request {
                                     SoapRequest::Gsd(bsn) => {
-                                        let from =
-                                            acc.from_address().unwrap_or_default().to_owned();
-                                        ib.reintegratie_info(bsn, &from).await
+                                        let q = crate::service::ib::Question {
+                                            from_address: acc
+                                                .from_address()
+                                                .unwrap_or_default()
+                                                .to_owned(),
+                                            message_id: acc
+                                                .message_id()
+                                                .unwrap_or_default()
+                                                .to_owned(),
+                                            asking_oin: acc
+                                                .from_oin()
+                                                .unwrap_or(&acc.tls_oin)
+                                                .to_owned(),
+                                        };
+                                        ib.reintegratie_info(bsn, &q).await
                                     }
                                     SoapRequest::Verwijsindex(_) => {
                                         return xml(500, internal().body);

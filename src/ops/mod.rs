@@ -3,6 +3,7 @@
 //! date before the IB does.
 
 pub mod metrics;
+pub mod portal;
 
 use crate::store::Store;
 use bytes::Bytes;
@@ -42,6 +43,8 @@ pub struct OpsState {
     pub public_url: String,
     /// Process start.
     pub started: Instant,
+    /// IB role: its settings (the portal).
+    pub ib: Option<crate::service::ib::IbSettings>,
     cache: Mutex<Option<(Instant, Vec<crate::report::GemeenteReport>)>>,
 }
 
@@ -61,6 +64,7 @@ impl OpsState {
             thresholds,
             public_url,
             started: Instant::now(),
+            ib: None,
             cache: Mutex::new(None),
         }
     }
@@ -179,7 +183,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(100)).await; continue; } },
             _ = &mut shutdown => return Ok(()),
         };
@@ -187,7 +191,7 @@ pub async fn run(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let st = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&st, req)) }
+                async move { Ok::<_, std::convert::Infallible>(route(&st, peer, req)) }
             });
             let mut b = hyper::server::conn::http1::Builder::new();
             b.timer(TokioTimer::new())
@@ -197,7 +201,11 @@ pub async fn run(
     }
 }
 
-fn route(state: &OpsState, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+fn route(
+    state: &OpsState,
+    peer: std::net::SocketAddr,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
     if req.method() != hyper::Method::GET {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -206,6 +214,21 @@ fn route(state: &OpsState, req: Request<hyper::body::Incoming>) -> Response<Full
         );
     }
     match req.uri().path() {
+        p if p.starts_with("/portal/") => match &state.ib {
+            None => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "the portal is served in the IB role\n".into(),
+            ),
+            // Plain HTTP carries no identity: only a process on this machine may read it here;
+            // gemeenten use the service listener (mutual TLS, their OIN).
+            Some(_) if !peer.ip().is_loopback() => reply(
+                StatusCode::FORBIDDEN,
+                "text/plain; charset=utf-8",
+                "the portal on the ops listener is for 127.0.0.1; use the service listener with mutual TLS\n".into(),
+            ),
+            Some(settings) => portal::serve(&state.store, settings, p, portal::Caller::Local),
+        },
         "/healthz" => reply(
             StatusCode::OK,
             "application/json",
@@ -399,6 +422,39 @@ fn status_page(state: &OpsState) -> String {
             esc(&f.oin)
         ));
     }
-    h.push_str("</table></body></html>\n");
+    h.push_str("</table>");
+    let cases = state.store.cases().unwrap_or_default();
+    if !cases.is_empty() {
+        let today = time::OffsetDateTime::now_utc().date();
+        h.push_str("<h2>Vangnetters (Toets LKS signals)</h2><table id=\"cases\"><tr><th>BSN</th><th>gemeente</th><th>signal</th><th>first sick day</th><th>milestones</th></tr>");
+        for r in crate::report::cases(&cases, today) {
+            let ms: Vec<String> = r
+                .milestones
+                .iter()
+                .map(|m| {
+                    let class = match m.state {
+                        crate::signals::MilestoneState::Overdue => " class=\"bad overdue\"",
+                        crate::signals::MilestoneState::Next => " class=\"next\"",
+                        crate::signals::MilestoneState::Later => "",
+                    };
+                    format!("<span{class}>week {}: {}</span>", m.week, esc(&m.date))
+                })
+                .collect();
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.case.bsn.masked()),
+                esc(&r.case.gemeente),
+                esc(r.case.signal_date.as_str()),
+                r.case
+                    .first_sick_day
+                    .as_ref()
+                    .map(|d| esc(d.as_str()))
+                    .unwrap_or_else(|| "–".into()),
+                ms.join(" · ")
+            ));
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</body></html>\n");
     h
 }

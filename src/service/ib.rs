@@ -54,8 +54,21 @@ pub struct IbSettings {
     pub route_timeout: Duration,
     /// The IB's DN for FWI `Bron/DN`.
     pub dn: String,
-    /// The LKS look-back in days (for batch deliveries).
+    /// The LKS look-back in days (for batch deliveries and the Toets LKS signal).
     pub window_days: u32,
+    /// A batch delivery older than this many days is stale.
+    pub stale_after_days: u32,
+}
+
+/// Who asked, for the Toets LKS signal.
+#[derive(Debug, Clone, Default)]
+pub struct Question {
+    /// The request's `wsa:From` address (passed on to the gemeenten).
+    pub from_address: String,
+    /// Its `wsa:MessageID`.
+    pub message_id: String,
+    /// The asking party's OIN (`wsa:From`, else the TLS client's).
+    pub asking_oin: String,
 }
 
 /// A forwarded question's failure, as the FWI names it.
@@ -187,9 +200,11 @@ impl Ib {
 
     /// GSDReintegratieInfo at the IB: every gemeente registered for the BSN in the re-integratie
     /// cluster is asked at once (each within the route timeout); the answers are merged.
-    pub async fn reintegratie_info(&self, bsn: &Bsn, from_address: &str) -> Reply {
+    pub async fn reintegratie_info(&self, bsn: &Bsn, q: &Question) -> Reply {
+        let from_address = q.from_address.as_str();
         let cluster = &self.settings.reintegratie_cluster;
-        let registered = match self.store.ib_gemeenten_for(bsn, cluster) {
+        let registered = self.registered(bsn, cluster);
+        let registered = match registered {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "verwijsindex lookup failed");
@@ -207,7 +222,7 @@ impl Ib {
         // Gemeenten served by one endpoint (a shared service centre, or one dkd holding several
         // gemeentecodes) are asked once: its answer covers all of them.
         let mut targets: Vec<Vec<&str>> = Vec::new();
-        for (code, _) in &registered {
+        for code in &registered {
             let url = self
                 .gemeente(code)
                 .filter(|g| g.delivery == Delivery::Webservice)
@@ -245,7 +260,79 @@ impl Ib {
                 }
             }
         }
-        self.merge(parts)
+        let reply = self.merge(parts);
+        if let Reply::Client(p, _) = &reply {
+            self.signal(p, q, now);
+        }
+        reply
+    }
+
+    /// The gemeenten holding data for a BSN: webservice gemeenten from the verwijsindex, batch
+    /// gemeenten from their stored delivery.
+    fn registered(
+        &self,
+        bsn: &Bsn,
+        cluster: &str,
+    ) -> Result<Vec<String>, crate::store::StoreError> {
+        let mut codes: Vec<String> = self
+            .store
+            .ib_gemeenten_for(bsn, cluster)?
+            .into_iter()
+            .map(|(g, _)| g)
+            .filter(|g| {
+                self.gemeente(g)
+                    .is_none_or(|x| x.delivery == Delivery::Webservice)
+            })
+            .collect();
+        if cluster == self.settings.reintegratie_cluster {
+            for e in self.store.entries(bsn)? {
+                if self
+                    .gemeente(&e.gemeente)
+                    .is_some_and(|g| g.delivery == Delivery::Batch)
+                    && !codes.contains(&e.gemeente)
+                {
+                    codes.push(e.gemeente);
+                }
+            }
+        }
+        Ok(codes)
+    }
+
+    /// Records a Toets LKS signal for every gemeente whose part of the answer holds LKS granted or
+    /// paid in the look-back before today.
+    fn signal(&self, p: &Person, q: &Question, now: time::OffsetDateTime) {
+        let mut gemeenten: Vec<&str> = p
+            .atl_relaties
+            .iter()
+            .map(|r| r.bron.partij.as_str())
+            .collect();
+        gemeenten.sort_unstable();
+        gemeenten.dedup();
+        for g in gemeenten {
+            let mut part = p.clone();
+            part.atl_relaties.retain(|r| r.bron.partij == g);
+            let hits: Vec<_> =
+                super::retention::toets(&part, now.date(), self.settings.window_days)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+            if hits.is_empty() {
+                continue;
+            }
+            let s = crate::store::signals::Signal {
+                bsn: p.bsn,
+                gemeente: g.to_owned(),
+                at: now.unix_timestamp(),
+                message_id: q.message_id.clone(),
+                asking_oin: q.asking_oin.clone(),
+                provisions: hits,
+            };
+            if let Err(e) = self.store.ib_record_signal(&s) {
+                tracing::error!(error = %e, gemeente = g, "Toets LKS signal could not be recorded");
+            } else {
+                tracing::info!(gemeente = g, bsn = %p.bsn.masked(), "Toets LKS signal recorded");
+            }
+        }
     }
 
     async fn ask(&self, code: &str, bsn: &Bsn, from_address: &str) -> Part {

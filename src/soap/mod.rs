@@ -138,6 +138,11 @@ impl Accepted {
     pub fn message_id(&self) -> Option<&str> {
         self.ctx.message_id.as_deref()
     }
+
+    /// The OIN in the request's `wsa:From`.
+    pub fn from_oin(&self) -> Option<&str> {
+        self.ctx.from_oin.as_deref()
+    }
 }
 
 /// The WS-Security setup of an endpoint.

@@ -18,6 +18,7 @@
 
 pub mod ib;
 pub mod outbox;
+pub mod signals;
 
 use crate::suwiml::model::{FieldError, Person};
 use crate::suwiml::types::Bsn;

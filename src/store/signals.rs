@@ -1,0 +1,167 @@
+//! The "Toets LKS" signals: recorded by the IB role when a question finds LKS in the look-back,
+//! and, on the gemeente side, the vangnetter cases fetched from the IB's portal.
+//!
+//! Layout (in tree `index`):
+//! - `s` gemeente(4) day(YYYYMMDD) seq(u64 BE) → JSON [`Signal`] (IB role);
+//! - `w` BSN(9) signal day(YYYYMMDD) → JSON [`Case`] (gemeente role);
+//! - `f` report file name → fetch time (i64 BE): reports already fetched.
+
+use super::{Store, StoreError};
+use crate::suwiml::model::Provision;
+use crate::suwiml::types::{Bsn, Datum};
+use serde::{Deserialize, Serialize};
+
+const P_SIGNAL: u8 = b's';
+const P_CASE: u8 = b'w';
+const P_FETCHED: u8 = b'f';
+
+/// One signal: UWV's question found LKS granted or paid by this gemeente in the look-back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signal {
+    /// The person.
+    pub bsn: Bsn,
+    /// The responsible gemeente.
+    pub gemeente: String,
+    /// When the question was answered (unix seconds).
+    pub at: i64,
+    /// The question's `wsa:MessageID`.
+    pub message_id: String,
+    /// The asking party's OIN (`wsa:From`, else the TLS client's).
+    pub asking_oin: String,
+    /// The LKS provisions that decided it.
+    pub provisions: Vec<Provision>,
+}
+
+/// A vangnetter case at the gemeente: a person for whom the gemeente takes over the
+/// re-integration duty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Case {
+    /// The person.
+    pub bsn: Bsn,
+    /// The gemeente the signal was for.
+    pub gemeente: String,
+    /// The signal's date: the milestones count from here unless a first sick day is known.
+    pub signal_date: Datum,
+    /// The first day of sickness, when supplied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_sick_day: Option<Datum>,
+    /// The LKS provisions the IB reported.
+    pub provisions: Vec<Provision>,
+    /// The report file it came from.
+    pub source: String,
+}
+
+fn day_key(prefix: u8, a: &[u8], day: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + a.len() + 8 + 8);
+    k.push(prefix);
+    k.extend_from_slice(a);
+    k.extend_from_slice(day.as_bytes());
+    k
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Io(e.to_string()))
+}
+
+impl Store {
+    /// Records a signal under its gemeente and day.
+    pub fn ib_record_signal(&self, s: &Signal) -> Result<(), StoreError> {
+        let day = time::OffsetDateTime::from_unix_timestamp(s.at)
+            .map(|t| Datum::from_date(t.date()))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let mut k = day_key(P_SIGNAL, s.gemeente.as_bytes(), day.as_str());
+        k.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+        self.index.insert(k, json(s)?)?;
+        Ok(())
+    }
+
+    /// The days with signals for a gemeente, oldest first, with their counts.
+    pub fn ib_signal_days(&self, gemeente: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for k in self
+            .index
+            .scan_prefix(day_key(P_SIGNAL, gemeente.as_bytes(), ""))
+            .keys()
+        {
+            let k = k?;
+            let day = String::from_utf8_lossy(k.get(5..13).unwrap_or_default()).into_owned();
+            match out.last_mut() {
+                Some((d, n)) if *d == day => *n += 1,
+                _ => out.push((day, 1)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The signals of one gemeente on one day, in the order they were recorded.
+    pub fn ib_signals(&self, gemeente: &str, day: &str) -> Result<Vec<Signal>, StoreError> {
+        let mut out = Vec::new();
+        if day.len() != 8 {
+            return Ok(out);
+        }
+        for item in self
+            .index
+            .scan_prefix(day_key(P_SIGNAL, gemeente.as_bytes(), day))
+        {
+            let (_, v) = item?;
+            out.push(
+                serde_json::from_slice(&v).map_err(|e| StoreError::Io(format!("signal: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Whether a report file was fetched before.
+    pub fn fetched(&self, file: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .index
+            .get(day_key(P_FETCHED, file.as_bytes(), ""))?
+            .is_some())
+    }
+
+    /// Stores the cases of one fetched report and marks it fetched, in one atomic write. A case
+    /// already known (same BSN and signal day) is kept as it is. Returns how many were new.
+    pub fn add_cases(&self, file: &str, cases: &[Case]) -> Result<u64, StoreError> {
+        let mut b = sled::Batch::default();
+        let mut new = 0;
+        let mut seen = std::collections::HashSet::new();
+        for c in cases {
+            let k = day_key(P_CASE, c.bsn.as_bytes(), c.signal_date.as_str());
+            if self.index.get(&k)?.is_some() || !seen.insert(k.clone()) {
+                continue;
+            }
+            b.insert(k, json(c)?);
+            new += 1;
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        b.insert(day_key(P_FETCHED, file.as_bytes(), ""), &now.to_be_bytes());
+        self.index.apply_batch(b)?;
+        Ok(new)
+    }
+
+    /// Every vangnetter case, by BSN then signal day.
+    pub fn cases(&self) -> Result<Vec<Case>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.index.scan_prefix([P_CASE]) {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Io(format!("case: {e}")))?);
+        }
+        Ok(out)
+    }
+
+    /// Records the first sick day on every case of a BSN; returns how many cases it changed.
+    pub fn set_first_sick_day(&self, bsn: &Bsn, day: Datum) -> Result<u64, StoreError> {
+        let mut b = sled::Batch::default();
+        let mut n = 0;
+        for item in self.index.scan_prefix(day_key(P_CASE, bsn.as_bytes(), "")) {
+            let (k, v) = item?;
+            let mut c: Case =
+                serde_json::from_slice(&v).map_err(|e| StoreError::Io(format!("case: {e}")))?;
+            c.first_sick_day = Some(day.clone());
+            b.insert(k, json(&c)?);
+            n += 1;
+        }
+        self.index.apply_batch(b)?;
+        Ok(n)
+    }
+}
