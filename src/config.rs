@@ -72,7 +72,7 @@ impl Default for SignalsConfig {
 }
 
 /// Which side of the chain this instance plays.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// A gemeente's endpoint.

@@ -147,6 +147,10 @@ enum Command {
         /// Reject the whole file when any row is rejected.
         #[arg(long)]
         strict: bool,
+        /// `ib`: a batch gemeente's delivery (verzamelbestand) into the IB's store; it replaces
+        /// that gemeente's previous delivery (full mode) and needs --gemeente.
+        #[arg(long, value_enum)]
+        role: Option<dkd::config::Role>,
         #[command(flatten)]
         common: Common,
     },
@@ -291,8 +295,11 @@ fn main() -> ExitCode {
             gemeente,
             dry_run,
             strict,
+            role,
             common,
-        } => import(&file, format, mode, gemeente, dry_run, strict, &common),
+        } => import(
+            &file, format, mode, gemeente, dry_run, strict, role, &common,
+        ),
         Command::Sweep { dry_run, common } => sweep(dry_run, &common),
         Command::Signals { action } => signals(action),
         Command::Sync {
@@ -428,6 +435,7 @@ fn control_fail(e: &ControlError) -> ExitCode {
 /// Exit code of `dkd import` when rows were rejected.
 const EXIT_ROWS_REJECTED: u8 = 7;
 
+#[allow(clippy::too_many_arguments)]
 fn import(
     file: &Path,
     format: Option<dkd::import::Format>,
@@ -435,6 +443,7 @@ fn import(
     gemeente: Option<String>,
     dry_run: bool,
     strict: bool,
+    role: Option<dkd::config::Role>,
     common: &Common,
 ) -> ExitCode {
     use dkd::import::{Format, Options};
@@ -460,6 +469,34 @@ fn import(
     let (cfg, backend) = match open_store(common) {
         Ok(x) => x,
         Err(code) => return code,
+    };
+    let ib = role == Some(dkd::config::Role::Ib) || cfg.role == dkd::config::Role::Ib;
+    let mode = if ib {
+        // A verzamelbestand is the gemeente's complete delivery: it replaces the previous one.
+        let Some(g) = &gemeente else {
+            return fail(
+                exit::USAGE,
+                "an IB batch import needs --gemeente CODE (a gemeente with delivery = \"batch\")",
+            );
+        };
+        match cfg.ib.gemeenten.iter().find(|x| &x.code == g) {
+            Some(x) if x.delivery == dkd::service::ib::Delivery::Batch => {}
+            Some(_) => return fail(
+                exit::USAGE,
+                &format!(
+                    "gemeente {g} delivers by webservice ([[ib.gemeenten]] delivery), not by batch"
+                ),
+            ),
+            None => {
+                return fail(
+                    exit::USAGE,
+                    &format!("gemeente {g} is not in [[ib.gemeenten]] of this configuration"),
+                )
+            }
+        }
+        dkd::import::Mode::Full
+    } else {
+        mode
     };
     let bytes = match std::fs::read(file) {
         Ok(b) => b,

@@ -163,6 +163,12 @@ pub struct IbReport {
     pub last_reachability: Option<crate::store::ib::Reachability>,
     /// The most recent errors (newest day first, at most 5).
     pub recent_errors: Vec<String>,
+    /// Batch gemeenten: when the last delivery was imported (unix seconds).
+    pub last_delivery: Option<i64>,
+    /// Batch gemeenten: rows in the last delivery.
+    pub delivery_rows: Option<u64>,
+    /// Batch gemeenten: no delivery, or the last is older than `ib.stale_after_days`.
+    pub stale: bool,
 }
 
 /// The IB's Aanlevermonitor: every configured gemeente (for the re-integratie cluster at least)
@@ -201,6 +207,28 @@ pub fn build_ib(
             .take(5)
             .collect();
     }
+    // Batch gemeenten: the verwijsindex is their last delivery, every entry dated by it.
+    let imports = store.imports()?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for g in settings
+        .gemeenten
+        .iter()
+        .filter(|g| g.delivery == crate::service::ib::Delivery::Batch)
+    {
+        let r = by
+            .entry((g.code.clone(), settings.reintegratie_cluster.clone()))
+            .or_default();
+        let last = imports
+            .iter()
+            .filter(|i| i.gemeenten.contains(&g.code) && i.mode == "full")
+            .max_by_key(|i| i.at);
+        r.bsns = store.gemeente_bsns(&g.code)?.len() as u64;
+        r.last_delivery = last.map(|i| i.at);
+        r.delivery_rows = last.map(|i| i.rows);
+        r.oldest_mutation = r.last_delivery.filter(|_| r.bsns > 0);
+        r.newest_mutation = r.oldest_mutation;
+        r.stale = last.is_none_or(|i| now - i.at > i64::from(settings.stale_after_days) * 86_400);
+    }
     let reach = store.ib_reachability()?;
     Ok(by
         .into_iter()
@@ -232,7 +260,7 @@ fn ratio(ok: u64, failed: u64) -> String {
 /// The IB report as an aligned table.
 pub fn ib_table(rows: &[IbReport]) -> String {
     let mut s = format!(
-        "{:<9} {:<20} {:<10} {:>2} {:>8} {:<11} {:<11} {:>9} {:>6} {:>6} {:>5}  {}\n",
+        "{:<9} {:<20} {:<16} {:>2} {:>8} {:<11} {:<11} {:>9} {:>6} {:>6} {:>5}  {}\n",
         "gemeente",
         "name",
         "delivery",
@@ -270,10 +298,14 @@ pub fn ib_table(rows: &[IbReport]) -> String {
             })
             .unwrap_or_else(|| "-".into());
         s.push_str(&format!(
-            "{:<9} {:<20} {:<10} {:>2} {:>8} {:<11} {:<11} {:>9} {:>6} {:>6} {:>5}  {}\n",
+            "{:<9} {:<20} {:<16} {:>2} {:>8} {:<11} {:<11} {:>9} {:>6} {:>6} {:>5}  {}\n",
             r.gemeente,
             r.name.chars().take(20).collect::<String>(),
-            r.delivery,
+            if r.stale {
+                format!("{} STALE", r.delivery)
+            } else {
+                r.delivery.clone()
+            },
             r.cluster,
             r.bsns,
             date(r.oldest_mutation),
@@ -291,11 +323,11 @@ pub fn ib_table(rows: &[IbReport]) -> String {
 /// The IB report as CSV with a header row.
 pub fn ib_csv(rows: &[IbReport]) -> String {
     let clean = |s: &str| s.replace([',', '"', '\n', '\r'], "_");
-    let mut s = String::from("gemeente,name,delivery,url,cluster,bsns,oldest_mutation,newest_mutation,updates_received,updates_changed,queries_succeeded_31d,queries_failed_31d,last_reachable,last_error\n");
+    let mut s = String::from("gemeente,name,delivery,url,cluster,bsns,oldest_mutation,newest_mutation,updates_received,updates_changed,queries_succeeded_31d,queries_failed_31d,last_reachable,last_error,last_delivery,stale\n");
     for r in rows {
         let reach = r.last_reachability.as_ref();
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.gemeente,
             clean(&r.name),
             r.delivery,
@@ -310,6 +342,8 @@ pub fn ib_csv(rows: &[IbReport]) -> String {
             r.queries_failed,
             reach.map(|x| x.ok.to_string()).unwrap_or_default(),
             clean(reach.and_then(|x| x.error.as_deref()).unwrap_or("")),
+            date(r.last_delivery),
+            r.stale,
         ));
     }
     s
