@@ -248,6 +248,35 @@ mod tests {
     }
 }
 
+/// The demo gemeente that delivers batch files to the IB instead of running a webservice.
+pub const DEMO_BATCH_GEMEENTE: &str = "0014";
+
+/// Splits the demo set into what the webservice gemeente holds and the batch gemeente's delivery.
+pub fn split_batch(people: Vec<Person>) -> (Vec<Person>, Vec<Person>) {
+    let mut webservice = Vec::new();
+    let mut batch = Vec::new();
+    for p in people {
+        let (b, w): (Vec<_>, Vec<_>) = p
+            .atl_relaties
+            .iter()
+            .cloned()
+            .partition(|r| r.bron.partij == DEMO_BATCH_GEMEENTE);
+        if !b.is_empty() {
+            batch.push(Person {
+                atl_relaties: b,
+                ..p.clone()
+            });
+        }
+        if !w.is_empty() {
+            webservice.push(Person {
+                atl_relaties: w,
+                ..p
+            });
+        }
+    }
+    (webservice, batch)
+}
+
 /// Ports of `dkd demo`: the gemeente's service, admin and ops listeners, then the IB's.
 pub const CHAIN_PORTS: [u16; 6] = [8443, 9443, 9090, 8444, 9444, 9091];
 
@@ -275,6 +304,8 @@ pub fn chain_configs(
     g.auth.allowed_oins = vec![DEMO_SERVER_OIN.into(), DEMO_CLIENT_OIN.into()];
     g.security.signing = Some(SigningMode::Required);
     g.push.url = format!("https://127.0.0.1:{ib_port}/IBVerwijsindex-v0300");
+    g.signals.portal = format!("http://127.0.0.1:{ib_ops}/portal");
+    g.signals.fetch_interval_secs = 10;
     let mut ib = Config {
         role: Role::Ib,
         ..Config::default()
@@ -288,15 +319,20 @@ pub fn chain_configs(
     ib.security.signing = Some(SigningMode::Optional);
     ib.ib.gemeenten = DEMO_GEMEENTEN
         .iter()
-        .map(|code| IbGemeenteConfig {
-            code: (*code).into(),
-            name: String::new(),
-            oins: vec![DEMO_SERVER_OIN.into()],
-            url: Some(format!(
-                "https://127.0.0.1:{g_port}{}",
-                crate::config::GSD_PATH
-            )),
-            delivery: crate::service::ib::Delivery::Webservice,
+        .map(|code| {
+            let batch = *code == DEMO_BATCH_GEMEENTE;
+            IbGemeenteConfig {
+                code: (*code).into(),
+                name: String::new(),
+                oins: vec![DEMO_SERVER_OIN.into()],
+                url: (!batch)
+                    .then(|| format!("https://127.0.0.1:{g_port}{}", crate::config::GSD_PATH)),
+                delivery: if batch {
+                    crate::service::ib::Delivery::Batch
+                } else {
+                    crate::service::ib::Delivery::Webservice
+                },
+            }
         })
         .collect();
     (g, ib)

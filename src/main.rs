@@ -481,12 +481,14 @@ fn import(
         };
         match cfg.ib.gemeenten.iter().find(|x| &x.code == g) {
             Some(x) if x.delivery == dkd::service::ib::Delivery::Batch => {}
-            Some(_) => return fail(
-                exit::USAGE,
-                &format!(
+            Some(_) => {
+                return fail(
+                    exit::USAGE,
+                    &format!(
                     "gemeente {g} delivers by webservice ([[ib.gemeenten]] delivery), not by batch"
                 ),
-            ),
+                )
+            }
             None => {
                 return fail(
                     exit::USAGE,
@@ -1266,17 +1268,49 @@ fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
         (Ok(g), Ok(i)) => (g, i),
         (Err(code), _) | (_, Err(code)) => return code,
     };
+    let today = time::OffsetDateTime::now_utc().date();
+    let (webservice, batch) =
+        dkd::demo::split_batch(dkd::demo::generate(dkd::demo::DEMO_PERSONS, today));
     if g_store.is_empty() {
-        let today = time::OffsetDateTime::now_utc().date();
-        let people = dkd::demo::generate(dkd::demo::DEMO_PERSONS, today);
         // The outbox is on: every person entering the index queues an update for the IB.
         if let Err(e) = g_store
-            .put_all(&people, "demo")
+            .put_all(&webservice, "demo")
             .and_then(|_| g_store.flush())
         {
             return fail(exit::STORE, &format!("cannot load the demo set: {e}"));
         }
     }
+    if ib_store.imports().map(|i| i.is_empty()).unwrap_or(false) {
+        // Gemeente 0014 delivers a verzamelbestand; the IB answers for it from that.
+        let mut csv = String::new();
+        dkd::import::csv_format::write(&batch, &mut csv);
+        let opts = dkd::import::Options {
+            format: dkd::import::Format::Csv,
+            mode: dkd::import::Mode::Full,
+            gemeente: Some(dkd::demo::DEMO_BATCH_GEMEENTE.into()),
+            dry_run: false,
+            strict: true,
+            rules: dkd::import::Rules {
+                lks_type_codes: ib_cfg.import.lks_type_codes.clone(),
+                max_future_days: ib_cfg.import.max_future_days,
+            },
+            purge: true,
+            window_days: ib_cfg.retention.window_days,
+            today,
+        };
+        let file = format!("{}_verzamelbestand.csv", dkd::demo::DEMO_BATCH_GEMEENTE);
+        if let Err(e) = dkd::import::import(&ib_store, &file, csv.as_bytes(), &opts, &mut |_| {}) {
+            return fail(
+                exit::STORE,
+                &format!("cannot load the demo batch delivery: {e}"),
+            );
+        }
+    }
+    // A person known to a webservice gemeente and to the batch gemeente: the IB merges both.
+    let merged_bsn = webservice
+        .iter()
+        .find(|p| batch.iter().any(|b| b.bsn == p.bsn))
+        .map(|p| p.bsn.to_string());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1298,7 +1332,7 @@ fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
             Ok(a) => a,
             Err(e) => return start_error(e),
         };
-        print_chain_banner(&gemeente, &ib, &g_cfg, &g_store);
+        print_chain_banner(&gemeente, &ib, &g_cfg, &g_store, merged_bsn.as_deref());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|v| *v).await;
@@ -1315,15 +1349,23 @@ fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
     })
 }
 
-fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store) {
+fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store, merged: Option<&str>) {
     let dir = Path::new("certs/dev");
-    let bsn = g_store
-        .first(1)
-        .ok()
-        .and_then(|v| v.into_iter().next())
-        .map(|p| p.bsn.to_string())
-        .unwrap_or_else(|| dkd::demo::UNKNOWN_BSN.into());
+    let bsn = merged.map(str::to_owned).unwrap_or_else(|| {
+        g_store
+            .first(1)
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .map(|p| p.bsn.to_string())
+            .unwrap_or_else(|| dkd::demo::UNKNOWN_BSN.into())
+    });
     let ib_url = ib.public_url();
+    // Store commands find the running demo through its admin API; say where when it moved.
+    let admin = if g_cfg.admin.listen == "127.0.0.1:9443" {
+        String::new()
+    } else {
+        format!("DKD_ADMIN__LISTEN={} ", g_cfg.admin.listen)
+    };
     println!();
     println!(
         "dkd {} demo: the DKD chain on this machine",
@@ -1334,6 +1376,10 @@ fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store) {
         g.public_url()
     );
     println!("  IB       : {ib_url}   (routes to the gemeenten in its verwijsindex)");
+    println!(
+        "             gemeente {} delivers a batch file instead: the IB answers for it",
+        dkd::demo::DEMO_BATCH_GEMEENTE
+    );
     if let Some(v) = ib.verwijsindex_url() {
         println!("             {v}   (the gemeente's updates arrive here)");
     }
@@ -1356,15 +1402,28 @@ fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store) {
     println!();
     println!("The log then shows two requests: the IB's (oin=…0002, from you) and, routed, the");
     println!("gemeente's (oin=…0001, the IB's certificate, from_oin=…0002: asked on your behalf);");
-    println!("the IB signs the routed request and checks the gemeente's signed answer.");
+    println!("the IB signs the routed request and checks the gemeente's signed answer, and merges");
+    println!(
+        "it with gemeente {}'s batch delivery into one ClientSuwi.",
+        dkd::demo::DEMO_BATCH_GEMEENTE
+    );
+    println!();
+    println!("The answer holds LKS, so the IB records a Toets LKS signal (portal:");
+    if let Some(a) = ib.ops_addr() {
+        println!(
+            "http://{a}/portal/<gemeente>/lksri); the gemeente fetches new reports every 10 s:"
+        );
+    }
+    if let Some(a) = g.ops_addr() {
+        println!("the vangnetter case and its Wvp milestones appear on http://{a}/ and in");
+    }
+    println!(
+        "  {admin}DKD_STORE__PATH={} cargo run --release -- signals list",
+        g_cfg.store.path.display()
+    );
     println!();
     println!("The push (the outbox): pending, parked and delivered updates:");
     println!();
-    let admin = if g_cfg.admin.listen == "127.0.0.1:9443" {
-        String::new()
-    } else {
-        format!("DKD_ADMIN__LISTEN={} ", g_cfg.admin.listen)
-    };
     println!(
         "{admin}DKD_STORE__PATH={} cargo run --release -- sync --status",
         g_cfg.store.path.display()

@@ -495,16 +495,21 @@ fn demo_runs_the_chain_and_its_printed_call_is_answered_via_the_ib() {
     let mut lines = BufReader::new(stdout).lines();
     let mut call = None;
     let mut sync = None;
+    let mut signals = None;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline && sync.is_none() {
         let Some(Ok(line)) = lines.next() else { break };
         if line.starts_with("cargo run --release -- call ") {
             call = Some(line.clone());
         }
+        if line.contains("-- signals list") {
+            signals = Some(line.trim().to_owned());
+        }
         if line.contains("-- sync --status") {
             sync = Some(line.clone());
         }
     }
+    let signals = signals.expect("the banner prints a dkd signals list command");
     let call = call.expect("the banner prints a dkd call command");
     let sync = sync.expect("the banner prints a dkd sync command");
     // Run the printed commands with the binary under test instead of cargo run.
@@ -512,10 +517,10 @@ fn demo_runs_the_chain_and_its_printed_call_is_answered_via_the_ib() {
         .trim_start_matches("cargo run --release -- ")
         .split_whitespace()
         .collect();
-    let (env, rest) = sync
-        .split_once("cargo run --release -- ")
-        .expect("sync line");
-    let sync_cmd = || {
+    let printed = |line: &str| {
+        let (env, rest) = line
+            .split_once("cargo run --release -- ")
+            .expect("command line");
         let mut c = dkd();
         c.current_dir(dir.path());
         for kv in env.split_whitespace() {
@@ -523,8 +528,9 @@ fn demo_runs_the_chain_and_its_printed_call_is_answered_via_the_ib() {
             c.env(k, v);
         }
         c.args(rest.split_whitespace());
-        c.output().expect("dkd sync")
+        c.output().expect("dkd")
     };
+    let sync_cmd = || printed(&sync);
     // The gemeente pushes its index first; then the IB can route.
     let pushed = Instant::now() + Duration::from_secs(60);
     loop {
@@ -548,4 +554,25 @@ fn demo_runs_the_chain_and_its_printed_call_is_answered_via_the_ib() {
     assert!(out.status.success(), "{summary}");
     assert!(text.contains("<ClientSuwi>"), "{text}");
     assert!(summary.contains("response signature valid"), "{summary}");
+    // Merged: the webservice gemeente's relation and the batch gemeente 0014's.
+    assert!(text.contains("<CdPartijSuwi>0014</CdPartijSuwi>"), "{text}");
+    assert!(text.matches("<AtlRelatie>").count() >= 2, "{text}");
+    // The answer held LKS: the signal reaches the gemeente with its next fetch (every 10 s).
+    let fetched = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = printed(&signals);
+        let list = String::from_utf8_lossy(&out.stdout).into_owned();
+        if list.lines().count() >= 2 {
+            assert!(
+                list.contains(">6: "),
+                "the next milestone is week 6: {list}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < fetched,
+            "no vangnetter case arrived: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

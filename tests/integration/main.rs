@@ -11,6 +11,7 @@ mod interop;
 mod ops;
 mod probe;
 mod schemas;
+mod signals;
 mod transport;
 mod wssec;
 mod xmlsec_interop;
