@@ -576,3 +576,72 @@ fn demo_runs_the_chain_and_its_printed_call_is_answered_via_the_ib() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// `dkd import --role ib`: a batch gemeente's verzamelbestand replaces its previous delivery;
+/// refused (exit 2) for a webservice gemeente, an unknown one, or without --gemeente.
+#[test]
+fn ib_batch_import_replaces_the_delivery_and_refuses_other_gemeenten() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("ib.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "role = \"ib\"\n[store]\npath = {:?}\n[admin]\nlisten = \"\"\n[[ib.gemeenten]]\ncode = \"0014\"\ndelivery = \"batch\"\n[[ib.gemeenten]]\ncode = \"0363\"\nurl = \"https://127.0.0.1:1/GSDDossierReintegratie-v0200\"\n",
+            dir.path().join("ib.sled")
+        ),
+    )
+    .expect("config");
+    let today = time::OffsetDateTime::now_utc().date();
+    let people: Vec<_> = dkd::demo::generate(60, today)
+        .into_iter()
+        .filter(|p| p.atl_relaties.len() == 1)
+        .map(|mut p| {
+            p.atl_relaties[0].bron = dkd::suwiml::model::Bron::gemeente("0014");
+            p.bron = Some(dkd::suwiml::model::Bron::gemeente("0014"));
+            p
+        })
+        .collect();
+    let write = |name: &str, people: &[dkd::suwiml::model::Person]| {
+        let mut csv = String::new();
+        dkd::import::csv_format::write(people, &mut csv);
+        let f = dir.path().join(name);
+        std::fs::write(&f, csv).expect("write");
+        f
+    };
+    let first = write("week1.csv", &people);
+    let second = write("week2.csv", &people[..10]);
+    let import = |file: &std::path::Path, gemeente: Option<&str>| {
+        let mut c = dkd();
+        c.arg("import").arg(file).arg("--config").arg(&cfg);
+        if let Some(g) = gemeente {
+            c.args(["--gemeente", g]);
+        }
+        c.output().expect("dkd import")
+    };
+    let out = import(&first, Some("0014"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = import(&second, Some("0014"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The second delivery replaced the first (full mode, although none was asked for).
+    let store = dkd::store::Store::open(&dir.path().join("ib.sled")).expect("store");
+    assert_eq!(store.gemeente_bsns("0014").expect("bsns").len(), 10);
+    drop(store);
+    for (gemeente, says) in [
+        (Some("0363"), "delivers by webservice"),
+        (Some("0599"), "not in [[ib.gemeenten]]"),
+        (None, "needs --gemeente"),
+    ] {
+        let out = import(&first, gemeente);
+        assert_eq!(out.status.code(), Some(2), "{gemeente:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{gemeente:?}: {err}");
+    }
+}
