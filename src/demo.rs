@@ -192,62 +192,6 @@ fn relatie(rng: &mut Rng, gemeente: &str, today: time::Date) -> AtlRelatie {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn today() -> time::Date {
-        time::macros::date!(2026 - 11 - 22)
-    }
-
-    #[test]
-    fn demo_set_is_deterministic_valid_and_large_enough() {
-        let a = generate(DEMO_PERSONS, today());
-        let b = generate(DEMO_PERSONS, today());
-        assert_eq!(a, b);
-        assert!(a.len() >= 1000);
-        for p in &a {
-            p.validate()
-                .unwrap_or_else(|e| panic!("{:?}: {e:?}", p.bsn));
-            assert!(p.has_lks());
-        }
-        let mut bsns: Vec<_> = a.iter().map(|p| p.bsn).collect();
-        bsns.dedup();
-        assert_eq!(bsns.len(), a.len(), "BSNs are unique");
-        assert!(!bsns.iter().any(|b| b.as_str() == UNKNOWN_BSN));
-    }
-
-    #[test]
-    fn large_sets_get_distinct_valid_bsns_beyond_the_9999_range() {
-        let people = generate(20_000, today());
-        let bsns: std::collections::HashSet<_> = people.iter().map(|p| p.bsn).collect();
-        assert_eq!(bsns.len(), 20_000);
-    }
-
-    #[test]
-    fn demo_set_has_running_recently_ended_and_old_lks() {
-        let t = Datum::from_date(today());
-        let two_years_ago = Datum::from_date(today() - time::Duration::days(730));
-        let (mut running, mut recent, mut old) = (0, 0, 0);
-        for p in generate(DEMO_PERSONS, today()) {
-            let lks = &p.atl_relaties[0]
-                .provisions
-                .iter()
-                .find(|v| v.loonwaarde.is_some())
-                .cloned();
-            match lks.as_ref().and_then(|v| v.end) {
-                None => running += 1,
-                Some(e) if e >= two_years_ago && e < t => recent += 1,
-                Some(_) => old += 1,
-            }
-        }
-        assert!(
-            running > 500 && recent > 200 && old > 50,
-            "{running} {recent} {old}"
-        );
-    }
-}
-
 /// The demo gemeente that delivers batch files to the IB instead of running a webservice.
 pub const DEMO_BATCH_GEMEENTE: &str = "0014";
 
@@ -336,4 +280,60 @@ pub fn chain_configs(
         })
         .collect();
     (g, ib)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn today() -> time::Date {
+        time::macros::date!(2026 - 11 - 22)
+    }
+
+    #[test]
+    fn demo_set_is_deterministic_valid_and_large_enough() {
+        let a = generate(DEMO_PERSONS, today());
+        let b = generate(DEMO_PERSONS, today());
+        assert_eq!(a, b);
+        assert!(a.len() >= 1000);
+        for p in &a {
+            p.validate()
+                .unwrap_or_else(|e| panic!("{:?}: {e:?}", p.bsn));
+            assert!(p.has_lks());
+        }
+        let mut bsns: Vec<_> = a.iter().map(|p| p.bsn).collect();
+        bsns.dedup();
+        assert_eq!(bsns.len(), a.len(), "BSNs are unique");
+        assert!(!bsns.iter().any(|b| b.as_str() == UNKNOWN_BSN));
+    }
+
+    #[test]
+    fn large_sets_get_distinct_valid_bsns_beyond_the_9999_range() {
+        let people = generate(20_000, today());
+        let bsns: std::collections::HashSet<_> = people.iter().map(|p| p.bsn).collect();
+        assert_eq!(bsns.len(), 20_000);
+    }
+
+    #[test]
+    fn demo_set_has_running_recently_ended_and_old_lks() {
+        let t = Datum::from_date(today());
+        let two_years_ago = Datum::from_date(today() - time::Duration::days(730));
+        let (mut running, mut recent, mut old) = (0, 0, 0);
+        for p in generate(DEMO_PERSONS, today()) {
+            let lks = &p.atl_relaties[0]
+                .provisions
+                .iter()
+                .find(|v| v.loonwaarde.is_some())
+                .cloned();
+            match lks.as_ref().and_then(|v| v.end) {
+                None => running += 1,
+                Some(e) if e >= two_years_ago && e < t => recent += 1,
+                Some(_) => old += 1,
+            }
+        }
+        assert!(
+            running > 500 && recent > 200 && old > 50,
+            "{running} {recent} {old}"
+        );
+    }
 }

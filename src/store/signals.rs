@@ -157,7 +157,7 @@ impl Store {
             let (k, v) = item?;
             let mut c: Case =
                 serde_json::from_slice(&v).map_err(|e| StoreError::Io(format!("case: {e}")))?;
-            c.first_sick_day = Some(day.clone());
+            c.first_sick_day = Some(day);
             b.insert(k, json(&c)?);
             n += 1;
         }
