@@ -1194,17 +1194,9 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
             cfg.store.path.display()
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            return fail(
-                exit::FAILURE,
-                &format!("cannot start the async runtime: {e}"),
-            )
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let app = match App::bind_with_store(&cfg, store).await {
@@ -1232,6 +1224,18 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
             Err(e) => fail(exit::FAILURE, &e.to_string()),
         }
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            fail(
+                exit::FAILURE,
+                &format!("cannot start the async runtime: {e}"),
+            )
+        })
 }
 
 fn start_error(e: StartError) -> ExitCode {
@@ -1311,17 +1315,9 @@ fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
         .iter()
         .find(|p| batch.iter().any(|b| b.bsn == p.bsn))
         .map(|p| p.bsn.to_string());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            return fail(
-                exit::FAILURE,
-                &format!("cannot start the async runtime: {e}"),
-            )
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let ib = match App::bind_with_store(&ib_cfg, ib_store).await {

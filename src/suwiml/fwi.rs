@@ -67,6 +67,13 @@ pub fn write_fwi(meldingen: &[Melding], out: &mut String) {
     out.push_str("<fwi:FWI xmlns:fwi=\"");
     out.push_str(NS_FWI);
     out.push_str("\">");
+    write_meldingen(meldingen, out);
+    out.push_str("</fwi:FWI>");
+}
+
+/// Writes the children of an FWI (each `Fout`, `Waarschuwing` or `Informatie`, unqualified):
+/// shared by the global `fwi:FWI` and the IBVerwijsindex response's local `FWI`.
+pub fn write_meldingen(meldingen: &[Melding], out: &mut String) {
     for m in meldingen {
         out.push('<');
         out.push_str(m.level.name());
@@ -76,7 +83,6 @@ pub fn write_fwi(meldingen: &[Melding], out: &mut String) {
         out.push_str(m.level.name());
         out.push('>');
     }
-    out.push_str("</fwi:FWI>");
 }
 
 /// Writes an empty `fwi:NietsGevonden`.

@@ -233,26 +233,7 @@ pub fn write_response(a: &Answer, out: &mut String) {
             out.push_str("<FWI xmlns:fwi=\"");
             out.push_str(NS_FWI);
             out.push_str("\">");
-            for m in meldingen {
-                let name = match m.level {
-                    Level::Fout => "Fout",
-                    Level::Waarschuwing => "Waarschuwing",
-                    Level::Informatie => "Informatie",
-                };
-                out.push('<');
-                out.push_str(name);
-                out.push('>');
-                element(out, "Code", &m.code);
-                element(out, "Tekst", &m.tekst);
-                for d in &m.details {
-                    element(out, "Detail", d);
-                }
-                out.push_str("<Bron>");
-                element(out, "DN", &m.dn);
-                out.push_str("</Bron></");
-                out.push_str(name);
-                out.push('>');
-            }
+            super::fwi::write_meldingen(meldingen, out);
             out.push_str("</FWI>");
         }
     }
