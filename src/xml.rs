@@ -131,14 +131,72 @@ pub enum XmlError {
     /// Not well-formed XML.
     #[error("the message is not well-formed XML: {0}")]
     Malformed(String),
-    /// Deeper than [`MAX_DEPTH`].
-    #[error("the message nests elements deeper than {MAX_DEPTH} levels")]
-    TooDeep,
+    /// Deeper than [`ParseLimits::max_depth`].
+    #[error("the message nests elements deeper than {0} levels")]
+    TooDeep(usize),
+    /// Over one of the other [`ParseLimits`]: `what` names it for the fault text.
+    #[error("the message exceeds a limit: {what} (at most {limit})")]
+    OverLimit {
+        /// Which limit, e.g. "elements in the document".
+        what: &'static str,
+        /// The limit that was passed.
+        limit: usize,
+    },
 }
 
 /// How deep dkd follows element nesting. SuwiML messages with WS-Security need about 12 levels;
 /// the limit keeps the tree (and its recursive drop) bounded for hostile input.
 pub const MAX_DEPTH: usize = 64;
+
+/// Bounds on what [`parse_with`] builds. The body limit (`server.max_body_bytes`, 1 MiB) already
+/// bounds the total, but within 1 MiB a hostile message can still be ~100,000 empty elements or
+/// attributes, or one 1 MiB text node, each of which costs far more memory and time in the tree,
+/// the namespace resolver and the signature verifier's parser than its bytes suggest. A real
+/// GSDReintegratieInfo with WS-Security has about 40 elements, at most 6 attributes on one element,
+/// names under 40 bytes, attribute values under 200 bytes and text under 8 KiB (the
+/// BinarySecurityToken), so the defaults leave two orders of magnitude of room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// Element nesting.
+    pub max_depth: usize,
+    /// Elements in the document.
+    pub max_elements: usize,
+    /// Attributes on one element, namespace declarations included.
+    pub max_attributes_per_element: usize,
+    /// Attributes in the document, namespace declarations included.
+    pub max_attributes: usize,
+    /// Bytes of one text node (adjacent text, references and CDATA joined, after unescaping).
+    pub max_text_bytes: usize,
+    /// Bytes of an element or attribute name, prefix included.
+    pub max_name_bytes: usize,
+    /// Bytes of one attribute value (namespace names included) as written, before unescaping.
+    pub max_attr_value_bytes: usize,
+}
+
+impl ParseLimits {
+    /// For SOAP messages from the network: what [`parse`] uses.
+    pub const MESSAGE: ParseLimits = ParseLimits {
+        max_depth: MAX_DEPTH,
+        max_elements: 10_000,
+        max_attributes_per_element: 64,
+        max_attributes: 10_000,
+        max_text_bytes: 64 * 1024,
+        max_name_bytes: 256,
+        max_attr_value_bytes: 8 * 1024,
+    };
+
+    /// For import files an operator hands to `dkd import`: they hold a million persons, so only
+    /// the depth (which bounds recursion) is limited.
+    pub const FILE: ParseLimits = ParseLimits {
+        max_depth: MAX_DEPTH,
+        max_elements: usize::MAX,
+        max_attributes_per_element: usize::MAX,
+        max_attributes: usize::MAX,
+        max_text_bytes: usize::MAX,
+        max_name_bytes: usize::MAX,
+        max_attr_value_bytes: usize::MAX,
+    };
+}
 
 impl Element {
     /// Child elements, skipping text.
@@ -197,8 +255,15 @@ pub fn line_of(text: &[u8], pos: usize) -> usize {
         .count()
 }
 
-/// Parses a complete document into its root element, refusing DTDs and non-UTF-8 input.
+/// Parses a message from the network into its root element, refusing DTDs, non-UTF-8 input and
+/// anything over [`ParseLimits::MESSAGE`].
 pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
+    parse_with(bytes, &ParseLimits::MESSAGE)
+}
+
+/// Parses a complete document into its root element within `limits`, refusing DTDs and non-UTF-8
+/// input.
+pub fn parse_with(bytes: &[u8], limits: &ParseLimits) -> Result<Element, XmlError> {
     use quick_xml::events::Event;
     use quick_xml::name::ResolveResult;
 
@@ -222,6 +287,15 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
         }
     };
 
+    let over = |what: &'static str, limit: usize| XmlError::OverLimit { what, limit };
+    let check_name = |raw: &[u8]| -> Result<(), XmlError> {
+        if raw.len() > limits.max_name_bytes {
+            return Err(over("bytes in a name", limits.max_name_bytes));
+        }
+        check_qname(raw)
+    };
+    let mut elements = 0usize;
+    let mut attributes = 0usize;
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     loop {
@@ -235,17 +309,41 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
             if root.is_some() {
                 return Err(XmlError::Malformed("content after the root element".into()));
             }
-            if stack.len() >= MAX_DEPTH {
-                return Err(XmlError::TooDeep);
+            if stack.len() >= limits.max_depth {
+                return Err(XmlError::TooDeep(limits.max_depth));
+            }
+            elements += 1;
+            if elements > limits.max_elements {
+                return Err(over("elements in the document", limits.max_elements));
             }
             let ns = ns_of(resolved)?;
-            check_qname(s.name().as_ref())?;
+            check_name(s.name().as_ref())?;
             let local = String::from_utf8_lossy(s.local_name().as_ref()).into_owned();
             let mut attrs = Vec::new();
+            let mut on_element = 0usize;
             for a in s.attributes().with_checks(true) {
+                // Counted before the duplicate check, which compares each attribute with every
+                // earlier one on the element (quadratic in their number).
+                on_element += 1;
+                attributes += 1;
+                if on_element > limits.max_attributes_per_element {
+                    return Err(over(
+                        "attributes on one element",
+                        limits.max_attributes_per_element,
+                    ));
+                }
+                if attributes > limits.max_attributes {
+                    return Err(over("attributes in the document", limits.max_attributes));
+                }
                 let a = a.map_err(|e| malformed(&e))?;
                 let key = a.key;
-                check_qname(key.as_ref())?;
+                check_name(key.as_ref())?;
+                if a.value.len() > limits.max_attr_value_bytes {
+                    return Err(over(
+                        "bytes in an attribute value",
+                        limits.max_attr_value_bytes,
+                    ));
+                }
                 if key.as_namespace_binding().is_some() {
                     // quick-xml binds the raw value; other parsers expand references first. Refuse
                     // references in namespace names rather than disagree about them.
@@ -298,14 +396,18 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
                 // XML 1.0 §2.11: line ends become LF before anything sees the text (uppsala, the
                 // signature verifier's parser, does so; found by the xml_diff fuzz target).
                 if s.contains('\r') {
-                    push_text(&mut stack, &s.replace("\r\n", "\n").replace('\r', "\n"))?;
+                    push_text(
+                        &mut stack,
+                        limits,
+                        &s.replace("\r\n", "\n").replace('\r', "\n"),
+                    )?;
                 } else {
-                    push_text(&mut stack, &s)?;
+                    push_text(&mut stack, limits, &s)?;
                 }
             }
             Event::CData(c) => {
                 let s = c.decode().map_err(|e| malformed(&e))?;
-                push_text(&mut stack, &s)?;
+                push_text(&mut stack, limits, &s)?;
             }
             Event::GeneralRef(r) => {
                 let ch = if r.is_char_ref() {
@@ -327,7 +429,7 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
                 };
                 let ch =
                     ch.ok_or_else(|| XmlError::Malformed("invalid character reference".into()))?;
-                push_text(&mut stack, ch.encode_utf8(&mut [0u8; 4]))?;
+                push_text(&mut stack, limits, ch.encode_utf8(&mut [0u8; 4]))?;
             }
             Event::Decl(d) => {
                 if let Some(enc) = d.encoding() {
@@ -397,11 +499,22 @@ fn check_qname(raw: &[u8]) -> Result<(), XmlError> {
     }
 }
 
-fn push_text(stack: &mut [Element], s: &str) -> Result<(), XmlError> {
+fn push_text(stack: &mut [Element], limits: &ParseLimits, s: &str) -> Result<(), XmlError> {
+    let too_long = || XmlError::OverLimit {
+        what: "bytes in a text node",
+        limit: limits.max_text_bytes,
+    };
+    if s.len() > limits.max_text_bytes {
+        return Err(too_long());
+    }
     check_chars(s)?;
     match stack.last_mut() {
         Some(parent) => {
             if let Some(Node::Text(t)) = parent.children.last_mut() {
+                // Text arrives in pieces (each reference is one): the limit is on the joined node.
+                if t.len() + s.len() > limits.max_text_bytes {
+                    return Err(too_long());
+                }
                 t.push_str(s);
             } else {
                 parent.children.push(Node::Text(s.to_owned()));
@@ -446,6 +559,68 @@ mod parse_tests {
         let mut out = String::new();
         escape("a\u{0}b\u{1}", &mut out);
         assert_eq!(out, "a\u{FFFD}b\u{FFFD}");
+    }
+
+    #[test]
+    fn each_limit_is_enforced_just_past_its_value() {
+        let l = ParseLimits::MESSAGE;
+        let over = |what| move |r: Result<Element, XmlError>| matches!(r, Err(XmlError::OverLimit { what: w, .. }) if w == what);
+        let doc = |inner: &str| format!("<r>{inner}</r>");
+
+        let at = doc(&"<e/>".repeat(l.max_elements - 1));
+        assert!(parse(at.as_bytes()).is_ok(), "exactly max_elements");
+        let past = doc(&"<e/>".repeat(l.max_elements));
+        assert!(over("elements in the document")(parse(past.as_bytes())));
+
+        let attrs = |n: usize| (0..n).map(|i| format!(" a{i}=\"\"")).collect::<String>();
+        assert!(parse(format!("<r{}/>", attrs(l.max_attributes_per_element)).as_bytes()).is_ok());
+        let past = format!("<r{}/>", attrs(l.max_attributes_per_element + 1));
+        assert!(over("attributes on one element")(parse(past.as_bytes())));
+        // Namespace declarations count: they cost the resolver as much as attributes.
+        let ns: String = (0..=l.max_attributes_per_element)
+            .map(|i| format!(" xmlns:p{i}=\"urn:{i}\""))
+            .collect();
+        assert!(over("attributes on one element")(parse(
+            format!("<r{ns}/>").as_bytes()
+        )));
+        let per = l.max_attributes_per_element;
+        let n = l.max_attributes / per + 1;
+        let past = doc(&format!("<e{}/>", attrs(per)).repeat(n));
+        assert!(over("attributes in the document")(parse(past.as_bytes())));
+
+        assert!(parse(doc(&"x".repeat(l.max_text_bytes)).as_bytes()).is_ok());
+        let past = doc(&"x".repeat(l.max_text_bytes + 1));
+        assert!(over("bytes in a text node")(parse(past.as_bytes())));
+        // Joined text counts, however it is split into pieces.
+        let half = "x".repeat(l.max_text_bytes / 2);
+        let past = doc(&format!("{half}&amp;<![CDATA[{half}]]>"));
+        assert!(over("bytes in a text node")(parse(past.as_bytes())));
+
+        let name = "n".repeat(l.max_name_bytes);
+        assert!(parse(format!("<{name}/>").as_bytes()).is_ok());
+        let long = "n".repeat(l.max_name_bytes + 1);
+        assert!(over("bytes in a name")(parse(
+            format!("<{long}/>").as_bytes()
+        )));
+        assert!(over("bytes in a name")(parse(
+            format!("<r {long}=\"\"/>").as_bytes()
+        )));
+        assert!(over("bytes in a name")(parse(
+            format!("<p:r xmlns:{long}=\"urn:x\" xmlns:p=\"urn:p\"/>").as_bytes()
+        )));
+
+        let v = "v".repeat(l.max_attr_value_bytes);
+        assert!(parse(format!("<r a=\"{v}\"/>").as_bytes()).is_ok());
+        assert!(over("bytes in an attribute value")(parse(
+            format!("<r a=\"{v}v\"/>").as_bytes()
+        )));
+        assert!(over("bytes in an attribute value")(parse(
+            format!("<r xmlns=\"urn:{v}\"/>").as_bytes()
+        )));
+
+        // Import files are not held to the message limits.
+        let many = doc(&"<e/>".repeat(l.max_elements * 2));
+        assert!(parse_with(many.as_bytes(), &ParseLimits::FILE).is_ok());
     }
 
     #[test]
@@ -495,6 +670,8 @@ mod parse_tests {
             );
         }
         let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
-        assert_eq!(parse(deep.as_bytes()), Err(XmlError::TooDeep));
+        assert_eq!(parse(deep.as_bytes()), Err(XmlError::TooDeep(MAX_DEPTH)));
+        let ok = "<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);
+        assert!(parse(ok.as_bytes()).is_ok());
     }
 }

@@ -16,8 +16,8 @@ pub(crate) fn read(
     collector: &mut Collector,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(u64, Option<String>), ImportError> {
-    let root =
-        crate::xml::parse(bytes).map_err(|e| ImportError::Structure(format!("line 1: {e}")))?;
+    let root = crate::xml::parse_with(bytes, &crate::xml::ParseLimits::FILE)
+        .map_err(|e| ImportError::Structure(format!("line 1: {e}")))?;
     if !root.is(Some(NS_AANLEVERING), "Aanlevering") {
         return Err(ImportError::Structure(format!(
             "line {}: the root element must be {{{NS_AANLEVERING}}}Aanlevering, found {}",
