@@ -15,11 +15,14 @@
 //! - `wait`: polls `GET ?wsdl` over mutual TLS until dkd answers; prints the milliseconds.
 //! - `build-store`: builds (or finds cached) the 10^6-person store in `target/bench-store-1e6`.
 //! - `summary`: reads the JSON lines of a run and the criterion estimates, prints the tables.
+//! - `soak`: a long run at a fixed rate, sampling the server's memory and the errors (`soak/`).
 //!
 //! Run without a command (e.g. by a plain `cargo bench`) it prints this usage and exits.
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "soak/mod.rs"]
+mod soak;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -40,7 +43,9 @@ const USAGE: &str = "usage: cargo bench --bench load -- <command> [--key value .
   summary    --results FILE [--criterion DIR]
   oha-import --file OHA_JSON --label L [--conns N] (oha's JSON as a result line)
   body       --url URL --bsn BSN                   (the unsigned request the generator sends)
-  free-port";
+  free-port
+  soak       --url URL --certs DIR [--mode signed|unsigned] [--secs 600] [--warmup 5] [--rate 0]
+             [--conns 32] [--signers 2] [--sample 10] [--server-pid PID] [--csv FILE] [--label L]";
 
 fn main() {
     // cargo bench appends --bench; criterion-style filters are not used here.
@@ -65,6 +70,7 @@ fn main() {
         }
         "summary" => summary(&opts),
         "oha-import" => oha_import(&opts),
+        "soak" => soak::soak(&opts),
         "body" => print!(
             "{}",
             dkd::soap::example_request(
