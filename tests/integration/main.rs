@@ -8,6 +8,7 @@ mod crash;
 mod gsd;
 mod import;
 mod interop;
+mod limits;
 mod ops;
 mod probe;
 mod schemas;
