@@ -57,7 +57,8 @@ pub fn ib_config(dir: &std::path::Path, port: u16, gemeenten: &[(&str, u16)]) ->
     cfg.server.listen = format!("127.0.0.1:{port}");
     cfg.server.service_dn = "CN=IB test".into();
     cfg.security.signing = Some(SigningMode::Required);
-    cfg.ib.route_timeout_secs = 2;
+    // Generous: a loaded test machine must not turn a slow gemeente into a failed one.
+    cfg.ib.route_timeout_secs = 10;
     cfg.ib.gemeenten = gemeenten
         .iter()
         .map(|(code, port)| IbGemeenteConfig {

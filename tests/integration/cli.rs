@@ -542,11 +542,23 @@ fn demo_runs_the_chain_and_its_printed_call_is_answered_via_the_ib() {
         assert!(Instant::now() < pushed, "the push did not finish: {text}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let out = dkd()
+    // The IB gives a gemeente 5 s; on a loaded machine a debug-build hop can exceed it, which the
+    // answer then says (FWI Waarschuwing 0052). Ask again rather than judge the machine.
+    let mut out = dkd()
         .current_dir(dir.path())
         .args(&args)
         .output()
         .expect("dkd call");
+    for _ in 0..3 {
+        if !String::from_utf8_lossy(&out.stdout).contains("<Code>0052</Code>") {
+            break;
+        }
+        out = dkd()
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .expect("dkd call");
+    }
     let (text, summary) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
