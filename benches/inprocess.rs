@@ -68,6 +68,7 @@ impl Fixture {
             clock_skew: time::Duration::seconds(120),
             max_age: time::Duration::seconds(300),
             replay: ReplayCache::new(cache),
+            trust_cache: Default::default(),
         }
     }
 

@@ -84,6 +84,7 @@ fn policy_template() -> &'static VerifyPolicy {
             clock_skew: time::Duration::seconds(60),
             max_age: time::Duration::seconds(300),
             replay: ReplayCache::new(1),
+            trust_cache: Default::default(),
         }
     })
 }
@@ -101,6 +102,7 @@ pub fn verify_policy() -> VerifyPolicy {
         clock_skew: t.clock_skew,
         max_age: t.max_age,
         replay: ReplayCache::new(16),
+        trust_cache: Default::default(),
     }
 }
 

@@ -81,6 +81,7 @@ pub async fn call(opts: CallOptions) -> Result<CallResult, ClientError> {
             clock_skew: time::Duration::seconds(120),
             max_age: time::Duration::seconds(300),
             replay: crate::soap::wssec::ReplayCache::new(1),
+            trust_cache: Default::default(),
         };
         let checked = match &request_sig {
             // A fault raised before the request's signature was verified cannot confirm it.

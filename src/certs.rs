@@ -40,6 +40,23 @@ pub enum CertError {
 pub fn oin_of(der: &[u8]) -> Result<Option<String>, CertError> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse(e.to_string()))?;
+    Ok(oin_in(&cert))
+}
+
+/// The OIN and the validity period (`notBefore`, `notAfter` in unix seconds) from one parse, for
+/// callers that cache a decision about the certificate for as long as it is valid.
+pub fn oin_and_validity(der: &[u8]) -> Result<(Option<String>, i64, i64), CertError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse(e.to_string()))?;
+    let v = cert.validity();
+    Ok((
+        oin_in(&cert),
+        v.not_before.timestamp(),
+        v.not_after.timestamp(),
+    ))
+}
+
+fn oin_in(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
     for attr in cert.subject().iter_attributes() {
         if attr
             .attr_type()
@@ -48,12 +65,12 @@ pub fn oin_of(der: &[u8]) -> Result<Option<String>, CertError> {
         {
             if let Ok(s) = attr.as_str() {
                 if s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()) {
-                    return Ok(Some(s.to_owned()));
+                    return Some(s.to_owned());
                 }
             }
         }
     }
-    Ok(None)
+    None
 }
 
 /// Whole days until the certificate expires (negative when expired).

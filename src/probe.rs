@@ -829,6 +829,7 @@ fn verify_signature(
         clock_skew: time::Duration::seconds(120),
         max_age: time::Duration::seconds(300),
         replay: ReplayCache::new(1),
+        trust_cache: Default::default(),
     };
     let now = time::OffsetDateTime::now_utc();
     let checked = match request_sig {

@@ -125,6 +125,91 @@ pub struct VerifyPolicy {
     pub max_age: time::Duration,
     /// MessageIDs seen.
     pub replay: ReplayCache,
+    /// Trust decisions per signing certificate. Only valid for this policy's `trust`: build a new
+    /// one whenever `trust` changes.
+    pub trust_cache: TrustCache,
+}
+
+/// What the chain check and the certificate parses established about one signing certificate.
+/// The IB signs every request with the same certificate, so re-deciding per request would cost
+/// an RSA verify (the chain) and two X.509 parses for nothing.
+struct Trusted {
+    /// The OIN in the subject, if any.
+    oin: Option<String>,
+    /// The public key as bergshamra wants it, or why it could not be loaded (reported only at
+    /// the point the uncached path reports it, so the error order stays the same).
+    key: Result<bergshamra_keys::Key, String>,
+    /// The certificate's validity period (unix seconds): webpki refuses outside it, and so does
+    /// a cached decision.
+    not_before: i64,
+    not_after: i64,
+    /// When the chain was checked (unix seconds); decisions are re-made after [`TRUST_TTL_SECS`].
+    checked_at: i64,
+}
+
+/// How long a positive trust decision is reused. The trust anchors and CRLs are fixed for the
+/// life of a `VerifyPolicy`, so this is defence in depth, not a correctness bound.
+const TRUST_TTL_SECS: i64 = 600;
+
+/// A bounded memory of signing certificates that passed the chain check, keyed by the SHA-256 of
+/// their DER. Only positive decisions are kept: a refused certificate is re-checked every time,
+/// so untrusted tokens cannot fill it.
+pub struct TrustCache {
+    inner: Mutex<HashMap<[u8; 32], Arc<Trusted>>>,
+    capacity: usize,
+}
+
+impl Default for TrustCache {
+    fn default() -> TrustCache {
+        TrustCache::new(64)
+    }
+}
+
+impl TrustCache {
+    /// A cache holding at most `capacity` certificates (0 disables it).
+    pub fn new(capacity: usize) -> TrustCache {
+        TrustCache {
+            inner: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn get(&self, hash: &[u8; 32], now: i64) -> Option<Arc<Trusted>> {
+        let g = self.inner.lock().ok()?;
+        let t = g.get(hash)?;
+        // The same bounds webpki applies to the end entity (`now` outside [notBefore, notAfter]
+        // is refused), so an expired certificate goes back through the full check and fails there.
+        (now >= t.not_before && now <= t.not_after && now - t.checked_at < TRUST_TTL_SECS)
+            .then(|| t.clone())
+    }
+
+    fn insert(&self, hash: [u8; 32], t: Arc<Trusted>, now: i64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let Ok(mut g) = self.inner.lock() else { return };
+        if g.len() >= self.capacity && !g.contains_key(&hash) {
+            g.retain(|_, v| {
+                now >= v.not_before && now <= v.not_after && now - v.checked_at < TRUST_TTL_SECS
+            });
+            if g.len() >= self.capacity {
+                // Still full of live entries: more signing certificates than expected. Starting
+                // over costs one chain check per certificate; it never grows.
+                g.clear();
+            }
+        }
+        g.insert(hash, t);
+    }
+
+    /// How many certificates are remembered.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|g| g.len()).unwrap_or(0)
+    }
+
+    /// Whether no certificate is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A bounded memory of MessageIDs seen within their validity window.
@@ -322,21 +407,10 @@ impl VerifyPolicy {
 
         // Token: resolve the direct reference ourselves and decide trust before any crypto.
         let token = resolve_token(&doc, signature, &tokens)?;
-        let end_entity = CertificateDer::from(token.clone());
-        self.trust
-            .verify_client_cert(
-                &end_entity,
-                &[],
-                UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                    now.unix_timestamp().max(0) as u64,
-                )),
-            )
-            .map_err(|e| SecurityError::Token(format!("signing certificate: {e}")))?;
-        let signer_oin = crate::certs::oin_of(&token)
-            .map_err(|e| SecurityError::Token(e.to_string()))?
-            .ok_or_else(|| {
-                SecurityError::SignerNotAllowed("the signing certificate carries no OIN".into())
-            })?;
+        let trusted = self.trusted(token, now)?;
+        let signer_oin = trusted.oin.clone().ok_or_else(|| {
+            SecurityError::SignerNotAllowed("the signing certificate carries no OIN".into())
+        })?;
         if !self.any_signer && !self.allowed_signer_oins.contains(&signer_oin) {
             return Err(SecurityError::SignerNotAllowed(signer_oin));
         }
@@ -348,8 +422,7 @@ impl VerifyPolicy {
         }
 
         // The XML-DSig arithmetic, with only this key.
-        let key = bergshamra_keys::loader::load_x509_cert_der(&token)
-            .map_err(|e| SecurityError::Token(e.to_string()))?;
+        let key = trusted.key.clone().map_err(SecurityError::Token)?;
         let mut km = bergshamra_keys::KeysManager::new();
         km.add_key(key);
         let ctx = bergshamra_dsig::DsigContext::new(km).with_strict_verification(false);
@@ -425,6 +498,39 @@ impl VerifyPolicy {
             signer_oin,
             signature_value,
         }))
+    }
+
+    /// The chain, OIN and key decision for a signing certificate, from the cache when it was made
+    /// before (within the certificate's validity and [`TRUST_TTL_SECS`]).
+    fn trusted(&self, token: Vec<u8>, now: OffsetDateTime) -> Result<Arc<Trusted>, SecurityError> {
+        let secs = now.unix_timestamp();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &token);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(digest.as_ref());
+        if let Some(t) = self.trust_cache.get(&hash, secs) {
+            return Ok(t);
+        }
+        let end_entity = CertificateDer::from(token);
+        self.trust
+            .verify_client_cert(
+                &end_entity,
+                &[],
+                UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs.max(0) as u64)),
+            )
+            .map_err(|e| SecurityError::Token(format!("signing certificate: {e}")))?;
+        let key =
+            bergshamra_keys::loader::load_x509_cert_der(&end_entity).map_err(|e| e.to_string());
+        let (oin, not_before, not_after) = crate::certs::oin_and_validity(&end_entity)
+            .map_err(|e| SecurityError::Token(e.to_string()))?;
+        let t = Arc::new(Trusted {
+            oin,
+            key,
+            not_before,
+            not_after,
+            checked_at: secs,
+        });
+        self.trust_cache.insert(hash, t.clone(), secs);
+        Ok(t)
     }
 
     fn check_timestamp(
@@ -867,6 +973,7 @@ mod tests {
             clock_skew: time::Duration::seconds(60),
             max_age: time::Duration::seconds(300),
             replay: ReplayCache::new(10),
+            trust_cache: Default::default(),
         };
         Fixture {
             _dir: dir,
@@ -959,6 +1066,25 @@ mod tests {
             f.policy
                 .verify(&req, Some("00000099000000000009"), Some("urn:uuid:6"), now),
             Err(SecurityError::SignerMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_cached_trust_decision_ends_with_the_certificate() {
+        let f = fixture();
+        let now = OffsetDateTime::now_utc();
+        let req = request(&f, "urn:uuid:7", now);
+        f.policy
+            .verify(&req, Some(OIN), Some("urn:uuid:7"), now)
+            .expect("valid");
+        assert_eq!(f.policy.trust_cache.len(), 1);
+        // The fixture's client certificate is valid for 10 days: a request signed (and checked)
+        // after that must fail the token check even though its certificate is cached.
+        let later = now + time::Duration::days(11);
+        let late = request(&f, "urn:uuid:8", later);
+        assert!(matches!(
+            f.policy.verify(&late, Some(OIN), Some("urn:uuid:8"), later),
+            Err(SecurityError::Token(_))
         ));
     }
 

@@ -63,6 +63,7 @@ async fn signed_request_is_answered_with_a_signed_confirming_response() {
         clock_skew: Duration::seconds(60),
         max_age: Duration::seconds(300),
         replay: dkd::soap::wssec::ReplayCache::new(1),
+        trust_cache: Default::default(),
     };
     policy
         .verify_response(&text, &sv, OffsetDateTime::now_utc())
