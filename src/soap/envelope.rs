@@ -84,7 +84,14 @@ pub fn parse(bytes: &[u8]) -> Result<Envelope, SoapError> {
                     "text directly inside Header".into(),
                 ));
             }
-            h.elements().cloned().collect()
+            // Moved, not cloned: the wsse:Security block alone is most of a signed request.
+            h.children
+                .into_iter()
+                .filter_map(|n| match n {
+                    xml::Node::Element(e) => Some(e),
+                    xml::Node::Text(_) => None,
+                })
+                .collect()
         }
         None => Vec::new(),
     };
