@@ -29,6 +29,9 @@ pub enum StartError {
     /// The configuration cannot work (found only when the material is loaded).
     #[error("{0}")]
     Config(String),
+    /// Worker threads could not be started.
+    #[error("cannot start worker threads: {0}")]
+    Threads(std::io::Error),
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -159,6 +162,7 @@ impl App {
             path,
             metrics: metrics.clone(),
             verwijsindex,
+            crypto: crate::http::workers::CryptoPool::new(None).map_err(StartError::Threads)?,
         });
         let push = if pushing {
             Some(push_sender(cfg, &state.endpoint.service.store)?)
@@ -428,6 +432,7 @@ fn security_for(cfg: &Config, allowed: &[String]) -> Result<Option<Security>, St
         clock_skew: time::Duration::seconds(s.clock_skew_secs as i64),
         max_age: time::Duration::seconds(s.max_message_age_secs as i64),
         replay: ReplayCache::new(s.replay_cache_size),
+        trust_cache: Default::default(),
     };
     Ok(Some(Security { verify, signer }))
 }
@@ -467,6 +472,7 @@ fn outgoing_security(
         clock_skew: time::Duration::seconds(s.clock_skew_secs as i64),
         max_age: time::Duration::seconds(s.max_message_age_secs as i64),
         replay: ReplayCache::new(1),
+        trust_cache: Default::default(),
     };
     Ok((Some(Arc::new(signer)), Some(Arc::new(policy))))
 }

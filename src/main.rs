@@ -1213,6 +1213,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
             Err(e @ StartError::Store(_)) => return fail(exit::STORE, &e.to_string()),
             Err(e @ StartError::Bind { .. }) => return fail(exit::BIND, &e.to_string()),
             Err(e @ StartError::Config(_)) => return fail(exit::CONFIG, &e.to_string()),
+            Err(e @ StartError::Threads(_)) => return fail(exit::FAILURE, &e.to_string()),
         };
         print_banner(&app, &cfg, demo);
         tracing::info!(listen = %app.local_addr(), url = app.public_url(), "dkd serving");

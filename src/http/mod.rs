@@ -7,4 +7,5 @@ pub mod client;
 pub mod forward;
 pub mod server;
 pub mod tls;
+pub mod workers;
 pub mod wsdl;

@@ -49,6 +49,8 @@ pub struct State {
     pub metrics: Arc<crate::ops::metrics::Metrics>,
     /// IB role: IBVerwijsindex, served beside GSDDossierReintegratie on the same listener.
     pub verwijsindex: Option<Mount>,
+    /// Threads for signing and verification (one per core).
+    pub crypto: super::workers::CryptoPool,
 }
 
 /// A further endpoint on the listener.
@@ -273,7 +275,7 @@ impl OwnedInbound {
 }
 
 /// Runs SOAP work for an endpoint: signing and verifying are pure CPU (an RSA operation each),
-/// so with security on it runs off the async workers, where slow crypto cannot stall accepting and
+/// so with security on it runs on the crypto worker set (`workers`), where slow crypto cannot stall accepting and
 /// reading. A panic comes back as `Err`.
 async fn cpu<T: Send + 'static>(
     state: &Arc<State>,
@@ -285,7 +287,7 @@ async fn cpu<T: Send + 'static>(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(st.mount(vi).0))).map_err(|_| ())
     };
     if state.mount(vi).0.security.is_some() {
-        tokio::task::spawn_blocking(job).await.unwrap_or(Err(()))
+        state.crypto.run(job).await.unwrap_or(Err(()))
     } else {
         job()
     }
