@@ -1245,6 +1245,7 @@ fn start_error(e: StartError) -> ExitCode {
         e @ StartError::Store(_) => fail(exit::STORE, &e.to_string()),
         e @ StartError::Bind { .. } => fail(exit::BIND, &e.to_string()),
         e @ StartError::Config(_) => fail(exit::CONFIG, &e.to_string()),
+        e @ StartError::Threads(_) => fail(exit::FAILURE, &e.to_string()),
     }
 }
 

@@ -426,9 +426,7 @@ async fn soap_post(
         outcome: out.outcome.label().into(),
         code: (!code.is_empty()).then(|| code.to_owned()),
     };
-    if let Err(e) = ep.service.store.record_audit(&audit) {
-        tracing::error!(error = %e, "audit record could not be written");
-    }
+    queue_audit(&state, &ep.service.store, audit);
     let close = matches!(
         out.outcome,
         soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014")
@@ -442,4 +440,18 @@ async fn soap_post(
         );
     }
     resp
+}
+
+/// Hands the audit record to the store's writer; the answer never waits for the audit trail.
+fn queue_audit(state: &State, store: &crate::store::Store, audit: crate::store::AuditRecord) {
+    if !store.queue_audit(audit) {
+        let n = state.metrics.audit_dropped();
+        // Once per thousand, so an overload does not also flood the log.
+        if n % 1000 == 1 {
+            tracing::error!(
+                dropped = n,
+                "audit queue full: audit records are being dropped"
+            );
+        }
+    }
 }

@@ -37,6 +37,7 @@ struct Inner {
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    audit_dropped: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -94,6 +95,13 @@ impl Metrics {
             .unwrap_or_default()
     }
 
+    /// Counts an audit record dropped because the audit queue was full; returns the total.
+    pub fn audit_dropped(&self) -> u64 {
+        self.audit_dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
     /// Appends the request metrics in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let Ok(g) = self.inner.lock() else { return };
@@ -121,6 +129,10 @@ impl Metrics {
         out.push_str(&format!(
             "dkd_request_duration_seconds_sum {}\ndkd_request_duration_seconds_count {}\n",
             g.sum, g.count
+        ));
+        out.push_str(&format!(
+            "# HELP dkd_audit_dropped_total Audit records dropped because the audit queue was full.\n# TYPE dkd_audit_dropped_total counter\ndkd_audit_dropped_total {}\n",
+            self.audit_dropped.load(std::sync::atomic::Ordering::Relaxed)
         ));
     }
 }

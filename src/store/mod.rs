@@ -16,6 +16,7 @@
 //! depend on the number of persons. Records are validated before they are written: the store never
 //! holds a person that cannot be written as a schema-valid ClientSuwi.
 
+mod audit;
 pub mod ib;
 pub mod outbox;
 pub mod signals;
@@ -167,6 +168,7 @@ pub struct Store {
     /// Whether index changes queue an IBVerwijsindex update (see [`outbox`]); shared by all
     /// handles of the same database, like the data.
     outbox: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    audit: std::sync::Arc<audit::AuditQueue>,
 }
 
 fn record_key(bsn: &Bsn, gemeente: &str) -> Vec<u8> {
@@ -260,10 +262,12 @@ impl Store {
             }
         }
         let index = db.open_tree("index")?;
+        let audit = std::sync::Arc::new(audit::AuditQueue::new(index.clone()));
         Ok(Store {
             db,
             index,
             outbox: Default::default(),
+            audit,
         })
     }
 
@@ -452,21 +456,39 @@ impl Store {
         Ok(())
     }
 
+    /// Hands an audit record to the background writer without waiting for sled. False when it
+    /// had to be dropped (the queue is full: the writer is far behind) — the caller counts and
+    /// logs that; the answer is never held up by the audit trail.
+    #[must_use]
+    pub fn queue_audit(&self, r: AuditRecord) -> bool {
+        self.audit.push(r)
+    }
+
+    /// Waits until every queued audit record is written.
+    pub fn flush_audit(&self) -> Result<(), StoreError> {
+        self.audit.flush()
+    }
+
     /// Audit records at or after `since` (unix seconds), oldest first.
     pub fn audit_since(
         &self,
         since: i64,
     ) -> impl Iterator<Item = Result<AuditRecord, StoreError>> + '_ {
+        // What was answered before this call is in the trail, queued or not.
+        let flushed = self.flush_audit().err().map(Err);
         let mut start = vec![P_AUDIT];
         start.extend_from_slice(&since.saturating_mul(1_000_000_000).max(0).to_be_bytes());
-        self.index.range(start..vec![P_AUDIT + 1]).map(|item| {
-            let (_, v) = item?;
-            serde_json::from_slice(&v).map_err(|e| StoreError::Io(format!("audit record: {e}")))
-        })
+        flushed
+            .into_iter()
+            .chain(self.index.range(start..vec![P_AUDIT + 1]).map(|item| {
+                let (_, v) = item?;
+                serde_json::from_slice(&v).map_err(|e| StoreError::Io(format!("audit record: {e}")))
+            }))
     }
 
     /// Deletes audit records older than `before` (unix seconds); returns how many.
     pub fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
+        self.flush_audit()?;
         let mut end = vec![P_AUDIT];
         end.extend_from_slice(&before.saturating_mul(1_000_000_000).max(0).to_be_bytes());
         let mut n = 0u64;
@@ -482,6 +504,7 @@ impl Store {
 
     /// Writes everything to disk. sled also flushes in the background; this makes it certain.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.flush_audit()?;
         self.db.flush()?;
         Ok(())
     }
@@ -664,6 +687,42 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn queued_audit_records_are_read_back_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let record = |i: i64| AuditRecord {
+            at: 1_700_000_000 + i,
+            operation: "GSDReintegratieInfo".into(),
+            tls_oin: None,
+            from_oin: None,
+            message_id: Some(format!("urn:uuid:{i}")),
+            bsn: None,
+            outcome: "found".into(),
+            code: None,
+        };
+        {
+            let store = Store::open(dir.path()).expect("open");
+            for i in 0..3 {
+                assert!(store.queue_audit(record(i)));
+            }
+            // A reader sees what was queued before it asked.
+            assert_eq!(store.audit_since(0).count(), 3);
+            for i in 3..5 {
+                assert!(store.queue_audit(record(i)));
+            }
+            // Dropped without a flush: the writer finishes its queue and lets go of the files.
+        }
+        let store = Store::open(dir.path()).expect("reopen: not locked");
+        let ids: Vec<_> = store
+            .audit_since(0)
+            .map(|r| r.expect("record").message_id.unwrap_or_default())
+            .collect();
+        assert_eq!(
+            ids,
+            (0..5).map(|i| format!("urn:uuid:{i}")).collect::<Vec<_>>()
+        );
+    }
+
     use super::*;
     use crate::suwiml::model::{AtlRelatie, Bron, Provision};
     use crate::suwiml::types::{Datum, Percentage};
