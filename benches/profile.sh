@@ -18,9 +18,11 @@ PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 
 cargo build --release --bin dkd 2>&1 | tail -n 1 >&2
+# DKD_BIN: another build to profile (e.g. the previous commit's, for before/after in one sitting).
+DKD=${DKD_BIN:-$ROOT/target/release/dkd}
 LOAD=$(cargo bench --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p' | tail -n 1)
 LOAD=$ROOT/$LOAD
-"$ROOT/target/release/dkd" certs --dir "$TMP/certs" > /dev/null
+"$DKD" certs --dir "$TMP/certs" > /dev/null
 port=$("$LOAD" free-port)
 URL="https://127.0.0.1:$port/GSDDossierReintegratie-v0200"
 (
@@ -28,7 +30,7 @@ URL="https://127.0.0.1:$port/GSDDossierReintegratie-v0200"
   export DKD_SERVER__LISTEN=127.0.0.1:$port DKD_TLS__CERT=$TMP/certs/server.pem \
     DKD_TLS__KEY=$TMP/certs/server-key.pem DKD_TLS__CLIENT_CA=$TMP/certs/ca.pem \
     DKD_SECURITY__SIGNING=$SIGNING DKD_STORE__PATH=$TMP/store
-  exec "$ROOT/target/release/dkd" serve --demo > "$TMP/serve.out" 2> "$TMP/serve.log"
+  exec "$DKD" serve --demo > "$TMP/serve.out" 2> "$TMP/serve.log"
 ) &
 PID=$!
 "$LOAD" wait --url "$URL" --certs "$TMP/certs" > /dev/null
@@ -39,14 +41,14 @@ LPID=$!
 # Start recording once the (pre-signed) requests are flowing.
 for _ in $(seq 300); do grep -q prepared "$TMP/run.err" 2>/dev/null && break; [ "$mode" = unsigned ] && break; sleep 0.1; done
 sleep 2
-perf record -F 999 --call-graph dwarf,8192 -p "$PID" -o "$OUT/perf-$SIGNING.data" -- sleep 5 2> /dev/null
+perf record -F 999 --call-graph dwarf,8192 -p "$PID" -o "$OUT/perf-$SIGNING${PROFILE_TAG:-}.data" -- sleep 5 2> /dev/null
 wait "$LPID"
 {
   echo "# dkd serve, signing=$SIGNING, full load ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
   echo "# run: $(cat "$TMP/run.json")"
   echo "# children% self% symbol"
-  perf report -i "$OUT/perf-$SIGNING.data" --children --sort symbol --stdio -g none 2> /dev/null \
+  perf report -i "$OUT/perf-$SIGNING${PROFILE_TAG:-}.data" --children --sort symbol --stdio -g none 2> /dev/null \
     | grep '%' | awk '{c=$1; s=$2; $1="";$2="";$3=""; sub(/^ +/,""); sub(/ +- +- *$/,""); print c, s, substr($0,1,140)}' \
     | grep -vE 'inlined|call_once|catch_unwind|closure|0xffffffff' | head -n 120
-} > "$OUT/profile-$SIGNING.txt"
-echo "profile: ${OUT#"$ROOT"/}/profile-$SIGNING.txt" >&2
+} > "$OUT/profile-$SIGNING${PROFILE_TAG:-}.txt"
+echo "profile: ${OUT#"$ROOT"/}/profile-$SIGNING${PROFILE_TAG:-}.txt" >&2
