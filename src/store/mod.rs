@@ -1,8 +1,9 @@
 //! The verwijsindex store: typed records in sled. The only module that names sled.
 //!
-//! Layout (schema version 3): one tree `index` holding every kind of record under a one-byte
-//! prefix, so that one import, one admin call or one sweep is **one** `sled::Batch` — atomic, and
-//! crash-safe (sled recovers a batch entirely or not at all):
+//! Layout (schema version 4): one tree `index` holding every kind of record under a one-byte
+//! prefix. One import, one admin call or one sweep is one [`ChangeSet`], applied all or nothing:
+//! small ones as one `sled::Batch`, large ones in chunks under an undo journal that
+//! [`Store::open`] rolls back if the process died half-way ([`journal`]):
 //! - `r` BSN(9) gemeente(4) → mutation time (i64 BE, unix seconds) ++ JSON [`Person`] restricted
 //!   to that gemeente's AtlRelaties: the entry in that gemeente's verwijsindex;
 //! - `m` time(i64 BE ns) seq(u32 BE) → JSON list of [`Mutation`]s: every change, with its time,
@@ -10,7 +11,8 @@
 //! - `i` time(i64 BE ns) → JSON [`ImportRecord`]: the import history;
 //! - `a` BSN(9) gemeente(4) → JSON [`Person`]: expired entries kept when purging is off.
 //!
-//! Tree `meta`: `schema_version` = big-endian u32.
+//! Tree `meta`: `schema_version` = big-endian u32; `journal` = the source of a change set being
+//! applied (present only while it is). Tree `journal`: its undo records (see [`journal`]).
 //!
 //! A lookup by BSN is one prefix scan of `r` + BSN (one B-tree descent), so answer time does not
 //! depend on the number of persons. Records are validated before they are written: the store never
@@ -24,12 +26,19 @@ pub mod signals;
 use crate::suwiml::model::{FieldError, Person};
 use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex::IndDkd;
+mod journal;
+
+use journal::{pause_point, Ops, Pending, Undo, CHUNK_OPS, KEY_JOURNAL, SMALL_OPS};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// The on-disk layout version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
+/// Version 3 has the same records but no journal: a v3 store is upgraded by writing the new
+/// version number (so that a v3 dkd, which would ignore an unfinished journal, refuses it after).
+const UPGRADABLE_FROM: u32 = 3;
 
 const KEY_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// sled page cache size.
@@ -160,6 +169,16 @@ pub struct Entry {
     pub mutated_at: i64,
 }
 
+/// What [`Store::open`] found of a change set that had not finished (the process died while
+/// applying it) and rolled back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The change set's source: `import:<file>`, `admin`, `sweep`, ...
+    pub source: String,
+    /// Journal records (chunks of writes) undone.
+    pub chunks: u64,
+}
+
 /// The verwijsindex. Cheap to clone (sled handles are reference counted).
 #[derive(Clone)]
 pub struct Store {
@@ -169,6 +188,15 @@ pub struct Store {
     /// handles of the same database, like the data.
     outbox: std::sync::Arc<std::sync::atomic::AtomicBool>,
     audit: std::sync::Arc<audit::AuditQueue>,
+    meta: sled::Tree,
+    journal: sled::Tree,
+    /// Where large change sets spill their pending writes (`None`: the system's temp directory).
+    spill_dir: Option<PathBuf>,
+    /// Commits take it exclusively, lookups and change-set comparisons shared: a journaled commit
+    /// is written in many sled operations, and nobody in this process may see it half-way (nor
+    /// may another commit interleave, whose writes a roll-back would then undo).
+    gate: Arc<RwLock<()>>,
+    recovery: Option<Recovery>,
 }
 
 fn record_key(bsn: &Bsn, gemeente: &str) -> Vec<u8> {
@@ -237,16 +265,16 @@ impl Store {
                 }
                 other => StoreError::from(other),
             })?;
-        Store::init(db)
+        Store::init(db, Some(path.to_path_buf()))
     }
 
     /// A throwaway in-memory store for tests and benchmarks.
     pub fn temporary() -> Result<Store, StoreError> {
         let db = sled::Config::new().temporary(true).open()?;
-        Store::init(db)
+        Store::init(db, None)
     }
 
-    fn init(db: sled::Db) -> Result<Store, StoreError> {
+    fn init(db: sled::Db, spill_dir: Option<PathBuf>) -> Result<Store, StoreError> {
         let meta = db.open_tree("meta")?;
         match meta.get(KEY_SCHEMA_VERSION)? {
             None => {
@@ -256,23 +284,172 @@ impl Store {
                 let found = <[u8; 4]>::try_from(v.as_ref())
                     .map(u32::from_be_bytes)
                     .unwrap_or(u32::MAX);
-                if found != SCHEMA_VERSION {
+                if found == UPGRADABLE_FROM {
+                    meta.insert(KEY_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
+                } else if found != SCHEMA_VERSION {
                     return Err(StoreError::SchemaVersion { found });
                 }
             }
         }
         let index = db.open_tree("index")?;
         let audit = std::sync::Arc::new(audit::AuditQueue::new(index.clone()));
-        Ok(Store {
+        let journal = db.open_tree("journal")?;
+        let mut store = Store {
             db,
             index,
             outbox: Default::default(),
             audit,
-        })
+            meta,
+            journal,
+            spill_dir,
+            gate: Arc::new(RwLock::new(())),
+            recovery: None,
+        };
+        if let Some(source) = store.meta.get(KEY_JOURNAL)? {
+            let chunks = store.roll_back()?;
+            let source = String::from_utf8_lossy(&source).into_owned();
+            tracing::warn!(%source, chunks, "rolled back a change set that was being applied when dkd stopped");
+            store.recovery = Some(Recovery { source, chunks });
+        } else if !store.journal.is_empty() {
+            // A commit finished but died before clearing its journal: garbage.
+            store.journal.clear()?;
+        }
+        Ok(store)
+    }
+
+    /// What opening the store rolled back, if a change set had been interrupted.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
+    }
+
+    fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a change set's writes all or nothing.
+    fn apply(&self, pending: Pending, source: &str) -> Result<(), StoreError> {
+        pause_point(format_args!("apply"), || self.flush_quietly());
+        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        if pending.in_memory() && pending.ops() <= SMALL_OPS {
+            let mut batch = sled::Batch::default();
+            pending.for_each_block(|block| {
+                for op in Ops::new(block) {
+                    match op? {
+                        (k, Some(v)) => batch.insert(k, v),
+                        (k, None) => batch.remove(k),
+                    }
+                }
+                Ok(())
+            })?;
+            self.index.apply_batch(batch)?;
+            return Ok(());
+        }
+        let written = self.write_journaled(pending, source, None).and_then(|_| {
+            pause_point(format_args!("commit-point"), || self.flush_quietly());
+            self.meta.remove(KEY_JOURNAL)?;
+            Ok(())
+        });
+        if let Err(e) = written {
+            if let Err(undo_err) = self.roll_back() {
+                tracing::error!(error = %undo_err, "rolling back a failed commit failed; the next open retries");
+            }
+            return Err(e);
+        }
+        pause_point(format_args!("committed"), || self.flush_quietly());
+        // Committed: the records are garbage now, and the next open or commit clears them anyway.
+        if let Err(e) = self.journal.clear() {
+            tracing::warn!(error = %e, "clearing the journal after a commit failed");
+        }
+        Ok(())
+    }
+
+    /// Steps 1 and 2 of a journaled commit (see [`journal`]): the marker, then every chunk with its
+    /// undo record. `stop_after` ends it early, as a crash would (for tests). Returns the chunks.
+    fn write_journaled(
+        &self,
+        pending: Pending,
+        source: &str,
+        stop_after: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        if !self.journal.is_empty() {
+            // Left by a commit that finished: replaying it in a later roll-back would be wrong.
+            self.journal.clear()?;
+        }
+        self.meta.insert(KEY_JOURNAL, source.as_bytes())?;
+        let mut seq = 0u64;
+        let stop_after = stop_after.unwrap_or(u64::MAX);
+        pending.for_each_block(|block| {
+            let mut chunk: Vec<(&[u8], Option<&[u8]>)> = Vec::with_capacity(CHUNK_OPS);
+            let mut undo = Undo::new();
+            for op in Ops::new(block) {
+                if seq >= stop_after {
+                    return Ok(());
+                }
+                let (k, v) = op?;
+                undo.push(k, self.index.get(k)?.as_deref());
+                chunk.push((k, v));
+                if chunk.len() == CHUNK_OPS || undo.full() {
+                    self.write_chunk(&mut seq, &mut undo, &mut chunk)?;
+                }
+            }
+            if !chunk.is_empty() {
+                self.write_chunk(&mut seq, &mut undo, &mut chunk)?;
+            }
+            Ok(())
+        })?;
+        Ok(seq)
+    }
+
+    /// One journal record (the chunk's keys with their current values), then the chunk's writes.
+    fn write_chunk(
+        &self,
+        seq: &mut u64,
+        undo: &mut Undo,
+        chunk: &mut Vec<(&[u8], Option<&[u8]>)>,
+    ) -> Result<(), StoreError> {
+        self.journal.insert(seq.to_be_bytes(), undo.take())?;
+        for (k, v) in chunk.drain(..) {
+            match v {
+                Some(v) => self.index.insert(k, v)?,
+                None => self.index.remove(k)?,
+            };
+        }
+        *seq += 1;
+        pause_point(format_args!("chunk-{seq}"), || self.flush_quietly());
+        Ok(())
+    }
+
+    /// Undoes an unfinished commit: journal records newest first, each record's keys last to
+    /// first, so a key written twice ends with the value it had before the commit.
+    fn roll_back(&self) -> Result<u64, StoreError> {
+        let mut chunks = 0u64;
+        for item in self.journal.iter().rev() {
+            let (_, record) = item?;
+            let olds = Ops::new(&record)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Io(format!("journal record: {e}")))?;
+            for (k, old) in olds.into_iter().rev() {
+                match old {
+                    Some(v) => self.index.insert(k, v)?,
+                    None => self.index.remove(k)?,
+                };
+            }
+            chunks += 1;
+            pause_point(format_args!("rollback-{chunks}"), || self.flush_quietly());
+        }
+        self.meta.remove(KEY_JOURNAL)?;
+        self.journal.clear()?;
+        self.db.flush()?;
+        Ok(chunks)
+    }
+
+    fn flush_quietly(&self) {
+        let _ = self.db.flush();
     }
 
     /// The entries of a BSN, one per gemeente, in gemeentecode order.
     pub fn entries(&self, bsn: &Bsn) -> Result<Vec<Entry>, StoreError> {
+        let _shared = self.read_gate();
         let mut prefix = Vec::with_capacity(10);
         prefix.push(P_RECORD);
         prefix.extend_from_slice(bsn.as_bytes());
@@ -332,7 +509,7 @@ impl Store {
     pub fn changes(&self, source: &str) -> ChangeSet<'_> {
         ChangeSet {
             store: self,
-            batch: sled::Batch::default(),
+            pending: Pending::new(self.spill_dir.clone()),
             source: source.to_owned(),
             now: time::OffsetDateTime::now_utc(),
             counts: Counts::default(),
@@ -511,8 +688,8 @@ impl Store {
 
     /// Checks that the store can be read and written (for readiness checks).
     pub fn check_writable(&self) -> Result<(), StoreError> {
-        let meta = self.db.open_tree("meta")?;
-        meta.insert(b"last_check", &now_nanos().to_be_bytes()[8..])?;
+        self.meta
+            .insert(b"last_check", &now_nanos().to_be_bytes()[8..])?;
         Ok(())
     }
 }
@@ -545,7 +722,7 @@ pub struct Counts {
 /// re-applying the same data records nothing (idempotence).
 pub struct ChangeSet<'s> {
     store: &'s Store,
-    batch: sled::Batch,
+    pending: Pending,
     source: String,
     now: time::OffsetDateTime,
     counts: Counts,
@@ -575,9 +752,8 @@ impl ChangeSet<'_> {
         }
         let v = serde_json::to_vec(&self.mutations).map_err(|e| StoreError::Io(e.to_string()))?;
         self.mutations.clear();
-        self.batch
-            .insert(time_key(P_MUTATION, self.now.unix_timestamp_nanos()), v);
-        Ok(())
+        self.pending
+            .insert(&time_key(P_MUTATION, self.now.unix_timestamp_nanos()), &v)
     }
 
     /// Inserts or replaces a person's entries (one per gemeente in their AtlRelaties).
@@ -599,7 +775,11 @@ impl ChangeSet<'_> {
                     reason: format!("appears twice for gemeente {gemeente} in one change set"),
                 }]));
             }
-            let change = match self.store.index.get(&key)? {
+            let stored = {
+                let _shared = self.store.read_gate();
+                self.store.index.get(&key)?
+            };
+            let change = match stored {
                 Some(old) if split_value(&old).1 == json.as_slice() => {
                     self.counts.unchanged += 1;
                     continue;
@@ -614,7 +794,7 @@ impl ChangeSet<'_> {
             let mut value = Vec::with_capacity(8 + json.len());
             value.extend_from_slice(&self.now.unix_timestamp().to_be_bytes());
             value.extend_from_slice(&json);
-            self.batch.insert(key, value);
+            self.pending.insert(&key, &value)?;
             if change == Change::Added {
                 self.enqueue(&p.bsn, &gemeente, IndDkd::Present)?;
             }
@@ -627,7 +807,11 @@ impl ChangeSet<'_> {
     /// served); otherwise it is purged. Returns whether an entry existed.
     pub fn remove(&mut self, bsn: &Bsn, gemeente: &str, archive: bool) -> Result<bool, StoreError> {
         let key = record_key(bsn, gemeente);
-        let Some(old) = self.store.index.get(&key)? else {
+        let stored = {
+            let _shared = self.store.read_gate();
+            self.store.index.get(&key)?
+        };
+        let Some(old) = stored else {
             return Ok(false);
         };
         if !self.touched.insert((*bsn, gemeente.to_owned())) {
@@ -636,9 +820,9 @@ impl ChangeSet<'_> {
         if archive {
             let mut a = key.clone();
             a[0] = P_ARCHIVE;
-            self.batch.insert(a, old.as_ref());
+            self.pending.insert(&a, &old)?;
         }
-        self.batch.remove(key);
+        self.pending.remove(&key)?;
         self.enqueue(bsn, gemeente, IndDkd::Absent)?;
         self.counts.removed += 1;
         self.mutation(bsn, gemeente, Change::Removed)?;
@@ -658,7 +842,7 @@ impl ChangeSet<'_> {
     /// Applies everything atomically and returns the counts.
     pub fn commit(mut self) -> Result<Counts, StoreError> {
         self.pack_mutations()?;
-        self.store.index.apply_batch(self.batch)?;
+        self.store.apply(self.pending, &self.source)?;
         Ok(self.counts)
     }
 }
@@ -806,6 +990,154 @@ mod tests {
         assert_eq!(s.index.scan_prefix([P_ARCHIVE]).count(), 1);
         let kinds: Vec<Change> = s.mutations_since(0).map(|m| m.expect("m").change).collect();
         assert_eq!(kinds, vec![Change::Added, Change::Added, Change::Removed]);
+    }
+
+    fn dump(s: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
+        s.index
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.expect("read");
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
+    }
+
+    fn demo(n: usize) -> Vec<Person> {
+        crate::demo::generate(n, time::macros::date!(2026 - 11 - 22))
+    }
+
+    /// A change set over a filled store that adds, changes, purges and archives: every kind of key.
+    fn big_change_set<'s>(s: &'s Store, people: &[Person]) -> ChangeSet<'s> {
+        let mut c = s.changes("import:big.csv");
+        for (i, p) in people.iter().enumerate() {
+            match i % 4 {
+                0 => {
+                    let mut q = p.clone();
+                    q.voornamen = Some("Anders".into());
+                    c.upsert(&q).expect("upsert");
+                }
+                1 => {
+                    for (g, _) in split_by_gemeente(p) {
+                        c.remove(&p.bsn, &g, i % 8 == 1).expect("remove");
+                    }
+                }
+                _ => c.upsert(p).expect("upsert"),
+            }
+        }
+        for p in demo(people.len() + 1500).iter().skip(people.len()) {
+            c.upsert(p).expect("upsert new");
+        }
+        c
+    }
+
+    #[test]
+    fn a_large_change_set_is_applied_whole_and_leaves_no_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        let people = demo(3000);
+        let c = s.put_all(&people, "t").expect("put_all");
+        assert!(c.added > SMALL_OPS, "must take the journaled path");
+        assert_eq!(s.len() as u64, c.added);
+        let counts = big_change_set(&s, &people).commit().expect("commit");
+        assert!(counts.added >= 1500 && counts.changed > 0 && counts.removed > 0);
+        assert!(s.journal.is_empty());
+        assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta"), None);
+        let anders = &people[0];
+        assert_eq!(
+            s.get(&anders.bsn).expect("get").and_then(|p| p.voornamen),
+            Some("Anders".into())
+        );
+        assert!(s.index.scan_prefix([P_ARCHIVE]).count() > 0);
+    }
+
+    #[test]
+    fn an_interrupted_commit_is_rolled_back_at_open_whatever_chunk_it_reached() {
+        let people = demo(2500);
+        let total_chunks = {
+            let s = Store::temporary().expect("store");
+            s.put_all(&people, "t").expect("put_all");
+            let mut c = big_change_set(&s, &people);
+            c.pack_mutations().expect("pack");
+            s.write_journaled(c.pending, "import:big.csv", None)
+                .expect("write")
+        };
+        assert!(total_chunks >= 4, "{total_chunks}");
+        for stop in [0, 1, total_chunks / 2, total_chunks] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let before = {
+                let s = Store::open(dir.path()).expect("open");
+                s.put_all(&people, "t").expect("put_all");
+                let before = dump(&s);
+                let mut c = big_change_set(&s, &people);
+                c.pack_mutations().expect("pack");
+                let done = s
+                    .write_journaled(c.pending, "import:big.csv", Some(stop))
+                    .expect("write");
+                assert_eq!(done, stop);
+                if stop > 0 {
+                    assert_ne!(dump(&s), before, "chunks were written");
+                }
+                s.flush().expect("flush");
+                before
+            };
+            let s = Store::open(dir.path()).expect("reopen");
+            assert_eq!(
+                s.recovery(),
+                Some(&Recovery {
+                    source: "import:big.csv".into(),
+                    chunks: stop
+                })
+            );
+            assert!(
+                dump(&s) == before,
+                "stopped after {stop} chunks: not the old state"
+            );
+            assert!(s.journal.is_empty());
+            drop(s);
+            let again = Store::open(dir.path()).expect("third open");
+            assert_eq!(again.recovery(), None);
+            assert!(dump(&again) == before);
+        }
+    }
+
+    #[test]
+    fn a_key_written_twice_rolls_back_to_its_value_before_the_commit() {
+        let s = Store::temporary().expect("store");
+        s.index.insert(b"zkey", b"original").expect("insert");
+        let mut p = Pending::new(None);
+        p.insert(b"zkey", b"first").expect("op");
+        for i in 0..3000u32 {
+            p.insert(&i.to_be_bytes(), b"x").expect("op");
+        }
+        p.remove(b"zkey").expect("op");
+        let chunks = s.write_journaled(p, "test", None).expect("write");
+        assert!(chunks >= 3);
+        assert_eq!(s.index.get(b"zkey").expect("get"), None);
+        s.roll_back().expect("roll back");
+        assert_eq!(
+            s.index.get(b"zkey").expect("get").as_deref(),
+            Some(&b"original"[..])
+        );
+        assert_eq!(s.index.len(), 1);
+    }
+
+    #[test]
+    fn a_version_3_store_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = Store::open(dir.path()).expect("open");
+            s.put(&person("123456782", &["0363"]), "t").expect("put");
+            s.meta
+                .insert(KEY_SCHEMA_VERSION, &3u32.to_be_bytes())
+                .expect("set");
+            s.flush().expect("flush");
+        }
+        let s = Store::open(dir.path()).expect("v3 opens");
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            s.meta.get(KEY_SCHEMA_VERSION).expect("get").as_deref(),
+            Some(&SCHEMA_VERSION.to_be_bytes()[..])
+        );
     }
 
     #[test]

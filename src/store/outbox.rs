@@ -95,7 +95,7 @@ impl ChangeSet<'_> {
             last_error: None,
         };
         let seq = self.store.db.generate_id()?;
-        self.batch.insert(&key(P_PENDING, seq)[..], encode(&e)?);
+        self.pending.insert(&key(P_PENDING, seq), &encode(&e)?)?;
         Ok(())
     }
 }
@@ -103,6 +103,9 @@ impl ChangeSet<'_> {
 impl Store {
     /// The first `limit` pending entries, in queue order.
     pub fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        // Never the entries of a change set still being applied: a roll-back could undo them
+        // after the IB has heard of them.
+        let _shared = self.read_gate();
         let mut out = Vec::new();
         for item in self.index.scan_prefix([P_PENDING]).take(limit) {
             let (k, v) = item?;
@@ -113,6 +116,7 @@ impl Store {
 
     /// Parked entries, in queue order.
     pub fn outbox_parked(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let _shared = self.read_gate();
         let mut out = Vec::new();
         for item in self.index.scan_prefix([P_PARKED]) {
             let (k, v) = item?;
@@ -165,13 +169,13 @@ impl Store {
     /// one delivered after it, and must not overwrite it. Returns how many.
     pub fn outbox_unpark_all(&self) -> Result<u64, StoreError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut b = sled::Batch::default();
+        let mut b = super::journal::Pending::new(self.spill_dir.clone());
         let mut seen = std::collections::HashSet::new();
         let mut n = 0;
         for item in self.index.scan_prefix([P_PARKED]) {
             let (k, v) = item?;
             let e = decode(&k, &v)?;
-            b.remove(k);
+            b.remove(&k)?;
             if !seen.insert((e.bsn, e.gemeente.clone())) {
                 continue;
             }
@@ -190,10 +194,10 @@ impl Store {
                 last_error: None,
                 ..e
             };
-            b.insert(&key(P_PENDING, self.db.generate_id()?)[..], encode(&fresh)?);
+            b.insert(&key(P_PENDING, self.db.generate_id()?), &encode(&fresh)?)?;
             n += 1;
         }
-        self.index.apply_batch(b)?;
+        self.apply(b, "outbox:unpark")?;
         Ok(n)
     }
 
@@ -202,7 +206,9 @@ impl Store {
     /// asking for it is the operator's decision.
     pub fn outbox_enqueue_all(&self) -> Result<u64, StoreError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut b = sled::Batch::default();
+        // One entry per index entry: with 10^6 persons a single sled batch would hold gigabytes,
+        // so this goes through the journaled apply like a large change set.
+        let mut b = super::journal::Pending::new(self.spill_dir.clone());
         let mut n = 0;
         for entry in self.all_entries() {
             let entry = entry?;
@@ -215,15 +221,16 @@ impl Store {
                 attempts: 0,
                 last_error: None,
             };
-            b.insert(&key(P_PENDING, self.db.generate_id()?)[..], encode(&e)?);
+            b.insert(&key(P_PENDING, self.db.generate_id()?), &encode(&e)?)?;
             n += 1;
         }
-        self.index.apply_batch(b)?;
+        self.apply(b, "outbox:enqueue-all")?;
         Ok(n)
     }
 
     /// Counts and the oldest pending entry.
     pub fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
+        let _shared = self.read_gate();
         let mut s = OutboxStatus {
             sent: self.counter(COUNTER_SENT)?,
             ..OutboxStatus::default()

@@ -253,3 +253,178 @@ async fn sigkill_during_a_push_loses_no_update() {
     let st = s.outbox_status().expect("status");
     assert_eq!((st.pending, st.parked), (0, 0));
 }
+
+/// What an import leaves that matters: every entry (without its mutation time, which differs
+/// between runs), and how many mutation and import records there are.
+fn state(store: &Store) -> (Vec<(String, String)>, usize, usize) {
+    let entries = store
+        .all_entries()
+        .map(|e| {
+            let e = e.expect("readable entry");
+            (e.gemeente, serde_json::to_string(&e.person).expect("json"))
+        })
+        .collect();
+    let mutations = store.mutations_since(0).count();
+    let imports = store.imports().expect("imports").len();
+    (entries, mutations, imports)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Runs `dkd` with `DKD_TEST_PAUSE_AT=phase`, waits until it reports that it stopped there (with
+/// what it wrote made durable), and SIGKILLs it. Returns false when it finished without reaching
+/// the phase.
+fn kill_at(mut cmd: Command, phase: &str) -> bool {
+    use std::io::BufRead;
+    let mut child = cmd
+        .env("DKD_TEST_PAUSE_AT", phase)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut reached = false;
+    for line in std::io::BufReader::new(stderr).lines() {
+        if line.expect("stderr line") == format!("dkd-test-pause {phase}") {
+            reached = true;
+            break;
+        }
+    }
+    let _ = child.kill(); // SIGKILL on Unix
+    let _ = child.wait();
+    reached
+}
+
+/// Kills a journaled import (an existing store, a file that changes, adds and deletes entries) in
+/// every phase: before anything is written, after the first, a middle and the last chunk (before
+/// the commit point), just after the commit point, and during the roll-back that the next open
+/// performs. Each time the store holds exactly the old state, or exactly the new one once the
+/// commit point has passed.
+#[test]
+fn sigkill_in_each_phase_of_an_import_leaves_old_or_new_state() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let today = time::OffsetDateTime::now_utc().date();
+    let before = dkd::demo::generate(5000, today);
+    let mut csv = String::new();
+    dkd::import::csv_format::write(&before, &mut csv);
+    let old_file = dir.path().join("old.csv");
+    std::fs::write(&old_file, csv).expect("write");
+    // The new file: every other person renamed, every fifth deleted, 3,000 new persons.
+    let mut after: Vec<_> = dkd::demo::generate(8000, today);
+    let mut deletes = String::new();
+    for (i, p) in after.iter_mut().take(5000).enumerate() {
+        if i % 2 == 0 {
+            p.voornamen = Some("Anders".into());
+        }
+        if i % 5 == 1 {
+            for r in &p.atl_relaties {
+                deletes.push_str(&format!(
+                    "{},{},{}delete\n",
+                    p.bsn.as_str(),
+                    r.bron.partij,
+                    ",".repeat(15)
+                ));
+            }
+        }
+    }
+    let after: Vec<_> = after
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i >= 5000 || i % 5 != 1)
+        .map(|(_, p)| p)
+        .collect();
+    let mut csv = String::new();
+    dkd::import::csv_format::write(&after, &mut csv);
+    csv.push_str(&deletes);
+    let new_file = dir.path().join("new.csv");
+    std::fs::write(&new_file, csv).expect("write");
+
+    let import = |file: &std::path::Path, store: &std::path::Path| {
+        let mut c = dkd();
+        c.arg("import").arg(file).env("DKD_STORE__PATH", store);
+        c
+    };
+    let base = dir.path().join("base");
+    assert!(import(&old_file, &base)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run")
+        .success());
+    let old_state = state(&Store::open(&base).expect("open base"));
+    let reference = dir.path().join("reference");
+    copy_dir(&base, &reference);
+    let out = import(&new_file, &reference).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_state = state(&Store::open(&reference).expect("open reference"));
+    assert_ne!(old_state.0, new_state.0);
+    assert!(
+        new_state.1 > old_state.1 + 4000,
+        "the change is several chunks of writes"
+    );
+
+    // (phase, whether the new state must be there afterwards)
+    let phases = [
+        ("apply", false),
+        ("chunk-1", false),
+        ("chunk-3", false),
+        ("commit-point", false),
+        ("committed", true),
+    ];
+    for (i, (phase, is_new)) in phases.iter().enumerate() {
+        let store_dir = dir.path().join(format!("p{i}"));
+        copy_dir(&base, &store_dir);
+        assert!(
+            kill_at(import(&new_file, &store_dir), phase),
+            "the import never reached {phase}"
+        );
+        let store = Store::open(&store_dir).expect("readable after SIGKILL");
+        let rolled_back = store.recovery().is_some();
+        assert_eq!(
+            rolled_back,
+            *phase != "apply" && !is_new,
+            "roll-back at open after a kill at {phase}"
+        );
+        let got = state(&store);
+        let expected = if *is_new { &new_state } else { &old_state };
+        // The import history is written after the commit: a kill at "committed" precedes it.
+        assert!(
+            got.0 == expected.0 && got.1 == expected.1,
+            "SIGKILL at {phase}: {} entries, {} mutations; expected {} and {}",
+            got.0.len(),
+            got.1,
+            expected.0.len(),
+            expected.1
+        );
+    }
+
+    // A kill during the roll-back itself: the next open rolls back again.
+    let store_dir = dir.path().join("rollback");
+    copy_dir(&base, &store_dir);
+    assert!(kill_at(import(&new_file, &store_dir), "chunk-3"));
+    let mut report = dkd();
+    report.arg("report").env("DKD_STORE__PATH", &store_dir);
+    assert!(
+        kill_at(report, "rollback-2"),
+        "opening the store did not roll back"
+    );
+    let store = Store::open(&store_dir).expect("readable after two kills");
+    assert!(store.recovery().is_some());
+    let got = state(&store);
+    assert!(got.0 == old_state.0 && got.1 == old_state.1);
+}
