@@ -15,6 +15,11 @@ use crate::suwiml::types::{Bsn, Datum};
 use std::collections::HashMap;
 use std::time::Instant;
 
+/// How many times `b` occurs (a cheap upper bound for the rows of a file).
+fn memchr_count(bytes: &[u8], b: u8) -> usize {
+    bytes.iter().filter(|&&x| x == b).count()
+}
+
 /// File formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -162,15 +167,20 @@ pub(crate) enum Item {
 }
 
 /// Collects items into persons keyed by (BSN, gemeente), in file order.
+///
+/// The persons live in a vector in file order and the map holds only their positions: with
+/// ~500,000 persons, growing a map of whole persons moved each of them at every resize (10 % of an
+/// import's time, and page faults for the copies).
 #[derive(Default)]
 pub(crate) struct Collector {
-    order: Vec<(Bsn, String)>,
-    persons: HashMap<(Bsn, String), Collected>,
+    persons: Vec<Collected>,
+    index: HashMap<(Bsn, String), usize>,
     rejected_lines: Vec<Rejection>,
     deletes: Vec<(usize, Bsn, String)>,
 }
 
 pub(crate) struct Collected {
+    key: (Bsn, String),
     first_line: usize,
     lines: Vec<usize>,
     person: Person,
@@ -178,6 +188,28 @@ pub(crate) struct Collected {
 }
 
 impl Collector {
+    /// A collector for about `rows` rows (one person per row at most).
+    pub(crate) fn with_capacity(rows: usize) -> Collector {
+        Collector {
+            persons: Vec::with_capacity(rows),
+            index: HashMap::with_capacity(rows),
+            ..Collector::default()
+        }
+    }
+
+    fn get(&self, key: &(Bsn, String)) -> Option<&Collected> {
+        self.index.get(key).and_then(|&i| self.persons.get(i))
+    }
+
+    fn get_mut(&mut self, key: &(Bsn, String)) -> Option<&mut Collected> {
+        self.index.get(key).and_then(|&i| self.persons.get_mut(i))
+    }
+
+    fn push(&mut self, c: Collected) {
+        self.index.insert(c.key.clone(), self.persons.len());
+        self.persons.push(c);
+    }
+
     pub(crate) fn add(&mut self, item: Item) {
         match item {
             Item::Rejected { key, rejection } => {
@@ -205,18 +237,16 @@ impl Collector {
                     return;
                 };
                 let key = (person.bsn, gemeente);
-                match self.persons.get_mut(&key) {
+                let known = self.index.get(&key).copied();
+                match known.and_then(|i| self.persons.get_mut(i)) {
                     None => {
-                        self.order.push(key.clone());
-                        self.persons.insert(
+                        self.push(Collected {
                             key,
-                            Collected {
-                                first_line: line,
-                                lines: vec![line],
-                                person,
-                                rejected: false,
-                            },
-                        );
+                            first_line: line,
+                            lines: vec![line],
+                            person,
+                            rejected: false,
+                        });
                     }
                     Some(c) => {
                         c.lines.push(line);
@@ -256,23 +286,20 @@ impl Collector {
     }
 
     fn entry_rejected(&mut self, key: (Bsn, String), line: usize) {
-        match self.persons.get_mut(&key) {
+        match self.get_mut(&key) {
             Some(c) => {
                 c.rejected = true;
                 c.lines.push(line);
             }
             None => {
-                self.order.push(key.clone());
                 let placeholder = placeholder(key.0, &key.1);
-                self.persons.insert(
+                self.push(Collected {
                     key,
-                    Collected {
-                        first_line: line,
-                        lines: vec![line],
-                        person: placeholder,
-                        rejected: true,
-                    },
-                );
+                    first_line: line,
+                    lines: vec![line],
+                    person: placeholder,
+                    rejected: true,
+                });
             }
         }
     }
@@ -412,7 +439,8 @@ pub fn import(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Report, ImportError> {
     let started = Instant::now();
-    let mut collector = Collector::default();
+    // One person per row at most: sized once, the collector never grows (nor copies) while reading.
+    let mut collector = Collector::with_capacity(memchr_count(bytes, b'\n'));
     let (rows, file_gemeente) = match opts.format {
         Format::Csv => (
             csv_format::read(bytes, opts, &mut collector, progress)?,
@@ -426,10 +454,10 @@ pub fn import(
         (_, Some(g)) => Some(g.clone()),
         (Mode::Full, None) => {
             let mut gs: Vec<&String> = collector
-                .order
+                .persons
                 .iter()
-                .filter(|k| collector.persons.get(*k).is_some_and(|c| !c.rejected))
-                .map(|(_, g)| g)
+                .filter(|c| !c.rejected)
+                .map(|c| &c.key.1)
                 .filter(|g| crate::suwiml::types::check_four_digits("gemeentecode", g).is_ok())
                 .collect();
             gs.sort();
@@ -453,7 +481,7 @@ pub fn import(
     };
     let mut report = Report {
         rows,
-        persons: collector.order.len() as u64,
+        persons: collector.persons.len() as u64,
         ..Report::default()
     };
     let mut rejected = std::mem::take(&mut collector.rejected_lines);
@@ -461,10 +489,8 @@ pub fn import(
     let mut changes = store.changes(&format!("import:{name}"));
     // Persons: validate, then upsert.
     let mut gemeenten: std::collections::BTreeSet<String> = gemeente.iter().cloned().collect();
-    for key in &collector.order {
-        let Some(c) = collector.persons.get(key) else {
-            continue;
-        };
+    for c in &collector.persons {
+        let key = &c.key;
         if c.rejected {
             for &line in &c.lines {
                 if reported.insert(line) {
@@ -550,7 +576,7 @@ pub fn import(
             for bsn in store.gemeente_bsns(g)? {
                 // Keep persons the file names, even when their rows were rejected: a typo must not
                 // take someone out of the index.
-                let named = collector.persons.contains_key(&(bsn, g.clone()));
+                let named = collector.get(&(bsn, g.clone())).is_some();
                 if !named && !changes.touched(&bsn, g) {
                     changes.remove(&bsn, g, !opts.purge)?;
                 }

@@ -27,11 +27,11 @@ use std::path::PathBuf;
 
 /// Writes per chunk: sled's cost per insert rises steeply with batch-like pinning beyond ~1,000.
 pub(crate) const CHUNK_OPS: usize = 1024;
-/// Undo bytes per journal record (old values of changed entries make it grow): kept small so a
-/// record stays an inline sled value, not a blob.
-const CHUNK_UNDO_BYTES: usize = 96 * 1024;
+/// Undo bytes per journal record (old values of changed entries make it grow). sled writes a
+/// node over 128 KiB as a blob file at every change, and a leaf holds up to 16 records.
+const CHUNK_UNDO_BYTES: usize = 6 * 1024;
 /// Pending writes held in memory before they go to the spill file.
-const SPILL_BYTES: usize = 8 * 1024 * 1024;
+const SPILL_BYTES: usize = 4 * 1024 * 1024;
 /// Change sets up to this many writes skip the journal: one sled batch is atomic by itself.
 pub(crate) const SMALL_OPS: u64 = CHUNK_OPS as u64;
 
