@@ -2,7 +2,7 @@
 //! row with the provision columns empty). Comma or semicolon separated (detected from the header).
 //! The columns are listed in [`COLUMNS`] and documented in the README.
 
-use super::{Collector, ImportError, Item, Options, Rejection};
+use super::{ImportError, Item, Options, Rejection};
 use crate::suwiml::model::{AtlRelatie, Bron, Person, Provision};
 use crate::suwiml::types::{
     check_code, check_four_digits, check_text, check_voorletters, Bsn, BsnError, Datum, Percentage,
@@ -43,11 +43,12 @@ impl Cols {
     }
 }
 
-/// Reads the file into `collector`; returns the number of data rows.
+/// Reads the file, passing each row's item to `sink` in file order; returns the number of data
+/// rows.
 pub(crate) fn read(
     bytes: &[u8],
     opts: &Options,
-    collector: &mut Collector,
+    sink: &mut dyn FnMut(Item),
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, ImportError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -94,7 +95,7 @@ pub(crate) fn read(
                 rows += 1;
                 let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
                 if rec.len() != headers.len() {
-                    collector.add(Item::Rejected {
+                    sink(Item::Rejected {
                         key: key_of(&cols, &rec, opts),
                         rejection: Rejection {
                             line,
@@ -105,12 +106,12 @@ pub(crate) fn read(
                     });
                     continue;
                 }
-                collector.add(row(&cols, &rec, line, opts));
+                sink(row(&cols, &rec, line, opts));
             }
             Err(e) => {
                 rows += 1;
                 let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-                collector.add(Item::Rejected {
+                sink(Item::Rejected {
                     key: None,
                     rejection: Rejection {
                         line,

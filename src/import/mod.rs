@@ -188,11 +188,13 @@ pub(crate) struct Collected {
 }
 
 impl Collector {
-    /// A collector for about `rows` rows (one person per row at most).
+    /// A collector for about `rows` rows (one person per row at most). The map gets room for half
+    /// of them (files have one to three rows per person): a map sized for every row touched ~100 MB
+    /// more for a 10^6-row file, and growing it once moves only small entries.
     pub(crate) fn with_capacity(rows: usize) -> Collector {
         Collector {
             persons: Vec::with_capacity(rows),
-            index: HashMap::with_capacity(rows),
+            index: HashMap::with_capacity(rows / 2),
             ..Collector::default()
         }
     }
@@ -429,6 +431,64 @@ pub fn domain_checks(
     out
 }
 
+/// Reads a CSV file into `collector`: parsing and checking rows runs on a second thread while this
+/// one groups them into persons (a quarter of an import's time each). The items arrive in file
+/// order, so the result is exactly that of reading on one thread.
+fn read_csv(
+    bytes: &[u8],
+    opts: &Options,
+    collector: &mut Collector,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, ImportError> {
+    enum Msg {
+        Items(Vec<Item>),
+        Rows(u64),
+    }
+    const BATCH: usize = 4096;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(16);
+        let reader = scope.spawn(move || {
+            let batch = std::cell::RefCell::new(Vec::with_capacity(BATCH));
+            // A closed channel means the receiving side is gone (it panicked): stop sending.
+            let flush = || {
+                let items = std::mem::replace(&mut *batch.borrow_mut(), Vec::with_capacity(BATCH));
+                if !items.is_empty() {
+                    let _ = tx.send(Msg::Items(items));
+                }
+            };
+            let rows = csv_format::read(
+                bytes,
+                opts,
+                &mut |item| {
+                    let full = {
+                        let mut b = batch.borrow_mut();
+                        b.push(item);
+                        b.len() >= BATCH
+                    };
+                    if full {
+                        flush();
+                    }
+                },
+                &mut |rows| {
+                    flush();
+                    let _ = tx.send(Msg::Rows(rows));
+                },
+            );
+            flush();
+            rows
+        });
+        for msg in rx {
+            match msg {
+                Msg::Items(items) => items.into_iter().for_each(|i| collector.add(i)),
+                Msg::Rows(n) => progress(n),
+            }
+        }
+        reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// Imports a file's bytes. `name` is used in messages and the import history; `progress` is called
 /// with the number of rows read so far.
 pub fn import(
@@ -442,10 +502,7 @@ pub fn import(
     // One person per row at most: sized once, the collector never grows (nor copies) while reading.
     let mut collector = Collector::with_capacity(memchr_count(bytes, b'\n'));
     let (rows, file_gemeente) = match opts.format {
-        Format::Csv => (
-            csv_format::read(bytes, opts, &mut collector, progress)?,
-            None,
-        ),
+        Format::Csv => (read_csv(bytes, opts, &mut collector, progress)?, None),
         Format::Xml => xml_format::read(bytes, opts, &mut collector, progress)?,
     };
     // Which gemeente a full import replaces: --gemeente, what the file says, or the one gemeente
