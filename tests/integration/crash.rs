@@ -255,8 +255,11 @@ async fn sigkill_during_a_push_loses_no_update() {
 }
 
 /// What an import leaves that matters: every entry (without its mutation time, which differs
-/// between runs), and how many mutation and import records there are.
-fn state(store: &Store) -> (Vec<(String, String)>, usize, usize) {
+/// between runs), how many mutation and import records there are, and the outbox (BSN, gemeente
+/// and present/absent of each pending update; sequence numbers differ between runs).
+type State = (Vec<(String, String)>, usize, usize, Vec<String>);
+
+fn state(store: &Store) -> State {
     let entries = store
         .all_entries()
         .map(|e| {
@@ -266,7 +269,13 @@ fn state(store: &Store) -> (Vec<(String, String)>, usize, usize) {
         .collect();
     let mutations = store.mutations_since(0).count();
     let imports = store.imports().expect("imports").len();
-    (entries, mutations, imports)
+    let outbox = store
+        .outbox_pending(usize::MAX)
+        .expect("outbox")
+        .into_iter()
+        .map(|e| format!("{} {} {:?}", e.bsn.as_str(), e.gemeente, e.ind))
+        .collect();
+    (entries, mutations, imports, outbox)
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -306,8 +315,9 @@ fn kill_at(mut cmd: Command, phase: &str) -> bool {
     reached
 }
 
-/// Kills a journaled import (an existing store, a file that changes, adds and deletes entries) in
-/// every phase: before anything is written, after the first, a middle and the last chunk (before
+/// Kills a journaled import (an existing store, a file that changes, adds and deletes entries,
+/// with the outbox on, so entries, mutation records and outbox updates are all in the change set)
+/// in every phase: before anything is written, after the first, a middle and the last chunk (before
 /// the commit point), just after the commit point, and during the roll-back that the next open
 /// performs. Each time the store holds exactly the old state, or exactly the new one once the
 /// commit point has passed.
@@ -352,7 +362,11 @@ fn sigkill_in_each_phase_of_an_import_leaves_old_or_new_state() {
 
     let import = |file: &std::path::Path, store: &std::path::Path| {
         let mut c = dkd();
-        c.arg("import").arg(file).env("DKD_STORE__PATH", store);
+        c.arg("import")
+            .arg(file)
+            .env("DKD_STORE__PATH", store)
+            // Turns the outbox on (nothing is sent: the import only queues).
+            .env("DKD_PUSH__URL", "https://127.0.0.1:9/IBVerwijsindex-v0300");
         c
     };
     let base = dir.path().join("base");
@@ -376,6 +390,10 @@ fn sigkill_in_each_phase_of_an_import_leaves_old_or_new_state() {
     assert!(
         new_state.1 > old_state.1 + 4000,
         "the change is several chunks of writes"
+    );
+    assert!(
+        new_state.3.len() > old_state.3.len() + 2000,
+        "the outbox is in it"
     );
 
     // (phase, whether the new state must be there afterwards)
@@ -404,12 +422,14 @@ fn sigkill_in_each_phase_of_an_import_leaves_old_or_new_state() {
         let expected = if *is_new { &new_state } else { &old_state };
         // The import history is written after the commit: a kill at "committed" precedes it.
         assert!(
-            got.0 == expected.0 && got.1 == expected.1,
-            "SIGKILL at {phase}: {} entries, {} mutations; expected {} and {}",
+            got.0 == expected.0 && got.1 == expected.1 && got.3 == expected.3,
+            "SIGKILL at {phase}: {} entries, {} mutations, {} outbox; expected {}, {}, {}",
             got.0.len(),
             got.1,
+            got.3.len(),
             expected.0.len(),
-            expected.1
+            expected.1,
+            expected.3.len()
         );
     }
 
@@ -426,5 +446,5 @@ fn sigkill_in_each_phase_of_an_import_leaves_old_or_new_state() {
     let store = Store::open(&store_dir).expect("readable after two kills");
     assert!(store.recovery().is_some());
     let got = state(&store);
-    assert!(got.0 == old_state.0 && got.1 == old_state.1);
+    assert!(got.0 == old_state.0 && got.1 == old_state.1 && got.3 == old_state.3);
 }
