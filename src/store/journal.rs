@@ -7,7 +7,7 @@
 //! entries/s, against ~200-270k/s for plain inserts in the same tree (BENCHMARKS.md, "Import").
 //!
 //! Protocol of a journaled commit (every step a sled write, so sled's prefix recovery orders them):
-//! 1. `meta/journal` := marker (the change set's source and start time);
+//! 1. `meta/journal` := marker (the change set's source);
 //! 2. per chunk of at most [`CHUNK_OPS`] writes (and ~[`CHUNK_UNDO_BYTES`] of undo data): first one
 //!    journal record holding, for every key the chunk writes, the value it has now (or that it is
 //!    absent), then the chunk's writes as plain inserts/removes;
@@ -19,13 +19,15 @@
 //! marker is there: the journal records, newest first, restore every key they name; then the
 //! marker goes, then the records. Restoring is idempotent, so a crash during the roll-back is
 //! rolled back again at the next open. The journal is generic over keys: whatever a change set
-//! writes (entries, mutation records, archive, anything added later) is covered.
+//! writes (entries, mutation records, archive, outbox, anything added later) is covered.
 
 use super::StoreError;
 use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
 
-/// Writes per chunk: sled's cost per insert rises steeply with batch-like pinning beyond ~1,000.
+/// Writes per chunk: what a chunk holds in memory (its keys and their old values are read before
+/// its first write). Also the size up to which a change set is one sled batch: batches of ~1,000
+/// still insert at about the plain rate, batches of 10,000 at a third of it.
 pub(crate) const CHUNK_OPS: usize = 1024;
 /// Undo bytes per journal record (old values of changed entries make it grow). sled writes a
 /// node over 128 KiB as a blob file at every change, and a leaf holds up to 16 records.

@@ -544,7 +544,7 @@ impl Store {
         c.commit()
     }
 
-    /// Validates all records, then writes them in one atomic batch: all or nothing.
+    /// Validates all records, then writes them as one change set: all or nothing.
     pub fn put_all(&self, people: &[Person], source: &str) -> Result<Counts, StoreError> {
         let mut c = self.changes(source);
         for p in people {

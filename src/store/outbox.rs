@@ -3,8 +3,9 @@
 //! Layout (in tree `index`): `o` seq(u64 BE) → JSON [`OutboxEntry`] pending; `p` seq → parked (the
 //! IB refused it with an FWI Fout); `c` name → u64 BE counters. The sequence comes from
 //! `sled::Db::generate_id`, which only grows, also across restarts, so key order is queue order.
-//! An entry is written in the same batch as the index change it reports ([`ChangeSet`]), so a
-//! crash cannot keep one without the other.
+//! An entry is written in the same change set as the index change it reports ([`ChangeSet`],
+//! all or nothing, journaled when large), so a crash cannot keep one without the other; the
+//! readers below never see the entries of a change set still being applied.
 
 use super::{ChangeSet, Store, StoreError};
 use crate::suwiml::types::Bsn;
