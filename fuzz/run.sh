@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs fuzz targets one after another with the settings recorded in FUZZING.md.
 #
-#   fuzz/run.sh [SECONDS] [TARGET...]   fuzz each target in turn (default: 600 s; all five targets)
+#   fuzz/run.sh [SECONDS] [TARGET...]   fuzz each target in turn (default: 600 s; all six targets)
 #   fuzz/run.sh check                   run every seed and every fuzz/regressions/<target>/ input
 #                                       once; exit 1 if any of them fails
 #
