@@ -2,11 +2,14 @@
 //! endpoints and by the tests; deliberately small so its behaviour is obvious in a test failure.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The largest answer read (a SOAP answer is a few KB; a portal report a few MB at most).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A response: status, selected headers and the body.
 #[derive(Debug, Clone)]
@@ -175,11 +178,21 @@ where
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = resp
-        .into_body()
+    // Another party's answer is input: bounded like requests are.
+    let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
         .collect()
         .await
-        .map_err(|e| ClientError::Http(e.to_string()))?
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ClientError::Http(format!(
+                    "the answer is larger than {MAX_RESPONSE_BYTES} bytes"
+                ))
+            } else {
+                ClientError::Http(e.to_string())
+            }
+        })?
         .to_bytes()
         .to_vec();
     driver.abort();
@@ -214,6 +227,52 @@ pub async fn post_soap(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_an_error_not_a_memory_blow_up() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                MAX_RESPONSE_BYTES + 1
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            // Bounded: one byte more than the limit, or until the client hangs up.
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..=(MAX_RESPONSE_BYTES >> 20) {
+                if s.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let tls = Arc::new(
+            rustls::ClientConfig::builder_with_provider(crate::http::tls::provider())
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        );
+        let r = request(
+            tls,
+            "GET",
+            &format!("http://{addr}/portal"),
+            &[],
+            Vec::new(),
+            Duration::from_secs(10),
+        )
+        .await;
+        match r {
+            Err(ClientError::Http(m)) => assert!(m.contains("larger than"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 
     #[test]
     fn split_url_handles_ports_and_ipv6() {
