@@ -61,17 +61,21 @@ impl Fetcher {
                     continue;
                 }
             };
-            let files: Vec<String> = serde_json::from_slice::<serde_json::Value>(&list)
+            let files: Vec<(String, u64)> = serde_json::from_slice::<serde_json::Value>(&list)
                 .ok()
                 .and_then(|v| {
                     v["reports"].as_array().map(|a| {
                         a.iter()
-                            .filter_map(|r| r["file"].as_str().map(str::to_owned))
+                            .filter_map(|r| {
+                                r["file"]
+                                    .as_str()
+                                    .map(|f| (f.to_owned(), r["signals"].as_u64().unwrap_or(0)))
+                            })
                             .collect()
                     })
                 })
                 .unwrap_or_default();
-            for f in files {
+            for (f, listed) in files {
                 if crate::signals::day_of(&f).is_none() || f.contains('/') {
                     report
                         .errors
@@ -79,8 +83,9 @@ impl Fetcher {
                     continue;
                 }
                 match self.store.fetched(&f) {
-                    Ok(true) => continue,
-                    Ok(false) => {}
+                    // Today's report grows during the day: fetched again when it lists more.
+                    Ok(Some(seen)) if seen >= listed => continue,
+                    Ok(_) => {}
                     Err(e) => {
                         report.errors.push(format!("store: {e}"));
                         return report;
@@ -95,7 +100,7 @@ impl Fetcher {
                     }
                 };
                 match crate::signals::read_csv(&f, &bytes) {
-                    Ok(cases) => match self.store.add_cases(&f, &cases) {
+                    Ok(cases) => match self.store.add_cases(&f, &cases, listed) {
                         Ok(n) => {
                             if n > 0 {
                                 tracing::info!(file = %f, new_cases = n, "Toets LKS report fetched: vangnetter cases added");

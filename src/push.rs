@@ -8,7 +8,7 @@
 //! where it stopped; an update acknowledged just before a crash may be sent again, which the IB
 //! takes as a repeat (it changes nothing there).
 
-use crate::http::client::{self, ClientError};
+use crate::http::client;
 use crate::http::forward::describe_client_error;
 use crate::soap::client::{envelope, read_response, signature_value, Outgoing, ResponseError};
 use crate::soap::wssec::{Signer, VerifyPolicy};
@@ -52,9 +52,15 @@ pub enum Delivery {
     Delivered,
     /// Refused on content: park it.
     Refused(String),
-    /// Try again later.
+    /// Try again later: the IB (or the way to it) is not available.
     Retry(String),
+    /// An answer came, but not a usable one for this entry: retried, and parked after
+    /// [`MAX_SUSPECT_ATTEMPTS`] so one entry cannot hold up the queue forever.
+    Suspect(String),
 }
+
+/// Attempts after which an entry whose answers stay unusable is parked.
+pub const MAX_SUSPECT_ATTEMPTS: u32 = 10;
 
 /// Fault codes that are about the update itself; retrying the same bytes cannot help.
 const CONTENT_FAULTS: [&str; 2] = ["0004", "0012"];
@@ -113,7 +119,13 @@ impl Sender {
                         done += 1;
                         self.store.outbox_park(e.seq, &why)
                     }
-                    Delivery::Retry(why) => {
+                    Delivery::Suspect(why) if e.attempts + 1 >= MAX_SUSPECT_ATTEMPTS => {
+                        let why = format!("after {MAX_SUSPECT_ATTEMPTS} attempts: {why}");
+                        tracing::warn!(bsn = %e.bsn.masked(), gemeente = %e.gemeente, reason = %why, "verwijsindex update keeps failing; parked");
+                        done += 1;
+                        self.store.outbox_park(e.seq, &why)
+                    }
+                    Delivery::Retry(why) | Delivery::Suspect(why) => {
                         let r = self.store.outbox_failed(e.seq, &why);
                         failure.get_or_insert(why);
                         r
@@ -158,7 +170,7 @@ impl Sender {
         let sig = signature_value(&env);
         let resp = match client::post_soap(self.tls.clone(), &self.url, &env, self.timeout).await {
             Ok(r) => r,
-            Err(err @ ClientError::Url(_)) => return Delivery::Refused(err.to_string()),
+            // A bad push.url is configuration, not this entry: retried until it is fixed.
             Err(err) => return Delivery::Retry(describe_client_error(&err)),
         };
         let text = String::from_utf8_lossy(&resp.body);
@@ -175,17 +187,28 @@ impl Sender {
             {
                 return Delivery::Refused(format!("SOAP Fault {code}: {text}"))
             }
-            Err(err) => return Delivery::Retry(format!("HTTP {}: {err}", resp.status)),
+            Err(err @ ResponseError::Fault { .. }) | Err(err @ ResponseError::Security(_)) => {
+                // Server faults, authorisation and signature problems concern every entry.
+                return Delivery::Retry(format!("HTTP {}: {err}", resp.status));
+            }
+            Err(err) => return Delivery::Suspect(format!("HTTP {}: {err}", resp.status)),
         };
         match vi::parse_response(&body) {
             Ok(vi::Answer::Acknowledgement) => Delivery::Delivered,
-            Ok(vi::Answer::Fwi(m)) => Delivery::Refused(
-                m.iter()
+            Ok(vi::Answer::Fwi(m)) => {
+                let why = m
+                    .iter()
                     .map(|f| format!("FWI {}: {}", f.code, f.tekst))
                     .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-            Err(err) => Delivery::Retry(format!("unusable answer: {err}")),
+                    .join("; ");
+                // 0051: the IB cannot store it now; that passes.
+                if m.iter().any(|f| f.code == crate::service::CODE_UNAVAILABLE) {
+                    Delivery::Retry(why)
+                } else {
+                    Delivery::Refused(why)
+                }
+            }
+            Err(err) => Delivery::Suspect(format!("unusable answer: {err}")),
         }
     }
 }
@@ -229,4 +252,153 @@ pub fn sync(store: &Store, action: SyncAction) -> Result<SyncReport, crate::stor
         status: store.outbox_status()?,
         parked: store.outbox_parked()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suwiml::types::Bsn;
+    use crate::suwiml::verwijsindex::IndDkd;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A fake IB on plain HTTP answering each request with `answer` (with `{mid}` replaced by the
+    /// request's MessageID), for `n` requests.
+    async fn fake_ib(answer: &'static str, n: usize) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            for _ in 0..n {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 8192];
+                // Bounded: a request is a few KB.
+                for _ in 0..64 {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => req.extend_from_slice(&buf[..k]),
+                    }
+                    if req.windows(19).any(|w| w == b"</soapenv:Envelope>") {
+                        break;
+                    }
+                }
+                let text = String::from_utf8_lossy(&req);
+                let mid = text
+                    .split_once("<wsa:MessageID")
+                    .and_then(|(_, r)| r.split_once('>'))
+                    .and_then(|(_, r)| r.split_once('<'))
+                    .map(|(m, _)| m.to_owned())
+                    .unwrap_or_default();
+                let body = answer.replace("{mid}", &mid);
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/IBVerwijsindex-v0300")
+    }
+
+    const ENVELOPE: &str = "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Header><wsa:RelatesTo xmlns:wsa=\"http://www.w3.org/2005/08/addressing\">{mid}</wsa:RelatesTo></soapenv:Header><soapenv:Body><vi:IBVerwijsindexResponse xmlns:vi=\"http://bkwi.nl/SuwiML/Diensten/IBVerwijsindex/v0300\">BODY</vi:IBVerwijsindexResponse></soapenv:Body></soapenv:Envelope>";
+
+    fn sender(url: String) -> Sender {
+        let tls = Arc::new(
+            rustls::ClientConfig::builder_with_provider(crate::http::tls::provider())
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        );
+        Sender {
+            store: Store::temporary().expect("store"),
+            url,
+            cluster: "04".into(),
+            from_address: "https://g/?oin=00000099000000000001".into(),
+            tls,
+            signer: None,
+            verify: None,
+            timeout: Duration::from_secs(5),
+            concurrency: 1,
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+
+    fn entry() -> OutboxEntry {
+        OutboxEntry {
+            seq: 1,
+            bsn: Bsn::parse("123456782").expect("bsn"),
+            gemeente: "0363".into(),
+            ind: IndDkd::Present,
+            at: 0,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+
+    #[tokio::test]
+    async fn answers_are_classified_deliver_park_retry_or_suspect() {
+        let fwi = |code: &str| {
+            leak(ENVELOPE.replace(
+                "BODY",
+                &format!("<FWI><Fout><Code>{code}</Code><Tekst>t</Tekst><Bron><DN>ib</DN></Bron></Fout></FWI>"),
+            ))
+        };
+        let cases = [
+            (
+                leak(ENVELOPE.replace("BODY", "<Acknowledgement></Acknowledgement>")),
+                "delivered",
+            ),
+            // The IB refuses this update: parked.
+            (fwi("0101"), "refused"),
+            // The IB cannot store now (0051): that passes, so retry, never park.
+            (fwi("0051"), "retry"),
+            // An answer to another message, or not an answer at all: suspect.
+            (
+                leak(
+                    ENVELOPE
+                        .replace("{mid}", "urn:uuid:other")
+                        .replace("BODY", ""),
+                ),
+                "suspect",
+            ),
+            ("<html>proxy error</html>", "suspect"),
+        ];
+        for (answer, expect) in cases {
+            let s = sender(fake_ib(answer, 1).await);
+            let got = match s.deliver(&entry()).await {
+                Delivery::Delivered => "delivered",
+                Delivery::Refused(_) => "refused",
+                Delivery::Retry(_) => "retry",
+                Delivery::Suspect(_) => "suspect",
+            };
+            assert_eq!(got, expect, "{answer}");
+        }
+        // A bad URL is configuration: retried, not parked.
+        let s = sender("ftp://nowhere".into());
+        assert!(matches!(s.deliver(&entry()).await, Delivery::Retry(_)));
+    }
+
+    #[tokio::test]
+    async fn an_entry_whose_answers_stay_unusable_is_parked_after_the_limit() {
+        let s = sender(fake_ib("<html>proxy error</html>", MAX_SUSPECT_ATTEMPTS as usize).await);
+        s.store.set_outbox(true);
+        s.store
+            .put(&crate::store::tests::person("123456782", &["0363"]), "t")
+            .expect("put");
+        for _ in 0..MAX_SUSPECT_ATTEMPTS - 1 {
+            assert!(s.round().await.is_err());
+        }
+        assert_eq!(s.store.outbox_status().expect("st").parked, 0);
+        assert_eq!(s.round().await, Ok(1));
+        let st = s.store.outbox_status().expect("st");
+        assert_eq!((st.pending, st.parked), (0, 1));
+    }
 }

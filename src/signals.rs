@@ -214,7 +214,9 @@ pub fn milestones(c: &Case, today: time::Date) -> Vec<Milestone> {
     MILESTONE_WEEKS
         .iter()
         .map(|w| {
-            let d = base + time::Duration::weeks(i64::from(*w));
+            let d = base
+                .checked_add(time::Duration::weeks(i64::from(*w)))
+                .unwrap_or(time::Date::MAX);
             let state = if d < today {
                 MilestoneState::Overdue
             } else if !next_given {

@@ -8,8 +8,11 @@ use rustls::ClientConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The largest answer read (a SOAP answer is a few KB; a portal report a few MB at most).
+/// The largest answer read (a portal report is a few MB at most).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// The largest SOAP answer read: a ClientSuwi is a few KB, and the IB role forwards one question
+/// to several gemeenten at once.
+pub const MAX_SOAP_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A response: status, selected headers and the body.
 #[derive(Debug, Clone)]
@@ -92,9 +95,24 @@ pub async fn request(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Response, ClientError> {
-    tokio::time::timeout(timeout, request_inner(tls, method, url, headers, body))
-        .await
-        .map_err(|_| ClientError::Timeout(timeout))?
+    request_limited(tls, method, url, headers, body, timeout, MAX_RESPONSE_BYTES).await
+}
+
+async fn request_limited(
+    tls: Arc<ClientConfig>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Response, ClientError> {
+    tokio::time::timeout(
+        timeout,
+        request_inner(tls, method, url, headers, body, limit),
+    )
+    .await
+    .map_err(|_| ClientError::Timeout(timeout))?
 }
 
 async fn request_inner(
@@ -103,6 +121,7 @@ async fn request_inner(
     url: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
+    limit: usize,
 ) -> Result<Response, ClientError> {
     // Plain HTTP only for loopback helpers (the IB portal on an ops listener); everything on the
     // network is https.
@@ -129,7 +148,7 @@ async fn request_inner(
             source,
         })?;
     if !secure {
-        return send(tcp, method, &path, &addr, headers, body).await;
+        return send(tcp, method, &path, &addr, headers, body, limit).await;
     }
     let server_name = rustls_pki_types::ServerName::try_from(host.clone())
         .map_err(|_| ClientError::Url(url.into()))?;
@@ -140,7 +159,7 @@ async fn request_inner(
             addr: addr.clone(),
             source,
         })?;
-    send(stream, method, &path, &addr, headers, body).await
+    send(stream, method, &path, &addr, headers, body, limit).await
 }
 
 async fn send<IO>(
@@ -150,6 +169,7 @@ async fn send<IO>(
     addr: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
+    limit: usize,
 ) -> Result<Response, ClientError>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -179,16 +199,14 @@ where
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     // Another party's answer is input: bounded like requests are.
-    let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+    let body = Limited::new(resp.into_body(), limit)
         .collect()
         .await
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                ClientError::Http(format!(
-                    "the answer is larger than {MAX_RESPONSE_BYTES} bytes"
-                ))
+                ClientError::Http(format!("the answer is larger than {limit} bytes"))
             } else {
                 ClientError::Http(e.to_string())
             }
@@ -210,7 +228,7 @@ pub async fn post_soap(
     envelope: &str,
     timeout: Duration,
 ) -> Result<Response, ClientError> {
-    request(
+    request_limited(
         tls,
         "POST",
         url,
@@ -220,6 +238,7 @@ pub async fn post_soap(
         ],
         envelope.as_bytes().to_vec(),
         timeout,
+        MAX_SOAP_RESPONSE_BYTES,
     )
     .await
 }

@@ -240,7 +240,7 @@ impl Ib {
                 None => targets.push(vec![code]),
             }
         }
-        let parts = join_all(targets.iter().map(|t| self.ask(t[0], bsn, from_address))).await;
+        let parts = join_all(targets.iter().map(|t| self.ask(t, bsn, from_address))).await;
         let now = time::OffsetDateTime::now_utc();
         let day = crate::suwiml::types::Datum::from_date(now.date());
         for (codes, part) in targets.iter().zip(&parts) {
@@ -335,7 +335,12 @@ impl Ib {
         }
     }
 
-    async fn ask(&self, code: &str, bsn: &Bsn, from_address: &str) -> Part {
+    /// Asks the endpoint of `codes` (one endpoint may serve several gemeenten) and keeps only
+    /// what it answered for them, about this BSN.
+    async fn ask(&self, codes: &[&str], bsn: &Bsn, from_address: &str) -> Part {
+        let Some(code) = codes.first().copied() else {
+            return Part::Nothing;
+        };
         let Some(g) = self.gemeente(code) else {
             return Part::Failed(code.to_owned(), "niet geconfigureerd bij het IB".to_owned());
         };
@@ -358,7 +363,21 @@ impl Ib {
             }
         };
         match reply {
-            Ok(Reply::Client(p, m)) => Part::Found(p, m),
+            Ok(Reply::Client(p, _)) if p.bsn != *bsn => Part::Failed(
+                label,
+                format!("antwoord over een andere BSN ({})", p.bsn.masked()),
+            ),
+            Ok(Reply::Client(mut p, m)) => {
+                // A gemeente answers for itself: relations under another gemeente's Bron are not
+                // passed on (nor signalled to that gemeente).
+                p.atl_relaties
+                    .retain(|r| codes.contains(&r.bron.partij.as_str()));
+                if p.atl_relaties.is_empty() {
+                    Part::Nothing
+                } else {
+                    Part::Found(p, m)
+                }
+            }
             Ok(Reply::NietsGevonden) => Part::Nothing,
             Ok(Reply::Fwi(m)) => Part::Failed(
                 label,
@@ -461,4 +480,131 @@ pub async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Ou
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suwiml::model::{AtlRelatie, Bron, Provision};
+    use crate::suwiml::types::{Datum, Percentage};
+
+    /// A gemeente that answers with a fixed person.
+    struct Canned(Person);
+
+    impl Forward for Canned {
+        fn forward<'a>(
+            &'a self,
+            _: &'a Gemeente,
+            _: &'a Bsn,
+            _: &'a str,
+        ) -> Pin<Box<dyn Future<Output = Result<Reply, ForwardError>> + Send + 'a>> {
+            let p = self.0.clone();
+            Box::pin(async move { Ok(Reply::Client(Box::new(p), Vec::new())) })
+        }
+    }
+
+    fn person(bsn: &str, gemeenten: &[&str]) -> Person {
+        Person {
+            bsn: Bsn::parse(bsn).expect("bsn"),
+            voornamen: None,
+            voorletters: None,
+            voorvoegsel: None,
+            achternaam: None,
+            geslacht: None,
+            geboortedat: None,
+            bron: None,
+            atl_relaties: gemeenten
+                .iter()
+                .map(|g| AtlRelatie {
+                    arbeidsvermogen: None,
+                    doel_rv: None,
+                    provisions: vec![Provision {
+                        registratienr: Some(format!("R{g}")),
+                        start: Datum::parse("20250101").expect("d"),
+                        end: None,
+                        type_code: Some("24".into()),
+                        description: None,
+                        loonwaarde: Some(Percentage::from_hundredths(5000).expect("p")),
+                    }],
+                    bron: Bron::gemeente(g),
+                })
+                .collect(),
+        }
+    }
+
+    fn ib_answering(answer: Person) -> Ib {
+        let store = Store::temporary().expect("store");
+        let g = |code: &str| Gemeente {
+            code: code.into(),
+            name: format!("G{code}"),
+            oins: vec!["00000099000000000001".into()],
+            url: Some(format!("https://{code}.example/")),
+            delivery: Delivery::Webservice,
+        };
+        Ib {
+            store,
+            settings: IbSettings {
+                gemeenten: vec![g("0363"), g("0599")],
+                clusters: vec!["04".into()],
+                reintegratie_cluster: "04".into(),
+                route_timeout: Duration::from_secs(5),
+                dn: "CN=ib".into(),
+                window_days: 730,
+                stale_after_days: 35,
+            },
+            forward: Arc::new(Canned(answer)),
+        }
+    }
+
+    fn question() -> Question {
+        Question {
+            from_address: "https://uwv/?oin=00000099000000000002".into(),
+            message_id: "urn:uuid:q".into(),
+            asking_oin: "00000099000000000002".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gemeente_answers_only_for_itself_and_only_about_the_bsn_asked() {
+        let bsn = Bsn::parse("123456782").expect("bsn");
+        // 0363 is registered; its answer also carries a relation under 0599's Bron.
+        let ib = ib_answering(person("123456782", &["0363", "0599"]));
+        ib.store
+            .ib_apply("0363", &bsn, "04", IndDkd::Present, "x", 1)
+            .expect("apply");
+        let Reply::Client(p, fwi) = ib.reintegratie_info(&bsn, &question()).await else {
+            panic!("expected a ClientSuwi");
+        };
+        assert!(fwi.is_empty());
+        let partijen: Vec<&str> = p
+            .atl_relaties
+            .iter()
+            .map(|r| r.bron.partij.as_str())
+            .collect();
+        assert_eq!(partijen, ["0363"]);
+        let day = crate::suwiml::types::Datum::from_date(time::OffsetDateTime::now_utc().date());
+        assert_eq!(
+            ib.store.ib_signals("0363", day.as_str()).expect("s").len(),
+            1
+        );
+        assert!(ib
+            .store
+            .ib_signals("0599", day.as_str())
+            .expect("s")
+            .is_empty());
+
+        // An answer about someone else is a failure, not passed on.
+        let other = ib_answering(person("111222333", &["0363"]));
+        other
+            .store
+            .ib_apply("0363", &bsn, "04", IndDkd::Present, "x", 1)
+            .expect("apply");
+        match other.reintegratie_info(&bsn, &question()).await {
+            Reply::Fwi(m) => {
+                assert_eq!(m[0].code, CODE_GEMEENTE_FAILED);
+                assert!(m[0].details[0].contains("andere BSN"), "{m:?}");
+            }
+            r => panic!("expected an FWI Fout, got {r:?}"),
+        }
+    }
 }

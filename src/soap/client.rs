@@ -139,7 +139,17 @@ pub fn read_response(
             Err(e) => return Err(ResponseError::Security(e.to_string())),
         }
     }
+    let relates = env
+        .headers
+        .iter()
+        .find(|h| h.is(Some(NS_WSA), "RelatesTo"))
+        .map(|h| h.text().trim().to_owned());
     if is_fault {
+        // A fault may lack RelatesTo (the request's MessageID was unreadable); one that names
+        // another message is not about this request.
+        if relates.as_deref().is_some_and(|r| r != message_id) {
+            return Err(ResponseError::RelatesTo(relates));
+        }
         let find = |e: &Element, local: &str| find_text(e, local).unwrap_or_default();
         return Err(ResponseError::Fault {
             faultcode: find(&env.body, "faultcode"),
@@ -156,11 +166,6 @@ pub fn read_response(
             text: find(&env.body, "faultstring"),
         });
     }
-    let relates = env
-        .headers
-        .iter()
-        .find(|h| h.is(Some(NS_WSA), "RelatesTo"))
-        .map(|h| h.text().trim().to_owned());
     if relates.as_deref() != Some(message_id) {
         return Err(ResponseError::RelatesTo(relates));
     }
@@ -178,6 +183,26 @@ pub fn find_text(e: &xml::Element, local: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fault_naming_another_message_is_not_taken_as_this_ones() {
+        let fault = |relates: &str| {
+            format!("<soapenv:Envelope xmlns:soapenv=\"{NS_SOAP11}\"><soapenv:Header>{relates}</soapenv:Header><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode><faultstring>schema</faultstring><detail><fwi:Fout xmlns:fwi=\"{NS_FWI}\"><Code>0004</Code></fwi:Fout></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>")
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let other = fault(&format!(
+            "<wsa:RelatesTo xmlns:wsa=\"{NS_WSA}\">urn:uuid:other</wsa:RelatesTo>"
+        ));
+        assert!(matches!(
+            read_response(&other, "urn:uuid:1", None, None, now),
+            Err(ResponseError::RelatesTo(Some(_)))
+        ));
+        // Without RelatesTo (the MessageID could not be read) the fault stands.
+        match read_response(&fault(""), "urn:uuid:1", None, None, now) {
+            Err(ResponseError::Fault { code, .. }) => assert_eq!(code, "0004"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn unsigned_request_reads_back_as_a_request() {

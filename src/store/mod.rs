@@ -922,7 +922,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #[test]
     fn queued_audit_records_are_read_back_and_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("tmp");

@@ -111,17 +111,24 @@ impl Store {
         Ok(out)
     }
 
-    /// Whether a report file was fetched before.
-    pub fn fetched(&self, file: &str) -> Result<bool, StoreError> {
+    /// How many signals a report held when it was last fetched (`None`: never fetched). A
+    /// day's report grows while the day lasts, so it is fetched again when the portal lists more.
+    pub fn fetched(&self, file: &str) -> Result<Option<u64>, StoreError> {
         Ok(self
             .index
             .get(day_key(P_FETCHED, file.as_bytes(), ""))?
-            .is_some())
+            .map(|v| {
+                v.get(8..16)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0)
+            }))
     }
 
-    /// Stores the cases of one fetched report and marks it fetched, in one atomic write. A case
+    /// Stores the cases of one fetched report and marks it fetched with the number of signals
+    /// the portal listed for it, in one atomic write. A case
     /// already known (same BSN and signal day) is kept as it is. Returns how many were new.
-    pub fn add_cases(&self, file: &str, cases: &[Case]) -> Result<u64, StoreError> {
+    pub fn add_cases(&self, file: &str, cases: &[Case], signals: u64) -> Result<u64, StoreError> {
         let mut b = sled::Batch::default();
         let mut new = 0;
         let mut seen = std::collections::HashSet::new();
@@ -134,7 +141,9 @@ impl Store {
             new += 1;
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        b.insert(day_key(P_FETCHED, file.as_bytes(), ""), &now.to_be_bytes());
+        let mut v = now.to_be_bytes().to_vec();
+        v.extend_from_slice(&signals.to_be_bytes());
+        b.insert(day_key(P_FETCHED, file.as_bytes(), ""), v);
         self.index.apply_batch(b)?;
         Ok(new)
     }

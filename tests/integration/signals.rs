@@ -9,7 +9,7 @@ use dkd::store::Store;
 use dkd::suwiml::types::Datum;
 use std::time::Duration;
 
-async fn ask(ib: &Node, bsn: &str) -> String {
+async fn ask(ib: &Node, bsn: &str, message_id: &str) -> String {
     let p = pki();
     let signer = dkd::soap::wssec::Signer::load(&p.path("client.pem"), &p.path("client-key.pem"))
         .expect("signer");
@@ -18,7 +18,7 @@ async fn ask(ib: &Node, bsn: &str) -> String {
         &ib.url,
         ALLOWED_OIN,
         bsn,
-        "urn:uuid:5e1c7a00-0000-4000-8000-0000000000aa",
+        message_id,
         time::OffsetDateTime::now_utc(),
     )
     .expect("sign");
@@ -88,7 +88,7 @@ async fn batch_and_webservice_merged_signal_recorded_and_fetched_once() {
     })
     .await;
 
-    let answer = ask(&ib, both).await;
+    let answer = ask(&ib, both, "urn:uuid:5e1c7a00-0000-4000-8000-0000000000aa").await;
     let doc = dkd::xml::parse(answer.as_bytes()).expect("xml");
     let mut regs = Vec::new();
     fn walk(e: &dkd::xml::Element, out: &mut Vec<String>) {
@@ -185,7 +185,25 @@ async fn batch_and_webservice_merged_signal_recorded_and_fetched_once() {
     assert!(first.errors.is_empty(), "{first:?}");
     let again = f.fetch().await;
     assert_eq!((again.files.len(), again.new_cases), (0, 0), "{again:?}");
-    let cases = a.store.cases().expect("cases");
+    // Later the same day another question signals another person: today's report grows, and
+    // the next fetch takes it again and adds only the new case.
+    let later = "111222333";
+    a.store.put(&person(later, &["0363"]), "test").expect("put");
+    wait_until("pushed", 30, || {
+        a.store.outbox_status().is_ok_and(|s| s.pending == 0)
+    })
+    .await;
+    ask(&ib, later, "urn:uuid:5e1c7a00-0000-4000-8000-0000000000bb").await;
+    let grown = f.fetch().await;
+    assert_eq!((grown.files.len(), grown.new_cases), (1, 1), "{grown:?}");
+    assert_eq!(a.store.cases().expect("cases").len(), 2);
+    let cases: Vec<_> = a
+        .store
+        .cases()
+        .expect("cases")
+        .into_iter()
+        .filter(|c| c.bsn.as_str() == both)
+        .collect();
     assert_eq!(cases.len(), 1);
     assert_eq!(cases[0].gemeente, "0363");
     assert_eq!(cases[0].signal_date, day);
@@ -204,7 +222,11 @@ async fn batch_and_webservice_merged_signal_recorded_and_fetched_once() {
         1
     );
     let rows = dkd::report::cases(&a.store.cases().expect("cases"), today);
-    assert_eq!(rows[0].overdue, 2);
+    let row = rows
+        .iter()
+        .find(|r| r.case.bsn.as_str() == both)
+        .expect("case");
+    assert_eq!(row.overdue, 2);
     let (_, page) = http_get(a.ops, "/").await;
     assert!(page.contains("class=\"bad overdue\""), "{page}");
 }
