@@ -232,6 +232,32 @@ fn split_url(url: &str) -> (String, String) {
 }
 
 /// The BSNs of a store, spread over it.
+/// The BSNs answered with a ClientSuwi, probed once with the given requests before the clock
+/// starts. Exits when none is: nothing could be measured.
+async fn answered(
+    target: &Target,
+    probes: impl IntoIterator<Item = (dkd::suwiml::types::Bsn, Bytes)>,
+) -> Vec<dkd::suwiml::types::Bsn> {
+    let mut s = target.connect().await.expect("probe connection");
+    let mut good = Vec::new();
+    let mut last = String::new();
+    for (b, req) in probes {
+        match send(&mut s, target.request(req)).await {
+            Ok((200, body)) if contains(&body, "ClientSuwi") => good.push(b),
+            Ok((st, body)) => last = format!("HTTP {st}: {}", String::from_utf8_lossy(&body)),
+            Err(e) => {
+                last = e;
+                s = target.connect().await.expect("probe reconnection");
+            }
+        }
+    }
+    if good.is_empty() {
+        eprintln!("no candidate BSN answered with a ClientSuwi; last answer: {last}");
+        std::process::exit(1);
+    }
+    good
+}
+
 fn candidates(store: &str) -> Vec<dkd::suwiml::types::Bsn> {
     match store {
         "big" => common::spread(&common::big_bsns(common::BIG_N), 512),
@@ -527,28 +553,7 @@ fn run(o: &Opts) {
                 .map(|(i, b)| unsigned_body(&url, b, i))
                 .collect(),
         };
-        rt.block_on(async {
-            let mut s = target.connect().await.expect("probe connection");
-            let mut good = Vec::new();
-            let mut last = String::new();
-            for (b, req) in cands.iter().zip(probes) {
-                match send(&mut s, target.request(req)).await {
-                    Ok((200, body)) if contains(&body, "ClientSuwi") => good.push(*b),
-                    Ok((st, body)) => {
-                        last = format!("HTTP {st}: {}", String::from_utf8_lossy(&body));
-                    }
-                    Err(e) => {
-                        last = e;
-                        s = target.connect().await.expect("probe reconnection");
-                    }
-                }
-            }
-            if good.is_empty() {
-                eprintln!("no candidate BSN answered with a ClientSuwi; last answer: {last}");
-                std::process::exit(1);
-            }
-            good
-        })
+        rt.block_on(answered(&target, cands.iter().copied().zip(probes)))
     };
 
     let (bodies, once) = match mode {

@@ -11,8 +11,8 @@
 //! `--rate 0`), not taken from a `run` figure.
 
 use super::{
-    candidates, client_tls, common, contains, cpu_json, cpu_now, runtime, send, split_url,
-    unsigned_body, Opts, Target,
+    answered, candidates, client_tls, common, contains, cpu_json, cpu_now, runtime, send,
+    split_url, unsigned_body, Opts, Target,
 };
 use bytes::Bytes;
 use std::io::Write;
@@ -199,31 +199,19 @@ pub fn soak(o: &Opts) {
     };
 
     // The BSNs answered with a ClientSuwi, probed once before the clock starts.
-    let good: Vec<dkd::suwiml::types::Bsn> = rt.block_on(async {
-        let mut s = target.connect().await.expect("probe connection");
-        let mut good = Vec::new();
-        let mut last = String::new();
-        for (i, b) in candidates(&store).iter().enumerate() {
+    let probes: Vec<_> = candidates(&store)
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
             let body = if signed {
                 sign(b)
             } else {
                 unsigned_body(&url, b, i)
             };
-            match send(&mut s, target.request(body)).await {
-                Ok((200, body)) if contains(&body, "ClientSuwi") => good.push(*b),
-                Ok((st, body)) => last = format!("HTTP {st}: {}", String::from_utf8_lossy(&body)),
-                Err(e) => {
-                    last = e;
-                    s = target.connect().await.expect("probe reconnection");
-                }
-            }
-        }
-        if good.is_empty() {
-            eprintln!("no candidate BSN answered with a ClientSuwi; last answer: {last}");
-            std::process::exit(1);
-        }
-        good
-    });
+            (*b, body)
+        })
+        .collect();
+    let good: Vec<dkd::suwiml::types::Bsn> = rt.block_on(answered(&target, probes));
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut signer_threads = Vec::new();
