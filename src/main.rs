@@ -105,7 +105,8 @@ enum SignalsAction {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve GSDDossierReintegratie-v0200 over mutual TLS.
+    /// Serve GSDDossierReintegratie-v0200 over mutual TLS (with `role = "ib"`: the IB's
+    /// IBVerwijsindex-v0300 too, routing GSDReintegratieInfo to the gemeenten).
     Serve {
         /// TOML configuration file (see dkd.example.toml). Environment overrides: DKD_<SECTION>__<KEY>.
         #[arg(long, short = 'c', env = "DKD_CONFIG")]
@@ -197,7 +198,8 @@ enum Command {
         #[command(subcommand)]
         action: SignalsAction,
     },
-    /// The gemeente's own Aanlevermonitor: persons, mutation dates, last import, leaving soon.
+    /// The gemeente's own Aanlevermonitor: persons, mutation dates, last import, leaving soon,
+    /// vangnetter cases. In the IB role (`role = "ib"`): the IB's, per gemeente and cluster.
     Report {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
@@ -1478,6 +1480,11 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
     );
     println!("  endpoint : {url}");
     println!("  WSDL     : {url}?wsdl");
+    if let Some(v) = app.verwijsindex_url() {
+        println!(
+            "  IB role  : {v}   (IBVerwijsindex; GSDReintegratieInfo is routed to the gemeenten)"
+        );
+    }
     if let Some(a) = app.ops_addr() {
         println!("  status   : http://{a}/   (/healthz /readyz /metrics)");
     }
