@@ -463,17 +463,11 @@ fn outgoing_security(
         s.sign_cert.as_ref().unwrap_or(&cfg.tls.cert),
         s.sign_key.as_ref().unwrap_or(&cfg.tls.key),
     )?;
-    let policy = VerifyPolicy {
-        mode: SigningMode::Required,
-        trust: tls::client_verifier(server_ca, &cfg.tls.crls)?,
-        allowed_signer_oins: Default::default(),
-        signer_must_match_tls: false,
-        any_signer: true,
-        clock_skew: time::Duration::seconds(s.clock_skew_secs as i64),
-        max_age: time::Duration::seconds(s.max_message_age_secs as i64),
-        replay: ReplayCache::new(1),
-        trust_cache: Default::default(),
-    };
+    let policy = VerifyPolicy::for_answers(
+        tls::client_verifier(server_ca, &cfg.tls.crls)?,
+        time::Duration::seconds(s.clock_skew_secs as i64),
+        time::Duration::seconds(s.max_message_age_secs as i64),
+    );
     Ok((Some(Arc::new(signer)), Some(Arc::new(policy))))
 }
 

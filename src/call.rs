@@ -2,7 +2,7 @@
 //! signature, SignatureConfirmation and RelatesTo checked. The building block of the probe.
 
 use crate::http::client::{self, ClientError};
-use crate::soap::wssec::{SecurityError, Signer, SigningMode, Verified, VerifyPolicy};
+use crate::soap::wssec::{SecurityError, Signer, Verified, VerifyPolicy};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,11 +54,14 @@ pub async fn call(opts: CallOptions) -> Result<CallResult, ClientError> {
         }
         None => crate::soap::example_request(&opts.url, &opts.from_oin, &opts.bsn, &message_id),
     };
-    let request_sig = between(&request, "<ds:SignatureValue>", "</ds:SignatureValue>");
+    let request_sig = crate::soap::client::signature_value(&request);
     let resp = client::post_soap(opts.tls.clone(), &opts.url, &request, opts.timeout).await?;
     let body = resp.text();
     let doc = crate::xml::parse(body.as_bytes()).ok();
-    let find = |local: &str| doc.as_ref().and_then(|d| find_text(d, local));
+    let find = |local: &str| {
+        doc.as_ref()
+            .and_then(|d| crate::soap::client::find_text(d, local))
+    };
     let relates_to_matches = find("RelatesTo").as_deref() == Some(message_id.as_str());
     let kind = if body.contains("<ClientSuwi>") {
         "clientsuwi"
@@ -72,31 +75,12 @@ pub async fn call(opts: CallOptions) -> Result<CallResult, ClientError> {
         "unknown"
     };
     let signature = opts.response_trust.clone().map(|trust| {
-        let policy = VerifyPolicy {
-            mode: SigningMode::Required,
+        VerifyPolicy::for_answers(
             trust,
-            allowed_signer_oins: Default::default(),
-            signer_must_match_tls: false,
-            any_signer: true,
-            clock_skew: time::Duration::seconds(120),
-            max_age: time::Duration::seconds(300),
-            replay: crate::soap::wssec::ReplayCache::new(1),
-            trust_cache: Default::default(),
-        };
-        let checked = match &request_sig {
-            // A fault raised before the request's signature was verified cannot confirm it.
-            Some(sv) => policy
-                .verify_response(&body, &sv.split_whitespace().collect::<String>(), now)
-                .or_else(|e| {
-                    if kind == "fault" {
-                        policy.verify(&body, None, None, now)
-                    } else {
-                        Err(e)
-                    }
-                }),
-            None => policy.verify(&body, None, None, now),
-        };
-        checked.and_then(|v| v.ok_or(SecurityError::Missing))
+            time::Duration::seconds(120),
+            time::Duration::seconds(300),
+        )
+        .verify_answer(&body, request_sig.as_deref(), kind == "fault", now)
     });
     Ok(CallResult {
         status: resp.status,
@@ -107,17 +91,4 @@ pub async fn call(opts: CallOptions) -> Result<CallResult, ClientError> {
         signature,
         kind,
     })
-}
-
-fn between(s: &str, a: &str, b: &str) -> Option<String> {
-    let i = s.find(a)? + a.len();
-    let j = s[i..].find(b)? + i;
-    Some(s[i..j].to_owned())
-}
-
-fn find_text(e: &crate::xml::Element, local: &str) -> Option<String> {
-    if e.local == local {
-        return Some(e.text());
-    }
-    e.elements().find_map(|c| find_text(c, local))
 }

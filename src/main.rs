@@ -1215,11 +1215,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
                 };
                 return fail(exit::TLS, &format!("{e}{hint}"));
             }
-            Err(e @ StartError::Signer(_)) => return fail(exit::TLS, &e.to_string()),
-            Err(e @ StartError::Store(_)) => return fail(exit::STORE, &e.to_string()),
-            Err(e @ StartError::Bind { .. }) => return fail(exit::BIND, &e.to_string()),
-            Err(e @ StartError::Config(_)) => return fail(exit::CONFIG, &e.to_string()),
-            Err(e @ StartError::Threads(_)) => return fail(exit::FAILURE, &e.to_string()),
+            Err(e) => return start_error(e),
         };
         print_banner(&app, &cfg, demo);
         tracing::info!(listen = %app.local_addr(), url = app.public_url(), "dkd serving");

@@ -10,7 +10,7 @@
 
 use crate::http::client::split_url;
 use crate::http::tls;
-use crate::soap::wssec::{ReplayCache, SecurityError, Signer, SigningMode, Verified, VerifyPolicy};
+use crate::soap::wssec::{SecurityError, Signer, Verified, VerifyPolicy};
 use crate::xml::{Element, NS_FWI, NS_GSD, NS_SOAP11, NS_WSA};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -325,9 +325,7 @@ pub async fn probe(opts: ProbeOptions) -> ProbeResult {
             Err(e) => return unknown(format!("cannot sign the request: {e}")),
         }
     };
-    let request_sig: Option<String> =
-        between(&request, "<ds:SignatureValue>", "</ds:SignatureValue>")
-            .map(|s| s.split_whitespace().collect());
+    let request_sig = crate::soap::client::signature_value(&request);
 
     // The exchange, within the timeout; what was learnt before a failure is kept.
     let mut progress = Progress::default();
@@ -820,36 +818,12 @@ fn verify_signature(
     request_sig: Option<&str>,
     is_fault: bool,
 ) -> Result<Verified, SecurityError> {
-    let policy = VerifyPolicy {
-        mode: SigningMode::Required,
+    VerifyPolicy::for_answers(
         trust,
-        allowed_signer_oins: Default::default(),
-        signer_must_match_tls: false,
-        any_signer: true,
-        clock_skew: time::Duration::seconds(120),
-        max_age: time::Duration::seconds(300),
-        replay: ReplayCache::new(1),
-        trust_cache: Default::default(),
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let checked = match request_sig {
-        Some(sv) => policy.verify_response(body, sv, now).or_else(|e| {
-            // A fault raised before the request's signature was verified cannot confirm it.
-            if is_fault {
-                policy.verify(body, None, None, now)
-            } else {
-                Err(e)
-            }
-        }),
-        None => policy.verify(body, None, None, now),
-    };
-    checked.and_then(|v| v.ok_or(SecurityError::Missing))
-}
-
-fn between<'a>(s: &'a str, a: &str, b: &str) -> Option<&'a str> {
-    let i = s.find(a)? + a.len();
-    let j = s[i..].find(b)? + i;
-    Some(&s[i..j])
+        time::Duration::seconds(120),
+        time::Duration::seconds(300),
+    )
+    .verify_answer(body, request_sig, is_fault, time::OffsetDateTime::now_utc())
 }
 
 fn child_text(e: &Element, local: &str) -> Option<String> {

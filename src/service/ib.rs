@@ -284,7 +284,13 @@ impl Ib {
                     .is_none_or(|x| x.delivery == Delivery::Webservice)
             })
             .collect();
-        if cluster == self.settings.reintegratie_cluster {
+        let has_batch = self
+            .settings
+            .gemeenten
+            .iter()
+            .any(|g| g.delivery == Delivery::Batch);
+        // Without batch gemeenten there is no stored delivery to look in.
+        if has_batch && cluster == self.settings.reintegratie_cluster {
             for e in self.store.entries(bsn)? {
                 if self
                     .gemeente(&e.gemeente)

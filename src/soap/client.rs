@@ -128,16 +128,9 @@ pub fn read_response(
         .map_err(|e| ResponseError::Malformed(e.to_string()))?;
     let is_fault = env.body.is(Some(NS_SOAP11), "Fault");
     if let Some(policy) = verify {
-        let checked = match request_signature {
-            // A fault raised before the request's signature was verified cannot confirm it.
-            Some(sv) if !is_fault => policy.verify_response(text, sv, now),
-            _ => policy.verify(text, None, None, now),
-        };
-        match checked {
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(ResponseError::Security(SecurityError::Missing.to_string())),
-            Err(e) => return Err(ResponseError::Security(e.to_string())),
-        }
+        policy
+            .verify_answer(text, request_signature, is_fault, now)
+            .map_err(|e| ResponseError::Security(e.to_string()))?;
     }
     let relates = env
         .headers

@@ -329,6 +329,49 @@ impl VerifyPolicy {
         self.verify_message(raw, None, None, now, Some(request_signature_value))
     }
 
+    /// How a client checks a server's signed answers: signing required, any OIN from a certificate
+    /// chaining to `trust`, no replay check (the answer's RelatesTo ties it to the request).
+    pub fn for_answers(
+        trust: Arc<dyn ClientCertVerifier>,
+        clock_skew: time::Duration,
+        max_age: time::Duration,
+    ) -> VerifyPolicy {
+        VerifyPolicy {
+            mode: SigningMode::Required,
+            trust,
+            allowed_signer_oins: HashSet::new(),
+            signer_must_match_tls: false,
+            any_signer: true,
+            clock_skew,
+            max_age,
+            replay: ReplayCache::new(1),
+            trust_cache: Default::default(),
+        }
+    }
+
+    /// Verifies an answer as a client: signed, and confirming `request_signature` when the request
+    /// was signed. A fault raised before the request's signature was checked cannot confirm it,
+    /// so a fault is also accepted signed without SignatureConfirmation.
+    pub fn verify_answer(
+        &self,
+        raw: &str,
+        request_signature: Option<&str>,
+        is_fault: bool,
+        now: OffsetDateTime,
+    ) -> Result<Verified, SecurityError> {
+        let checked = match request_signature {
+            Some(sv) => self.verify_response(raw, sv, now).or_else(|e| {
+                if is_fault {
+                    self.verify(raw, None, None, now)
+                } else {
+                    Err(e)
+                }
+            }),
+            None => self.verify(raw, None, None, now),
+        };
+        checked.and_then(|v| v.ok_or(SecurityError::Missing))
+    }
+
     fn verify_message(
         &self,
         raw: &str,

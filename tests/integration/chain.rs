@@ -463,9 +463,27 @@ async fn verwijsindex_updates_are_checked_against_the_configuration() {
         time::OffsetDateTime::now_utc(),
     )
     .expect("env");
-    assert_eq!(
-        fault_codes(&post_as("server", url, &env).await.text()).1,
-        "0012"
+    let refused = post_as("server", url, &env).await.text();
+    assert_eq!(fault_codes(&refused).1, "0012");
+    // The fault came after the request's signature was verified, so it carries a
+    // SignatureConfirmation: the sender must read it as the fault it is (an update refused on its
+    // content, parked), not as a bad signature (retried forever).
+    assert!(refused.contains("SignatureConfirmation"), "{refused}");
+    let policy = dkd::soap::wssec::VerifyPolicy::for_answers(
+        dkd::http::tls::client_verifier(&pki().path("ca.pem"), &[]).expect("trust"),
+        time::Duration::seconds(120),
+        time::Duration::seconds(300),
+    );
+    let read = dkd::soap::client::read_response(
+        &refused,
+        "urn:uuid:0e7c1a4e-0000-4000-8000-000000000001",
+        dkd::soap::client::signature_value(&env).as_deref(),
+        Some(&policy),
+        time::OffsetDateTime::now_utc(),
+    );
+    assert!(
+        matches!(&read, Err(dkd::soap::client::ResponseError::Fault { code, .. }) if code == "0012"),
+        "{read:?}"
     );
     let stranger = post_as("client", url, &env).await.text();
     assert_eq!(fault_codes(&stranger).1, "0002", "{stranger}");
