@@ -1134,7 +1134,8 @@ fn fail(code: u8, msg: &str) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn init_logging(cfg: &Config) {
+/// Log lines go to stderr through [`dkd::ops::logwriter`]: batched off the request path.
+fn init_logging(cfg: &Config) -> dkd::ops::logwriter::Guard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DKD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -1143,12 +1144,14 @@ fn init_logging(cfg: &Config) {
         .with_env_filter(filter)
         // Colour codes only help a person at a terminal; in a file or journald they are noise
         // (and bytes written per request line).
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal());
+    let (writer, guard) = dkd::ops::logwriter::start(std::io::stderr());
+    let builder = builder.with_writer(writer);
     match cfg.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Human => builder.init(),
     }
+    guard
 }
 
 fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
@@ -1156,7 +1159,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(exit::CONFIG, &e.to_string()),
     };
-    init_logging(&cfg);
+    let _log = init_logging(&cfg);
     if demo {
         let dev_dir = cfg
             .tls
@@ -1254,7 +1257,7 @@ fn start_error(e: StartError) -> ExitCode {
 /// `dkd demo`: both roles in one process.
 fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
     let (g_cfg, ib_cfg) = dkd::demo::chain_configs(dir, shift);
-    init_logging(&g_cfg);
+    let _log = init_logging(&g_cfg);
     let dev_dir = PathBuf::from("certs/dev");
     if !certs::dev_pki_present(&dev_dir) {
         println!("Generating a development PKI in {} ...", dev_dir.display());

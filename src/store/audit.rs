@@ -1,15 +1,26 @@
-//! The audit trail's write queue: requests hand their record over without waiting for sled, one
-//! thread writes what has queued up.
+//! The audit trail: one JSON line per answered request in daily append-only files,
+//! `audit/YYYY-MM-DD.jsonl` inside the store directory, written by one thread.
 //!
-//! A synchronous insert per request (plus its JSON) was ~12 % of an unsigned request's CPU and ran
-//! on the async worker. Readers of the trail (`audit_since`, `prune_audit`) and `Store::flush`
-//! drain the queue first, so they see every record handed over before they were called; a clean
-//! shutdown (which flushes the store) loses nothing.
+//! Why files and not sled: an audit trail is written once, read by time range and dropped by age,
+//! which is what an append-only file does for the price of a `write` per batch. As sled records
+//! (one insert per request, before 2026-11-23) it cost ~14 % of an unsigned request's CPU (node
+//! splits, sled's flusher) and its pages filled sled's cache: the resident memory of a busy server
+//! grew with the trail (BENCHMARKS.md, "Soak"). Records sled still holds from then are read and
+//! pruned as before ([`super::Store::audit_since`]), so upgrading loses nothing.
+//!
+//! Requests hand their record over without waiting (a bounded queue); readers and
+//! [`super::Store::flush`] drain the queue first, so they see every record handed over before they
+//! were called. A record reaches the disk within [`SYNC_EVERY`] (sled's own flush interval is of
+//! the same order) or at a flush. A line torn by a crash is cut off before the next append.
 
-use super::{time_key, AuditRecord, StoreError, P_AUDIT};
+use super::{AuditRecord, StoreError};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::OnceLock;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Records waiting at most. Past this the writer is far behind the requests (a stalled disk):
 /// records are dropped and counted rather than holding up answers or growing without bound.
@@ -18,12 +29,17 @@ const QUEUE_CAPACITY: usize = 16_384;
 const MAX_BATCH: usize = 1_024;
 /// Pause after a wake-up that found less than `MAX_BATCH`; bounds how late a record is written
 /// (a `flush` arriving during the pause waits for it, then is answered at once).
-const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+const LINGER: Duration = Duration::from_millis(5);
+/// Longest time a written record may stay in the page cache only.
+const SYNC_EVERY: Duration = Duration::from_millis(500);
+const SUFFIX: &str = ".jsonl";
 
 enum Msg {
     Record(AuditRecord),
-    /// Acknowledged once everything queued before it is written.
+    /// Acknowledged once everything queued before it is written and synced.
     Flush(SyncSender<Result<(), String>>),
+    /// Deletes the records before the time (unix seconds); acknowledged with how many.
+    Prune(i64, SyncSender<Result<u64, String>>),
 }
 
 struct Writer {
@@ -31,28 +47,42 @@ struct Writer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Shared by all clones of a `Store`; the writer thread starts with the first record.
+/// Shared by all clones of a `Store`; the writer thread starts with the first message.
 pub(super) struct AuditQueue {
-    tree: sled::Tree,
+    dir: PathBuf,
     writer: OnceLock<Option<Writer>>,
+    /// A temporary store's trail lives (and goes) with it.
+    _temporary: Option<tempfile::TempDir>,
 }
 
 impl AuditQueue {
-    pub(super) fn new(tree: sled::Tree) -> AuditQueue {
-        AuditQueue {
-            tree,
+    /// The trail of the store in `store_dir`; `None`: a temporary directory.
+    pub(super) fn new(store_dir: Option<&Path>) -> Result<AuditQueue, StoreError> {
+        let io = |e: std::io::Error| StoreError::Io(format!("audit trail: {e}"));
+        let (dir, temporary) = match store_dir {
+            Some(d) => (d.join("audit"), None),
+            None => {
+                let t = tempfile::tempdir().map_err(io)?;
+                (t.path().join("audit"), Some(t))
+            }
+        };
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::Io(format!("audit trail {}: {e}", dir.display())))?;
+        Ok(AuditQueue {
+            dir,
             writer: OnceLock::new(),
-        }
+            _temporary: temporary,
+        })
     }
 
     fn writer(&self) -> Option<&Writer> {
         self.writer
             .get_or_init(|| {
                 let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
-                let tree = self.tree.clone();
+                let files = Files::new(self.dir.clone());
                 match std::thread::Builder::new()
                     .name("dkd-audit".into())
-                    .spawn(move || write_loop(&tree, &rx))
+                    .spawn(move || write_loop(files, &rx))
                 {
                     Ok(t) => Some(Writer {
                         tx: Some(tx),
@@ -67,6 +97,10 @@ impl AuditQueue {
             .as_ref()
     }
 
+    fn sender(&self) -> Result<&SyncSender<Msg>, StoreError> {
+        self.writer().and_then(|w| w.tx.as_ref()).ok_or_else(gone)
+    }
+
     /// Queues a record without blocking; false when it had to be dropped.
     pub(super) fn push(&self, r: AuditRecord) -> bool {
         self.writer().and_then(|w| w.tx.as_ref()).is_some_and(|tx| {
@@ -77,7 +111,7 @@ impl AuditQueue {
         })
     }
 
-    /// Waits until every record queued before the call is written.
+    /// Waits until every record queued before the call is written and on disk.
     pub(super) fn flush(&self) -> Result<(), StoreError> {
         // Nothing was ever queued: nothing to wait for, and no thread to start.
         let Some(Some(w)) = self.writer.get() else {
@@ -85,16 +119,45 @@ impl AuditQueue {
         };
         let Some(tx) = &w.tx else { return Ok(()) };
         let (ack, done) = mpsc::sync_channel(1);
-        let gone = || StoreError::Io("the audit writer has stopped".into());
         tx.send(Msg::Flush(ack)).map_err(|_| gone())?;
         done.recv().map_err(|_| gone())?.map_err(StoreError::Io)
     }
+
+    /// Deletes the records before `before` (unix seconds); returns how many. The writer does it,
+    /// so a file is never rewritten while it is being appended to.
+    pub(super) fn prune(&self, before: i64) -> Result<u64, StoreError> {
+        let (ack, done) = mpsc::sync_channel(1);
+        self.sender()?
+            .send(Msg::Prune(before, ack))
+            .map_err(|_| gone())?;
+        done.recv().map_err(|_| gone())?.map_err(StoreError::Io)
+    }
+
+    /// The records at or after `since` (unix seconds), oldest first, read as the iterator goes.
+    /// Call [`AuditQueue::flush`] first to include what is still queued.
+    pub(super) fn read_since(&self, since: i64) -> Result<Records, StoreError> {
+        let first = day_of(since);
+        let mut files: Vec<(time::Date, PathBuf)> = list(&self.dir)
+            .map_err(|e| StoreError::Io(format!("audit trail {}: {e}", self.dir.display())))?
+            .into_iter()
+            .filter(|(d, _)| *d >= first)
+            .collect();
+        files.sort();
+        Ok(Records {
+            files: files.into_iter().map(|(_, p)| p).collect(),
+            current: None,
+            since,
+        })
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Io("the audit writer has stopped".into())
 }
 
 impl Drop for AuditQueue {
     fn drop(&mut self) {
-        // Closing the channel ends the writer after it has written the rest; joining it releases
-        // its handle on the database (a reopened store would otherwise find it locked).
+        // Closing the channel ends the writer after it has written (and synced) the rest.
         if let Some(Some(mut w)) = self.writer.take() {
             drop(w.tx.take());
             if let Some(t) = w.thread.take() {
@@ -104,47 +167,393 @@ impl Drop for AuditQueue {
     }
 }
 
-fn write_loop(tree: &sled::Tree, rx: &mpsc::Receiver<Msg>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+fn day_of(unix: i64) -> time::Date {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .date()
+}
+
+fn day_start(d: time::Date) -> i64 {
+    d.midnight().assume_utc().unix_timestamp()
+}
+
+fn file_name(d: time::Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}{SUFFIX}",
+        d.year(),
+        u8::from(d.month()),
+        d.day()
+    )
+}
+
+fn parse_name(name: &str) -> Option<time::Date> {
+    let stem = name.strip_suffix(SUFFIX)?;
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(stem, &fmt).ok()
+}
+
+/// The trail's daily files; anything else in the directory is left alone.
+fn list(dir: &Path) -> std::io::Result<Vec<(time::Date, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if let Some(d) = e.file_name().to_str().and_then(parse_name) {
+            out.push((d, e.path()));
+        }
+    }
+    Ok(out)
+}
+
+/// Cuts a file back to its last complete line: what a crash tore off mid-write was never
+/// acknowledged, and appending after it would glue the next record onto the fragment.
+fn trim_torn_tail(f: &mut File) -> std::io::Result<()> {
+    let len = f.metadata()?.len();
+    let mut end = len;
+    let mut block = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let n = usize::try_from(end - start).unwrap_or(block.len());
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut block[..n])?;
+        if let Some(i) = block[..n].iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep < len {
+                f.set_len(keep)?;
+            }
+            return Ok(());
+        }
+        end = start;
+    }
+    if len > 0 {
+        f.set_len(0)?;
+    }
+    Ok(())
+}
+
+/// The writer thread's side: the day's file open for appending.
+struct Files {
+    dir: PathBuf,
+    open: Option<(time::Date, BufWriter<File>)>,
+    unsynced: bool,
+    last_sync: Instant,
+}
+
+impl Files {
+    fn new(dir: PathBuf) -> Files {
+        Files {
+            dir,
+            open: None,
+            unsynced: false,
+            last_sync: Instant::now(),
+        }
+    }
+
+    fn append(&mut self, r: &AuditRecord) -> std::io::Result<()> {
+        let day = day_of(r.at);
+        if self.open.as_ref().map(|(d, _)| *d) != Some(day) {
+            self.close()?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .write(true)
+                .truncate(false)
+                .open(self.dir.join(file_name(day)))?;
+            trim_torn_tail(&mut f)?;
+            f.seek(SeekFrom::End(0))?;
+            self.open = Some((day, BufWriter::with_capacity(64 * 1024, f)));
+        }
+        if let Some((_, w)) = &mut self.open {
+            serde_json::to_writer(&mut *w, r).map_err(std::io::Error::other)?;
+            w.write_all(b"\n")?;
+            self.unsynced = true;
+        }
+        Ok(())
+    }
+
+    /// Hands what is buffered to the kernel; to the disk too when `sync` or when it is due.
+    fn flush(&mut self, sync: bool) -> std::io::Result<()> {
+        if let Some((_, w)) = &mut self.open {
+            w.flush()?;
+            if self.unsynced && (sync || self.last_sync.elapsed() >= SYNC_EVERY) {
+                w.get_ref().sync_data()?;
+                self.unsynced = false;
+                self.last_sync = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> std::io::Result<()> {
+        self.flush(true)?;
+        self.open = None;
+        Ok(())
+    }
+
+    fn prune(&mut self, before: i64) -> std::io::Result<u64> {
+        // Rewriting the open file under the writer's feet is avoided by closing it first.
+        self.close()?;
+        let mut n = 0;
+        for (day, path) in list(&self.dir)? {
+            let end = day_start(day.next_day().unwrap_or(day));
+            if end <= before {
+                n += count_lines(&path)?;
+                std::fs::remove_file(&path)?;
+            } else if day_start(day) < before {
+                n += rewrite_from(&path, before)?;
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn count_lines(path: &Path) -> std::io::Result<u64> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = f.read(&mut buf)?;
+        if got == 0 {
+            return Ok(n);
+        }
+        n += buf[..got].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+}
+
+/// Keeps a file's records at or after `before` (a new file renamed over the old one, so a
+/// crash leaves one or the other); returns how many were dropped. Lines that do not decode are
+/// kept: pruning deletes by age only.
+fn rewrite_from(path: &Path, before: i64) -> std::io::Result<u64> {
+    let tmp = path.with_extension("prune.tmp");
+    let mut out = BufWriter::new(File::create(&tmp)?);
+    let mut dropped = 0u64;
+    let mut line = Vec::new();
+    let mut input = BufReader::new(File::open(path)?);
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        match serde_json::from_slice::<AuditRecord>(&line) {
+            Ok(r) if r.at < before => dropped += 1,
+            _ => out.write_all(&line)?,
+        }
+    }
+    out.flush()?;
+    out.get_ref().sync_data()?;
+    drop(out);
+    std::fs::rename(&tmp, path)?;
+    Ok(dropped)
+}
+
+fn write_loop(mut files: Files, rx: &mpsc::Receiver<Msg>) {
     let mut acks = Vec::new();
+    let mut prunes = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
+        let mut taken = 0;
+        let mut result = Ok(());
         while let Some(m) = next.take() {
             match m {
-                Msg::Record(r) => batch.push(r),
+                Msg::Record(r) => {
+                    taken += 1;
+                    if result.is_ok() {
+                        result = files.append(&r);
+                    }
+                }
                 Msg::Flush(ack) => acks.push(ack),
+                Msg::Prune(before, ack) => prunes.push((before, ack)),
             }
-            if batch.len() < MAX_BATCH {
+            if taken < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
-        let result = write(tree, &batch);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, records = batch.len(), "audit records could not be written");
-        }
-        let full = batch.len() >= MAX_BATCH;
-        batch.clear();
         let flushed = !acks.is_empty();
+        if result.is_ok() {
+            result = files.flush(flushed);
+        }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "audit records could not be written");
+            // Start over with a freshly opened file at the next record.
+            files.open = None;
+        }
         for ack in acks.drain(..) {
             let _ = ack.send(result.as_ref().map_err(ToString::to_string).copied());
         }
-        if !full && !flushed {
+        for (before, ack) in prunes.drain(..) {
+            let _ = ack.send(files.prune(before).map_err(|e| e.to_string()));
+        }
+        if taken < MAX_BATCH && !flushed {
             // Let records gather instead of waking per request: a sender only wakes this thread
             // when it is blocked in recv, so a short pause turns a futex wake-up per request
             // into one per pause.
             std::thread::sleep(LINGER);
         }
     }
+    if let Err(e) = files.close() {
+        tracing::error!(error = %e, "audit records could not be written");
+    }
 }
 
-fn write(tree: &sled::Tree, records: &[AuditRecord]) -> Result<(), StoreError> {
-    // One insert per record, not a sled::Batch: sled seals (writes out) its log buffer at the end
-    // of every batch and takes a store-wide lock for it, which at one small batch per wake-up
-    // cost more than the inserts (profiled: ~18 % of a signed request in sled's log writer).
-    // Audit records need no atomicity with each other.
-    for r in records {
-        let v = serde_json::to_vec(r).map_err(|e| StoreError::Io(e.to_string()))?;
-        tree.insert(time_key(P_AUDIT, i128::from(r.at) * 1_000_000_000), v)?;
+/// Records read lazily, file by file.
+pub(super) struct Records {
+    files: std::collections::VecDeque<PathBuf>,
+    current: Option<(PathBuf, BufReader<File>, u64)>,
+    since: i64,
+}
+
+impl Iterator for Records {
+    type Item = Result<AuditRecord, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = Vec::new();
+        loop {
+            let Some((path, reader, n)) = &mut self.current else {
+                let path = self.files.pop_front()?;
+                match File::open(&path) {
+                    Ok(f) => self.current = Some((path, BufReader::new(f), 0)),
+                    // Pruned meanwhile.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Some(Err(StoreError::Io(format!(
+                            "audit trail {}: {e}",
+                            path.display()
+                        ))))
+                    }
+                }
+                continue;
+            };
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => self.current = None,
+                // A line still being written (or torn by a crash) is not a record yet.
+                Ok(_) if line.last() != Some(&b'\n') => self.current = None,
+                Ok(_) => {
+                    *n += 1;
+                    match serde_json::from_slice::<AuditRecord>(&line) {
+                        Ok(r) if r.at < self.since => {}
+                        Ok(r) => return Some(Ok(r)),
+                        Err(e) => {
+                            return Some(Err(StoreError::Io(format!(
+                                "audit trail {} line {n}: {e}",
+                                path.display()
+                            ))))
+                        }
+                    }
+                }
+                Err(e) => {
+                    let msg = format!("audit trail {}: {e}", path.display());
+                    self.current = None;
+                    return Some(Err(StoreError::Io(msg)));
+                }
+            }
+        }
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(at: i64, id: &str) -> AuditRecord {
+        AuditRecord {
+            at,
+            operation: "GSDReintegratieInfo".into(),
+            tls_oin: None,
+            from_oin: None,
+            message_id: Some(id.into()),
+            bsn: None,
+            outcome: "found".into(),
+            code: None,
+        }
+    }
+
+    fn ids(q: &AuditQueue, since: i64) -> Vec<String> {
+        q.flush().expect("flush");
+        q.read_since(since)
+            .expect("read")
+            .map(|r| r.expect("record").message_id.unwrap_or_default())
+            .collect()
+    }
+
+    const DAY: i64 = 86_400;
+    const T0: i64 = 1_700_006_400; // 2023-11-15 00:00:00 UTC
+
+    #[test]
+    fn records_go_to_daily_files_and_are_read_by_time() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let q = AuditQueue::new(Some(dir.path())).expect("queue");
+        for (i, at) in [T0 + 10, T0 + DAY - 1, T0 + DAY, T0 + 2 * DAY + 5]
+            .iter()
+            .enumerate()
+        {
+            assert!(q.push(record(*at, &i.to_string())));
+        }
+        assert_eq!(ids(&q, 0), ["0", "1", "2", "3"]);
+        assert_eq!(ids(&q, T0 + DAY - 1), ["1", "2", "3"]);
+        assert_eq!(ids(&q, T0 + DAY + 1), ["3"]);
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("audit"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["2023-11-15.jsonl", "2023-11-16.jsonl", "2023-11-17.jsonl"]
+        );
+    }
+
+    #[test]
+    fn prune_deletes_exactly_what_is_older() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let q = AuditQueue::new(Some(dir.path())).expect("queue");
+        for (i, at) in [T0 + 10, T0 + DAY + 5, T0 + DAY + 50, T0 + 2 * DAY]
+            .iter()
+            .enumerate()
+        {
+            assert!(q.push(record(*at, &i.to_string())));
+        }
+        // Mid-day: the first day's file goes, the second is rewritten without its first record.
+        assert_eq!(q.prune(T0 + DAY + 6).expect("prune"), 2);
+        assert_eq!(ids(&q, 0), ["2", "3"]);
+        // Appending goes on after a prune.
+        assert!(q.push(record(T0 + 2 * DAY + 1, "4")));
+        assert_eq!(ids(&q, 0), ["2", "3", "4"]);
+        assert_eq!(q.prune(T0 + 3 * DAY).expect("prune"), 3);
+        assert!(ids(&q, 0).is_empty());
+    }
+
+    #[test]
+    fn a_line_torn_by_a_crash_is_skipped_and_cut_off_before_the_next_append() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let audit = dir.path().join("audit");
+        std::fs::create_dir_all(&audit).expect("dir");
+        let full = serde_json::to_string(&record(T0 + 1, "a")).expect("json");
+        std::fs::write(
+            audit.join("2023-11-15.jsonl"),
+            format!("{full}\n{{\"at\":17000"),
+        )
+        .expect("write");
+        let q = AuditQueue::new(Some(dir.path())).expect("queue");
+        assert_eq!(ids(&q, 0), ["a"]);
+        assert!(q.push(record(T0 + 2, "b")));
+        assert_eq!(ids(&q, 0), ["a", "b"]);
+        let text = std::fs::read_to_string(audit.join("2023-11-15.jsonl")).expect("read");
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn a_corrupt_line_is_reported_with_file_and_line() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let audit = dir.path().join("audit");
+        std::fs::create_dir_all(&audit).expect("dir");
+        std::fs::write(audit.join("2023-11-15.jsonl"), "not json\n").expect("write");
+        let q = AuditQueue::new(Some(dir.path())).expect("queue");
+        let err = q
+            .read_since(0)
+            .expect("read")
+            .next()
+            .expect("one item")
+            .expect_err("corrupt");
+        assert!(err.to_string().contains("2023-11-15.jsonl line 1"), "{err}");
+    }
 }

@@ -47,6 +47,7 @@ const P_RECORD: u8 = b'r';
 const P_MUTATION: u8 = b'm';
 const P_IMPORT: u8 = b'i';
 const P_ARCHIVE: u8 = b'a';
+/// Audit records written before the trail moved to files (store::audit); read and pruned only.
 const P_AUDIT: u8 = b'x';
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -276,7 +277,9 @@ impl Store {
         Store::init(db, None)
     }
 
-    fn init(db: sled::Db, spill_dir: Option<PathBuf>) -> Result<Store, StoreError> {
+    /// `dir`: where the store lives (`None`: temporary). Large change sets spill there, and the
+    /// audit trail has its files there.
+    fn init(db: sled::Db, dir: Option<PathBuf>) -> Result<Store, StoreError> {
         let meta = db.open_tree("meta")?;
         match meta.get(KEY_SCHEMA_VERSION)? {
             None => {
@@ -294,7 +297,7 @@ impl Store {
             }
         }
         let index = db.open_tree("index")?;
-        let audit = std::sync::Arc::new(audit::AuditQueue::new(index.clone()));
+        let audit = std::sync::Arc::new(audit::AuditQueue::new(dir.as_deref())?);
         let journal = db.open_tree("journal")?;
         let mut store = Store {
             db,
@@ -303,7 +306,7 @@ impl Store {
             audit,
             meta,
             journal,
-            spill_dir,
+            spill_dir: dir,
             gate: Arc::new(RwLock::new(())),
             recovery: None,
         };
@@ -627,14 +630,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Appends an audit record.
-    pub fn record_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
-        let v = serde_json::to_vec(r).map_err(|e| StoreError::Io(e.to_string()))?;
-        self.index
-            .insert(time_key(P_AUDIT, i128::from(r.at) * 1_000_000_000), v)?;
-        Ok(())
-    }
-
     /// Hands an audit record to the background writer without waiting for sled. False when it
     /// had to be dropped (the queue is full: the writer is far behind) — the caller counts and
     /// logs that; the answer is never held up by the audit trail.
@@ -654,23 +649,31 @@ impl Store {
         since: i64,
     ) -> impl Iterator<Item = Result<AuditRecord, StoreError>> + '_ {
         // What was answered before this call is in the trail, queued or not.
-        let flushed = self.flush_audit().err().map(Err);
+        let files = self
+            .flush_audit()
+            .and_then(|()| self.audit.read_since(since));
+        let (failed, files) = match files {
+            Ok(f) => (None, Some(f)),
+            Err(e) => (Some(Err(e)), None),
+        };
+        // Records from before the trail moved to files (see `audit`) are older than any file's.
         let mut start = vec![P_AUDIT];
         start.extend_from_slice(&since.saturating_mul(1_000_000_000).max(0).to_be_bytes());
-        flushed
+        let legacy = self.index.range(start..vec![P_AUDIT + 1]).map(|item| {
+            let (_, v) = item?;
+            serde_json::from_slice(&v).map_err(|e| StoreError::Io(format!("audit record: {e}")))
+        });
+        failed
             .into_iter()
-            .chain(self.index.range(start..vec![P_AUDIT + 1]).map(|item| {
-                let (_, v) = item?;
-                serde_json::from_slice(&v).map_err(|e| StoreError::Io(format!("audit record: {e}")))
-            }))
+            .chain(legacy)
+            .chain(files.into_iter().flatten())
     }
 
     /// Deletes audit records older than `before` (unix seconds); returns how many.
     pub fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
-        self.flush_audit()?;
+        let mut n = self.audit.prune(before)?;
         let mut end = vec![P_AUDIT];
         end.extend_from_slice(&before.saturating_mul(1_000_000_000).max(0).to_be_bytes());
-        let mut n = 0u64;
         let mut batch = sled::Batch::default();
         for item in self.index.range(vec![P_AUDIT]..end) {
             let (k, _) = item?;
@@ -957,6 +960,39 @@ pub(crate) mod tests {
             ids,
             (0..5).map(|i| format!("urn:uuid:{i}")).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn audit_records_an_older_dkd_kept_in_sled_are_read_first_and_pruned() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let record = |at: i64, id: &str| AuditRecord {
+            at,
+            operation: "GSDReintegratieInfo".into(),
+            tls_oin: None,
+            from_oin: None,
+            message_id: Some(id.into()),
+            bsn: None,
+            outcome: "found".into(),
+            code: None,
+        };
+        let store = Store::open(dir.path()).expect("open");
+        let old = record(1_600_000_000, "legacy");
+        store
+            .index
+            .insert(
+                time_key(P_AUDIT, i128::from(old.at) * 1_000_000_000),
+                serde_json::to_vec(&old).expect("json"),
+            )
+            .expect("insert");
+        assert!(store.queue_audit(record(1_700_000_000, "file")));
+        let ids = |s: &Store| -> Vec<String> {
+            s.audit_since(0)
+                .map(|r| r.expect("record").message_id.unwrap_or_default())
+                .collect()
+        };
+        assert_eq!(ids(&store), ["legacy", "file"]);
+        assert_eq!(store.prune_audit(1_650_000_000).expect("prune"), 1);
+        assert_eq!(ids(&store), ["file"]);
     }
 
     use super::*;
