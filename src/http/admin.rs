@@ -61,10 +61,6 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
     let q = req.uri().query().map(str::to_owned);
     let q = q.as_deref();
     let today = time::OffsetDateTime::now_utc().date();
-    let internal = |e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, "admin control request failed");
-        error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}"))
-    };
     match (req.method().clone(), path.as_str()) {
         (hyper::Method::GET, "/report") => {
             match crate::report::build(&state.store, state.window_days, today) {
@@ -80,16 +76,19 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
             },
         },
         (hyper::Method::POST, "/sweep") => {
-            match crate::service::sweep(
-                &state.store,
+            let (store, window, purge, dry) = (
+                state.store.clone(),
                 state.window_days,
                 state.purge,
-                today,
                 flag(q, "dry_run"),
-            ) {
-                Ok(r) => reply(StatusCode::OK, json!(r)),
-                Err(e) => internal(&e),
-            }
+            );
+            blocking(
+                move || match crate::service::sweep(&store, window, purge, today, dry) {
+                    Ok(r) => reply(StatusCode::OK, json!(r)),
+                    Err(e) => internal(&e),
+                },
+            )
+            .await
         }
         (method, p) if p == "/sync" || p.starts_with("/sync/") => {
             use crate::push::SyncAction;
@@ -303,7 +302,22 @@ pub async fn run(
     }
 }
 
-async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn internal(e: &dyn std::fmt::Display) -> Response<Full<Bytes>> {
+    tracing::error!(error = %e, "admin control request failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}"))
+}
+
+/// Runs store work off the async workers: a change set waits while another (an import, the
+/// sweep) is open, which can take seconds.
+async fn blocking(
+    f: impl FnOnce() -> Response<Full<Bytes>> + Send + 'static,
+) -> Response<Full<Bytes>> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| internal(&e))
+}
+
+async fn handle(state: &Arc<AdminState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let Some(bsn_s) = path.strip_prefix("/persons/") else {
         return control(state, req).await;
@@ -322,8 +336,9 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
         .query()
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("gemeente=")))
         .map(str::to_owned);
+    let st = state.clone();
     match *req.method() {
-        hyper::Method::GET => get(state, &bsn),
+        hyper::Method::GET => blocking(move || get(&st, &bsn)).await,
         hyper::Method::PUT => {
             let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
@@ -334,9 +349,9 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
                     )
                 }
             };
-            put(state, &bsn, &body)
+            blocking(move || put(&st, &bsn, &body)).await
         }
-        hyper::Method::DELETE => delete(state, &bsn, gemeente.as_deref()),
+        hyper::Method::DELETE => blocking(move || delete(&st, &bsn, gemeente.as_deref())).await,
         _ => error(StatusCode::METHOD_NOT_ALLOWED, "GET, PUT or DELETE"),
     }
 }

@@ -32,7 +32,7 @@ use journal::{pause_point, Ops, Pending, Undo, CHUNK_OPS, KEY_JOURNAL, SMALL_OPS
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 /// The on-disk layout version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 4;
@@ -197,6 +197,12 @@ pub struct Store {
     /// is written in many sled operations, and nobody in this process may see it half-way (nor
     /// may another commit interleave, whose writes a roll-back would then undo).
     gate: Arc<RwLock<()>>,
+    /// Held by a change set from its first read to its commit (or drop): a change set decides
+    /// what to write (added, removed, which outbox entries) from what it reads, so two built at
+    /// once in this process (the daily sweep and an import renewing the same person) would each
+    /// decide from the state before the other's commit — a lost update, and an outbox telling the
+    /// IB the opposite of the index.
+    serial: Arc<Mutex<()>>,
     recovery: Option<Recovery>,
 }
 
@@ -308,6 +314,7 @@ impl Store {
             journal,
             spill_dir: dir,
             gate: Arc::new(RwLock::new(())),
+            serial: Arc::new(Mutex::new(())),
             recovery: None,
         };
         if let Some(source) = store.meta.get(KEY_JOURNAL)? {
@@ -510,9 +517,11 @@ impl Store {
         })
     }
 
-    /// Starts a set of changes that is applied atomically by [`ChangeSet::commit`].
+    /// Starts a set of changes that is applied atomically by [`ChangeSet::commit`]. Waits while
+    /// another change set of this process is open: they are built and committed one at a time.
     pub fn changes(&self, source: &str) -> ChangeSet<'_> {
         ChangeSet {
+            _serial: self.serial.lock().unwrap_or_else(PoisonError::into_inner),
             store: self,
             pending: Pending::new(self.spill_dir.clone()),
             source: source.to_owned(),
@@ -726,6 +735,7 @@ pub struct Counts {
 /// Changes collected for one atomic write. Each change is compared with what is stored, so
 /// re-applying the same data records nothing (idempotence).
 pub struct ChangeSet<'s> {
+    _serial: MutexGuard<'s, ()>,
     store: &'s Store,
     pending: Pending,
     source: String,
@@ -993,6 +1003,45 @@ pub(crate) mod tests {
         assert_eq!(ids(&store), ["legacy", "file"]);
         assert_eq!(store.prune_audit(1_650_000_000).expect("prune"), 1);
         assert_eq!(ids(&store), ["file"]);
+    }
+
+    #[test]
+    fn a_sweep_waits_for_an_open_import_instead_of_undoing_its_renewal() {
+        let s = Store::temporary().expect("store").with_outbox(true);
+        let mut old = person("123456782", &["0363"]);
+        for r in &mut old.atl_relaties {
+            for p in &mut r.provisions {
+                p.start = Datum::parse("20180101").expect("date");
+                p.end = Some(Datum::parse("20200101").expect("date"));
+            }
+        }
+        s.put(&old, "t").expect("put");
+        let renewed = person("123456782", &["0363"]);
+        let import = {
+            let mut c = s.changes("import:renewal.csv");
+            c.upsert(&renewed).expect("upsert");
+            c
+        };
+        let sweeper = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let today = time::macros::date!(2026 - 11 - 22);
+                crate::service::sweep(&s, 730, true, today, false).expect("sweep")
+            })
+        };
+        // Without serialisation the sweep reads the expired entry now and removes it after the
+        // renewal is committed.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        import.commit().expect("commit");
+        let report = sweeper.join().expect("join");
+        assert_eq!(report.removed, 0);
+        assert_eq!(s.get(&renewed.bsn).expect("get"), Some(renewed.clone()));
+        let last = s
+            .outbox_pending(10)
+            .expect("pending")
+            .pop()
+            .expect("queued");
+        assert_eq!(last.ind, IndDkd::Present);
     }
 
     use super::*;
