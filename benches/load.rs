@@ -914,7 +914,7 @@ fn summary(o: &Opts) {
         } else if l.contains("/unsigned") {
             let r = f(v, "rps") / rps(base);
             format!("{:.0} % of bare responder", r * 100.0)
-        } else if l.contains("/signed/") {
+        } else if l.contains("/signed/") || l.contains("/signed-") {
             format!(
                 "{:.0} % of RSA sign ceiling",
                 f(v, "rps") / rps("rsa/2") * 100.0

@@ -132,6 +132,7 @@ start_dkd() {
   (
     cd "$TMP"
     [ -n "${DKD_EXTRA_LOG:-}" ] && export DKD_LOG=$DKD_EXTRA_LOG
+    [ -n "${DKD_EXTRA_CRYPTO:-}" ] && export DKD_SERVER__CRYPTO_THREADS=$DKD_EXTRA_CRYPTO
     # The ops and admin listeners are not benchmarked; disabled so fixed ports cannot clash.
     export DKD_OPS__LISTEN="" DKD_ADMIN__LISTEN=""
     export DKD_SERVER__LISTEN=127.0.0.1:$port DKD_TLS__CERT=$CERTS/server.pem \
@@ -245,6 +246,17 @@ for s in "${STORES[@]}"; do
   r=$(run_load "$s/signed/half" --url "$URL" --mode signed --store "$store" --conns "$HALF_CONNS" --rate "$h" --pool "$pool" --server-pid "$DKD_PID")
   log "  signed half ($h/s): $r req/s"
   stop_dkd "$s-required"
+  if [ "$QUICK" = 0 ] && [ "$s" = 1e3 ]; then
+    # server.crypto_threads = 0: verification and signing on the async workers, no hand-over.
+    DKD_EXTRA_CRYPTO=0 start_dkd required "$store" "$s-required-inline"
+    r=$(run_load "$s/signed-inline/full" --url "$URL" --mode signed --store "$store" --conns "$CONNS" --pool "$POOL_FULL" --server-pid "$DKD_PID")
+    log "  signed full, crypto_threads=0: $r req/s"
+    h=$(half "$r")
+    pool=$(awk -v r="$h" -v t="$((SECS + WARMUP))" 'BEGIN{printf "%d", r*t*1.1+500}')
+    r=$(run_load "$s/signed-inline/half" --url "$URL" --mode signed --store "$store" --conns "$HALF_CONNS" --rate "$h" --pool "$pool" --server-pid "$DKD_PID")
+    log "  signed half, crypto_threads=0 ($h/s): $r req/s"
+    stop_dkd "$s-required-inline"
+  fi
 done
 
 # The unsigned ceiling: a bare hyper + rustls responder, same TLS setup, same response size.

@@ -162,7 +162,10 @@ impl App {
             path,
             metrics: metrics.clone(),
             verwijsindex,
-            crypto: crate::http::workers::CryptoPool::new(None).map_err(StartError::Threads)?,
+            crypto: match cfg.server.crypto_threads {
+                Some(0) => None,
+                n => Some(crate::http::workers::CryptoPool::new(n).map_err(StartError::Threads)?),
+            },
         });
         let push = if pushing {
             Some(push_sender(cfg, &state.endpoint.service.store)?)

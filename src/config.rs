@@ -347,6 +347,9 @@ pub struct ServerConfig {
     pub service_dn: String,
     /// On SIGTERM: how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
+    /// Threads that verify and sign (signing on): unset, one per core; 0, none — the async
+    /// workers do it themselves (no hand-over between threads; see BENCHMARKS.md).
+    pub crypto_threads: Option<usize>,
 }
 
 /// `[tls]`
@@ -412,6 +415,7 @@ impl Default for ServerConfig {
             max_connections: 256,
             service_dn: "CN=dkd,O=Gemeente".into(),
             shutdown_grace_secs: 10,
+            crypto_threads: None,
         }
     }
 }

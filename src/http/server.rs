@@ -50,7 +50,8 @@ pub struct State {
     /// IB role: IBVerwijsindex, served beside GSDDossierReintegratie on the same listener.
     pub verwijsindex: Option<Mount>,
     /// Threads for signing and verification (one per core).
-    pub crypto: super::workers::CryptoPool,
+    /// `None`: verify and sign on the async workers (`server.crypto_threads = 0`).
+    pub crypto: Option<super::workers::CryptoPool>,
 }
 
 /// A further endpoint on the listener.
@@ -286,10 +287,11 @@ async fn cpu<T: Send + 'static>(
     let job = move || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(st.mount(vi).0))).map_err(|_| ())
     };
-    if state.mount(vi).0.security.is_some() {
-        state.crypto.run(job).await.unwrap_or(Err(()))
-    } else {
-        job()
+    match &state.crypto {
+        Some(pool) if state.mount(vi).0.security.is_some() => {
+            pool.run(job).await.unwrap_or(Err(()))
+        }
+        _ => job(),
     }
 }
 

@@ -45,8 +45,23 @@ fn between(s: &str, a: &str, b: &str) -> String {
 
 #[tokio::test]
 async fn signed_request_is_answered_with_a_signed_confirming_response() {
-    let server = required().await;
-    let req = signed(&server, &server.known_bsn());
+    signed_answer_confirms(&required().await).await;
+}
+
+#[tokio::test]
+async fn without_crypto_threads_the_async_workers_verify_and_sign() {
+    let server = Server::start_with(|c| {
+        c.security.signing = Some(SigningMode::Required);
+        c.server.crypto_threads = Some(0);
+    })
+    .await;
+    signed_answer_confirms(&server).await;
+    let (fc, _) = fault(&server, &Req::new(&server.url, "123456782").xml()).await;
+    assert_eq!(fc, "wsse:InvalidSecurity");
+}
+
+async fn signed_answer_confirms(server: &Server) {
+    let req = signed(server, &server.known_bsn());
     let r = post(&server.url, &req).await;
     let text = r.text();
     assert_eq!(r.status, 200, "{text}");
