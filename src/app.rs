@@ -489,6 +489,7 @@ fn ib_role(cfg: &Config, service: &Service) -> Result<crate::service::ib::Ib, St
             signer,
             verify,
             timeout: route_timeout,
+            pool: crate::http::client::Pool::default(),
         }),
     })
 }
@@ -571,5 +572,6 @@ fn push_sender(cfg: &Config, store: &Store) -> Result<crate::push::Sender, Start
         timeout: Duration::from_secs(p.timeout_secs),
         concurrency: p.concurrency,
         max_backoff: Duration::from_secs(p.max_backoff_secs),
+        pool: crate::http::client::Pool::default(),
     })
 }

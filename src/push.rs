@@ -43,6 +43,8 @@ pub struct Sender {
     pub concurrency: usize,
     /// Longest wait between retries.
     pub max_backoff: Duration,
+    /// Connections to the IB kept open between deliveries.
+    pub pool: client::Pool,
 }
 
 /// What one delivery attempt came to.
@@ -168,7 +170,11 @@ impl Sender {
             Err(err) => return Delivery::Retry(format!("cannot sign: {err}")),
         };
         let sig = signature_value(&env);
-        let resp = match client::post_soap(self.tls.clone(), &self.url, &env, self.timeout).await {
+        let resp = match self
+            .pool
+            .post_soap(self.tls.clone(), &self.url, &env, self.timeout)
+            .await
+        {
             Ok(r) => r,
             // A bad push.url is configuration, not this entry: retried until it is fixed.
             Err(err) => return Delivery::Retry(describe_client_error(&err)),
@@ -324,6 +330,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             concurrency: 1,
             max_backoff: Duration::from_secs(1),
+            pool: client::Pool::default(),
         }
     }
 

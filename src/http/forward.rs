@@ -22,6 +22,8 @@ pub struct HttpForward {
     pub verify: Option<Arc<VerifyPolicy>>,
     /// The transport's own limit (the router applies the route timeout around it).
     pub timeout: Duration,
+    /// Connections to the gemeenten kept open between questions.
+    pub pool: client::Pool,
 }
 
 /// A client error in the words the FWI uses.
@@ -64,7 +66,9 @@ impl Forward for HttpForward {
             )
             .map_err(|e| format!("ondertekenen mislukt: {e}"))?;
             let sig = signature_value(&request);
-            let resp = client::post_soap(self.tls.clone(), url, &request, self.timeout)
+            let resp = self
+                .pool
+                .post_soap(self.tls.clone(), url, &request, self.timeout)
                 .await
                 .map_err(|e| describe_client_error(&e))?;
             let text =
