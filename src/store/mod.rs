@@ -192,9 +192,10 @@ pub struct Store {
     audit: std::sync::Arc<audit::AuditQueue>,
     meta: sled::Tree,
     journal: sled::Tree,
-    /// Commits take it exclusively, lookups and change-set comparisons shared: a journaled commit
-    /// is written in many sled operations, and nobody in this process may see it half-way (nor
-    /// may another commit interleave, whose writes a roll-back would then undo).
+    /// Commits (a journaled change set: from its marker to its commit point) take it
+    /// exclusively, lookups and change-set comparisons shared: a journaled change set is written
+    /// in many sled operations, and nobody in this process may see it half-way (nor may another
+    /// commit interleave, whose writes a roll-back would then undo).
     gate: Arc<RwLock<()>>,
     recovery: Option<Recovery>,
 }
