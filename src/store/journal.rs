@@ -56,14 +56,27 @@ const QUEUE_BLOCKS: usize = 4;
 
 pub(crate) const KEY_JOURNAL: &[u8] = b"journal";
 
-fn put_op(buf: &mut Vec<u8>, key: &[u8], value: Option<&[u8]>) {
+/// Tag bits of an encoded write.
+const TAG_INSERT: u8 = 1;
+const TAG_OLD_KNOWN: u8 = 2;
+const TAG_OLD_PRESENT: u8 = 4;
+
+/// `old`: the key's current value when the caller knows it (`Some(None)`: absent), which spares
+/// the writer reading it again for the undo record.
+fn put_op(buf: &mut Vec<u8>, key: &[u8], value: Option<&[u8]>, old: Option<Option<&[u8]>>) {
     put_bytes(buf, key);
-    match value {
-        Some(v) => {
-            buf.push(1);
-            put_bytes(buf, v);
-        }
-        None => buf.push(0),
+    let mut tag = if value.is_some() { TAG_INSERT } else { 0 };
+    match old {
+        Some(Some(_)) => tag |= TAG_OLD_KNOWN | TAG_OLD_PRESENT,
+        Some(None) => tag |= TAG_OLD_KNOWN,
+        None => {}
+    }
+    buf.push(tag);
+    if let Some(v) = value {
+        put_bytes(buf, v);
+    }
+    if let Some(Some(o)) = old {
+        put_bytes(buf, o);
     }
 }
 
@@ -73,8 +86,9 @@ fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// The writes of a change set, as it makes them. Blocks are encoded as
-/// `klen u32 | key | tag u8 | [vlen u32 | value]` per write (tag 1 insert, 0 remove), the
-/// encoding of undo records too, so [`Ops`] reads both.
+/// `klen u32 | key | tag u8 | [vlen u32 | value] | [olen u32 | old value]` per write (tag bits:
+/// insert, old value known, old value present), the encoding of undo records too (tag 1 or 0:
+/// the old value, or absent), so [`Ops`] reads both.
 pub(crate) struct Writes<'s> {
     store: &'s Store,
     source: String,
@@ -84,6 +98,21 @@ pub(crate) struct Writes<'s> {
     state: State<'s>,
     #[cfg(test)]
     stop_after: Option<u64>,
+}
+
+/// A value as [`Writes::get`] read it.
+pub(crate) struct Stored {
+    pub(crate) value: Option<sled::IVec>,
+    /// Read while this change set held the gate: nothing else in the process can write the key
+    /// before the writer gets to it (and a change set writes an entry once), so the value can go
+    /// into the undo record as it is. A value read under the shared gate may be stale by then.
+    exclusive: bool,
+}
+
+impl Stored {
+    fn known(&self) -> Option<Option<&[u8]>> {
+        self.exclusive.then_some(self.value.as_deref())
+    }
 }
 
 enum State<'s> {
@@ -154,14 +183,34 @@ impl<'s> Writes<'s> {
     }
 
     pub(crate) fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.push(key, Some(value))
+        self.push(key, Some(value), None)
     }
 
     pub(crate) fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.push(key, None)
+        self.push(key, None, None)
     }
 
-    fn push(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+    /// Inserts over what [`Writes::get`] returned for the same key.
+    pub(crate) fn insert_over(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        stored: &Stored,
+    ) -> Result<(), StoreError> {
+        self.push(key, Some(value), stored.known())
+    }
+
+    /// Removes what [`Writes::get`] returned for the same key.
+    pub(crate) fn remove_over(&mut self, key: &[u8], stored: &Stored) -> Result<(), StoreError> {
+        self.push(key, None, stored.known())
+    }
+
+    fn push(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        old: Option<Option<&[u8]>>,
+    ) -> Result<(), StoreError> {
         match self.state {
             State::Discard => return Ok(()),
             State::Done => {
@@ -176,7 +225,7 @@ impl<'s> Writes<'s> {
         if full {
             self.hand_on()?;
         }
-        put_op(&mut self.block, key, value);
+        put_op(&mut self.block, key, value, old);
         self.block_ops += 1;
         Ok(())
     }
@@ -234,12 +283,18 @@ impl<'s> Writes<'s> {
 
     /// A stored value, read as the change set's comparisons must: under the shared gate, unless
     /// this change set holds it exclusively itself.
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Stored, StoreError> {
         if matches!(self.state, State::Journaled(_)) {
-            return Ok(self.store.index.get(key)?);
+            return Ok(Stored {
+                value: self.store.index.get(key)?,
+                exclusive: true,
+            });
         }
         let _shared = self.store.read_gate();
-        Ok(self.store.index.get(key)?)
+        Ok(Stored {
+            value: self.store.index.get(key)?,
+            exclusive: false,
+        })
     }
 
     /// From here on nothing is written, and what was written is rolled back now.
@@ -267,8 +322,8 @@ impl<'s> Writes<'s> {
                 let mut batch = sled::Batch::default();
                 for op in Ops::new(&self.block) {
                     match op? {
-                        (k, Some(v)) => batch.insert(k, v),
-                        (k, None) => batch.remove(k),
+                        (k, Some(v), _) => batch.insert(k, v),
+                        (k, None, _) => batch.remove(k),
                     }
                 }
                 store.index.apply_batch(batch)?;
@@ -356,8 +411,11 @@ fn write_blocks(
             if seq >= stop_after {
                 break;
             }
-            let (k, v) = op?;
-            undo.push(k, store.index.get(k)?.as_deref());
+            let (k, v, known) = op?;
+            match known {
+                Some(old) => undo.push(k, old),
+                None => undo.push(k, store.index.get(k)?.as_deref()),
+            }
             chunk.push((k, v));
             if chunk.len() == CHUNK_OPS || undo.full() {
                 write_chunk(store, &mut seq, &mut undo, &mut chunk)?;
@@ -416,32 +474,44 @@ impl<'a> Ops<'a> {
     }
 }
 
+/// One encoded write: key, new value (`None`: remove), old value when known (`Some(None)`:
+/// absent). In an undo record the second is the value to restore and the third is `None`.
+pub(crate) type Op<'a> = (&'a [u8], Option<&'a [u8]>, Option<Option<&'a [u8]>>);
+
+impl<'a> Ops<'a> {
+    fn op(&mut self) -> Option<Op<'a>> {
+        let key = self.bytes()?;
+        let (&tag, rest) = self.rest.split_first()?;
+        self.rest = rest;
+        let value = if tag & TAG_INSERT != 0 {
+            Some(self.bytes()?)
+        } else {
+            None
+        };
+        let old = match (tag & TAG_OLD_KNOWN != 0, tag & TAG_OLD_PRESENT != 0) {
+            (false, _) => None,
+            (true, false) => Some(None),
+            (true, true) => Some(Some(self.bytes()?)),
+        };
+        Some((key, value, old))
+    }
+}
+
 impl<'a> Iterator for Ops<'a> {
     /// `Err` when the block is malformed (it never leaves this process, so that is a bug).
-    type Item = Result<(&'a [u8], Option<&'a [u8]>), StoreError>;
+    type Item = Result<Op<'a>, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
             return None;
         }
-        let bad = || StoreError::Io("change set: malformed pending write".into());
-        let Some(key) = self.bytes() else {
-            self.rest = &[];
-            return Some(Err(bad()));
-        };
-        let Some((&tag, rest)) = self.rest.split_first() else {
-            self.rest = &[];
-            return Some(Err(bad()));
-        };
-        self.rest = rest;
-        if tag == 0 {
-            return Some(Ok((key, None)));
-        }
-        match self.bytes() {
-            Some(v) => Some(Ok((key, Some(v)))),
+        match self.op() {
+            Some(op) => Some(Ok(op)),
             None => {
                 self.rest = &[];
-                Some(Err(bad()))
+                Some(Err(StoreError::Io(
+                    "change set: malformed pending write".into(),
+                )))
             }
         }
     }
@@ -458,7 +528,7 @@ impl Undo {
         Undo { buf: Vec::new() }
     }
     pub(crate) fn push(&mut self, key: &[u8], old: Option<&[u8]>) {
-        put_op(&mut self.buf, key, old);
+        put_op(&mut self.buf, key, old, None);
     }
     pub(crate) fn full(&self) -> bool {
         self.buf.len() >= CHUNK_UNDO_BYTES
@@ -494,23 +564,32 @@ mod tests {
     #[test]
     fn encoded_writes_read_back_in_order() {
         let mut block = Vec::new();
+        let old = |i: u32| match i % 3 {
+            0 => None,
+            1 => Some(None),
+            _ => Some(Some(vec![b'o'; (i % 40) as usize])),
+        };
         for i in 0..5000u32 {
             let k = i.to_be_bytes();
+            let o = old(i);
+            let o = o.as_ref().map(|o| o.as_deref());
             if i % 7 == 0 {
-                put_op(&mut block, &k, None);
+                put_op(&mut block, &k, None, o);
             } else {
-                put_op(&mut block, &k, Some(&vec![b'v'; (i % 50) as usize]));
+                put_op(&mut block, &k, Some(&vec![b'v'; (i % 50) as usize]), o);
             }
         }
         let mut seen = 0u32;
         for op in Ops::new(&block) {
-            let (k, v) = op.expect("well-formed");
+            let (k, v, o) = op.expect("well-formed");
             assert_eq!(k, seen.to_be_bytes());
             if seen % 7 == 0 {
                 assert_eq!(v, None);
             } else {
                 assert_eq!(v, Some(vec![b'v'; (seen % 50) as usize].as_slice()));
             }
+            let want = old(seen);
+            assert_eq!(o, want.as_ref().map(|o| o.as_deref()));
             seen += 1;
         }
         assert_eq!(seen, 5000);
@@ -519,7 +598,7 @@ mod tests {
     #[test]
     fn a_truncated_block_is_an_error_not_a_panic() {
         let mut block = Vec::new();
-        put_op(&mut block, b"key", Some(b"value"));
+        put_op(&mut block, b"key", Some(b"value"), Some(Some(b"old")));
         for cut in 0..block.len() {
             let r: Result<Vec<_>, _> = Ops::new(&block[..cut]).collect();
             assert!(cut == 0 || r.is_err(), "cut at {cut}");

@@ -337,7 +337,7 @@ impl Store {
             let olds = Ops::new(&record)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| StoreError::Io(format!("journal record: {e}")))?;
-            for (k, old) in olds.into_iter().rev() {
+            for (k, old, _) in olds.into_iter().rev() {
                 match old {
                     Some(v) => self.index.insert(k, v)?,
                     None => self.index.remove(k)?,
@@ -700,8 +700,8 @@ impl ChangeSet<'_> {
                 }]));
             }
             let stored = self.writes.get(&key)?;
-            let change = match stored {
-                Some(old) if split_value(&old).1 == json => {
+            let change = match stored.value.as_deref() {
+                Some(old) if split_value(old).1 == json => {
                     self.counts.unchanged += 1;
                     continue;
                 }
@@ -712,7 +712,7 @@ impl ChangeSet<'_> {
                 Change::Added => self.counts.added += 1,
                 _ => self.counts.changed += 1,
             }
-            self.writes.insert(&key, &value)?;
+            self.writes.insert_over(&key, &value, &stored)?;
             if change == Change::Added {
                 self.enqueue(&p.bsn, &gemeente, IndDkd::Present)?;
             }
@@ -726,7 +726,7 @@ impl ChangeSet<'_> {
     pub fn remove(&mut self, bsn: &Bsn, gemeente: &str, archive: bool) -> Result<bool, StoreError> {
         let key = record_key(bsn, gemeente);
         let stored = self.writes.get(&key)?;
-        let Some(old) = stored else {
+        let Some(old) = stored.value.as_deref() else {
             return Ok(false);
         };
         if !self.touched.insert(bsn, gemeente) {
@@ -735,9 +735,9 @@ impl ChangeSet<'_> {
         if archive {
             let mut a = key.clone();
             a[0] = P_ARCHIVE;
-            self.writes.insert(&a, &old)?;
+            self.writes.insert(&a, old)?;
         }
-        self.writes.remove(&key)?;
+        self.writes.remove_over(&key, &stored)?;
         self.enqueue(bsn, gemeente, IndDkd::Absent)?;
         self.counts.removed += 1;
         self.mutation(bsn, gemeente, Change::Removed)?;
