@@ -24,7 +24,9 @@
 //! From step 1 to step 4 the change set holds the store's gate exclusively: nobody else in the
 //! process reads a half-applied change set, and no other commit interleaves. Its own comparisons
 //! read without the gate; they never read a key the writer has yet to write, since a change set
-//! writes each entry once (and mutation and outbox keys are new).
+//! writes each entry once (and mutation and outbox keys are new). For the same reasons a value a
+//! comparison read while the gate was held is still the key's value when the writer gets to it:
+//! it travels with the write ([`Stored`]) and goes into the undo record without a second read.
 //!
 //! sled recovers a prefix of its log after a crash, so a recovered data write implies its undo
 //! record and the marker. [`Store::open`](super::Store::open) therefore rolls back whenever the
