@@ -543,10 +543,36 @@ pub fn import(
     };
     let mut rejected = std::mem::take(&mut collector.rejected_lines);
     let mut reported: std::collections::HashSet<usize> = rejected.iter().map(|r| r.line).collect();
+    // A full import's absences, found before this change set writes anything: once it has
+    // started (a large one writes while it is built), the walk would also meet its own new entries.
+    // In full mode every entry the change set touches is named in the file (deletions are
+    // refused), so naming alone decides.
+    let mut absent = Vec::new();
+    if opts.mode == Mode::Full {
+        if let Some(g) = &gemeente {
+            for bsn in store.gemeente_bsns(g)? {
+                // Keep persons the file names, even when their rows were rejected: a typo must not
+                // take someone out of the index.
+                if collector.get(&(bsn, g.clone())).is_none() {
+                    absent.push(bsn);
+                }
+            }
+        }
+    }
     let mut changes = store.changes(&format!("import:{name}"));
+    // A large change set writes while it is built; a dry run, and a strict import at its first
+    // rejection, must not (what was written is rolled back at once).
+    let mut writing = !(opts.dry_run || opts.strict && !rejected.is_empty());
+    if !writing {
+        changes.discard_writes()?;
+    }
     // Persons: validate, then upsert.
     let mut gemeenten: std::collections::BTreeSet<String> = gemeente.iter().cloned().collect();
     for c in &collector.persons {
+        if writing && opts.strict && !rejected.is_empty() {
+            changes.discard_writes()?;
+            writing = false;
+        }
         let key = &c.key;
         if c.rejected {
             for &line in &c.lines {
@@ -628,23 +654,18 @@ pub fn import(
         changes.remove(bsn, g, !opts.purge)?;
         gemeenten.insert(g.clone());
     }
-    if opts.mode == Mode::Full {
-        if let Some(g) = &gemeente {
-            for bsn in store.gemeente_bsns(g)? {
-                // Keep persons the file names, even when their rows were rejected: a typo must not
-                // take someone out of the index.
-                let named = collector.get(&(bsn, g.clone())).is_some();
-                if !named && !changes.touched(&bsn, g) {
-                    changes.remove(&bsn, g, !opts.purge)?;
-                }
-            }
+    if let Some(g) = &gemeente {
+        for bsn in &absent {
+            changes.remove(bsn, g, !opts.purge)?;
         }
     }
     rejected.sort_by_key(|r| r.line);
     report.rejected = rejected;
     report.counts = changes.counts();
     let refuse_all = opts.strict && !report.rejected.is_empty();
-    if !opts.dry_run && !refuse_all {
+    if opts.dry_run || refuse_all {
+        changes.discard_writes()?;
+    } else {
         changes.commit()?;
         report.applied = true;
         store.record_import(&ImportRecord {

@@ -28,9 +28,11 @@ use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex::IndDkd;
 mod journal;
 
-use journal::{pause_point, Ops, Pending, Undo, CHUNK_OPS, KEY_JOURNAL, SMALL_OPS};
+#[cfg(test)]
+use journal::SMALL_OPS;
+use journal::{pause_point, Ops, Writes, KEY_JOURNAL};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
@@ -191,11 +193,10 @@ pub struct Store {
     audit: std::sync::Arc<audit::AuditQueue>,
     meta: sled::Tree,
     journal: sled::Tree,
-    /// Where large change sets spill their pending writes (`None`: the system's temp directory).
-    spill_dir: Option<PathBuf>,
-    /// Commits take it exclusively, lookups and change-set comparisons shared: a journaled commit
-    /// is written in many sled operations, and nobody in this process may see it half-way (nor
-    /// may another commit interleave, whose writes a roll-back would then undo).
+    /// Commits (a journaled change set: from its marker to its commit point) take it
+    /// exclusively, lookups and change-set comparisons shared: a journaled change set is written
+    /// in many sled operations, and nobody in this process may see it half-way (nor may another
+    /// commit interleave, whose writes a roll-back would then undo).
     gate: Arc<RwLock<()>>,
     /// Held by a change set from its first read to its commit (or drop): a change set decides
     /// what to write (added, removed, which outbox entries) from what it reads, so two built at
@@ -274,7 +275,7 @@ impl Store {
                 }
                 other => StoreError::from(other),
             })?;
-        Store::init(db, Some(path.to_path_buf()))
+        Store::init(db, Some(path))
     }
 
     /// A throwaway in-memory store for tests and benchmarks.
@@ -283,9 +284,8 @@ impl Store {
         Store::init(db, None)
     }
 
-    /// `dir`: where the store lives (`None`: temporary). Large change sets spill there, and the
-    /// audit trail has its files there.
-    fn init(db: sled::Db, dir: Option<PathBuf>) -> Result<Store, StoreError> {
+    /// `dir`: where the store lives (`None`: temporary); the audit trail has its files there.
+    fn init(db: sled::Db, dir: Option<&Path>) -> Result<Store, StoreError> {
         let meta = db.open_tree("meta")?;
         match meta.get(KEY_SCHEMA_VERSION)? {
             None => {
@@ -303,7 +303,7 @@ impl Store {
             }
         }
         let index = db.open_tree("index")?;
-        let audit = std::sync::Arc::new(audit::AuditQueue::new(dir.as_deref())?);
+        let audit = std::sync::Arc::new(audit::AuditQueue::new(dir)?);
         let journal = db.open_tree("journal")?;
         let mut store = Store {
             db,
@@ -312,7 +312,6 @@ impl Store {
             audit,
             meta,
             journal,
-            spill_dir: dir,
             gate: Arc::new(RwLock::new(())),
             serial: Arc::new(Mutex::new(())),
             recovery: None,
@@ -338,99 +337,6 @@ impl Store {
         self.gate.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies a change set's writes all or nothing.
-    fn apply(&self, pending: Pending, source: &str) -> Result<(), StoreError> {
-        pause_point(format_args!("apply"), || self.flush_quietly());
-        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
-        if pending.in_memory() && pending.ops() <= SMALL_OPS {
-            let mut batch = sled::Batch::default();
-            pending.for_each_block(|block| {
-                for op in Ops::new(block) {
-                    match op? {
-                        (k, Some(v)) => batch.insert(k, v),
-                        (k, None) => batch.remove(k),
-                    }
-                }
-                Ok(())
-            })?;
-            self.index.apply_batch(batch)?;
-            return Ok(());
-        }
-        let written = self.write_journaled(pending, source, None).and_then(|_| {
-            pause_point(format_args!("commit-point"), || self.flush_quietly());
-            self.meta.remove(KEY_JOURNAL)?;
-            Ok(())
-        });
-        if let Err(e) = written {
-            if let Err(undo_err) = self.roll_back() {
-                tracing::error!(error = %undo_err, "rolling back a failed commit failed; the next open retries");
-            }
-            return Err(e);
-        }
-        pause_point(format_args!("committed"), || self.flush_quietly());
-        // Committed: the records are garbage now, and the next open or commit clears them anyway.
-        if let Err(e) = self.journal.clear() {
-            tracing::warn!(error = %e, "clearing the journal after a commit failed");
-        }
-        Ok(())
-    }
-
-    /// Steps 1 and 2 of a journaled commit (see [`journal`]): the marker, then every chunk with its
-    /// undo record. `stop_after` ends it early, as a crash would (for tests). Returns the chunks.
-    fn write_journaled(
-        &self,
-        pending: Pending,
-        source: &str,
-        stop_after: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        if !self.journal.is_empty() {
-            // Left by a commit that finished: replaying it in a later roll-back would be wrong.
-            self.journal.clear()?;
-        }
-        self.meta.insert(KEY_JOURNAL, source.as_bytes())?;
-        let mut seq = 0u64;
-        let stop_after = stop_after.unwrap_or(u64::MAX);
-        pending.for_each_block(|block| {
-            let mut chunk: Vec<(&[u8], Option<&[u8]>)> = Vec::with_capacity(CHUNK_OPS);
-            let mut undo = Undo::new();
-            for op in Ops::new(block) {
-                if seq >= stop_after {
-                    return Ok(());
-                }
-                let (k, v) = op?;
-                undo.push(k, self.index.get(k)?.as_deref());
-                chunk.push((k, v));
-                if chunk.len() == CHUNK_OPS || undo.full() {
-                    self.write_chunk(&mut seq, &mut undo, &mut chunk)?;
-                }
-            }
-            if !chunk.is_empty() {
-                self.write_chunk(&mut seq, &mut undo, &mut chunk)?;
-            }
-            Ok(())
-        })?;
-        Ok(seq)
-    }
-
-    /// One journal record (the chunk's keys with their current values), then the chunk's writes.
-    fn write_chunk(
-        &self,
-        seq: &mut u64,
-        undo: &mut Undo,
-        chunk: &mut Vec<(&[u8], Option<&[u8]>)>,
-    ) -> Result<(), StoreError> {
-        self.journal.insert(seq.to_be_bytes(), undo.take())?;
-        for (k, v) in chunk.drain(..) {
-            match v {
-                Some(v) => self.index.insert(k, v)?,
-                None => self.index.remove(k)?,
-            };
-        }
-        *seq += 1;
-        pause_point(format_args!("chunk-{seq}"), || self.flush_quietly());
-        Ok(())
-    }
-
     /// Undoes an unfinished commit: journal records newest first, each record's keys last to
     /// first, so a key written twice ends with the value it had before the commit.
     fn roll_back(&self) -> Result<u64, StoreError> {
@@ -440,7 +346,7 @@ impl Store {
             let olds = Ops::new(&record)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| StoreError::Io(format!("journal record: {e}")))?;
-            for (k, old) in olds.into_iter().rev() {
+            for (k, old, _) in olds.into_iter().rev() {
                 match old {
                     Some(v) => self.index.insert(k, v)?,
                     None => self.index.remove(k)?,
@@ -523,7 +429,7 @@ impl Store {
         ChangeSet {
             _serial: self.serial.lock().unwrap_or_else(PoisonError::into_inner),
             store: self,
-            pending: Pending::new(self.spill_dir.clone()),
+            writes: Writes::new(self, source),
             source: source.to_owned(),
             now: time::OffsetDateTime::now_utc(),
             counts: Counts::default(),
@@ -737,7 +643,7 @@ pub struct Counts {
 pub struct ChangeSet<'s> {
     _serial: MutexGuard<'s, ()>,
     store: &'s Store,
-    pending: Pending,
+    writes: Writes<'s>,
     source: String,
     now: time::OffsetDateTime,
     counts: Counts,
@@ -767,7 +673,7 @@ impl ChangeSet<'_> {
         }
         let v = serde_json::to_vec(&self.mutations).map_err(|e| StoreError::Io(e.to_string()))?;
         self.mutations.clear();
-        self.pending
+        self.writes
             .insert(&time_key(P_MUTATION, self.now.unix_timestamp_nanos()), &v)
     }
 
@@ -805,12 +711,9 @@ impl ChangeSet<'_> {
                     reason: format!("appears twice for gemeente {gemeente} in one change set"),
                 }]));
             }
-            let stored = {
-                let _shared = self.store.read_gate();
-                self.store.index.get(&key)?
-            };
-            let change = match stored {
-                Some(old) if split_value(&old).1 == json => {
+            let stored = self.writes.get(&key)?;
+            let change = match stored.value.as_deref() {
+                Some(old) if split_value(old).1 == json => {
                     self.counts.unchanged += 1;
                     continue;
                 }
@@ -821,7 +724,7 @@ impl ChangeSet<'_> {
                 Change::Added => self.counts.added += 1,
                 _ => self.counts.changed += 1,
             }
-            self.pending.insert(&key, &value)?;
+            self.writes.insert_over(&key, &value, &stored)?;
             if change == Change::Added {
                 self.enqueue(&p.bsn, &gemeente, IndDkd::Present)?;
             }
@@ -834,11 +737,8 @@ impl ChangeSet<'_> {
     /// served); otherwise it is purged. Returns whether an entry existed.
     pub fn remove(&mut self, bsn: &Bsn, gemeente: &str, archive: bool) -> Result<bool, StoreError> {
         let key = record_key(bsn, gemeente);
-        let stored = {
-            let _shared = self.store.read_gate();
-            self.store.index.get(&key)?
-        };
-        let Some(old) = stored else {
+        let stored = self.writes.get(&key)?;
+        let Some(old) = stored.value.as_deref() else {
             return Ok(false);
         };
         if !self.touched.insert(bsn, gemeente) {
@@ -847,9 +747,9 @@ impl ChangeSet<'_> {
         if archive {
             let mut a = key.clone();
             a[0] = P_ARCHIVE;
-            self.pending.insert(&a, &old)?;
+            self.writes.insert(&a, old)?;
         }
-        self.pending.remove(&key)?;
+        self.writes.remove_over(&key, &stored)?;
         self.enqueue(bsn, gemeente, IndDkd::Absent)?;
         self.counts.removed += 1;
         self.mutation(bsn, gemeente, Change::Removed)?;
@@ -866,10 +766,19 @@ impl ChangeSet<'_> {
         self.counts
     }
 
-    /// Applies everything atomically and returns the counts.
+    /// From here on the change set writes nothing, and what it has written already is rolled
+    /// back now; it still compares and counts. For dry runs (call it first) and for imports
+    /// refused half-way. [`ChangeSet::commit`] then returns the counts only.
+    pub fn discard_writes(&mut self) -> Result<(), StoreError> {
+        self.writes.discard()
+    }
+
+    /// Applies everything atomically and returns the counts. A large change set has been
+    /// written while it was built (under the journal, invisible to the rest of the process);
+    /// this is its commit point. Dropping a change set instead rolls back what it wrote.
     pub fn commit(mut self) -> Result<Counts, StoreError> {
         self.pack_mutations()?;
-        self.store.apply(self.pending, &self.source)?;
+        self.writes.finish()?;
         Ok(self.counts)
     }
 }
@@ -1144,8 +1053,12 @@ pub(crate) mod tests {
     }
 
     /// A change set over a filled store that adds, changes, purges and archives: every kind of key.
-    fn big_change_set<'s>(s: &'s Store, people: &[Person]) -> ChangeSet<'s> {
+    /// With `stop`, its writer stops after that many chunks, as a crash would.
+    fn big_change_set<'s>(s: &'s Store, people: &[Person], stop: Option<u64>) -> ChangeSet<'s> {
         let mut c = s.changes("import:big.csv");
+        if let Some(n) = stop {
+            c.writes.stop_after(n);
+        }
         for (i, p) in people.iter().enumerate() {
             match i % 4 {
                 0 => {
@@ -1175,7 +1088,7 @@ pub(crate) mod tests {
         let c = s.put_all(&people, "t").expect("put_all");
         assert!(c.added > SMALL_OPS, "must take the journaled path");
         assert_eq!(s.len() as u64, c.added);
-        let counts = big_change_set(&s, &people).commit().expect("commit");
+        let counts = big_change_set(&s, &people, None).commit().expect("commit");
         assert!(counts.added >= 1500 && counts.changed > 0 && counts.removed > 0);
         assert!(s.journal.is_empty());
         assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta"), None);
@@ -1187,16 +1100,20 @@ pub(crate) mod tests {
         assert!(s.index.scan_prefix([P_ARCHIVE]).count() > 0);
     }
 
+    /// Builds the big change set and ends it as a crash would; returns the chunks written.
+    fn crash_big_change_set(s: &Store, people: &[Person], stop: Option<u64>) -> u64 {
+        let mut c = big_change_set(s, people, stop);
+        c.pack_mutations().expect("pack");
+        c.writes.crash()
+    }
+
     #[test]
     fn an_interrupted_commit_is_rolled_back_at_open_whatever_chunk_it_reached() {
         let people = demo(2500);
         let total_chunks = {
             let s = Store::temporary().expect("store");
             s.put_all(&people, "t").expect("put_all");
-            let mut c = big_change_set(&s, &people);
-            c.pack_mutations().expect("pack");
-            s.write_journaled(c.pending, "import:big.csv", None)
-                .expect("write")
+            crash_big_change_set(&s, &people, None)
         };
         assert!(total_chunks >= 4, "{total_chunks}");
         for stop in [0, 1, total_chunks / 2, total_chunks] {
@@ -1205,11 +1122,7 @@ pub(crate) mod tests {
                 let s = Store::open(dir.path()).expect("open");
                 s.put_all(&people, "t").expect("put_all");
                 let before = dump(&s);
-                let mut c = big_change_set(&s, &people);
-                c.pack_mutations().expect("pack");
-                let done = s
-                    .write_journaled(c.pending, "import:big.csv", Some(stop))
-                    .expect("write");
+                let done = crash_big_change_set(&s, &people, Some(stop));
                 assert_eq!(done, stop);
                 if stop > 0 {
                     assert_ne!(dump(&s), before, "chunks were written");
@@ -1238,16 +1151,52 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_change_set_that_fails_half_way_is_rolled_back_at_once() {
+        let s = Store::temporary().expect("store");
+        let people = demo(2500);
+        s.put_all(&people, "t").expect("put_all");
+        let before = dump(&s);
+        let mut c = big_change_set(&s, &people, None);
+        // Chunks were written while it was built (the writer may still be at work).
+        assert!(s.meta.get(KEY_JOURNAL).expect("meta").is_some());
+        // people[2] was upserted already: a second time is an error.
+        assert!(matches!(c.upsert(&people[2]), Err(StoreError::Invalid(_))));
+        drop(c);
+        assert!(dump(&s) == before, "not the old state");
+        assert!(s.journal.is_empty());
+        assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta"), None);
+        // The gate is free again.
+        assert!(s.get(&people[0].bsn).expect("get").is_some());
+    }
+
+    #[test]
+    fn discarded_writes_are_rolled_back_and_the_counts_stay() {
+        let s = Store::temporary().expect("store");
+        let people = demo(2500);
+        s.put_all(&people, "t").expect("put_all");
+        let before = dump(&s);
+        let mut c = big_change_set(&s, &people, None);
+        let counts = c.counts();
+        c.discard_writes().expect("discard");
+        assert!(dump(&s) == before, "rolled back at once");
+        c.upsert(&demo(4100)[4050]).expect("upsert after discard");
+        let after = c.commit().expect("commit writes nothing");
+        assert_eq!(after.added, counts.added + 1);
+        assert!(dump(&s) == before, "nothing written");
+        assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta"), None);
+    }
+
+    #[test]
     fn a_key_written_twice_rolls_back_to_its_value_before_the_commit() {
         let s = Store::temporary().expect("store");
         s.index.insert(b"zkey", b"original").expect("insert");
-        let mut p = Pending::new(None);
-        p.insert(b"zkey", b"first").expect("op");
+        let mut w = Writes::new(&s, "test");
+        w.insert(b"zkey", b"first").expect("op");
         for i in 0..3000u32 {
-            p.insert(&i.to_be_bytes(), b"x").expect("op");
+            w.insert(&i.to_be_bytes(), b"x").expect("op");
         }
-        p.remove(b"zkey").expect("op");
-        let chunks = s.write_journaled(p, "test", None).expect("write");
+        w.remove(b"zkey").expect("op");
+        let chunks = w.crash();
         assert!(chunks >= 3);
         assert_eq!(s.index.get(b"zkey").expect("get"), None);
         s.roll_back().expect("roll back");

@@ -96,7 +96,7 @@ impl ChangeSet<'_> {
             last_error: None,
         };
         let seq = self.store.db.generate_id()?;
-        self.pending.insert(&key(P_PENDING, seq), &encode(&e)?)?;
+        self.writes.insert(&key(P_PENDING, seq), &encode(&e)?)?;
         Ok(())
     }
 }
@@ -170,7 +170,7 @@ impl Store {
     /// one delivered after it, and must not overwrite it. Returns how many.
     pub fn outbox_unpark_all(&self) -> Result<u64, StoreError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut b = super::journal::Pending::new(self.spill_dir.clone());
+        let mut b = super::journal::Writes::new(self, "outbox:unpark");
         let mut seen = std::collections::HashSet::new();
         let mut n = 0;
         for item in self.index.scan_prefix([P_PARKED]) {
@@ -198,7 +198,7 @@ impl Store {
             b.insert(&key(P_PENDING, self.db.generate_id()?), &encode(&fresh)?)?;
             n += 1;
         }
-        self.apply(b, "outbox:unpark")?;
+        b.finish()?;
         Ok(n)
     }
 
@@ -208,8 +208,8 @@ impl Store {
     pub fn outbox_enqueue_all(&self) -> Result<u64, StoreError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         // One entry per index entry: with 10^6 persons a single sled batch would hold gigabytes,
-        // so this goes through the journaled apply like a large change set.
-        let mut b = super::journal::Pending::new(self.spill_dir.clone());
+        // so this is journaled like a large change set.
+        let mut b = super::journal::Writes::new(self, "outbox:enqueue-all");
         let mut n = 0;
         for entry in self.all_entries() {
             let entry = entry?;
@@ -225,7 +225,7 @@ impl Store {
             b.insert(&key(P_PENDING, self.db.generate_id()?), &encode(&e)?)?;
             n += 1;
         }
-        self.apply(b, "outbox:enqueue-all")?;
+        b.finish()?;
         Ok(n)
     }
 

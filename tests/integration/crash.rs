@@ -317,10 +317,11 @@ fn kill_at(mut cmd: Command, phase: &str) -> bool {
 
 /// Kills a journaled import (an existing store, a file that changes, adds and deletes entries,
 /// with the outbox on, so entries, mutation records and outbox updates are all in the change set)
-/// in every phase: before anything is written, after the first, a middle and the last chunk (before
-/// the commit point), just after the commit point, and during the roll-back that the next open
-/// performs. Each time the store holds exactly the old state, or exactly the new one once the
-/// commit point has passed.
+/// in every phase: before anything is written, after the first and a middle chunk (written by the
+/// writer thread while the change set is still being built), with the writer half-way through a
+/// chunk's writes, once every chunk is written (before the commit point), just after the commit
+/// point, and during the roll-back that the next open performs. Each time the store holds exactly
+/// the old state, or exactly the new one once the commit point has passed.
 #[test]
 fn sigkill_in_each_phase_of_an_import_leaves_old_or_new_state() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -400,6 +401,7 @@ fn sigkill_in_each_phase_of_an_import_leaves_old_or_new_state() {
     let phases = [
         ("apply", false),
         ("chunk-1", false),
+        ("chunk-2-mid", false),
         ("chunk-3", false),
         ("commit-point", false),
         ("committed", true),

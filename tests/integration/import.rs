@@ -223,6 +223,27 @@ fn strict_and_dry_run_write_nothing() {
     assert!(store.imports().expect("history").is_empty());
 }
 
+/// Large enough that the change set writes while it is built: the last person fails the domain
+/// checks after chunks were written, and a strict import must roll them back.
+#[test]
+fn a_large_strict_import_rejected_at_its_last_person_writes_nothing() {
+    let store = Store::temporary().expect("store");
+    let (_, csv) = demo_csv(3000);
+    let f = format!("{csv}{}", row("123456782", "20240101", "", ""));
+    let mut o = opts(Mode::Delta, None);
+    o.strict = true;
+    let r = run(&store, &f, &o);
+    assert!(!r.applied && !r.rejected.is_empty());
+    assert!(r.counts.added > 1024, "must be journaled: {:?}", r.counts);
+    assert!(store.is_empty());
+    assert_eq!(store.mutations_since(0).count(), 0);
+    let mut o = opts(Mode::Delta, None);
+    o.dry_run = true;
+    let r = run(&store, &csv, &o);
+    assert!(!r.applied && store.is_empty() && r.counts.added > 1024);
+    assert!(store.imports().expect("history").is_empty());
+}
+
 #[test]
 fn every_validation_rule_rejects_its_row_with_a_precise_message() {
     let store = Store::temporary().expect("store");
