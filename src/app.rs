@@ -163,8 +163,10 @@ impl App {
             metrics: metrics.clone(),
             verwijsindex,
             crypto: match cfg.server.crypto_threads {
-                Some(0) => None,
-                n => Some(crate::http::workers::CryptoPool::new(n).map_err(StartError::Threads)?),
+                0 => None,
+                n => Some(
+                    crate::http::workers::CryptoPool::new(Some(n)).map_err(StartError::Threads)?,
+                ),
             },
         });
         let push = if pushing {

@@ -275,9 +275,10 @@ impl OwnedInbound {
     }
 }
 
-/// Runs SOAP work for an endpoint: signing and verifying are pure CPU (an RSA operation each),
-/// so with security on it runs on the crypto worker set (`workers`), where slow crypto cannot stall accepting and
-/// reading. A panic comes back as `Err`.
+/// Runs SOAP work for an endpoint. Signing and verifying are pure CPU (an RSA operation each): with
+/// security on and `server.crypto_threads` > 0 they run on the crypto worker set (`workers`),
+/// where they cannot hold up other connections' I/O; by default on the calling async worker,
+/// which saves two thread hand-overs per request. A panic comes back as `Err`.
 async fn cpu<T: Send + 'static>(
     state: &Arc<State>,
     vi: bool,

@@ -49,10 +49,10 @@ async fn signed_request_is_answered_with_a_signed_confirming_response() {
 }
 
 #[tokio::test]
-async fn without_crypto_threads_the_async_workers_verify_and_sign() {
+async fn a_set_of_crypto_threads_verifies_and_signs_too() {
     let server = Server::start_with(|c| {
         c.security.signing = Some(SigningMode::Required);
-        c.server.crypto_threads = Some(0);
+        c.server.crypto_threads = 2;
     })
     .await;
     signed_answer_confirms(&server).await;
