@@ -1,6 +1,6 @@
 //! A minimal HTTPS client over mutual TLS. The free functions open one connection per request
 //! (the CLI, the tests: behaviour obvious in a test failure); a [`Pool`] keeps connections open
-//! between requests for the callers that repeat them (the IB's routing, the push, the fetcher).
+//! between requests for the callers that repeat them (the IB's routing, the push).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};

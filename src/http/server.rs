@@ -288,9 +288,13 @@ async fn cpu<T: Send + 'static>(
     let job = move || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(st.mount(vi).0))).map_err(|_| ())
     };
+    let ep = state.mount(vi).0;
     match &state.crypto {
-        Some(pool) if state.mount(vi).0.security.is_some() => {
-            pool.run(job).await.unwrap_or(Err(()))
+        Some(pool) if ep.security.is_some() => pool.run(job).await.unwrap_or(Err(())),
+        // A large change set holds the store until its commit (seconds, for a big import): the
+        // lookup must not wait for it on an async worker, where it would stall every connection.
+        _ if ep.service.store.is_writing() => {
+            tokio::task::spawn_blocking(job).await.unwrap_or(Err(()))
         }
         _ => job(),
     }

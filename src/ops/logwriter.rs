@@ -52,7 +52,7 @@ pub struct Guard {
 }
 
 /// Starts the thread writing to `out`. Without a thread (the system refused one) lines go to
-/// `out` directly, under the lock.
+/// stderr directly, as after the guard.
 pub fn start<W: Write + Send + 'static>(out: W) -> (LogWriter, Guard) {
     let shared = Arc::new(Shared::default());
     let thread = {
@@ -62,6 +62,9 @@ pub fn start<W: Write + Send + 'static>(out: W) -> (LogWriter, Guard) {
             .spawn(move || run(&shared, out))
             .ok()
     };
+    if thread.is_none() {
+        shared.lock().stop = true;
+    }
     (
         LogWriter {
             shared: shared.clone(),

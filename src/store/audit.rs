@@ -38,8 +38,9 @@ enum Msg {
     Record(AuditRecord),
     /// Acknowledged once everything queued before it is written and synced.
     Flush(SyncSender<Result<(), String>>),
-    /// Deletes the records before the time (unix seconds); acknowledged with how many.
-    Prune(i64, SyncSender<Result<u64, String>>),
+    /// Deletes the records before the time (unix seconds) in the files of that day and later;
+    /// acknowledged with how many.
+    Prune(i64, time::Date, SyncSender<Result<u64, String>>),
 }
 
 struct Writer {
@@ -50,6 +51,8 @@ struct Writer {
 /// Shared by all clones of a `Store`; the writer thread starts with the first message.
 pub(super) struct AuditQueue {
     dir: PathBuf,
+    /// `fsync`s done, for the tests.
+    syncs: std::sync::Arc<std::sync::atomic::AtomicU64>,
     writer: OnceLock<Option<Writer>>,
     /// A temporary store's trail lives (and goes) with it.
     _temporary: Option<tempfile::TempDir>,
@@ -70,6 +73,7 @@ impl AuditQueue {
             .map_err(|e| StoreError::Io(format!("audit trail {}: {e}", dir.display())))?;
         Ok(AuditQueue {
             dir,
+            syncs: Default::default(),
             writer: OnceLock::new(),
             _temporary: temporary,
         })
@@ -79,7 +83,7 @@ impl AuditQueue {
         self.writer
             .get_or_init(|| {
                 let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
-                let files = Files::new(self.dir.clone());
+                let files = Files::new(self.dir.clone(), self.syncs.clone());
                 match std::thread::Builder::new()
                     .name("dkd-audit".into())
                     .spawn(move || write_loop(files, &rx))
@@ -123,14 +127,26 @@ impl AuditQueue {
         done.recv().map_err(|_| gone())?.map_err(StoreError::Io)
     }
 
-    /// Deletes the records before `before` (unix seconds); returns how many. The writer does it,
-    /// so a file is never rewritten while it is being appended to.
+    /// Deletes the records before `before` (unix seconds); returns how many. Days the writer
+    /// can no longer append to (before yesterday) are pruned here, so a daily retention run that
+    /// rewrites a long day file does not hold up the writer (whose queue would fill and drop
+    /// records meanwhile); yesterday and today, which only a retention of a day or less reaches,
+    /// the writer prunes itself, so a file is never rewritten while it is appended to.
     pub(super) fn prune(&self, before: i64) -> Result<u64, StoreError> {
-        let (ack, done) = mpsc::sync_channel(1);
-        self.sender()?
-            .send(Msg::Prune(before, ack))
-            .map_err(|_| gone())?;
-        done.recv().map_err(|_| gone())?.map_err(StoreError::Io)
+        // Everything queued is written first, and the writer has no file open.
+        self.flush()?;
+        let io = |e: std::io::Error| StoreError::Io(format!("audit trail: {e}"));
+        let today = day_of(time::OffsetDateTime::now_utc().unix_timestamp());
+        let recent = today.previous_day().unwrap_or(today);
+        let mut n = prune_files(&self.dir, before, |d| d < recent).map_err(io)?;
+        if before > day_start(recent) {
+            let (ack, done) = mpsc::sync_channel(1);
+            self.sender()?
+                .send(Msg::Prune(before, recent, ack))
+                .map_err(|_| gone())?;
+            n += done.recv().map_err(|_| gone())?.map_err(StoreError::Io)?;
+        }
+        Ok(n)
     }
 
     /// The records at or after `since` (unix seconds), oldest first, read as the iterator goes.
@@ -233,15 +249,17 @@ fn trim_torn_tail(f: &mut File) -> std::io::Result<()> {
 /// The writer thread's side: the day's file open for appending.
 struct Files {
     dir: PathBuf,
+    syncs: std::sync::Arc<std::sync::atomic::AtomicU64>,
     open: Option<(time::Date, BufWriter<File>)>,
     unsynced: bool,
     last_sync: Instant,
 }
 
 impl Files {
-    fn new(dir: PathBuf) -> Files {
+    fn new(dir: PathBuf, syncs: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Files {
         Files {
             dir,
+            syncs,
             open: None,
             unsynced: false,
             last_sync: Instant::now(),
@@ -276,6 +294,8 @@ impl Files {
             w.flush()?;
             if self.unsynced && (sync || self.last_sync.elapsed() >= SYNC_EVERY) {
                 w.get_ref().sync_data()?;
+                self.syncs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.unsynced = false;
                 self.last_sync = Instant::now();
             }
@@ -289,21 +309,33 @@ impl Files {
         Ok(())
     }
 
-    fn prune(&mut self, before: i64) -> std::io::Result<u64> {
+    fn prune(&mut self, before: i64, from: time::Date) -> std::io::Result<u64> {
         // Rewriting the open file under the writer's feet is avoided by closing it first.
         self.close()?;
-        let mut n = 0;
-        for (day, path) in list(&self.dir)? {
-            let end = day_start(day.next_day().unwrap_or(day));
-            if end <= before {
-                n += count_lines(&path)?;
-                std::fs::remove_file(&path)?;
-            } else if day_start(day) < before {
-                n += rewrite_from(&path, before)?;
-            }
-        }
-        Ok(n)
+        prune_files(&self.dir, before, |d| d >= from)
     }
+}
+
+/// Deletes the records before `before` from the day files `which` selects: whole files when the
+/// day is over by then, else the file rewritten without them.
+fn prune_files(
+    dir: &Path,
+    before: i64,
+    which: impl Fn(time::Date) -> bool,
+) -> std::io::Result<u64> {
+    let mut n = 0;
+    for (day, path) in list(dir)? {
+        if !which(day) || day_start(day) >= before {
+            continue;
+        }
+        if day_start(day.next_day().unwrap_or(day)) <= before {
+            n += count_lines(&path)?;
+            std::fs::remove_file(&path)?;
+        } else {
+            n += rewrite_from(&path, before)?;
+        }
+    }
+    Ok(n)
 }
 
 fn count_lines(path: &Path) -> std::io::Result<u64> {
@@ -348,10 +380,33 @@ fn rewrite_from(path: &Path, before: i64) -> std::io::Result<u64> {
 fn write_loop(mut files: Files, rx: &mpsc::Receiver<Msg>) {
     let mut acks = Vec::new();
     let mut prunes = Vec::new();
-    while let Ok(first) = rx.recv() {
+    // Records lost to a write error since the last flush, and why: the next flush reports them.
+    let mut lost: Option<(u64, String)> = None;
+    loop {
+        // Written but not yet synced: wake when the sync is due even if nothing else arrives.
+        let first = if files.unsynced {
+            match rx.recv_timeout(SYNC_EVERY.saturating_sub(files.last_sync.elapsed())) {
+                Ok(m) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = files.flush(true) {
+                        tracing::error!(error = %e, "audit records could not be synced");
+                        files.open = None;
+                        files.unsynced = false;
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            }
+        };
         let mut next = Some(first);
         let mut taken = 0;
         let mut result = Ok(());
+        let mut skipped = 0u64;
         while let Some(m) = next.take() {
             match m {
                 Msg::Record(r) => {
@@ -359,9 +414,12 @@ fn write_loop(mut files: Files, rx: &mpsc::Receiver<Msg>) {
                     if result.is_ok() {
                         result = files.append(&r);
                     }
+                    if result.is_err() {
+                        skipped += 1;
+                    }
                 }
                 Msg::Flush(ack) => acks.push(ack),
-                Msg::Prune(before, ack) => prunes.push((before, ack)),
+                Msg::Prune(before, from, ack) => prunes.push((before, from, ack)),
             }
             if taken < MAX_BATCH {
                 next = rx.try_recv().ok();
@@ -369,18 +427,33 @@ fn write_loop(mut files: Files, rx: &mpsc::Receiver<Msg>) {
         }
         let flushed = !acks.is_empty();
         if result.is_ok() {
-            result = files.flush(flushed);
+            // A flush also closes the file: `prune` may then rewrite it from another thread.
+            result = if flushed {
+                files.close()
+            } else {
+                files.flush(false)
+            };
         }
         if let Err(e) = &result {
-            tracing::error!(error = %e, "audit records could not be written");
+            tracing::error!(error = %e, records = skipped, "audit records could not be written");
             // Start over with a freshly opened file at the next record.
             files.open = None;
+            files.unsynced = false;
+            let l = lost.get_or_insert((0, String::new()));
+            l.0 += skipped.max(1);
+            l.1 = e.to_string();
         }
-        for ack in acks.drain(..) {
-            let _ = ack.send(result.as_ref().map_err(ToString::to_string).copied());
+        if !acks.is_empty() {
+            let answer = match lost.take() {
+                Some((n, why)) => Err(format!("{n} audit records could not be written: {why}")),
+                None => Ok(()),
+            };
+            for ack in acks.drain(..) {
+                let _ = ack.send(answer.clone());
+            }
         }
-        for (before, ack) in prunes.drain(..) {
-            let _ = ack.send(files.prune(before).map_err(|e| e.to_string()));
+        for (before, from, ack) in prunes.drain(..) {
+            let _ = ack.send(files.prune(before, from).map_err(|e| e.to_string()));
         }
         if taken < MAX_BATCH && !flushed {
             // Let records gather instead of waking per request: a sender only wakes this thread
@@ -499,6 +572,33 @@ mod tests {
         assert_eq!(
             names,
             ["2023-11-15.jsonl", "2023-11-16.jsonl", "2023-11-17.jsonl"]
+        );
+    }
+
+    #[test]
+    fn a_record_reaches_the_disk_without_further_traffic() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let q = AuditQueue::new(Some(dir.path())).expect("queue");
+        let synced = || q.syncs.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(q.push(record(T0, "a")));
+        for _ in 0..100 {
+            if synced() > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Nothing followed the record: the writer synced it when due, unprompted.
+        let after_first = synced();
+        assert!(after_first > 0, "an idle writer left a record unsynced");
+        // A record within SYNC_EVERY of that sync waits for its turn...
+        assert!(q.push(record(T0 + 1, "b")));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(synced(), after_first, "synced before it was due");
+        // ... which comes without further traffic too.
+        std::thread::sleep(SYNC_EVERY + Duration::from_millis(300));
+        assert!(
+            synced() > after_first,
+            "an idle writer left a record unsynced"
         );
     }
 

@@ -252,6 +252,7 @@ impl<'s> Writes<'s> {
         pause_point(format_args!("apply"), || store.flush_quietly());
         let exclusive = store.gate.write().unwrap_or_else(PoisonError::into_inner);
         let opened = (|| {
+            store.finish_failed_roll_back()?;
             if !store.journal.is_empty() {
                 // Left by a commit that finished: replaying it in a later roll-back would be wrong.
                 store.journal.clear()?;
@@ -321,6 +322,7 @@ impl<'s> Writes<'s> {
             State::Small => {
                 pause_point(format_args!("apply"), || store.flush_quietly());
                 let _exclusive = store.gate.write().unwrap_or_else(PoisonError::into_inner);
+                store.finish_failed_roll_back()?;
                 let mut batch = sled::Batch::default();
                 for op in Ops::new(&self.block) {
                     match op? {

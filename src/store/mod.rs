@@ -361,6 +361,30 @@ impl Store {
         Ok(chunks)
     }
 
+    /// A roll-back at run time that failed half-way (a full disk) leaves the marker and its undo
+    /// records: finish it before the next change set, which would otherwise clear them and leave
+    /// the half-applied writes for good. Called with the gate held exclusively.
+    pub(crate) fn finish_failed_roll_back(&self) -> Result<(), StoreError> {
+        if self.meta.get(KEY_JOURNAL)?.is_some() {
+            let chunks = self.roll_back()?;
+            tracing::warn!(chunks, "finished the roll-back of an earlier change set");
+        }
+        Ok(())
+    }
+
+    /// The process-wide change-set lock (see `serial`); taken before the gate.
+    pub(crate) fn serial_lock(&self) -> MutexGuard<'_, ()> {
+        self.serial.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether a change set holds the store exclusively now (lookups would wait for its commit).
+    pub fn is_writing(&self) -> bool {
+        matches!(
+            self.gate.try_read(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
     fn flush_quietly(&self) {
         let _ = self.db.flush();
     }
@@ -427,7 +451,7 @@ impl Store {
     /// another change set of this process is open: they are built and committed one at a time.
     pub fn changes(&self, source: &str) -> ChangeSet<'_> {
         ChangeSet {
-            _serial: self.serial.lock().unwrap_or_else(PoisonError::into_inner),
+            _serial: self.serial_lock(),
             store: self,
             writes: Writes::new(self, source),
             source: source.to_owned(),
@@ -1098,6 +1122,30 @@ pub(crate) mod tests {
             Some("Anders".into())
         );
         assert!(s.index.scan_prefix([P_ARCHIVE]).count() > 0);
+    }
+
+    #[test]
+    fn a_large_change_set_shows_as_writing_and_holds_off_a_resend_until_its_commit() {
+        let s = Store::temporary().expect("store").with_outbox(true);
+        let people = demo(3000);
+        s.put_all(&people, "t").expect("put_all");
+        assert!(!s.is_writing());
+        let c = big_change_set(&s, &people, None);
+        // Journaled: lookups would wait for the commit, so the server must not do them inline.
+        assert!(s.is_writing());
+        let resend = {
+            let s = s.clone();
+            std::thread::spawn(move || s.outbox_enqueue_all().expect("enqueue all"))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            !resend.is_finished(),
+            "a full resend must wait for the open change set"
+        );
+        c.commit().expect("commit");
+        assert!(!s.is_writing());
+        // It walked the committed index: as many "present" updates as entries.
+        assert_eq!(resend.join().expect("join"), s.len() as u64);
     }
 
     /// Builds the big change set and ends it as a crash would; returns the chunks written.

@@ -169,6 +169,8 @@ impl Store {
     /// gemeente (present or absent), at the end of the queue: a parked update may be older than
     /// one delivered after it, and must not overwrite it. Returns how many.
     pub fn outbox_unpark_all(&self) -> Result<u64, StoreError> {
+        // Like a change set, it decides what to write from what it reads.
+        let _serial = self.serial_lock();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut b = super::journal::Writes::new(self, "outbox:unpark");
         let mut seen = std::collections::HashSet::new();
@@ -206,6 +208,8 @@ impl Store {
     /// incomplete index), in one atomic write; returns how many. Works with the outbox off too:
     /// asking for it is the operator's decision.
     pub fn outbox_enqueue_all(&self) -> Result<u64, StoreError> {
+        // No change set may be half-written while the index is walked.
+        let _serial = self.serial_lock();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         // One entry per index entry: with 10^6 persons a single sled batch would hold gigabytes,
         // so this is journaled like a large change set.
