@@ -1125,6 +1125,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_change_set_after_an_unfinished_roll_back_finishes_it_first() {
+        let s = Store::temporary().expect("store");
+        let people = demo(3000);
+        s.put_all(&people, "t").expect("put_all");
+        let before: Vec<_> = people.iter().map(|p| s.get(&p.bsn).expect("get")).collect();
+        // What a run-time roll-back that failed half-way leaves: the marker and undo records.
+        assert!(crash_big_change_set(&s, &people, Some(2)) > 0);
+        assert!(s.meta.get(KEY_JOURNAL).expect("meta").is_some());
+        let newcomer = demo(3001).pop().expect("one more");
+        s.put(&newcomer, "admin").expect("put");
+        assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta"), None);
+        for (p, was) in people.iter().zip(before) {
+            assert_eq!(s.get(&p.bsn).expect("get"), was, "{:?} not restored", p.bsn);
+        }
+        assert_eq!(s.get(&newcomer.bsn).expect("get"), Some(newcomer.clone()));
+    }
+
+    #[test]
     fn a_large_change_set_shows_as_writing_and_holds_off_a_resend_until_its_commit() {
         let s = Store::temporary().expect("store").with_outbox(true);
         let people = demo(3000);
