@@ -122,6 +122,19 @@ struct Call<'a> {
     limit: usize,
 }
 
+impl<'a> Call<'a> {
+    fn soap(url: &'a str, envelope: &str, timeout: Duration) -> Call<'a> {
+        Call {
+            method: "POST",
+            url,
+            headers: &SOAP_HEADERS,
+            body: envelope.as_bytes().to_vec(),
+            timeout,
+            limit: MAX_SOAP_RESPONSE_BYTES,
+        }
+    }
+}
+
 async fn request_limited(
     tls: Arc<ClientConfig>,
     call: Call<'_>,
@@ -207,31 +220,6 @@ impl Pool {
         self.lock().values().map(Vec::len).sum()
     }
 
-    /// [`request`] over a kept-alive connection when one is free.
-    pub async fn request(
-        &self,
-        tls: Arc<ClientConfig>,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<Response, ClientError> {
-        request_limited(
-            tls,
-            Call {
-                method,
-                url,
-                headers,
-                body,
-                timeout,
-                limit: MAX_RESPONSE_BYTES,
-            },
-            Some(self),
-        )
-        .await
-    }
-
     /// [`post_soap`] over a kept-alive connection when one is free.
     pub async fn post_soap(
         &self,
@@ -240,19 +228,7 @@ impl Pool {
         envelope: &str,
         timeout: Duration,
     ) -> Result<Response, ClientError> {
-        request_limited(
-            tls,
-            Call {
-                method: "POST",
-                url,
-                headers: &SOAP_HEADERS,
-                body: envelope.as_bytes().to_vec(),
-                timeout,
-                limit: MAX_SOAP_RESPONSE_BYTES,
-            },
-            Some(self),
-        )
-        .await
+        request_limited(tls, Call::soap(url, envelope, timeout), Some(self)).await
     }
 }
 
@@ -409,19 +385,7 @@ pub async fn post_soap(
     envelope: &str,
     timeout: Duration,
 ) -> Result<Response, ClientError> {
-    request_limited(
-        tls,
-        Call {
-            method: "POST",
-            url,
-            headers: &SOAP_HEADERS,
-            body: envelope.as_bytes().to_vec(),
-            timeout,
-            limit: MAX_SOAP_RESPONSE_BYTES,
-        },
-        None,
-    )
-    .await
+    request_limited(tls, Call::soap(url, envelope, timeout), None).await
 }
 
 #[cfg(test)]
@@ -520,16 +484,9 @@ mod tests {
     }
 
     async fn get(pool: &Pool, tls: &Arc<ClientConfig>, url: &str) -> Response {
-        pool.request(
-            tls.clone(),
-            "GET",
-            url,
-            &[],
-            Vec::new(),
-            Duration::from_secs(5),
-        )
-        .await
-        .expect("answered")
+        pool.post_soap(tls.clone(), url, "<x/>", Duration::from_secs(5))
+            .await
+            .expect("answered")
     }
 
     async fn settle(pool: &Pool, idle: usize) {

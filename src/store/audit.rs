@@ -524,10 +524,11 @@ impl Iterator for Records {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(at: i64, id: &str) -> AuditRecord {
+    /// An answered GSDReintegratieInfo at `at` with MessageID `id`.
+    pub(crate) fn record(at: i64, id: &str) -> AuditRecord {
         AuditRecord {
             at,
             operation: "GSDReintegratieInfo".into(),

@@ -872,16 +872,7 @@ pub(crate) mod tests {
     #[test]
     fn queued_audit_records_are_read_back_and_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("tmp");
-        let record = |i: i64| AuditRecord {
-            at: 1_700_000_000 + i,
-            operation: "GSDReintegratieInfo".into(),
-            tls_oin: None,
-            from_oin: None,
-            message_id: Some(format!("urn:uuid:{i}")),
-            bsn: None,
-            outcome: "found".into(),
-            code: None,
-        };
+        let record = |i: i64| audit::tests::record(1_700_000_000 + i, &format!("urn:uuid:{i}"));
         {
             let store = Store::open(dir.path()).expect("open");
             for i in 0..3 {
@@ -908,16 +899,7 @@ pub(crate) mod tests {
     #[test]
     fn audit_records_an_older_dkd_kept_in_sled_are_read_first_and_pruned() {
         let dir = tempfile::tempdir().expect("tmp");
-        let record = |at: i64, id: &str| AuditRecord {
-            at,
-            operation: "GSDReintegratieInfo".into(),
-            tls_oin: None,
-            from_oin: None,
-            message_id: Some(id.into()),
-            bsn: None,
-            outcome: "found".into(),
-            code: None,
-        };
+        let record = audit::tests::record;
         let store = Store::open(dir.path()).expect("open");
         let old = record(1_600_000_000, "legacy");
         store
