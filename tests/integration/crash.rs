@@ -450,3 +450,110 @@ fn sigkill_in_each_phase_of_an_import_leaves_old_or_new_state() {
     let got = state(&store);
     assert!(got.0 == old_state.0 && got.1 == old_state.1 && got.3 == old_state.3);
 }
+
+/// While an import holds the store (here: paused for good half-way through writing), requests
+/// that need the store wait for its commit on blocking threads; the async workers go on serving
+/// everything else. Answered inline, enough waiting requests would take every worker and the
+/// server would stop answering even `/healthz`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_an_open_import_do_not_stall_the_server() {
+    use std::io::BufRead;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tmp");
+    let csv = dir.path().join("big.csv");
+    let made = dkd()
+        .args(["demo-file", "--persons", "3000", "--out"])
+        .arg(&csv)
+        .stdout(Stdio::null())
+        .status()
+        .expect("demo-file");
+    assert!(made.success());
+    let port = free_port_pair();
+    let ops = crate::chain::free_port();
+    let p = crate::common::pki();
+    let mut cmd = dkd();
+    cmd.arg("serve")
+        .env("DKD_STORE__PATH", dir.path().join("store"))
+        .env("DKD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("DKD_ADMIN__LISTEN", format!("127.0.0.1:{}", port + 1))
+        .env("DKD_OPS__LISTEN", format!("127.0.0.1:{ops}"))
+        .env("DKD_TLS__CERT", p.path("server.pem"))
+        .env("DKD_TLS__KEY", p.path("server-key.pem"))
+        .env("DKD_TLS__CLIENT_CA", p.path("ca.pem"))
+        .env("DKD_AUTH__ALLOWED_OINS", crate::common::ALLOWED_OIN)
+        .env("DKD_SECURITY__SIGNING", "off")
+        .env("DKD_TEST_PAUSE_AT", "chunk-1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let _server = Killed(child);
+    let (paused_tx, paused) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Drained to the end, so the server never blocks on a full pipe.
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line == "dkd-test-pause chunk-1" {
+                let _ = paused_tx.send(());
+            }
+        }
+    });
+    let tls = crate::common::client_tls("client");
+    let healthz = format!("http://127.0.0.1:{ops}/healthz");
+    let get = |url: String, secs: u64| {
+        let tls = tls.clone();
+        async move {
+            dkd::http::client::request(tls, "GET", &url, &[], Vec::new(), Duration::from_secs(secs))
+                .await
+        }
+    };
+    let mut up = false;
+    for _ in 0..300 {
+        if get(healthz.clone(), 1).await.is_ok_and(|r| r.status == 200) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "dkd serve did not come up");
+    // The import pauses for good after its first chunk, holding the store.
+    let body = std::fs::read(&csv).expect("csv");
+    let admin = format!("http://127.0.0.1:{}/imports?name=big.csv", port + 1);
+    let import = {
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            dkd::http::client::request(tls, "POST", &admin, &[], body, Duration::from_secs(120))
+                .await
+        })
+    };
+    tokio::task::spawn_blocking(move || paused.recv_timeout(Duration::from_secs(60)))
+        .await
+        .expect("join")
+        .expect("the import reached chunk 1");
+    // More requests for the store than the server has async workers.
+    let url = format!("https://127.0.0.1:{port}/GSDDossierReintegratie-v0200");
+    let waiting: Vec<_> = (0..16)
+        .map(|_| {
+            let (tls, url) = (tls.clone(), url.clone());
+            tokio::spawn(async move {
+                let xml = crate::common::Req::new(&url, "123456782").xml();
+                dkd::http::client::post_soap(tls, &url, &xml, Duration::from_secs(30)).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        waiting.iter().all(|h| !h.is_finished()),
+        "no lookup can be answered before the import commits"
+    );
+    let r = get(healthz, 3)
+        .await
+        .expect("/healthz answers while requests wait for the import");
+    assert_eq!(r.status, 200);
+    import.abort();
+    for h in waiting {
+        h.abort();
+    }
+}
