@@ -291,7 +291,7 @@ impl Ib {
             .any(|g| g.delivery == Delivery::Batch);
         // Without batch gemeenten there is no stored delivery to look in.
         if has_batch && cluster == self.settings.reintegratie_cluster {
-            for e in self.store.entries(bsn)? {
+            for e in read_store(&self.store, || self.store.entries(bsn))? {
                 if self
                     .gemeente(&e.gemeente)
                     .is_some_and(|g| g.delivery == Delivery::Batch)
@@ -398,7 +398,7 @@ impl Ib {
     /// A batch gemeente's answer from its stored delivery (issue 8 fills these).
     fn batch_answer(&self, g: &Gemeente, bsn: &Bsn) -> Reply {
         let today = time::OffsetDateTime::now_utc().date();
-        match self.store.entries(bsn) {
+        match read_store(&self.store, || self.store.entries(bsn)) {
             Ok(entries) => {
                 let mine: Vec<_> = entries
                     .into_iter()
@@ -465,6 +465,19 @@ impl Ib {
 }
 
 /// Runs the futures concurrently on this task and collects their outputs in order.
+/// A store read from the router's async code. While a large change set holds the store (a batch
+/// delivery being imported) a read waits for its commit: then in a blocking section, so the
+/// worker's other connections carry on (a multi-threaded runtime, which `dkd serve` always runs).
+fn read_store<T>(store: &Store, read: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded && store.is_writing() {
+        tokio::task::block_in_place(read)
+    } else {
+        read()
+    }
+}
+
 pub async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     let mut pinned: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
     let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();

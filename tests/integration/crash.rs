@@ -457,8 +457,6 @@ fn sigkill_in_each_phase_of_an_import_leaves_old_or_new_state() {
 /// server would stop answering even `/healthz`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_waiting_for_an_open_import_do_not_stall_the_server() {
-    use std::io::BufRead;
-    use std::time::Duration;
     let dir = tempfile::tempdir().expect("tmp");
     let csv = dir.path().join("big.csv");
     let made = dkd()
@@ -468,12 +466,61 @@ async fn requests_waiting_for_an_open_import_do_not_stall_the_server() {
         .status()
         .expect("demo-file");
     assert!(made.success());
+    let body = std::fs::read(&csv).expect("csv");
+    keeps_serving_while_an_import_is_open(dkd(), dir.path(), body, "name=big.csv").await;
+}
+
+/// The same in the IB role: the router looks up batch gemeenten' deliveries in the store while a
+/// large delivery is being imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ib_router_waiting_for_an_open_delivery_does_not_stall_the_server() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("ib.toml");
+    std::fs::write(
+        &cfg,
+        "role = \"ib\"\n[[ib.gemeenten]]\ncode = \"0014\"\ndelivery = \"batch\"\n",
+    )
+    .expect("config");
+    let today = time::OffsetDateTime::now_utc().date();
+    let people: Vec<_> = dkd::demo::generate(3000, today)
+        .into_iter()
+        .filter(|p| p.atl_relaties.len() == 1)
+        .map(|mut p| {
+            p.atl_relaties[0].bron = dkd::suwiml::model::Bron::gemeente("0014");
+            p.bron = Some(dkd::suwiml::model::Bron::gemeente("0014"));
+            p
+        })
+        .collect();
+    assert!(people.len() > 2000, "enough for a journaled change set");
+    let mut csv = String::new();
+    dkd::import::csv_format::write(&people, &mut csv);
+    let mut cmd = dkd();
+    cmd.env("DKD_CONFIG", &cfg);
+    keeps_serving_while_an_import_is_open(
+        cmd,
+        dir.path(),
+        csv.into_bytes(),
+        "name=week.csv&gemeente=0014&mode=full",
+    )
+    .await;
+}
+
+/// Starts `dkd serve` (with what `cmd` already has set), pauses an admin-API import after its first
+/// chunk, sends more GSDReintegratieInfo requests than the server has async workers, and checks
+/// that none is answered (they wait for the import) while `/healthz` still is.
+async fn keeps_serving_while_an_import_is_open(
+    mut cmd: Command,
+    dir: &std::path::Path,
+    import: Vec<u8>,
+    query: &str,
+) {
+    use std::io::BufRead;
+    use std::time::Duration;
     let port = free_port_pair();
     let ops = crate::chain::free_port();
     let p = crate::common::pki();
-    let mut cmd = dkd();
     cmd.arg("serve")
-        .env("DKD_STORE__PATH", dir.path().join("store"))
+        .env("DKD_STORE__PATH", dir.join("store"))
         .env("DKD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("DKD_ADMIN__LISTEN", format!("127.0.0.1:{}", port + 1))
         .env("DKD_OPS__LISTEN", format!("127.0.0.1:{ops}"))
@@ -519,19 +566,22 @@ async fn requests_waiting_for_an_open_import_do_not_stall_the_server() {
     }
     assert!(up, "dkd serve did not come up");
     // The import pauses for good after its first chunk, holding the store.
-    let body = std::fs::read(&csv).expect("csv");
-    let admin = format!("http://127.0.0.1:{}/imports?name=big.csv", port + 1);
+    let admin = format!("http://127.0.0.1:{}/imports?{query}", port + 1);
     let import = {
         let tls = tls.clone();
         tokio::spawn(async move {
-            dkd::http::client::request(tls, "POST", &admin, &[], body, Duration::from_secs(120))
+            dkd::http::client::request(tls, "POST", &admin, &[], import, Duration::from_secs(120))
                 .await
         })
     };
-    tokio::task::spawn_blocking(move || paused.recv_timeout(Duration::from_secs(60)))
+    let reached = tokio::task::spawn_blocking(move || paused.recv_timeout(Duration::from_secs(60)))
         .await
-        .expect("join")
-        .expect("the import reached chunk 1");
+        .expect("join");
+    assert!(
+        reached.is_ok(),
+        "the import did not reach chunk 1: {:?}",
+        import.is_finished()
+    );
     // More requests for the store than the server has async workers.
     let url = format!("https://127.0.0.1:{port}/GSDDossierReintegratie-v0200");
     let waiting: Vec<_> = (0..16)
