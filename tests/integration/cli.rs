@@ -603,16 +603,7 @@ fn ib_batch_import_replaces_the_delivery_and_refuses_other_gemeenten() {
         ),
     )
     .expect("config");
-    let today = time::OffsetDateTime::now_utc().date();
-    let people: Vec<_> = dkd::demo::generate(60, today)
-        .into_iter()
-        .filter(|p| p.atl_relaties.len() == 1)
-        .map(|mut p| {
-            p.atl_relaties[0].bron = dkd::suwiml::model::Bron::gemeente("0014");
-            p.bron = Some(dkd::suwiml::model::Bron::gemeente("0014"));
-            p
-        })
-        .collect();
+    let people = crate::common::batch_people(60, "0014");
     let write = |name: &str, people: &[dkd::suwiml::model::Person]| {
         let mut csv = String::new();
         dkd::import::csv_format::write(people, &mut csv);

@@ -40,6 +40,21 @@ fn write(dir: &Path, name: &str, issued: &Issued) {
     std::fs::write(dir.join(format!("{name}-key.pem")), &issued.key_pem).expect("write key");
 }
 
+/// Demo persons of one gemeente only, as a batch gemeente's verzamelbestand holds them (those of
+/// `count` generated with a single AtlRelatie, moved to `gemeente`).
+pub fn batch_people(count: usize, gemeente: &str) -> Vec<dkd::suwiml::model::Person> {
+    let today = time::OffsetDateTime::now_utc().date();
+    dkd::demo::generate(count, today)
+        .into_iter()
+        .filter(|p| p.atl_relaties.len() == 1)
+        .map(|mut p| {
+            p.atl_relaties[0].bron = dkd::suwiml::model::Bron::gemeente(gemeente);
+            p.bron = Some(dkd::suwiml::model::Bron::gemeente(gemeente));
+            p
+        })
+        .collect()
+}
+
 pub fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(|| {

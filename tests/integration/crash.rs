@@ -481,16 +481,7 @@ async fn the_ib_router_waiting_for_an_open_delivery_does_not_stall_the_server() 
         "role = \"ib\"\n[[ib.gemeenten]]\ncode = \"0014\"\ndelivery = \"batch\"\n",
     )
     .expect("config");
-    let today = time::OffsetDateTime::now_utc().date();
-    let people: Vec<_> = dkd::demo::generate(3000, today)
-        .into_iter()
-        .filter(|p| p.atl_relaties.len() == 1)
-        .map(|mut p| {
-            p.atl_relaties[0].bron = dkd::suwiml::model::Bron::gemeente("0014");
-            p.bron = Some(dkd::suwiml::model::Bron::gemeente("0014"));
-            p
-        })
-        .collect();
+    let people = crate::common::batch_people(3000, "0014");
     assert!(people.len() > 2000, "enough for a journaled change set");
     let mut csv = String::new();
     dkd::import::csv_format::write(&people, &mut csv);
