@@ -312,13 +312,7 @@ mod tests {
     const ENVELOPE: &str = "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Header><wsa:RelatesTo xmlns:wsa=\"http://www.w3.org/2005/08/addressing\">{mid}</wsa:RelatesTo></soapenv:Header><soapenv:Body><vi:IBVerwijsindexResponse xmlns:vi=\"http://bkwi.nl/SuwiML/Diensten/IBVerwijsindex/v0300\">BODY</vi:IBVerwijsindexResponse></soapenv:Body></soapenv:Envelope>";
 
     fn sender(url: String) -> Sender {
-        let tls = Arc::new(
-            rustls::ClientConfig::builder_with_provider(crate::http::tls::provider())
-                .with_safe_default_protocol_versions()
-                .expect("versions")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-        );
+        let tls = crate::http::client::tests::plain_tls();
         Sender {
             store: Store::temporary().expect("store"),
             url,

@@ -389,7 +389,7 @@ pub async fn post_soap(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[tokio::test]
@@ -416,13 +416,7 @@ mod tests {
                 }
             }
         });
-        let tls = Arc::new(
-            rustls::ClientConfig::builder_with_provider(crate::http::tls::provider())
-                .with_safe_default_protocol_versions()
-                .expect("versions")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-        );
+        let tls = plain_tls();
         let r = request(
             tls,
             "GET",
@@ -473,7 +467,8 @@ mod tests {
         (url, accepted)
     }
 
-    fn plain_tls() -> Arc<ClientConfig> {
+    /// A client configuration trusting nobody: for plain-HTTP loopback peers in tests.
+    pub(crate) fn plain_tls() -> Arc<ClientConfig> {
         Arc::new(
             rustls::ClientConfig::builder_with_provider(crate::http::tls::provider())
                 .with_safe_default_protocol_versions()
