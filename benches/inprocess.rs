@@ -22,6 +22,10 @@
 #[path = "common/mod.rs"]
 mod common;
 
+// The allocator `dkd` runs with (src/main.rs): allocation is a visible share of a parse.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use common::CLIENT_OIN;
 use criterion::{criterion_group, criterion_main, Criterion};
 use dkd::certs::files;
