@@ -45,7 +45,7 @@ pub struct CallResult {
 
 /// Sends the request and checks the answer.
 pub async fn call(opts: CallOptions) -> Result<CallResult, ClientError> {
-    let message_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let message_id = crate::soap::new_message_id();
     let now = time::OffsetDateTime::now_utc();
     let request = match &opts.signer {
         Some(s) => {

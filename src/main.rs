@@ -1506,7 +1506,7 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
             url,
             DEMO_CLIENT_OIN,
             bsn.as_deref().unwrap_or(dkd::demo::UNKNOWN_BSN),
-            &format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            &dkd::soap::new_message_id(),
         );
         println!();
         println!("Try it (paste into a shell):");

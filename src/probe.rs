@@ -306,7 +306,7 @@ pub async fn probe(opts: ProbeOptions) -> ProbeResult {
     }
 
     // Sign (RSA: on the blocking pool, like every signature in dkd).
-    let message_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let message_id = crate::soap::new_message_id();
     let request = {
         let (signer, url, oin, bsn, id) = (
             opts.signer.clone(),

@@ -153,7 +153,7 @@ impl Sender {
         };
         let mut body = String::new();
         vi::write_request(&request, &mut body);
-        let message_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+        let message_id = crate::soap::new_message_id();
         let now = time::OffsetDateTime::now_utc();
         let env = match envelope(
             self.signer.as_deref(),

@@ -49,7 +49,7 @@ impl Forward for HttpForward {
                 .url
                 .as_deref()
                 .ok_or_else(|| "geen URL geconfigureerd".to_owned())?;
-            let message_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+            let message_id = crate::soap::new_message_id();
             let mut body = String::new();
             gsd::write_request(bsn.as_str(), &mut body);
             let now = time::OffsetDateTime::now_utc();
