@@ -9,7 +9,10 @@
 //!   req/s, p50/p90/p99/max latency (send → whole response), errors.
 //! - `responder`: the ceiling of issue 7 — a bare hyper + rustls server with dkd's own TLS
 //!   configuration (mutual TLS, same verifier, same provider) that reads the request body and
-//!   returns a fixed body of `--size` bytes. Not part of the product.
+//!   returns a fixed body of `--size` bytes. Not part of the product. With `--sign 1` it also does,
+//!   per request, what no signed answer can avoid: one RSA-2048 signature (as `rsa`) and one RSA
+//!   verification, on the async worker as `dkd serve` does — the end-to-end ceiling for signed
+//!   traffic on this machine, load generator included.
 //! - `rsa`: the signing ceiling — raw RSA-2048 PKCS#1 v1.5 SHA-256 signatures/s (aws-lc-rs, the
 //!   key dkd signs with) on `--threads` threads.
 //! - `wait`: polls `GET ?wsdl` over mutual TLS until dkd answers; prints the milliseconds.
@@ -34,9 +37,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: cargo bench --bench load -- <command> [--key value ...]
-  run        --url URL --certs DIR [--mode unsigned|signed|raw] [--store demo|big] [--conns 32]
+  run        --url URL --certs DIR [--mode unsigned|signed|raw|signed-raw] [--store demo|big] [--conns 32]
              [--secs 10] [--warmup 2] [--rate 0] [--pool N] [--threads 2] [--label L]
-  responder  --certs DIR --size BYTES [--listen 127.0.0.1:0]   (prints LISTENING <addr>)
+  responder  --certs DIR --size BYTES [--sign 1] [--listen 127.0.0.1:0]   (prints LISTENING <addr>)
   rsa        --certs DIR [--threads 2] [--secs 5] [--label L]
   wait       --url URL --certs DIR [--timeout 120]
   build-store                                    (the cached 10^6-person store)
@@ -163,6 +166,8 @@ enum Mode {
     Unsigned,
     Signed,
     Raw,
+    /// Signed requests to the signing responder: nothing to probe, any answer counts.
+    SignedRaw,
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -515,6 +520,7 @@ fn run(o: &Opts) {
     let mode = match o.str("mode", "unsigned").as_str() {
         "signed" => Mode::Signed,
         "raw" => Mode::Raw,
+        "signed-raw" => Mode::SignedRaw,
         _ => Mode::Unsigned,
     };
     let store = o.str("store", "demo");
@@ -542,7 +548,7 @@ fn run(o: &Opts) {
 
     // Which BSNs are answered with a ClientSuwi: probe the candidates once, outside the timing.
     let cands = candidates(&store);
-    let good: Vec<dkd::suwiml::types::Bsn> = if mode == Mode::Raw {
+    let good: Vec<dkd::suwiml::types::Bsn> = if matches!(mode, Mode::Raw | Mode::SignedRaw) {
         cands
     } else {
         let probes: Vec<Bytes> = match mode {
@@ -557,7 +563,7 @@ fn run(o: &Opts) {
     };
 
     let (bodies, once) = match mode {
-        Mode::Signed => {
+        Mode::Signed | Mode::SignedRaw => {
             // Enough for the whole run: the caller passes --pool from the RSA ceiling.
             let n: usize = o.num(
                 "pool",
@@ -583,7 +589,7 @@ fn run(o: &Opts) {
     let bsn_sample = good.first().map(|b| b.as_str().to_owned());
     let req_bytes = bodies.iter().map(|b| b.len()).sum::<usize>() / bodies.len().max(1);
     let expect = match mode {
-        Mode::Raw => String::new(),
+        Mode::Raw | Mode::SignedRaw => String::new(),
         _ => "ClientSuwi".to_owned(),
     };
 
@@ -697,6 +703,20 @@ fn responder(o: &Opts) {
     }
     body.push_str("</r>");
     let body = Bytes::from(body);
+    let crypto = (o.num::<u8>("sign", 0) == 1).then(|| {
+        let key = rsa_key(&certs.join(files::SERVER_KEY));
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let msg = vec![b'x'; 2048];
+        let mut sig = vec![0u8; key.public_modulus_len()];
+        key.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &rng,
+            &msg,
+            &mut sig,
+        )
+        .expect("sign");
+        Arc::new((key, msg, sig))
+    });
     // The same runtime as `dkd serve`: multi-threaded, one worker per core.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -713,6 +733,7 @@ fn responder(o: &Opts) {
             };
             let acceptor = acceptor.clone();
             let body = body.clone();
+            let crypto = crypto.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let Ok(tls) = acceptor.accept(tcp).await else {
@@ -721,8 +742,27 @@ fn responder(o: &Opts) {
                 let svc = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let body = body.clone();
+                        let crypto = crypto.clone();
                         async move {
                             let _ = req.into_body().collect().await;
+                            if let Some(c) = crypto.as_deref() {
+                                let (key, msg, sig) = c;
+                                use aws_lc_rs::signature::{self as s, KeyPair as _};
+                                s::UnparsedPublicKey::new(
+                                    &s::RSA_PKCS1_2048_8192_SHA256,
+                                    key.public_key().as_ref(),
+                                )
+                                .verify(msg, sig)
+                                .expect("verify");
+                                let mut out = vec![0u8; key.public_modulus_len()];
+                                key.sign(
+                                    &s::RSA_PKCS1_SHA256,
+                                    &aws_lc_rs::rand::SystemRandom::new(),
+                                    msg,
+                                    &mut out,
+                                )
+                                .expect("sign");
+                            }
                             let mut r = hyper::Response::new(Full::new(body));
                             r.headers_mut().insert(
                                 "content-type",
@@ -981,6 +1021,13 @@ fn summary(o: &Opts) {
             s * 100.0,
             if s >= 0.80 { "met" } else { "MISSED" }
         );
+        if rows.contains_key("ceiling/signed/full") {
+            println!(
+                "  {store}: signed {:.0} % of the signing responder, which itself reaches {:.0} % of the RSA ceiling",
+                rps(&format!("{store}/signed/full")) / rps("ceiling/signed/full") * 100.0,
+                rps("ceiling/signed/full") / rps("rsa/2") * 100.0
+            );
+        }
         println!(
             "  {store}: unsigned full-load p99 {:.2} ms = {:.2}x ceiling p99 (target <= 1.5x): {}",
             p99(&format!("{store}/unsigned/full")),

@@ -285,6 +285,23 @@ kill "$RESP_PID" 2>/dev/null || true
 wait "$RESP_PID" 2>/dev/null || true
 RESP_PID=""
 
+# The signed ceiling: the same responder doing, per request, only what every signed answer must
+# (one RSA-2048 signature, one RSA verification), answering with a signed answer's size, under the
+# signed load (the generator's own share of the cores included).
+SIGNED_BYTES=$(grep '"1e3/signed/full"' "$RESULTS" | sed -n 's/.*"resp_bytes":\([0-9]*\).*/\1/p')
+wait_for_quiet ceiling-signed
+log "signing responder (${SIGNED_BYTES:-9000} bytes)"
+"$LOAD" responder --certs "$CERTS" --size "${SIGNED_BYTES:-9000}" --sign 1 > "$TMP/responder.out" 2>> "$OUT/load.log" &
+RESP_PID=$!
+for _ in $(seq 100); do grep -q LISTENING "$TMP/responder.out" 2>/dev/null && break; sleep 0.05; done
+RADDR=$(sed -n 's/LISTENING //p' "$TMP/responder.out")
+RURL="https://$RADDR/GSDDossierReintegratie-v0200"
+r=$(run_load ceiling/signed/full --url "$RURL" --mode signed-raw --conns "$CONNS" --pool "$POOL_FULL" --server-pid "$RESP_PID")
+log "  signing responder full: $r req/s"
+kill "$RESP_PID" 2>/dev/null || true
+wait "$RESP_PID" 2>/dev/null || true
+RESP_PID=""
+
 # --- summary ------------------------------------------------------------------------------------
 {
   echo '```'
