@@ -78,11 +78,23 @@ fn first_text<'d>(doc: &'d Document<'_>, id: NodeId) -> &'d str {
         .unwrap_or("")
 }
 
+/// `s` without Unicode white space (`char::is_whitespace`), as bergshamra and the WS-Security
+/// readers clean base64 text; ASCII text, the usual case, is filtered by byte.
+pub fn strip_whitespace(s: &str) -> String {
+    if s.is_ascii() {
+        let kept: Vec<u8> = s
+            .bytes()
+            .filter(|b| !matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r'))
+            .collect();
+        // Only ASCII bytes were removed from ASCII text.
+        String::from_utf8(kept).unwrap_or_default()
+    } else {
+        s.chars().filter(|c| !c.is_whitespace()).collect()
+    }
+}
+
 fn base64_value(doc: &Document<'_>, id: NodeId, what: &str) -> Result<Vec<u8>, SecurityError> {
-    let clean: String = first_text(doc, id)
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let clean = strip_whitespace(first_text(doc, id));
     base64::engine::general_purpose::STANDARD
         .decode(clean.as_bytes())
         .map_err(|e| failed(format!("{what}: {e}")))
@@ -106,13 +118,9 @@ pub(crate) fn verify(
     signature: NodeId,
     key: &RsaKey,
 ) -> Result<Vec<NodeId>, SecurityError> {
-    let ids = IdMap::build(doc)?;
+    let (ids, first) = IdMap::build(doc)?;
     // bergshamra verifies the first ds:Signature of the document, and `wssec` refused when that
     // was not the one in wsse:Security; a wrapped signature is refused here before any work.
-    let first = doc
-        .descendants(doc.root())
-        .into_iter()
-        .find(|n| is_ds(doc, *n, "Signature"));
     if first != Some(signature) {
         return Err(SecurityError::Invalid(
             "the verified signature is not the one in wsse:Security".into(),
@@ -226,22 +234,34 @@ struct IdMap<'d> {
 }
 
 impl<'d> IdMap<'d> {
-    fn build(doc: &'d Document<'_>) -> Result<IdMap<'d>, SecurityError> {
+    /// The map, and the first ds:Signature in document order (found on the same walk).
+    fn build(doc: &'d Document<'_>) -> Result<(IdMap<'d>, Option<NodeId>), SecurityError> {
         let mut sorted = Vec::with_capacity(16);
-        for n in doc.descendants(doc.root()) {
+        let mut signature = None;
+        let mut stack = vec![doc.root()];
+        while let Some(n) = stack.pop() {
             if let Some(e) = doc.element(n) {
+                if signature.is_none() && e.name.matches(Some(NS_DS), "Signature") {
+                    signature = Some(n);
+                }
                 for name in ["Id", "ID", "id", "AssertionID"] {
                     if let Some(v) = e.get_attribute(name) {
                         sorted.push((v, n));
                     }
                 }
             }
+            // Reversed, so the walk is in document order.
+            let first = stack.len();
+            stack.extend(doc.children_iter(n));
+            if let Some(children) = stack.get_mut(first..) {
+                children.reverse();
+            }
         }
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         if let Some(w) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(failed(format!("duplicate ID: {}", w[0].0)));
         }
-        Ok(IdMap { sorted })
+        Ok((IdMap { sorted }, signature))
     }
 
     fn get(&self, id: &str) -> Option<NodeId> {
@@ -700,7 +720,7 @@ mod tests {
         let mut xml = template.clone();
         {
             let doc = uppsala::parse(&template).expect("template");
-            let ids = IdMap::build(&doc).expect("ids");
+            let (ids, _) = IdMap::build(&doc).expect("ids");
             for r in doc.descendants(doc.root()) {
                 if !is_ds(&doc, r, "Reference") {
                     continue;

@@ -542,11 +542,7 @@ impl VerifyPolicy {
         let signature_value = child_elements(&doc, signature)
             .into_iter()
             .find(|c| ds_is(&doc, *c, NS_DS, "SignatureValue"))
-            .map(|c| {
-                doc.text_content_deep(c)
-                    .split_whitespace()
-                    .collect::<String>()
-            })
+            .map(|c| super::dsig::strip_whitespace(&doc.text_content_deep(c)))
             .unwrap_or_default();
         Ok(Some(Verified {
             signer_oin,
@@ -694,19 +690,17 @@ fn bergshamra_verify(
 }
 
 fn check_unique_ids(doc: &uppsala::Document<'_>) -> Result<(), SecurityError> {
-    let mut seen = HashSet::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut stack = vec![doc.root()];
     while let Some(n) = stack.pop() {
         if let Some(e) = doc.element(n) {
             for a in &e.attributes {
-                if matches!(&*a.name.local_name, "Id" | "ID" | "id")
-                    && !seen.insert(a.value.to_string())
-                {
+                if matches!(&*a.name.local_name, "Id" | "ID" | "id") && !seen.insert(&a.value) {
                     return Err(invalid(format!("duplicate Id {:?}", a.value)));
                 }
             }
         }
-        stack.extend(doc.children(n));
+        stack.extend(doc.children_iter(n));
     }
     Ok(())
 }
@@ -835,7 +829,7 @@ fn resolve_token(
             ));
         }
     }
-    let text: String = doc.text_content_deep(token).split_whitespace().collect();
+    let text = super::dsig::strip_whitespace(&doc.text_content_deep(token));
     base64::engine::general_purpose::STANDARD
         .decode(text.as_bytes())
         .map_err(|e| SecurityError::Token(format!("BinarySecurityToken is not base64: {e}")))
