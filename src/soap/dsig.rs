@@ -480,16 +480,13 @@ pub fn exc_c14n<S: Sink>(
                         continue;
                     }
                     match lookup(&in_scope, p).filter(|u| !u.is_empty()) {
-                        Some(uri) => {
-                            if lookup(&rendered, p) != Some(uri) {
-                                decls.push((p, uri));
-                            }
-                        }
+                        Some(uri) if lookup(&rendered, p) != Some(uri) => decls.push((p, uri)),
+                        Some(_) => {}
                         // xmlns="" is needed only to undo a default an output ancestor rendered.
-                        None if p.is_empty() => {
-                            if lookup(&rendered, "").is_some_and(|u| !u.is_empty()) {
-                                decls.push(("", ""));
-                            }
+                        None if p.is_empty()
+                            && lookup(&rendered, "").is_some_and(|u| !u.is_empty()) =>
+                        {
+                            decls.push(("", ""))
                         }
                         None => {}
                     }
