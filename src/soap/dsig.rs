@@ -82,10 +82,22 @@ fn first_text<'d>(doc: &'d Document<'_>, id: NodeId) -> &'d str {
 /// readers clean base64 text; ASCII text, the usual case, is filtered by byte.
 pub fn strip_whitespace(s: &str) -> String {
     if s.is_ascii() {
-        let kept: Vec<u8> = s
-            .bytes()
-            .filter(|b| !matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r'))
-            .collect();
+        // Copied in runs between the line breaks: a byte-wise push was 5 % of a verification.
+        let bytes = s.as_bytes();
+        let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
+        // Without an early exit this check vectorises; one-line base64 is common.
+        if !bytes.iter().fold(false, |any, b| any | space(b)) {
+            return s.to_owned();
+        }
+        let mut kept = Vec::with_capacity(bytes.len());
+        let mut start = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if space(b) {
+                kept.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+                start = i + 1;
+            }
+        }
+        kept.extend_from_slice(bytes.get(start..).unwrap_or_default());
         // Only ASCII bytes were removed from ASCII text.
         String::from_utf8(kept).unwrap_or_default()
     } else {
@@ -135,14 +147,16 @@ pub(crate) fn verify(
         .ok_or_else(|| failed("no SignatureMethod"))?;
 
     let mut covered = Vec::new();
+    let mut buf = Vec::with_capacity(DIGEST_CHUNK);
     for reference in doc
         .children_iter(signed_info)
         .filter(|c| is_ds(doc, *c, "Reference"))
     {
-        covered.push(check_reference(doc, &ids, reference)?);
+        covered.push(check_reference(doc, &ids, reference, &mut buf)?);
     }
 
-    let mut canonical = Vec::with_capacity(2048);
+    let mut canonical = buf;
+    canonical.clear();
     exc_c14n(
         doc,
         signed_info,
@@ -165,6 +179,7 @@ fn check_reference(
     doc: &Document<'_>,
     ids: &IdMap<'_>,
     reference: NodeId,
+    buf: &mut Vec<u8>,
 ) -> Result<NodeId, SecurityError> {
     let uri = doc
         .element(reference)
@@ -211,7 +226,7 @@ fn check_reference(
         "http://www.w3.org/2001/04/xmlenc#sha512" => &digest::SHA512,
         other => return Err(failed(format!("DigestMethod {other}"))),
     };
-    let mut sink = DigestSink::new(algorithm);
+    let mut sink = DigestSink::new(algorithm, buf);
     exc_c14n(
         doc,
         target,
@@ -286,47 +301,42 @@ impl Sink for Vec<u8> {
 }
 
 /// Feeds a digest through a buffer: canonical output comes in many short pieces, and each
-/// `Context::update` crosses into AWS-LC.
-struct DigestSink {
+/// `Context::update` crosses into AWS-LC. The buffer is the caller's, so the references of one
+/// signature share one allocation.
+struct DigestSink<'b> {
     ctx: digest::Context,
-    buf: [u8; 4096],
-    len: usize,
+    buf: &'b mut Vec<u8>,
 }
 
-impl DigestSink {
-    fn new(algorithm: &'static digest::Algorithm) -> DigestSink {
+/// How much canonical output is gathered before it is digested.
+const DIGEST_CHUNK: usize = 4096;
+
+impl<'b> DigestSink<'b> {
+    fn new(algorithm: &'static digest::Algorithm, buf: &'b mut Vec<u8>) -> DigestSink<'b> {
+        buf.clear();
         DigestSink {
             ctx: digest::Context::new(algorithm),
-            buf: [0; 4096],
-            len: 0,
+            buf,
         }
     }
 
     fn finish(mut self) -> digest::Digest {
-        if let Some(rest) = self.buf.get(..self.len) {
-            self.ctx.update(rest);
-        }
+        self.ctx.update(self.buf);
+        self.buf.clear();
         self.ctx.finish()
     }
 }
 
-impl Sink for DigestSink {
+impl Sink for DigestSink<'_> {
     fn put(&mut self, bytes: &[u8]) {
-        let end = self.len + bytes.len();
-        if let Some(slot) = self.buf.get_mut(self.len..end) {
-            slot.copy_from_slice(bytes);
-            self.len = end;
-            return;
+        if self.buf.len() + bytes.len() > DIGEST_CHUNK {
+            self.ctx.update(self.buf);
+            self.buf.clear();
         }
-        if let Some(pending) = self.buf.get(..self.len) {
-            self.ctx.update(pending);
-        }
-        self.len = 0;
-        if bytes.len() >= self.buf.len() {
+        if bytes.len() >= DIGEST_CHUNK {
             self.ctx.update(bytes);
-        } else if let Some(slot) = self.buf.get_mut(..bytes.len()) {
-            slot.copy_from_slice(bytes);
-            self.len = bytes.len();
+        } else {
+            self.buf.extend_from_slice(bytes);
         }
     }
 }
@@ -610,7 +620,8 @@ mod tests {
                     "element {n:?} with PrefixList {prefixes:?} of {xml}"
                 );
                 // The digest sink sees the same bytes, however they are split.
-                let mut sink = DigestSink::new(&digest::SHA256);
+                let mut buf = Vec::new();
+                let mut sink = DigestSink::new(&digest::SHA256, &mut buf);
                 exc_c14n(&doc, n, false, prefixes, &mut sink);
                 assert_eq!(
                     sink.finish().as_ref(),
@@ -619,6 +630,22 @@ mod tests {
             }
         }
         assert!(elements > 0);
+    }
+
+    #[test]
+    fn whitespace_is_stripped_as_char_is_whitespace_does() {
+        for s in [
+            "",
+            " ",
+            "ab",
+            " a\tb\nc\r\x0b\x0cd ",
+            "AB\n\nCD\n",
+            "a\u{a0}b\u{2003}c d",
+            "\u{e9} x",
+        ] {
+            let expected: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+            assert_eq!(strip_whitespace(s), expected, "{s:?}");
+        }
     }
 
     #[test]
