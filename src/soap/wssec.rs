@@ -2,10 +2,10 @@
 //! signing responses.
 //!
 //! Verification does the XML-DSig arithmetic (exclusive C14N, digests, RSA) in `soap::dsig`, over
-//! the document parsed here, and adds the checks no library does (../shared/docs/wssec.md): one Security/Timestamp/Signature,
-//! unique Ids, an algorithm allow-list, our own token lookup, chain and OIN decision, coverage of
-//! the Body, the Timestamp and every WS-Addressing header **by node identity** (which defeats
-//! signature wrapping), timestamp freshness and replay.
+//! the document parsed here, and adds the checks no library does (../shared/docs/wssec.md): one
+//! Security/Timestamp/Signature, unique Ids, an algorithm allow-list, our own token lookup, chain
+//! and OIN decision, coverage of the Body, the Timestamp and every WS-Addressing header **by node
+//! identity** (which defeats signature wrapping), timestamp freshness and replay.
 //!
 //! Signing does not re-parse: dkd writes its own responses in canonical form (see `xml::escape`),
 //! so each signed part's exclusive-C14N bytes are produced directly, digested, and SignedInfo is
