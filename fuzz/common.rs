@@ -190,7 +190,7 @@ pub fn shape_dkd(e: &dkd::xml::Element) -> Shape {
     let mut attrs: Vec<_> = e
         .attrs
         .iter()
-        .map(|a| (a.ns.clone(), a.local.clone(), a.value.clone()))
+        .map(|a| (a.ns.as_deref().map(str::to_owned), a.local.clone(), a.value.clone()))
         .collect();
     attrs.sort();
     let mut children = Vec::new();
@@ -201,7 +201,7 @@ pub fn shape_dkd(e: &dkd::xml::Element) -> Shape {
         }
     }
     Shape {
-        ns: e.ns.clone(),
+        ns: e.ns.as_deref().map(str::to_owned),
         local: e.local.clone(),
         attrs,
         children,

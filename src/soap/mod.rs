@@ -3,6 +3,7 @@
 //! delegated to `service`. No sockets, no hyper, no sled.
 
 pub mod client;
+pub mod dsig;
 pub mod envelope;
 pub mod fault;
 pub mod wssec;

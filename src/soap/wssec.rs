@@ -1,11 +1,11 @@
 //! WS-Security 1.0/1.1 for Digikoppeling WUS profile 2W-be-S: verifying request signatures and
 //! signing responses.
 //!
-//! Verification delegates the XML-DSig arithmetic (exclusive C14N, digests, RSA) to bergshamra and
-//! adds the checks no library does (../shared/docs/wssec.md): one Security/Timestamp/Signature,
-//! unique Ids, an algorithm allow-list, our own token lookup, chain and OIN decision, coverage of
-//! the Body, the Timestamp and every WS-Addressing header **by node identity** (which defeats
-//! signature wrapping), timestamp freshness and replay.
+//! Verification does the XML-DSig arithmetic (exclusive C14N, digests, RSA) in `soap::dsig`, over
+//! the document parsed here, and adds the checks no library does (../shared/docs/wssec.md): one
+//! Security/Timestamp/Signature, unique Ids, an algorithm allow-list, our own token lookup, chain
+//! and OIN decision, coverage of the Body, the Timestamp and every WS-Addressing header **by node
+//! identity** (which defeats signature wrapping), timestamp freshness and replay.
 //!
 //! Signing does not re-parse: dkd writes its own responses in canonical form (see `xml::escape`),
 //! so each signed part's exclusive-C14N bytes are produced directly, digested, and SignedInfo is
@@ -136,9 +136,9 @@ pub struct VerifyPolicy {
 struct Trusted {
     /// The OIN in the subject, if any.
     oin: Option<String>,
-    /// The public key as bergshamra wants it, or why it could not be loaded (reported only at
-    /// the point the uncached path reports it, so the error order stays the same).
-    key: Result<bergshamra_keys::Key, String>,
+    /// The RSA public key, or why it could not be loaded (reported only at the point the uncached
+    /// path reports it, so the error order stays the same).
+    key: Result<super::dsig::RsaKey, String>,
     /// The certificate's validity period (unix seconds): webpki refuses outside it, and so does
     /// a cached decision.
     not_before: i64,
@@ -315,7 +315,21 @@ impl VerifyPolicy {
         message_id: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Option<Verified>, SecurityError> {
-        self.verify_message(raw, tls_oin, message_id, now, None)
+        self.verify_message(raw, tls_oin, message_id, now, None, Engine::Own)
+    }
+
+    /// [`VerifyPolicy::verify`] with bergshamra doing the XML-DSig arithmetic, as dkd did before
+    /// `soap::dsig`: the reference the differential tests and the `dsig_diff` fuzz target compare
+    /// the production path with.
+    #[doc(hidden)]
+    pub fn verify_with_bergshamra(
+        &self,
+        raw: &str,
+        tls_oin: Option<&str>,
+        message_id: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Option<Verified>, SecurityError> {
+        self.verify_message(raw, tls_oin, message_id, now, None, Engine::Bergshamra)
     }
 
     /// Verifies a signed response (as a client): like [`VerifyPolicy::verify`], and additionally
@@ -326,7 +340,14 @@ impl VerifyPolicy {
         request_signature_value: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Verified>, SecurityError> {
-        self.verify_message(raw, None, None, now, Some(request_signature_value))
+        self.verify_message(
+            raw,
+            None,
+            None,
+            now,
+            Some(request_signature_value),
+            Engine::Own,
+        )
     }
 
     /// How a client checks a server's signed answers: signing required, any OIN from a certificate
@@ -379,6 +400,7 @@ impl VerifyPolicy {
         message_id: Option<&str>,
         now: OffsetDateTime,
         confirmation: Option<&str>,
+        engine: Engine,
     ) -> Result<Option<Verified>, SecurityError> {
         if self.mode == SigningMode::Off {
             return Ok(None);
@@ -450,6 +472,10 @@ impl VerifyPolicy {
 
         // Token: resolve the direct reference ourselves and decide trust before any crypto.
         let token = resolve_token(&doc, signature, &tokens)?;
+        let token_der = match engine {
+            Engine::Own => Vec::new(),
+            Engine::Bergshamra => token.clone(),
+        };
         let trusted = self.trusted(token, now)?;
         let signer_oin = trusted.oin.clone().ok_or_else(|| {
             SecurityError::SignerNotAllowed("the signing certificate carries no OIN".into())
@@ -465,34 +491,19 @@ impl VerifyPolicy {
         }
 
         // The XML-DSig arithmetic, with only this key.
-        let key = trusted.key.clone().map_err(SecurityError::Token)?;
-        let mut km = bergshamra_keys::KeysManager::new();
-        km.add_key(key);
-        let ctx = bergshamra_dsig::DsigContext::new(km).with_strict_verification(false);
-        let result = bergshamra_dsig::verify::verify_document_with_source(&ctx, &doc, Some(raw))
-            .map_err(|e| SecurityError::FailedCheck(e.to_string()))?;
-        let references = match result {
-            bergshamra_dsig::VerifyResult::Valid {
-                signature_node,
-                references,
-                ..
-            } => {
-                if signature_node != signature {
-                    return Err(invalid(
-                        "the verified signature is not the one in wsse:Security",
-                    ));
-                }
-                references
+        let covered: HashSet<usize> = match engine {
+            Engine::Own => {
+                let key = trusted
+                    .key
+                    .as_ref()
+                    .map_err(|e| SecurityError::Token(e.clone()))?;
+                super::dsig::verify(&doc, signature, key)?
             }
-            bergshamra_dsig::VerifyResult::Invalid { reason } => {
-                return Err(SecurityError::FailedCheck(reason))
-            }
-        };
-        let covered: HashSet<usize> = references
-            .iter()
-            .filter(|r| r.digest_verified)
-            .filter_map(|r| r.resolved_node.map(|n| n.index()))
-            .collect();
+            Engine::Bergshamra => bergshamra_verify(&doc, raw, signature, &token_der)?,
+        }
+        .into_iter()
+        .map(|n| n.index())
+        .collect();
         let mut must: Vec<(String, uppsala::NodeId)> = vec![
             ("soapenv:Body".into(), body),
             ("wsu:Timestamp".into(), timestamp),
@@ -531,11 +542,7 @@ impl VerifyPolicy {
         let signature_value = child_elements(&doc, signature)
             .into_iter()
             .find(|c| ds_is(&doc, *c, NS_DS, "SignatureValue"))
-            .map(|c| {
-                doc.text_content_deep(c)
-                    .split_whitespace()
-                    .collect::<String>()
-            })
+            .map(|c| super::dsig::strip_whitespace(&doc.text_content_deep(c)))
             .unwrap_or_default();
         Ok(Some(Verified {
             signer_oin,
@@ -561,8 +568,7 @@ impl VerifyPolicy {
                 UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs.max(0) as u64)),
             )
             .map_err(|e| SecurityError::Token(format!("signing certificate: {e}")))?;
-        let key =
-            bergshamra_keys::loader::load_x509_cert_der(&end_entity).map_err(|e| e.to_string());
+        let key = super::dsig::RsaKey::from_certificate(&end_entity);
         let (oin, not_before, not_after) = crate::certs::oin_and_validity(&end_entity)
             .map_err(|e| SecurityError::Token(e.to_string()))?;
         let t = Arc::new(Trusted {
@@ -636,20 +642,65 @@ impl VerifyPolicy {
     }
 }
 
+/// Who does the XML-DSig arithmetic.
+#[derive(Clone, Copy)]
+enum Engine {
+    /// `soap::dsig`, the production path.
+    Own,
+    /// bergshamra, the reference (tests and fuzzing).
+    Bergshamra,
+}
+
+/// The XML-DSig check as dkd made it before `soap::dsig`: bergshamra with only the token's key in
+/// its manager. Returns the nodes the verified references resolved to.
+fn bergshamra_verify(
+    doc: &uppsala::Document<'_>,
+    raw: &str,
+    signature: uppsala::NodeId,
+    token: &[u8],
+) -> Result<Vec<uppsala::NodeId>, SecurityError> {
+    let key = bergshamra_keys::loader::load_x509_cert_der(token)
+        .map_err(|e| SecurityError::Token(e.to_string()))?;
+    let mut km = bergshamra_keys::KeysManager::new();
+    km.add_key(key);
+    let ctx = bergshamra_dsig::DsigContext::new(km).with_strict_verification(false);
+    let result = bergshamra_dsig::verify::verify_document_with_source(&ctx, doc, Some(raw))
+        .map_err(|e| SecurityError::FailedCheck(e.to_string()))?;
+    match result {
+        bergshamra_dsig::VerifyResult::Valid {
+            signature_node,
+            references,
+            ..
+        } => {
+            if signature_node != signature {
+                return Err(invalid(
+                    "the verified signature is not the one in wsse:Security",
+                ));
+            }
+            Ok(references
+                .iter()
+                .filter(|r| r.digest_verified)
+                .filter_map(|r| r.resolved_node)
+                .collect())
+        }
+        bergshamra_dsig::VerifyResult::Invalid { reason } => {
+            Err(SecurityError::FailedCheck(reason))
+        }
+    }
+}
+
 fn check_unique_ids(doc: &uppsala::Document<'_>) -> Result<(), SecurityError> {
-    let mut seen = HashSet::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut stack = vec![doc.root()];
     while let Some(n) = stack.pop() {
         if let Some(e) = doc.element(n) {
             for a in &e.attributes {
-                if matches!(&*a.name.local_name, "Id" | "ID" | "id")
-                    && !seen.insert(a.value.to_string())
-                {
+                if matches!(&*a.name.local_name, "Id" | "ID" | "id") && !seen.insert(&a.value) {
                     return Err(invalid(format!("duplicate Id {:?}", a.value)));
                 }
             }
         }
-        stack.extend(doc.children(n));
+        stack.extend(doc.children_iter(n));
     }
     Ok(())
 }
@@ -778,7 +829,7 @@ fn resolve_token(
             ));
         }
     }
-    let text: String = doc.text_content_deep(token).split_whitespace().collect();
+    let text = super::dsig::strip_whitespace(&doc.text_content_deep(token));
     base64::engine::general_purpose::STANDARD
         .decode(text.as_bytes())
         .map_err(|e| SecurityError::Token(format!("BinarySecurityToken is not base64: {e}")))
@@ -933,6 +984,28 @@ impl Signer {
     }
 }
 
+#[cfg(test)]
+impl Signer {
+    /// RSA-SHA256 over `data` with the signing key (tests that build their own signatures).
+    pub(crate) fn sign_for_test(&self, data: &[u8]) -> Vec<u8> {
+        let mut sig = vec![0u8; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &self.rng,
+                data,
+                &mut sig,
+            )
+            .expect("sign");
+        sig
+    }
+
+    /// The certificate, base64 DER.
+    pub(crate) fn cert_b64(&self) -> &str {
+        &self.cert_b64
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, the form WS-Security toolkits write.
 pub fn format_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -986,19 +1059,19 @@ pub fn canonical_body(id: &str, inner: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::certs::DevCa;
 
-    struct Fixture {
+    pub(crate) struct Fixture {
         _dir: tempfile::TempDir,
-        signer: Signer,
-        policy: VerifyPolicy,
+        pub(crate) signer: Signer,
+        pub(crate) policy: VerifyPolicy,
     }
 
-    const OIN: &str = "00000099000000000002";
+    pub(crate) const OIN: &str = "00000099000000000002";
 
-    fn fixture() -> Fixture {
+    pub(crate) fn fixture() -> Fixture {
         let dir = tempfile::tempdir().expect("tmp");
         let ca = DevCa::new("ca").expect("ca");
         let c = ca.client("c", Some(OIN), 10).expect("client");
@@ -1025,7 +1098,7 @@ mod tests {
         }
     }
 
-    fn request(f: &Fixture, id: &str, now: OffsetDateTime) -> String {
+    pub(crate) fn request(f: &Fixture, id: &str, now: OffsetDateTime) -> String {
         crate::soap::signed_request(
             &f.signer,
             "https://x/GSDDossierReintegratie-v0200",
