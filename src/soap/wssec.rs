@@ -322,6 +322,7 @@ impl VerifyPolicy {
     /// `soap::dsig`: the reference the differential tests and the `dsig_diff` fuzz target compare
     /// the production path with.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "reference-dsig"))]
     pub fn verify_with_bergshamra(
         &self,
         raw: &str,
@@ -472,7 +473,8 @@ impl VerifyPolicy {
 
         // Token: resolve the direct reference ourselves and decide trust before any crypto.
         let token = resolve_token(&doc, signature, &tokens)?;
-        let token_der = match engine {
+        #[cfg(any(test, feature = "reference-dsig"))]
+        let token_der: Vec<u8> = match engine {
             Engine::Own => Vec::new(),
             Engine::Bergshamra => token.clone(),
         };
@@ -499,6 +501,7 @@ impl VerifyPolicy {
                     .map_err(|e| SecurityError::Token(e.clone()))?;
                 super::dsig::verify(&doc, signature, key)?
             }
+            #[cfg(any(test, feature = "reference-dsig"))]
             Engine::Bergshamra => bergshamra_verify(&doc, raw, signature, &token_der)?,
         }
         .into_iter()
@@ -648,11 +651,13 @@ enum Engine {
     /// `soap::dsig`, the production path.
     Own,
     /// bergshamra, the reference (tests and fuzzing).
+    #[cfg(any(test, feature = "reference-dsig"))]
     Bergshamra,
 }
 
 /// The XML-DSig check as dkd made it before `soap::dsig`: bergshamra with only the token's key in
 /// its manager. Returns the nodes the verified references resolved to.
+#[cfg(any(test, feature = "reference-dsig"))]
 fn bergshamra_verify(
     doc: &uppsala::Document<'_>,
     raw: &str,
