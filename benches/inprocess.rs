@@ -35,7 +35,6 @@ use dkd::soap::{handle, Endpoint, Inbound, Outcome, Security};
 use dkd::store::Store;
 use dkd::suwiml::types::Bsn;
 use std::hint::black_box;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -326,17 +325,9 @@ fn benches(c: &mut Criterion) {
     // (e) the ceiling: raw RSA-2048 PKCS#1 v1.5 SHA-256.
     {
         use aws_lc_rs::signature::{KeyPair, UnparsedPublicKey};
-        let key = rsa_key(&f.path(files::SERVER_KEY));
+        let common::RsaFixture { key, msg, sig } =
+            common::RsaFixture::load(&f.path(files::SERVER_KEY));
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        let msg = vec![b'x'; 2048]; // about the size of a response's SignedInfo
-        let mut sig = vec![0u8; key.public_modulus_len()];
-        key.sign(
-            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-            &rng,
-            &msg,
-            &mut sig,
-        )
-        .expect("sign");
         let public = UnparsedPublicKey::new(
             &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
             key.public_key().as_ref().to_vec(),
@@ -387,19 +378,6 @@ fn benches(c: &mut Criterion) {
             });
         }
         g.finish();
-    }
-}
-
-fn rsa_key(path: &Path) -> aws_lc_rs::signature::RsaKeyPair {
-    use rustls_pki_types::pem::PemObject;
-    match rustls_pki_types::PrivateKeyDer::from_pem_file(path).expect("key pem") {
-        rustls_pki_types::PrivateKeyDer::Pkcs8(k) => {
-            aws_lc_rs::signature::RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()).expect("rsa")
-        }
-        rustls_pki_types::PrivateKeyDer::Pkcs1(k) => {
-            aws_lc_rs::signature::RsaKeyPair::from_der(k.secret_pkcs1_der()).expect("rsa")
-        }
-        _ => panic!("not an RSA key"),
     }
 }
 

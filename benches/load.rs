@@ -703,20 +703,8 @@ fn responder(o: &Opts) {
     }
     body.push_str("</r>");
     let body = Bytes::from(body);
-    let crypto = (o.num::<u8>("sign", 0) == 1).then(|| {
-        let key = rsa_key(&certs.join(files::SERVER_KEY));
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let msg = vec![b'x'; 2048];
-        let mut sig = vec![0u8; key.public_modulus_len()];
-        key.sign(
-            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-            &rng,
-            &msg,
-            &mut sig,
-        )
-        .expect("sign");
-        Arc::new((key, msg, sig))
-    });
+    let crypto = (o.num::<u8>("sign", 0) == 1)
+        .then(|| Arc::new(common::RsaFixture::load(&certs.join(files::SERVER_KEY))));
     // The same runtime as `dkd serve`: multi-threaded, one worker per core.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -745,8 +733,7 @@ fn responder(o: &Opts) {
                         let crypto = crypto.clone();
                         async move {
                             let _ = req.into_body().collect().await;
-                            if let Some(c) = crypto.as_deref() {
-                                let (key, msg, sig) = c;
+                            if let Some(common::RsaFixture { key, msg, sig }) = crypto.as_deref() {
                                 use aws_lc_rs::signature::{self as s, KeyPair as _};
                                 s::UnparsedPublicKey::new(
                                     &s::RSA_PKCS1_2048_8192_SHA256,
@@ -785,25 +772,12 @@ fn responder(o: &Opts) {
 // ---------------------------------------------------------------------------------------------
 // The RSA signing ceiling
 
-fn rsa_key(path: &Path) -> aws_lc_rs::signature::RsaKeyPair {
-    use rustls_pki_types::pem::PemObject;
-    match rustls_pki_types::PrivateKeyDer::from_pem_file(path).expect("key pem") {
-        rustls_pki_types::PrivateKeyDer::Pkcs8(k) => {
-            aws_lc_rs::signature::RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()).expect("rsa")
-        }
-        rustls_pki_types::PrivateKeyDer::Pkcs1(k) => {
-            aws_lc_rs::signature::RsaKeyPair::from_der(k.secret_pkcs1_der()).expect("rsa")
-        }
-        _ => panic!("not an RSA key"),
-    }
-}
-
 fn rsa(o: &Opts) {
     let certs = o.certs();
     let threads: usize = o.num("threads", 2);
     let secs: f64 = o.num("secs", 5.0);
-    let key = rsa_key(&certs.join(dkd::certs::files::SERVER_KEY));
-    let msg = vec![b'x'; 2048]; // about a response's SignedInfo
+    let common::RsaFixture { key, msg, .. } =
+        common::RsaFixture::load(&certs.join(dkd::certs::files::SERVER_KEY));
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
     let cpu0 = cpu_now("");

@@ -133,3 +133,41 @@ pub fn dev_pki() -> tempfile::TempDir {
     dkd::certs::generate_dev_pki(dir.path()).expect("dev PKI");
     dir
 }
+
+/// The server's RSA key (PEM, PKCS#8 or PKCS#1) as aws-lc-rs signs with it.
+pub fn rsa_key(path: &Path) -> aws_lc_rs::signature::RsaKeyPair {
+    use rustls_pki_types::pem::PemObject;
+    match rustls_pki_types::PrivateKeyDer::from_pem_file(path).expect("key pem") {
+        rustls_pki_types::PrivateKeyDer::Pkcs8(k) => {
+            aws_lc_rs::signature::RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()).expect("rsa")
+        }
+        rustls_pki_types::PrivateKeyDer::Pkcs1(k) => {
+            aws_lc_rs::signature::RsaKeyPair::from_der(k.secret_pkcs1_der()).expect("rsa")
+        }
+        _ => panic!("not an RSA key"),
+    }
+}
+
+/// What the RSA ceilings sign and verify: the server's key, a message of about a response's
+/// SignedInfo (2,048 bytes) and its RSA-SHA256 signature.
+pub struct RsaFixture {
+    pub key: aws_lc_rs::signature::RsaKeyPair,
+    pub msg: Vec<u8>,
+    pub sig: Vec<u8>,
+}
+
+impl RsaFixture {
+    pub fn load(key_path: &Path) -> RsaFixture {
+        let key = rsa_key(key_path);
+        let msg = vec![b'x'; 2048];
+        let mut sig = vec![0u8; key.public_modulus_len()];
+        key.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            &msg,
+            &mut sig,
+        )
+        .expect("sign");
+        RsaFixture { key, msg, sig }
+    }
+}
