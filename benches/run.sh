@@ -247,16 +247,16 @@ for s in "${STORES[@]}"; do
   log "  signed half ($h/s): $r req/s"
   stop_dkd "$s-required"
   if [ "$QUICK" = 0 ] && [ "$s" = 1e3 ]; then
-    # server.crypto_threads = 2: verification and signing on a set of threads of their own
-    # (the default, 0, does it on the async workers).
-    DKD_EXTRA_CRYPTO=2 start_dkd required "$store" "$s-required-threads"
-    r=$(run_load "$s/signed-threads/full" --url "$URL" --mode signed --store "$store" --conns "$CONNS" --pool "$POOL_FULL" --server-pid "$DKD_PID")
-    log "  signed full, crypto_threads=2: $r req/s"
+    # server.crypto_threads = 0: verification and signing on the async workers themselves (the
+    # default is a set of threads of their own, one per core).
+    DKD_EXTRA_CRYPTO=0 start_dkd required "$store" "$s-required-inline"
+    r=$(run_load "$s/signed-inline/full" --url "$URL" --mode signed --store "$store" --conns "$CONNS" --pool "$POOL_FULL" --server-pid "$DKD_PID")
+    log "  signed full, crypto_threads=0: $r req/s"
     h=$(half "$r")
     pool=$(awk -v r="$h" -v t="$((SECS + WARMUP))" 'BEGIN{printf "%d", r*t*1.1+500}')
-    r=$(run_load "$s/signed-threads/half" --url "$URL" --mode signed --store "$store" --conns "$HALF_CONNS" --rate "$h" --pool "$pool" --server-pid "$DKD_PID")
-    log "  signed half, crypto_threads=2 ($h/s): $r req/s"
-    stop_dkd "$s-required-threads"
+    r=$(run_load "$s/signed-inline/half" --url "$URL" --mode signed --store "$store" --conns "$HALF_CONNS" --rate "$h" --pool "$pool" --server-pid "$DKD_PID")
+    log "  signed half, crypto_threads=0 ($h/s): $r req/s"
+    stop_dkd "$s-required-inline"
   fi
 done
 

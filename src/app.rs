@@ -162,7 +162,9 @@ impl App {
             path,
             metrics: metrics.clone(),
             verwijsindex,
+            // With signing off nothing would run on the set: no idle threads.
             crypto: match cfg.server.crypto_threads {
+                _ if cfg.signing_mode() == SigningMode::Off => None,
                 0 => None,
                 n => Some(
                     crate::http::workers::CryptoPool::new(Some(n)).map_err(StartError::Threads)?,

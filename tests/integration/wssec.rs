@@ -49,10 +49,10 @@ async fn signed_request_is_answered_with_a_signed_confirming_response() {
 }
 
 #[tokio::test]
-async fn a_set_of_crypto_threads_verifies_and_signs_too() {
+async fn with_crypto_threads_0_the_async_workers_verify_and_sign() {
     let server = Server::start_with(|c| {
         c.security.signing = Some(SigningMode::Required);
-        c.server.crypto_threads = 2;
+        c.server.crypto_threads = 0;
     })
     .await;
     signed_answer_confirms(&server).await;
