@@ -190,7 +190,13 @@ pub fn shape_dkd(e: &dkd::xml::Element) -> Shape {
     let mut attrs: Vec<_> = e
         .attrs
         .iter()
-        .map(|a| (a.ns.as_deref().map(str::to_owned), a.local.clone(), a.value.clone()))
+        .map(|a| {
+            (
+                a.ns.as_deref().map(str::to_owned),
+                a.local.clone(),
+                a.value.clone(),
+            )
+        })
         .collect();
     attrs.sort();
     let mut children = Vec::new();

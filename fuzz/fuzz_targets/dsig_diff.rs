@@ -16,7 +16,12 @@ fuzz_target!(|data: &[u8]| {
     let oin = Some(dkd_fuzz::OIN);
     let ours = dkd_fuzz::verify_policy().verify(text, oin, None, now);
     let reference = dkd_fuzz::verify_policy().verify_with_bergshamra(text, oin, None, now);
+    // dkd refuses, before any digest, what bergshamra would still work through: more References
+    // than a 2W-be-S message has parts, two References to one element, a long PrefixList.
+    let bounded = matches!(&ours, Err(dkd::soap::wssec::SecurityError::Invalid(m))
+        if m.contains("References") || m.contains("same element") || m.contains("PrefixList"));
     match (&ours, &reference) {
+        _ if bounded => {}
         (Ok(a), Ok(b)) => assert_eq!(a, b, "both accepted, with different results"),
         (Err(_), Err(_)) => {}
         _ => panic!("verdicts differ: soap::dsig {ours:?}, bergshamra {reference:?}"),

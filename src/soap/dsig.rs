@@ -105,8 +105,14 @@ pub fn strip_whitespace(s: &str) -> String {
     }
 }
 
+/// The text of a DigestValue or SignatureValue as it is verified: its first text node, without
+/// white space.
+pub(crate) fn signature_text(doc: &Document<'_>, id: NodeId) -> String {
+    strip_whitespace(first_text(doc, id))
+}
+
 fn base64_value(doc: &Document<'_>, id: NodeId, what: &str) -> Result<Vec<u8>, SecurityError> {
-    let clean = strip_whitespace(first_text(doc, id));
+    let clean = signature_text(doc, id);
     base64::engine::general_purpose::STANDARD
         .decode(clean.as_bytes())
         .map_err(|e| failed(format!("{what}: {e}")))
@@ -146,23 +152,38 @@ pub(crate) fn verify(
         .and_then(|m| doc.element(m)?.get_attribute("Algorithm"))
         .ok_or_else(|| failed("no SignatureMethod"))?;
 
-    let mut covered = Vec::new();
-    let mut buf = Vec::with_capacity(DIGEST_CHUNK);
-    for reference in doc
+    // The cheap checks first, then the signature over SignedInfo, and only then the references'
+    // digests: canonicalising is the costly part (a 1 MiB Body per Reference), and only the
+    // holder of a trusted key can now make dkd do it.
+    let references: Vec<NodeId> = doc
         .children_iter(signed_info)
         .filter(|c| is_ds(doc, *c, "Reference"))
-    {
-        covered.push(check_reference(doc, &ids, reference, &mut buf)?);
+        .collect();
+    if references.len() > MAX_REFERENCES {
+        return Err(SecurityError::Invalid(format!(
+            "{} References in SignedInfo; at most {MAX_REFERENCES} are accepted",
+            references.len()
+        )));
+    }
+    let planned = references
+        .iter()
+        .map(|r| plan_reference(doc, &ids, *r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut targets: Vec<usize> = planned.iter().map(|p| p.target.index()).collect();
+    targets.sort_unstable();
+    if targets.windows(2).any(|w| w[0] == w[1]) {
+        return Err(SecurityError::Invalid(
+            "two References resolve to the same element".into(),
+        ));
     }
 
-    let mut canonical = buf;
-    canonical.clear();
+    let mut buf = Vec::with_capacity(DIGEST_CHUNK);
     exc_c14n(
         doc,
         signed_info,
         false,
-        &inclusive_prefixes(doc, c14n_method),
-        &mut canonical,
+        &checked_prefixes(doc, c14n_method)?,
+        &mut buf,
     );
     let value = first_ds_child(doc, signature, "SignatureValue")
         .ok_or_else(|| failed("no SignatureValue"))?;
@@ -170,17 +191,61 @@ pub(crate) fn verify(
     let key = key
         .for_method(method)
         .ok_or_else(|| failed(format!("SignatureMethod {method}")))?;
-    key.verify_sig(&canonical, &value)
+    key.verify_sig(&buf, &value)
         .map_err(|_| failed("signature value verification failed"))?;
-    Ok(covered)
+
+    for p in &planned {
+        let mut sink = DigestSink::new(p.algorithm, &mut buf);
+        exc_c14n(doc, p.target, false, &p.prefixes, &mut sink);
+        if sink.finish().as_ref() != p.expected.as_slice() {
+            return Err(failed(format!(
+                "Reference digest failed: URI={}: expected digest does not match computed digest",
+                p.uri
+            )));
+        }
+    }
+    Ok(planned.into_iter().map(|p| p.target).collect())
 }
 
-fn check_reference(
-    doc: &Document<'_>,
-    ids: &IdMap<'_>,
+/// At most this many References in SignedInfo: a 2W-be-S message signs its Body, Timestamp, at
+/// most seven WS-Addressing headers and (an answer) one SignatureConfirmation.
+pub const MAX_REFERENCES: usize = 16;
+/// At most this many prefixes in an InclusiveNamespaces PrefixList, each at most this long: every
+/// canonicalised element looks each one up, and a PrefixList of thousands made that quadratic.
+pub const MAX_PREFIXES: usize = 16;
+const MAX_PREFIX_BYTES: usize = 64;
+
+/// The PrefixList of [`inclusive_prefixes`] without repeats (they change nothing in the canonical
+/// form), refused when it names more than [`MAX_PREFIXES`].
+fn checked_prefixes<'d>(
+    doc: &'d Document<'_>,
+    parent: NodeId,
+) -> Result<Vec<&'d str>, SecurityError> {
+    let mut list = inclusive_prefixes(doc, parent);
+    list.sort_unstable();
+    list.dedup();
+    if list.len() > MAX_PREFIXES || list.iter().any(|p| p.len() > MAX_PREFIX_BYTES) {
+        return Err(SecurityError::Invalid(format!(
+            "an InclusiveNamespaces PrefixList may name at most {MAX_PREFIXES} prefixes of at most {MAX_PREFIX_BYTES} bytes"
+        )));
+    }
+    Ok(list)
+}
+
+/// A Reference resolved and read, before its digest is computed.
+struct Planned<'d> {
+    uri: &'d str,
+    target: NodeId,
+    algorithm: &'static digest::Algorithm,
+    expected: Vec<u8>,
+    prefixes: Vec<&'d str>,
+}
+
+fn plan_reference<'d>(
+    doc: &'d Document<'_>,
+    ids: &IdMap<'d>,
     reference: NodeId,
-    buf: &mut Vec<u8>,
-) -> Result<NodeId, SecurityError> {
+) -> Result<Planned<'d>, SecurityError> {
     let uri = doc
         .element(reference)
         .and_then(|e| e.get_attribute("URI"))
@@ -226,20 +291,13 @@ fn check_reference(
         "http://www.w3.org/2001/04/xmlenc#sha512" => &digest::SHA512,
         other => return Err(failed(format!("DigestMethod {other}"))),
     };
-    let mut sink = DigestSink::new(algorithm, buf);
-    exc_c14n(
-        doc,
+    Ok(Planned {
+        uri,
         target,
-        false,
-        &inclusive_prefixes(doc, transform),
-        &mut sink,
-    );
-    if sink.finish().as_ref() != expected.as_slice() {
-        return Err(failed(format!(
-            "Reference digest failed: URI={uri}: expected digest does not match computed digest"
-        )));
-    }
-    Ok(target)
+        algorithm,
+        expected,
+        prefixes: checked_prefixes(doc, transform)?,
+    })
 }
 
 /// Same-document Ids as bergshamra collects them: per element the first attribute with local

@@ -545,7 +545,9 @@ impl VerifyPolicy {
         let signature_value = child_elements(&doc, signature)
             .into_iter()
             .find(|c| ds_is(&doc, *c, NS_DS, "SignatureValue"))
-            .map(|c| super::dsig::strip_whitespace(&doc.text_content_deep(c)))
+            // What the signature check decoded (its first text node), so the SignatureConfirmation
+            // echoes exactly the value that was verified.
+            .map(|c| super::dsig::signature_text(&doc, c))
             .unwrap_or_default();
         Ok(Some(Verified {
             signer_oin,
@@ -628,15 +630,19 @@ impl VerifyPolicy {
             if e < created {
                 return Err(invalid("wsu:Expires is before wsu:Created"));
             }
-            if e + self.clock_skew < now {
+            // Near the end of the time crate's range (a signed Expires of 9999-12-31) the sum
+            // would not exist: such an Expires has not passed.
+            if e.checked_add(self.clock_skew).is_some_and(|t| t < now) {
                 return Err(SecurityError::Expired(format!("Expires {e} has passed")));
             }
         }
         if let Some(id) = message_id {
-            let until: OffsetDateTime = created + self.max_age + self.clock_skew * 2;
+            let until = created
+                .checked_add(self.max_age + self.clock_skew * 2)
+                .map_or(i64::MAX, OffsetDateTime::unix_timestamp);
             if !self
                 .replay
-                .check_and_insert(id, now.unix_timestamp(), until.unix_timestamp())
+                .check_and_insert(id, now.unix_timestamp(), until)
             {
                 return Err(SecurityError::Replay(id.to_owned()));
             }
@@ -1113,6 +1119,92 @@ pub(crate) mod tests {
             now,
         )
         .expect("sign")
+    }
+
+    fn invalid_message(r: Result<Option<Verified>, SecurityError>) -> String {
+        match r {
+            Err(SecurityError::Invalid(m)) => m,
+            other => panic!("expected InvalidSecurity, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reference_count_repeats_and_prefix_lists_are_bounded_before_any_digest() {
+        let f = fixture();
+        let now = OffsetDateTime::now_utc();
+        let req = request(&f, "urn:uuid:bounds", now);
+        let start = req.find("<ds:Reference ").expect("a Reference");
+        let end = start + req[start..].find("</ds:Reference>").expect("its end") + 15;
+        let one = &req[start..end];
+        // The same Reference twice: both resolve to one element.
+        let twice = format!("{}{one}{}", &req[..end], &req[end..]);
+        let m = invalid_message(f.policy.verify(&twice, Some(OIN), None, now));
+        assert!(m.contains("same element"), "{m}");
+        // More References than a 2W-be-S message has parts.
+        let many = format!("{}{}{}", &req[..end], one.repeat(16), &req[end..]);
+        let m = invalid_message(f.policy.verify(&many, Some(OIN), None, now));
+        assert!(m.contains("at most 16"), "{m}");
+        // A PrefixList of thousands made every canonicalised element quadratic.
+        let list: Vec<String> = (0..17).map(|i| format!("p{i}")).collect();
+        let c14n = format!(
+            "<ds:CanonicalizationMethod Algorithm=\"{ALG_EXC_C14N}\"></ds:CanonicalizationMethod>"
+        );
+        assert!(req.contains(&c14n), "{req}");
+        let long = req.replace(
+            &c14n,
+            &format!(
+                "<ds:CanonicalizationMethod Algorithm=\"{ALG_EXC_C14N}\"><ec:InclusiveNamespaces xmlns:ec=\"{ALG_EXC_C14N}\" PrefixList=\"{}\"/></ds:CanonicalizationMethod>",
+                list.join(" ")
+            ),
+        );
+        let m = invalid_message(f.policy.verify(&long, Some(OIN), None, now));
+        assert!(m.contains("PrefixList"), "{m}");
+        // Sixteen prefixes, repeated, are fine for the bound (the changed SignedInfo then fails
+        // the signature check, as any change does).
+        let ok_list = format!("{} {}", list[..16].join(" "), list[..16].join(" "));
+        let within = long.replace(&list.join(" "), &ok_list);
+        assert!(matches!(
+            f.policy.verify(&within, Some(OIN), None, now),
+            Err(SecurityError::FailedCheck(_))
+        ));
+    }
+
+    #[test]
+    fn an_expires_at_the_end_of_time_is_not_a_panic() {
+        let mut f = fixture();
+        let now = OffsetDateTime::now_utc();
+        f.signer.ttl = time::macros::datetime!(9999-12-31 23:59:59 UTC) - now;
+        let req = request(&f, "urn:uuid:late", now);
+        assert!(req.contains("9999-12-31T23:59:59"), "{req}");
+        let v = f
+            .policy
+            .verify(&req, Some(OIN), Some("urn:uuid:late"), now)
+            .expect("valid")
+            .expect("signed");
+        assert_eq!(v.signer_oin, OIN);
+    }
+
+    #[test]
+    fn the_confirmed_signature_value_is_the_verified_one() {
+        let f = fixture();
+        let now = OffsetDateTime::now_utc();
+        let req = request(&f, "urn:uuid:sv", now);
+        let at = req.find("</ds:SignatureValue>").expect("SignatureValue");
+        // The verifier reads the first text node (as bergshamra does); what dkd echoes in its
+        // SignatureConfirmation must be that value, not the text of every node.
+        let padded = format!("{}<!---->JUNK{}", &req[..at], &req[at..]);
+        let clean = f
+            .policy
+            .verify(&req, Some(OIN), None, now)
+            .expect("valid")
+            .expect("signed");
+        let v = f
+            .policy
+            .verify(&padded, Some(OIN), None, now)
+            .expect("valid")
+            .expect("signed");
+        assert_eq!(v.signature_value, clean.signature_value);
+        assert!(!v.signature_value.contains("JUNK"));
     }
 
     #[test]
