@@ -17,11 +17,8 @@ TMP=$(mktemp -d)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 
-cargo build --release --bin dkd 2>&1 | tail -n 1 >&2
-# DKD_BIN: another build to profile (e.g. the previous commit's, for before/after in one sitting).
-DKD=${DKD_BIN:-$ROOT/target/release/dkd}
-LOAD=$(cargo bench --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p' | tail -n 1)
-LOAD=$ROOT/$LOAD
+. "$ROOT/benches/tools.sh"
+build_tools
 "$DKD" certs --dir "$TMP/certs" > /dev/null
 port=$("$LOAD" free-port)
 URL="https://127.0.0.1:$port/GSDDossierReintegratie-v0200"

@@ -34,10 +34,8 @@ TMP=$(mktemp -d)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 
-cargo build --release --bin dkd 2>&1 | tail -n 1 >&2
-DKD=${DKD_BIN:-$ROOT/target/release/dkd}
-LOAD=$(cargo bench --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p' | tail -n 1)
-LOAD=$ROOT/$LOAD
+. "$ROOT/benches/tools.sh"
+build_tools
 "$DKD" certs --dir "$TMP/certs" > /dev/null
 CERTS=$TMP/certs
 # Enough pre-signed requests for one signed run at the signing responder's rate.

@@ -84,12 +84,8 @@ wait_for_quiet() {
 
 # --- build --------------------------------------------------------------------------------------
 log "building (release)"
-cargo build --release --bin dkd 2>&1 | tail -n 2 >&2
-LOAD=$(cargo bench --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p' | tail -n 1)
-[ -x "$ROOT/$LOAD" ] && LOAD=$ROOT/$LOAD
-[ -x "$LOAD" ] || { echo "cannot find the load bench executable" >&2; exit 1; }
-# DKD_BIN: another build to measure (e.g. the previous commit's, for before/after in one sitting).
-DKD=${DKD_BIN:-$ROOT/target/release/dkd}
+. "$ROOT/benches/tools.sh"
+build_tools
 OHA_BIN=$ROOT/target/bench-tools/bin/oha
 if [ "$OHA" = 1 ] && [ ! -x "$OHA_BIN" ]; then
   log "installing oha (cross-check; once) into target/bench-tools"

@@ -62,11 +62,8 @@ log() { echo "== $*" >&2; }
 } | tee "$OUT/machine.txt" >&2
 
 log "building (release)"
-cargo build --release --bin dkd 2>&1 | tail -n 2 >&2
-LOAD=$(cargo bench --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p' | tail -n 1)
-[ -x "$ROOT/$LOAD" ] && LOAD=$ROOT/$LOAD
-[ -x "$LOAD" ] || { echo "cannot find the load bench executable" >&2; exit 1; }
-DKD=$ROOT/target/release/dkd
+. "$ROOT/benches/tools.sh"
+build_tools
 "$DKD" certs --dir "$TMP/certs" > /dev/null
 CERTS=$TMP/certs
 

@@ -1,0 +1,11 @@
+# Sourced by the benchmark scripts (run.sh, ratio.sh, profile.sh, soak.sh), with ROOT set to the
+# repository: builds the release `dkd` and the load tool (benches/load.rs) and sets DKD and LOAD.
+# DKD_BIN: another build of dkd to measure (e.g. the previous commit's, for before/after in one
+# sitting).
+build_tools() {
+  cargo build --release --bin dkd 2>&1 | tail -n 2 >&2
+  DKD=${DKD_BIN:-$ROOT/target/release/dkd}
+  LOAD=$(cargo bench --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p' | tail -n 1)
+  [ -x "$ROOT/$LOAD" ] && LOAD=$ROOT/$LOAD
+  [ -x "$LOAD" ] || { echo "cannot find the load bench executable" >&2; exit 1; }
+}
