@@ -13,13 +13,10 @@ SIGNING=${1:-required}
 command -v perf > /dev/null || { echo "perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
 OUT=$ROOT/target/bench-results
 mkdir -p "$OUT"
-TMP=$(mktemp -d)
-PID=""
-trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 
 . "$ROOT/benches/tools.sh"
 build_tools
-"$DKD" certs --dir "$TMP/certs" > /dev/null
+setup_tmp
 port=$("$LOAD" free-port)
 URL="https://127.0.0.1:$port/GSDDossierReintegratie-v0200"
 (

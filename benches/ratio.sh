@@ -30,13 +30,10 @@ OUT=$ROOT/target/bench-results
 mkdir -p "$OUT"
 RESULTS=$OUT/ratio-$(date -u +%Y%m%dT%H%M%SZ).jsonl
 : > "$RESULTS"
-TMP=$(mktemp -d)
-PID=""
-trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 
 . "$ROOT/benches/tools.sh"
 build_tools
-"$DKD" certs --dir "$TMP/certs" > /dev/null
+setup_tmp
 CERTS=$TMP/certs
 # Enough pre-signed requests for one signed run at the signing responder's rate.
 POOL=$(( (SECS + 1) * 9000 ))

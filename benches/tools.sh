@@ -9,3 +9,12 @@ build_tools() {
   [ -x "$ROOT/$LOAD" ] && LOAD=$ROOT/$LOAD
   [ -x "$LOAD" ] || { echo "cannot find the load bench executable" >&2; exit 1; }
 }
+
+# A temporary directory TMP holding a development PKI (TMP/certs), removed on exit, together with
+# the server whose pid the script keeps in PID. After build_tools.
+setup_tmp() {
+  TMP=$(mktemp -d)
+  PID=""
+  trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+  "$DKD" certs --dir "$TMP/certs" > /dev/null
+}
