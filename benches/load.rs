@@ -733,14 +733,15 @@ fn responder(o: &Opts) {
                         let crypto = crypto.clone();
                         async move {
                             let _ = req.into_body().collect().await;
-                            if let Some(common::RsaFixture { key, msg, sig }) = crypto.as_deref() {
-                                use aws_lc_rs::signature::{self as s, KeyPair as _};
-                                s::UnparsedPublicKey::new(
-                                    &s::RSA_PKCS1_2048_8192_SHA256,
-                                    key.public_key().as_ref(),
-                                )
-                                .verify(msg, sig)
-                                .expect("verify");
+                            if let Some(common::RsaFixture {
+                                key,
+                                msg,
+                                sig,
+                                public,
+                            }) = crypto.as_deref()
+                            {
+                                use aws_lc_rs::signature as s;
+                                public.verify_sig(msg, sig).expect("verify");
                                 let mut out = vec![0u8; key.public_modulus_len()];
                                 key.sign(
                                     &s::RSA_PKCS1_SHA256,

@@ -149,11 +149,13 @@ pub fn rsa_key(path: &Path) -> aws_lc_rs::signature::RsaKeyPair {
 }
 
 /// What the RSA ceilings sign and verify: the server's key, a message of about a response's
-/// SignedInfo (2,048 bytes) and its RSA-SHA256 signature.
+/// SignedInfo (2,048 bytes), its RSA-SHA256 signature, and the public key parsed once, as
+/// `soap::dsig` keeps a signer's key in the trust cache.
 pub struct RsaFixture {
     pub key: aws_lc_rs::signature::RsaKeyPair,
     pub msg: Vec<u8>,
     pub sig: Vec<u8>,
+    pub public: aws_lc_rs::signature::ParsedPublicKey,
 }
 
 impl RsaFixture {
@@ -168,6 +170,17 @@ impl RsaFixture {
             &mut sig,
         )
         .expect("sign");
-        RsaFixture { key, msg, sig }
+        use aws_lc_rs::signature::KeyPair as _;
+        let public = aws_lc_rs::signature::ParsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            key.public_key().as_ref(),
+        )
+        .expect("public key");
+        RsaFixture {
+            key,
+            msg,
+            sig,
+            public,
+        }
     }
 }
