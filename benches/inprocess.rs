@@ -3,6 +3,8 @@
 //! What each figure is (BENCHMARKS.md has the results):
 //! - `request/envelope_parse`, `request/envelope_parse_signed`: `soap::envelope::parse` of an
 //!   unsigned and of a signed GSDReintegratieInfo request;
+//! - `request/fast_read`: `soap::fast::read` of the same unsigned request (the one-pass reader
+//!   `handle` uses for it instead of the tree);
 //! - `request/handle_unsigned`: `soap::handle`, signing off, a known BSN (parse, WS-A checks, OIN,
 //!   store lookup, response written) — issue 7's "envelope parse + response write" end to end;
 //! - `request/handle_sign_only`: the same unsigned request with signing on (`optional`): the
@@ -197,6 +199,10 @@ fn benches(c: &mut Criterion) {
         let mut g = c.benchmark_group("request");
         g.bench_function("envelope_parse", |b| {
             b.iter(|| dkd::soap::envelope::parse(black_box(unsigned.as_bytes())).is_ok())
+        });
+        assert!(dkd::soap::fast::read(unsigned.as_bytes()).is_some());
+        g.bench_function("fast_read", |b| {
+            b.iter(|| dkd::soap::fast::read(black_box(unsigned.as_bytes())).is_some())
         });
         g.bench_function("handle_unsigned", |b| {
             b.iter(|| handle(&ep, inbound(black_box(&unsigned))).body.len())

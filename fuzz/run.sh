@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs fuzz targets one after another with the settings recorded in FUZZING.md.
 #
-#   fuzz/run.sh [SECONDS] [TARGET...]   fuzz each target in turn (default: 600 s; all seven targets)
+#   fuzz/run.sh [SECONDS] [TARGET...]   fuzz each target in turn (default: 600 s; all eight targets)
 #   fuzz/run.sh check                   run every seed and every fuzz/regressions/<target>/ input
 #                                       once; exit 1 if any of them fails
 #
@@ -9,7 +9,7 @@
 # Logs go to fuzz/logs/<target>-<UTC time>.log; crashes to fuzz/artifacts/<target>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-all=(envelope wssec dsig_diff import_csv import_xml xml_diff verwijsindex)
+all=(envelope fast_diff wssec dsig_diff import_csv import_xml xml_diff verwijsindex)
 export RUSTC_BOOTSTRAP=1
 if [ "${1:-}" = check ]; then
     cargo fuzz build -O -a

@@ -102,7 +102,7 @@ pub fn parse(bytes: &[u8]) -> Result<Envelope, SoapError> {
 }
 
 /// The WS-Addressing headers of a request, as read (not yet validated).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Addressing {
     /// `wsa:MessageID`.
     pub message_id: Option<String>,
