@@ -119,7 +119,8 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
     let mut stack: Vec<Frame> = Vec::with_capacity(6);
     let (mut root_done, mut header_seen, mut body_seen) = (false, false, false);
     let (mut request_seen, mut address_seen) = (false, false);
-    let mut value: Option<String> = None;
+    // Borrowed from the input: only the trimmed value is copied.
+    let mut value: Option<std::borrow::Cow<'_, str>> = None;
     let mut bsn: Option<Bsn> = None;
     let mut a = Addressing::default();
     loop {
@@ -231,7 +232,7 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
                         if value.is_some() {
                             return None;
                         }
-                        value = Some(s.into_owned());
+                        value = Some(s);
                     }
                     _ if s.trim().is_empty() => {}
                     _ => return None,

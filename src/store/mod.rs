@@ -639,13 +639,21 @@ impl Store {
 }
 
 /// Merges a BSN's entries into one ClientSuwi-shaped person.
-pub fn merge(entries: Vec<Entry>) -> Option<Person> {
-    let newest = entries.iter().max_by_key(|e| e.mutated_at)?.person.clone();
-    let mut p = newest;
-    p.atl_relaties = entries
-        .into_iter()
-        .flat_map(|e| e.person.atl_relaties)
+pub fn merge(mut entries: Vec<Entry>) -> Option<Person> {
+    // Moved, not cloned: nearly every person has one entry, which is then the answer as it is.
+    let (newest, _) = entries
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, e)| e.mutated_at)?;
+    if entries.len() == 1 {
+        return entries.pop().map(|e| e.person);
+    }
+    let relaties = entries
+        .iter_mut()
+        .flat_map(|e| std::mem::take(&mut e.person.atl_relaties))
         .collect();
+    let mut p = entries.swap_remove(newest).person;
+    p.atl_relaties = relaties;
     Some(p)
 }
 
@@ -990,6 +998,38 @@ pub(crate) mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn merge_takes_identity_from_the_newest_entry_and_relaties_from_all() {
+        let entry = |g: &str, at: i64, name: &str| {
+            let mut p = person("123456782", &[g]);
+            p.achternaam = Some(name.into());
+            Entry {
+                gemeente: g.into(),
+                person: p,
+                mutated_at: at,
+            }
+        };
+        assert_eq!(merge(Vec::new()), None);
+        let one = entry("0363", 5, "Alleen");
+        assert_eq!(merge(vec![one.clone()]), Some(one.person));
+        let merged = merge(vec![
+            entry("0001", 10, "Oud"),
+            entry("0002", 30, "Nieuwst"),
+            entry("0003", 20, "Tussen"),
+        ])
+        .expect("merged");
+        assert_eq!(merged.achternaam.as_deref(), Some("Nieuwst"));
+        let partijen: Vec<_> = merged
+            .atl_relaties
+            .iter()
+            .map(|r| r.bron.partij.as_str())
+            .collect();
+        assert_eq!(partijen, ["0001", "0002", "0003"]);
+        // Equal times: the later entry in gemeentecode order, as before.
+        let tie = merge(vec![entry("0001", 7, "Eerste"), entry("0002", 7, "Tweede")]).expect("tie");
+        assert_eq!(tie.achternaam.as_deref(), Some("Tweede"));
     }
 
     #[test]
