@@ -3,6 +3,8 @@
 //! What each figure is (BENCHMARKS.md has the results):
 //! - `request/envelope_parse`, `request/envelope_parse_signed`: `soap::envelope::parse` of an
 //!   unsigned and of a signed GSDReintegratieInfo request;
+//! - `floor/quick_xml_scan`, `floor/sled_scan_prefix_1e3`, `floor/sled_get_1e3`: the least the
+//!   fixed crates cost per unsigned answer (tokenizing the request; finding one record);
 //! - `request/fast_read`: `soap::fast::read` of the same unsigned request (the one-pass reader
 //!   `handle` uses for it instead of the tree);
 //! - `request/handle_unsigned`: `soap::handle`, signing off, a known BSN (parse, WS-A checks, OIN,
@@ -382,6 +384,74 @@ fn benches(c: &mut Criterion) {
                 })
             });
         }
+        g.finish();
+    }
+
+    // (f) Floors: what the crates the design card fixes cost for one unsigned answer before any
+    // of dkd's own work. quick-xml tokenizing the request with namespaces resolved (what any
+    // reader built on it does at least) and sled finding one record among 10^3 by prefix scan
+    // and by exact key, without decoding it.
+    {
+        let mut g = c.benchmark_group("floor");
+        g.bench_function("quick_xml_scan", |b| {
+            b.iter(|| {
+                let mut r = quick_xml::NsReader::from_str(black_box(&unsigned));
+                let mut n = 0usize;
+                loop {
+                    match r.read_resolved_event() {
+                        Ok((_, quick_xml::events::Event::Eof)) | Err(_) => break,
+                        Ok(_) => n += 1,
+                    }
+                }
+                n
+            })
+        });
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .expect("sled");
+        let tree = db.open_tree("index").expect("tree");
+        let key = |b: &Bsn| {
+            let mut k = vec![1u8];
+            k.extend_from_slice(b.as_bytes());
+            k.extend_from_slice(b"0363");
+            k
+        };
+        for b in &f.bsns {
+            tree.insert(key(b), vec![7u8; 300]).expect("insert");
+        }
+        let keys: Vec<Vec<u8>> = common::spread(&f.bsns, 1024).iter().map(key).collect();
+        let mut i = 0usize;
+        g.bench_function("sled_scan_prefix_1e3", |b| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                tree.scan_prefix(black_box(&keys[i][..10]))
+                    .map(|kv| kv.map(|(_, v)| v.len()).unwrap_or(0))
+                    .sum::<usize>()
+            })
+        });
+        g.bench_function("sled_get_gt_1e3", |b| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                let prefix = black_box(&keys[i][..10]);
+                let mut n = 0;
+                let mut at = prefix.to_vec();
+                while let Ok(Some((k, v))) = tree.get_gt(&at) {
+                    if !k.starts_with(prefix) {
+                        break;
+                    }
+                    n += v.len();
+                    at = k.to_vec();
+                }
+                n
+            })
+        });
+        g.bench_function("sled_get_1e3", |b| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                tree.get(black_box(&keys[i])).ok().flatten().map(|v| v.len())
+            })
+        });
         g.finish();
     }
 }
