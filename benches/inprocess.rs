@@ -406,10 +406,7 @@ fn benches(c: &mut Criterion) {
                 n
             })
         });
-        let db = sled::Config::new()
-            .temporary(true)
-            .open()
-            .expect("sled");
+        let db = sled::Config::new().temporary(true).open().expect("sled");
         let tree = db.open_tree("index").expect("tree");
         let key = |b: &Bsn| {
             let mut k = vec![1u8];
@@ -449,7 +446,10 @@ fn benches(c: &mut Criterion) {
         g.bench_function("sled_get_1e3", |b| {
             b.iter(|| {
                 i = (i + 1) % keys.len();
-                tree.get(black_box(&keys[i])).ok().flatten().map(|v| v.len())
+                tree.get(black_box(&keys[i]))
+                    .ok()
+                    .flatten()
+                    .map(|v| v.len())
             })
         });
         g.finish();
