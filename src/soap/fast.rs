@@ -104,6 +104,9 @@ enum Attrs {
 }
 
 const LIMITS: ParseLimits = ParseLimits::MESSAGE;
+/// Attributes on one tag, namespace declarations included (the full path takes up to
+/// `LIMITS.max_attributes_per_element`).
+const MAX_ATTRIBUTES: usize = 8;
 
 /// Reads a GSDReintegratieInfo request of the common shape; `None` for anything else (the full
 /// path then decides).
@@ -268,12 +271,19 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
 /// the full parser would refuse them.
 fn attributes(reader: &NsReader<&[u8]>, s: &BytesStart<'_>) -> Option<Attrs> {
     let mut kind = Attrs::None;
-    for (n, a) in s.attributes().with_checks(true).enumerate() {
-        if n >= LIMITS.max_attributes_per_element {
+    // Duplicates are found here as quick-xml finds them (equal raw names), without the vector it
+    // allocates per tag for that; tags with more attributes go to the full path.
+    let mut seen: [&[u8]; MAX_ATTRIBUTES] = [&[]; MAX_ATTRIBUTES];
+    for (n, a) in s.attributes().with_checks(false).enumerate() {
+        if n >= MAX_ATTRIBUTES {
             return None;
         }
         let a = a.ok()?;
         let key = a.key;
+        if seen[..n].contains(&key.into_inner()) {
+            return None;
+        }
+        seen[n] = key.into_inner();
         if key.as_ref().len() > LIMITS.max_name_bytes
             || check_qname(key.as_ref()).is_err()
             || a.value.len() > LIMITS.max_attr_value_bytes
@@ -506,6 +516,16 @@ mod tests {
                 "duplicate attribute",
                 request(
                     &headers().replace("<wsa:To ", "<wsa:To a=\"1\" a=\"2\" "),
+                    &body(bsn),
+                ),
+            ),
+            (
+                "nine attributes on a tag",
+                request(
+                    &headers().replace(
+                        "<wsa:To ",
+                        "<wsa:To a=\"1\" b=\"1\" c=\"1\" d=\"1\" e=\"1\" f=\"1\" g=\"1\" h=\"1\" ",
+                    ),
                     &body(bsn),
                 ),
             ),
