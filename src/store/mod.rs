@@ -1,15 +1,18 @@
 //! The verwijsindex store: typed records in sled. The only module that names sled.
 //!
-//! Layout (schema version 4): one tree `index` holding every kind of record under a one-byte
+//! Layout (schema version 5): one tree `index` holding every kind of record under a one-byte
 //! prefix. One import, one admin call or one sweep is one [`ChangeSet`], applied all or nothing:
 //! small ones as one `sled::Batch`, large ones in chunks under an undo journal that
 //! [`Store::open`] rolls back if the process died half-way ([`journal`]):
-//! - `r` BSN(9) gemeente(4) → mutation time (i64 BE, unix seconds) ++ JSON [`Person`] restricted
-//!   to that gemeente's AtlRelaties: the entry in that gemeente's verwijsindex;
+//! - `r` BSN(9) gemeente(4) → mutation time (i64 BE, unix seconds) ++ [`Person`] restricted
+//!   to that gemeente's AtlRelaties: the entry in that gemeente's verwijsindex. The person is
+//!   written in the binary encoding of [`record`] (tag byte 0x01), decoded on every lookup;
+//!   entries written before schema 5 are JSON (first byte `{`) and still read, until a change
+//!   rewrites them;
 //! - `m` time(i64 BE ns) seq(u32 BE) → JSON list of [`Mutation`]s: every change, with its time,
 //!   packed per change set (one write per thousands of changes, not one per change);
 //! - `i` time(i64 BE ns) → JSON [`ImportRecord`]: the import history;
-//! - `a` BSN(9) gemeente(4) → JSON [`Person`]: expired entries kept when purging is off.
+//! - `a` BSN(9) gemeente(4) → the `r` value as it was: expired entries kept when purging is off.
 //!
 //! Tree `meta`: `schema_version` = big-endian u32; `journal` = the source of a change set being
 //! applied (present only while it is). Tree `journal`: its undo records (see [`journal`]).
@@ -27,6 +30,7 @@ use crate::suwiml::model::{FieldError, Person};
 use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex::IndDkd;
 mod journal;
+mod record;
 
 #[cfg(test)]
 use journal::SMALL_OPS;
@@ -37,10 +41,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 /// The on-disk layout version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 4;
-/// Version 3 has the same records but no journal: a v3 store is upgraded by writing the new
-/// version number (so that a v3 dkd, which would ignore an unfinished journal, refuses it after).
-const UPGRADABLE_FROM: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 5;
+/// Versions this build opens in place by writing [`SCHEMA_VERSION`] over theirs, rewriting no
+/// record: it reads everything they wrote (4: JSON entries; 3: the same without the undo
+/// journal). The new number is what makes the older dkd refuse the store from then on, with its
+/// clear message: a v4 dkd would report the binary entries as corrupt, and a v3 dkd would also
+/// ignore an unfinished journal.
+const UPGRADABLE_FROM: &[u32] = &[3, 4];
 
 const KEY_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// sled page cache size.
@@ -220,7 +227,7 @@ fn record_key(bsn: &Bsn, gemeente: &str) -> Vec<u8> {
 /// (~400 KB) made every new record rewrite megabytes.
 const MUTATIONS_PER_CHUNK: usize = 64;
 
-/// Splits a stored record value into (mutation time, JSON).
+/// Splits a stored record value into (mutation time, payload).
 fn split_value(v: &[u8]) -> (i64, &[u8]) {
     match v.split_first_chunk::<8>() {
         Some((t, rest)) => (i64::from_be_bytes(*t), rest),
@@ -295,7 +302,7 @@ impl Store {
                 let found = <[u8; 4]>::try_from(v.as_ref())
                     .map(u32::from_be_bytes)
                     .unwrap_or(u32::MAX);
-                if found == UPGRADABLE_FROM {
+                if UPGRADABLE_FROM.contains(&found) {
                     meta.insert(KEY_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
                 } else if found != SCHEMA_VERSION {
                     return Err(StoreError::SchemaVersion { found });
@@ -399,8 +406,8 @@ impl Store {
         for item in self.index.scan_prefix(&prefix) {
             let (k, v) = item?;
             let gemeente = String::from_utf8_lossy(&k[10..]).into_owned();
-            let (mutated_at, json) = split_value(&v);
-            let person = decode(bsn.as_bytes(), json)?;
+            let (mutated_at, payload) = split_value(&v);
+            let person = decode(bsn, payload)?;
             out.push(Entry {
                 gemeente,
                 person,
@@ -435,10 +442,10 @@ impl Store {
     pub fn all_entries(&self) -> impl Iterator<Item = Result<Entry, StoreError>> + '_ {
         self.index.scan_prefix([P_RECORD]).map(move |item| {
             let (k, v) = item?;
-            let bsn_digits = &k[1..10];
-            let gemeente = String::from_utf8_lossy(&k[10..]).into_owned();
-            let (mutated_at, json) = split_value(&v);
-            let person = decode(bsn_digits, json)?;
+            let bsn = key_bsn(&k)?;
+            let gemeente = String::from_utf8_lossy(k.get(10..).unwrap_or_default()).into_owned();
+            let (mutated_at, payload) = split_value(&v);
+            let person = decode(&bsn, payload)?;
             Ok(Entry {
                 gemeente,
                 person,
@@ -730,11 +737,11 @@ impl ChangeSet<'_> {
                 .collect(),
         };
         for (gemeente, part) in parts {
-            // The stored value: mutation time, then the JSON (compared with what is stored).
-            let mut value = Vec::with_capacity(512);
+            // The stored value: mutation time, then the payload (compared with what is stored).
+            let mut value = Vec::with_capacity(256);
             value.extend_from_slice(&self.now.unix_timestamp().to_be_bytes());
             encode_into(&mut value, &part)?;
-            let json = &value[8..];
+            let payload = &value[8..];
             let key = record_key(&p.bsn, &gemeente);
             if !self.touched.insert(&p.bsn, &gemeente) {
                 return Err(StoreError::Invalid(vec![FieldError {
@@ -745,7 +752,7 @@ impl ChangeSet<'_> {
             }
             let stored = self.writes.get(&key)?;
             let change = match stored.value.as_deref() {
-                Some(old) if split_value(old).1 == json => {
+                Some(old) if same_person(&p.bsn, split_value(old).1, payload, &part) => {
                     self.counts.unchanged += 1;
                     continue;
                 }
@@ -815,8 +822,22 @@ impl ChangeSet<'_> {
     }
 }
 
+/// Whether a stored payload holds `part`, whose binary encoding is `encoded`. A JSON payload (an
+/// entry no import has changed since before schema 5) is decoded and compared as a person:
+/// otherwise the first import after an upgrade would record every entry as changed (a mutation
+/// each, wrong mutation dates in the Aanlevermonitor). One that does not decode counts as
+/// changed, so it is overwritten.
+fn same_person(bsn: &Bsn, stored: &[u8], encoded: &[u8], part: &Person) -> bool {
+    if stored.first() == Some(&b'{') {
+        decode(bsn, stored).is_ok_and(|old| old == *part)
+    } else {
+        stored == encoded
+    }
+}
+
+/// Appends a person's stored payload: always the binary encoding ([`record`]).
 fn encode_into(out: &mut Vec<u8>, p: &Person) -> Result<(), StoreError> {
-    serde_json::to_writer(out, p).map_err(|e| StoreError::Io(format!("cannot encode record: {e}")))
+    record::encode_into(out, p).map_err(|e| StoreError::Io(format!("cannot encode record: {e}")))
 }
 
 /// The (BSN, gemeente) pairs a change set has handled. With a four-digit gemeentecode (always,
@@ -857,11 +878,34 @@ impl Touched {
     }
 }
 
-fn decode(bsn: &[u8], raw: &[u8]) -> Result<Person, StoreError> {
-    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
-        suffix: String::from_utf8_lossy(bsn.get(6..9).unwrap_or_default()).into_owned(),
-        reason: e.to_string(),
-    })
+/// Decodes a stored payload of the entry keyed by `bsn`, in either format: the first byte tells
+/// them apart, since JSON (every record written before schema 5) starts with `{`.
+fn decode(bsn: &Bsn, payload: &[u8]) -> Result<Person, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        suffix: bsn.as_str().get(6..).unwrap_or_default().to_owned(),
+        reason,
+    };
+    match payload.first() {
+        Some(&record::TAG_V1) => record::decode(*bsn, payload).map_err(|e| corrupt(e.to_string())),
+        Some(b'{') => {
+            serde_json::from_slice(payload).map_err(|e| corrupt(format!("JSON record: {e}")))
+        }
+        Some(&b) => Err(corrupt(format!(
+            "unknown record format (first byte {b:#04x}; this dkd reads JSON and binary format 1)"
+        ))),
+        None => Err(corrupt("empty record".into())),
+    }
+}
+
+/// The BSN of an `r` key (`r` BSN(9) gemeente(4)).
+fn key_bsn(k: &[u8]) -> Result<Bsn, StoreError> {
+    k.get(1..10)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| Bsn::parse(d).ok())
+        .ok_or_else(|| StoreError::Corrupt {
+            suffix: String::from_utf8_lossy(k.get(7..10).unwrap_or_default()).into_owned(),
+            reason: "the entry's key holds no valid BSN".into(),
+        })
 }
 
 #[cfg(test)]
@@ -1300,7 +1344,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let s = Store::open(dir.path()).expect("open");
-            s.put(&person("123456782", &["0363"]), "t").expect("put");
+            put_json_era(&s, &person("123456782", &["0363"]), "0363");
             s.meta
                 .insert(KEY_SCHEMA_VERSION, &3u32.to_be_bytes())
                 .expect("set");
@@ -1308,9 +1352,142 @@ pub(crate) mod tests {
         }
         let s = Store::open(dir.path()).expect("v3 opens");
         assert_eq!(s.len(), 1);
+        let p = person("123456782", &["0363"]);
+        assert_eq!(s.get(&p.bsn).expect("get"), Some(p));
         assert_eq!(
             s.meta.get(KEY_SCHEMA_VERSION).expect("get").as_deref(),
             Some(&SCHEMA_VERSION.to_be_bytes()[..])
+        );
+    }
+
+    /// The payload of an entry as stored, without its mutation time.
+    fn stored_payload(s: &Store, bsn: &Bsn, gemeente: &str) -> Vec<u8> {
+        let v = s
+            .index
+            .get(record_key(bsn, gemeente))
+            .expect("read")
+            .expect("stored");
+        split_value(&v).1.to_vec()
+    }
+
+    /// An entry as a dkd before schema 5 wrote it: JSON, with its mutation time.
+    fn put_json_era(s: &Store, p: &Person, gemeente: &str) {
+        s.put_raw(&p.bsn, gemeente, &serde_json::to_vec(p).expect("json"))
+            .expect("raw");
+    }
+
+    #[test]
+    fn entries_are_written_in_the_binary_format() {
+        let s = Store::temporary().expect("store");
+        let p = person("123456782", &["0363", "0599"]);
+        s.put(&p, "t").expect("put");
+        for g in ["0363", "0599"] {
+            let payload = stored_payload(&s, &p.bsn, g);
+            assert_eq!(payload.first(), Some(&record::TAG_V1), "{g}");
+        }
+        // What a large (journaled) change set writes, too.
+        let people = demo(1500);
+        s.put_all(&people, "t").expect("put_all");
+        for e in s.index.scan_prefix([P_RECORD]) {
+            let (_, v) = e.expect("read");
+            assert_eq!(split_value(&v).1.first(), Some(&record::TAG_V1));
+        }
+    }
+
+    #[test]
+    fn a_json_entry_of_an_older_dkd_still_reads() {
+        let s = Store::temporary().expect("store");
+        let p = person("123456782", &["0363"]);
+        let mut q = person("111222333", &["0599"]);
+        q.voornamen = Some("Zoë 😀".into());
+        q.atl_relaties[0].provisions[0].end = Some(Datum::parse("20261231").expect("date"));
+        put_json_era(&s, &p, "0363");
+        put_json_era(&s, &q, "0599");
+        assert_eq!(stored_payload(&s, &p.bsn, "0363").first(), Some(&b'{'));
+        assert_eq!(s.get(&p.bsn).expect("get"), Some(p.clone()));
+        assert_eq!(s.get(&q.bsn).expect("get"), Some(q.clone()));
+        let all: Vec<Person> = s.all_entries().map(|e| e.expect("entry").person).collect();
+        assert_eq!(all, vec![q, p]);
+    }
+
+    #[test]
+    fn a_payload_of_neither_format_is_corrupt_and_says_why() {
+        let s = Store::temporary().expect("store");
+        let bsn = Bsn::parse("123456782").expect("bsn");
+        for (raw, why) in [
+            (&b"\x02abc"[..], "unknown record format (first byte 0x02"),
+            (&b""[..], "empty record"),
+            (&br#"{"bsn":"#[..], "JSON record"),
+            (&b"\x01\x05"[..], "binary record: option tag 0x05 at byte 1"),
+        ] {
+            s.put_raw(&bsn, "0363", raw).expect("raw");
+            match s.get(&bsn) {
+                Err(StoreError::Corrupt { suffix, reason }) => {
+                    assert_eq!(suffix, "782");
+                    assert!(reason.contains(why), "{reason:?} lacks {why:?}");
+                }
+                other => panic!("{raw:?}: {other:?}"),
+            }
+            assert!(s.all_entries().next().is_some_and(|e| e.is_err()));
+        }
+    }
+
+    #[test]
+    fn a_json_entry_reimported_unchanged_records_nothing() {
+        let s = Store::temporary().expect("store").with_outbox(true);
+        let p = person("123456782", &["0363", "0599"]);
+        for (g, part) in split_by_gemeente(&p) {
+            put_json_era(&s, &part, &g);
+        }
+        let c = s.put(&p, "import:same.csv").expect("put");
+        assert_eq!((c.added, c.changed, c.unchanged), (0, 0, 2));
+        assert_eq!(s.mutations_since(0).count(), 0, "no mutation recorded");
+        assert!(s.outbox_pending(10).expect("outbox").is_empty());
+        // Left as it was: nothing was written.
+        assert_eq!(stored_payload(&s, &p.bsn, "0363").first(), Some(&b'{'));
+        assert_eq!(s.get(&p.bsn).expect("get"), Some(p.clone()));
+    }
+
+    #[test]
+    fn a_json_entry_with_other_content_is_changed_and_rewritten_in_binary() {
+        let s = Store::temporary().expect("store").with_outbox(true);
+        let p = person("123456782", &["0363"]);
+        put_json_era(&s, &p, "0363");
+        let mut q = p.clone();
+        q.achternaam = Some("Pietersen".into());
+        let c = s.put(&q, "import:changed.csv").expect("put");
+        assert_eq!((c.added, c.changed, c.unchanged), (0, 1, 0));
+        assert_eq!(
+            stored_payload(&s, &p.bsn, "0363").first(),
+            Some(&record::TAG_V1)
+        );
+        assert_eq!(s.get(&p.bsn).expect("get"), Some(q.clone()));
+        // And from now on the byte comparison finds it unchanged.
+        let c = s.put(&q, "import:changed.csv").expect("put");
+        assert_eq!(c.unchanged, 1);
+        assert_eq!(s.mutations_since(0).count(), 1);
+    }
+
+    #[test]
+    fn a_version_4_store_opens_in_place_and_its_json_entries_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = person("123456782", &["0363"]);
+        let before = {
+            let s = Store::open(dir.path()).expect("open");
+            put_json_era(&s, &p, "0363");
+            s.meta
+                .insert(KEY_SCHEMA_VERSION, &4u32.to_be_bytes())
+                .expect("set");
+            s.flush().expect("flush");
+            dump(&s)
+        };
+        let s = Store::open(dir.path()).expect("v4 opens");
+        assert!(dump(&s) == before, "no entry rewritten");
+        assert_eq!(s.get(&p.bsn).expect("get"), Some(p.clone()));
+        // A v4 dkd, which would take the binary entries for corrupt ones, now refuses the store.
+        assert_eq!(
+            s.meta.get(KEY_SCHEMA_VERSION).expect("get").as_deref(),
+            Some(&5u32.to_be_bytes()[..])
         );
     }
 
@@ -1335,5 +1512,24 @@ pub(crate) mod tests {
             Store::open(dir.path()),
             Err(StoreError::SchemaVersion { found: 99 })
         ));
+        // Nor does it open a store of the next version, or of one before the upgradable ones.
+        for found in [SCHEMA_VERSION + 1, 2] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let s = Store::open(dir.path()).expect("open");
+            s.meta
+                .insert(KEY_SCHEMA_VERSION, &found.to_be_bytes())
+                .expect("set");
+            s.flush().expect("flush");
+            drop(s);
+            match Store::open(dir.path()) {
+                Err(e @ StoreError::SchemaVersion { .. }) => assert!(
+                    e.to_string()
+                        .contains(&format!("version {found} is not supported")),
+                    "{e}"
+                ),
+                Err(e) => panic!("{found}: {e}"),
+                Ok(_) => panic!("version {found} opened"),
+            }
+        }
     }
 }
