@@ -308,22 +308,15 @@ impl Collector {
 }
 
 fn placeholder(bsn: Bsn, gemeente: &str) -> Person {
-    Person {
+    Person::with_relaties(
         bsn,
-        voornamen: None,
-        voorletters: None,
-        voorvoegsel: None,
-        achternaam: None,
-        geslacht: None,
-        geboortedat: None,
-        bron: None,
-        atl_relaties: vec![crate::suwiml::model::AtlRelatie {
+        vec![crate::suwiml::model::AtlRelatie {
             arbeidsvermogen: None,
             doel_rv: None,
             provisions: Vec::new(),
             bron: crate::suwiml::model::Bron::gemeente(gemeente),
         }],
-    }
+    )
 }
 
 /// Person-level fields must be the same on every row of a person.

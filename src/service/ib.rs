@@ -523,16 +523,9 @@ mod tests {
     }
 
     fn person(bsn: &str, gemeenten: &[&str]) -> Person {
-        Person {
-            bsn: Bsn::parse(bsn).expect("bsn"),
-            voornamen: None,
-            voorletters: None,
-            voorvoegsel: None,
-            achternaam: None,
-            geslacht: None,
-            geboortedat: None,
-            bron: None,
-            atl_relaties: gemeenten
+        Person::with_relaties(
+            Bsn::parse(bsn).expect("bsn"),
+            gemeenten
                 .iter()
                 .map(|g| AtlRelatie {
                     arbeidsvermogen: None,
@@ -548,7 +541,7 @@ mod tests {
                     bron: Bron::gemeente(g),
                 })
                 .collect(),
-        }
+        )
     }
 
     fn ib_answering(answer: Person) -> Ib {

@@ -101,16 +101,9 @@ mod tests {
     use time::macros::date;
 
     fn person(provisions: &[(&str, Option<&str>, bool)]) -> Person {
-        Person {
-            bsn: Bsn::parse("123456782").expect("bsn"),
-            voornamen: None,
-            voorletters: None,
-            voorvoegsel: None,
-            achternaam: None,
-            geslacht: None,
-            geboortedat: None,
-            bron: None,
-            atl_relaties: vec![AtlRelatie {
+        Person::with_relaties(
+            Bsn::parse("123456782").expect("bsn"),
+            vec![AtlRelatie {
                 arbeidsvermogen: None,
                 doel_rv: None,
                 provisions: provisions
@@ -126,7 +119,7 @@ mod tests {
                     .collect(),
                 bron: Bron::gemeente("0363"),
             }],
-        }
+        )
     }
 
     #[test]

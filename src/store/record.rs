@@ -366,17 +366,7 @@ mod tests {
     }
 
     fn bare() -> Person {
-        Person {
-            bsn: bsn(),
-            voornamen: None,
-            voorletters: None,
-            voorvoegsel: None,
-            achternaam: None,
-            geslacht: None,
-            geboortedat: None,
-            bron: None,
-            atl_relaties: Vec::new(),
-        }
+        Person::with_relaties(bsn(), Vec::new())
     }
 
     fn provision(i: u32) -> Provision {

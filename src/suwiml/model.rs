@@ -174,6 +174,22 @@ impl Check {
 }
 
 impl Person {
+    /// A person known by BSN and AtlRelaties only, without identity details (as a removal or a
+    /// batch delivery names them).
+    pub fn with_relaties(bsn: Bsn, atl_relaties: Vec<AtlRelatie>) -> Person {
+        Person {
+            bsn,
+            voornamen: None,
+            voorletters: None,
+            voorvoegsel: None,
+            achternaam: None,
+            geslacht: None,
+            geboortedat: None,
+            bron: None,
+            atl_relaties,
+        }
+    }
+
     /// Checks every field against the SuwiML types and dkd's own rules (end ≥ start, an LKS
     /// provision carries its loonwaarde, at least one AtlRelatie). Returns all problems at once so
     /// an integrator can fix a record in one go.
