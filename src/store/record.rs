@@ -159,13 +159,13 @@ pub(super) fn decode(bsn: Bsn, payload: &[u8]) -> Result<Person, Malformed> {
     }
     let person = Person {
         bsn,
-        voornamen: r.opt_string()?,
-        voorletters: r.opt_string()?,
-        voorvoegsel: r.opt_string()?,
-        achternaam: r.opt_string()?,
-        geslacht: r.opt_string()?,
-        geboortedat: r.opt_datum()?,
-        bron: if r.present()? { Some(r.bron()?) } else { None },
+        voornamen: r.opt(Reader::string)?,
+        voorletters: r.opt(Reader::string)?,
+        voorvoegsel: r.opt(Reader::string)?,
+        achternaam: r.opt(Reader::string)?,
+        geslacht: r.opt(Reader::string)?,
+        geboortedat: r.opt(Reader::datum)?,
+        bron: r.opt(Reader::bron)?,
         atl_relaties: {
             let n = r.count(MIN_ATL_BYTES)?;
             let mut v = Vec::with_capacity(n);
@@ -276,9 +276,13 @@ impl<'a> Reader<'a> {
         self.str().map(str::to_owned)
     }
 
-    fn opt_string(&mut self) -> Result<Option<String>, Malformed> {
+    /// An optional part: its tag, then the part read by `read` when present.
+    fn opt<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, Malformed>,
+    ) -> Result<Option<T>, Malformed> {
         if self.present()? {
-            self.string().map(Some)
+            read(self).map(Some)
         } else {
             Ok(None)
         }
@@ -293,46 +297,34 @@ impl<'a> Reader<'a> {
             .map_err(|why| self.malformed_at(start, why))
     }
 
-    fn opt_datum(&mut self) -> Result<Option<Datum>, Malformed> {
-        if self.present()? {
-            self.datum().map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
     fn bron(&mut self) -> Result<Bron, Malformed> {
         Ok(Bron {
             kolom: self.byte()?,
             partij: self.string()?,
-            vestiging: self.opt_string()?,
+            vestiging: self.opt(Self::string)?,
         })
     }
 
     fn provision(&mut self) -> Result<Provision, Malformed> {
         Ok(Provision {
-            registratienr: self.opt_string()?,
+            registratienr: self.opt(Self::string)?,
             start: self.datum()?,
-            end: self.opt_datum()?,
-            type_code: self.opt_string()?,
-            description: self.opt_string()?,
-            loonwaarde: if self.present()? {
-                let start = self.pos;
-                let h = self.varint()?;
-                Some(
-                    Percentage::try_from(h)
-                        .map_err(|e| self.malformed_at(start, format!("loonwaarde: {e}")))?,
-                )
-            } else {
-                None
-            },
+            end: self.opt(Self::datum)?,
+            type_code: self.opt(Self::string)?,
+            description: self.opt(Self::string)?,
+            loonwaarde: self.opt(|r| {
+                let start = r.pos;
+                let h = r.varint()?;
+                Percentage::try_from(h)
+                    .map_err(|e| r.malformed_at(start, format!("loonwaarde: {e}")))
+            })?,
         })
     }
 
     fn atl_relatie(&mut self) -> Result<AtlRelatie, Malformed> {
         Ok(AtlRelatie {
-            arbeidsvermogen: self.opt_string()?,
-            doel_rv: self.opt_string()?,
+            arbeidsvermogen: self.opt(Self::string)?,
+            doel_rv: self.opt(Self::string)?,
             provisions: {
                 let n = self.count(MIN_PROVISION_BYTES)?;
                 let mut v = Vec::with_capacity(n);
