@@ -166,14 +166,7 @@ pub(super) fn decode(bsn: Bsn, payload: &[u8]) -> Result<Person, Malformed> {
         geslacht: r.opt(Reader::string)?,
         geboortedat: r.opt(Reader::datum)?,
         bron: r.opt(Reader::bron)?,
-        atl_relaties: {
-            let n = r.count(MIN_ATL_BYTES)?;
-            let mut v = Vec::with_capacity(n);
-            for _ in 0..n {
-                v.push(r.atl_relatie()?);
-            }
-            v
-        },
+        atl_relaties: r.list(MIN_ATL_BYTES, Reader::atl_relatie)?,
     };
     if r.pos != payload.len() {
         return Err(r.malformed(format!("{} trailing bytes", payload.len() - r.pos)));
@@ -276,6 +269,21 @@ impl<'a> Reader<'a> {
         self.str().map(str::to_owned)
     }
 
+    /// A list: its count (bounded by the bytes left, at `min_bytes` per item, before anything is
+    /// allocated), then the items read by `read`.
+    fn list<T>(
+        &mut self,
+        min_bytes: usize,
+        read: impl Fn(&mut Self) -> Result<T, Malformed>,
+    ) -> Result<Vec<T>, Malformed> {
+        let n = self.count(min_bytes)?;
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(read(self)?);
+        }
+        Ok(v)
+    }
+
     /// An optional part: its tag, then the part read by `read` when present.
     fn opt<T>(
         &mut self,
@@ -325,14 +333,7 @@ impl<'a> Reader<'a> {
         Ok(AtlRelatie {
             arbeidsvermogen: self.opt(Self::string)?,
             doel_rv: self.opt(Self::string)?,
-            provisions: {
-                let n = self.count(MIN_PROVISION_BYTES)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(self.provision()?);
-                }
-                v
-            },
+            provisions: self.list(MIN_PROVISION_BYTES, Self::provision)?,
             bron: self.bron()?,
         })
     }
