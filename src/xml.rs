@@ -399,8 +399,18 @@ pub fn parse_with(bytes: &[u8], limits: &ParseLimits) -> Result<Element, XmlErro
     let mut attributes = 0usize;
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    let mut first = true;
     loop {
         let (resolved, event) = reader.read_resolved_event().map_err(|e| malformed(&e))?;
+        // XML 1.0 §2.8: the declaration comes first or not at all; quick-xml reports one
+        // anywhere. Elsewhere it would glue the text around it into one node for the limits here
+        // while other readers (the one-pass reader, the signature verifier's) see two.
+        if matches!(event, Event::Decl(_)) && !first {
+            return Err(XmlError::Malformed(
+                "an XML declaration is allowed only at the start of the document".into(),
+            ));
+        }
+        first = false;
         let start = match event {
             Event::Start(ref s) | Event::Empty(ref s) => Some(s.clone()),
             _ => None,
@@ -669,6 +679,29 @@ mod parse_tests {
         let mut out = String::new();
         escape("a\u{0}b\u{1}", &mut out);
         assert_eq!(out, "a\u{FFFD}b\u{FFFD}");
+    }
+
+    /// Found in review: a declaration mid-document glued the text around it into one node (one
+    /// limit check) while the one-pass reader saw two pieces, each under the limit.
+    #[test]
+    fn an_xml_declaration_is_accepted_only_at_the_start() {
+        assert!(parse(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><a/>").is_ok());
+        assert!(parse("\u{feff}<?xml version=\"1.0\"?><a/>".as_bytes()).is_ok());
+        for bad in [
+            &b"<a><?xml version=\"1.0\"?></a>"[..],
+            b" <?xml version=\"1.0\"?><a/>",
+            b"<a/><?xml version=\"1.0\"?>",
+            b"<?xml version=\"1.0\"?><?xml version=\"1.0\"?><a/>",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(XmlError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let half = " ".repeat(ParseLimits::MESSAGE.max_text_bytes / 2 + 1);
+        let glued = format!("<a>{half}<?xml version=\"1.0\"?>{half}</a>");
+        assert!(parse(glued.as_bytes()).is_err());
     }
 
     #[test]

@@ -126,8 +126,14 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
     let mut value: Option<std::borrow::Cow<'_, str>> = None;
     let mut bsn: Option<Bsn> = None;
     let mut a = Addressing::default();
+    let mut first = true;
     loop {
         let (resolved, event) = reader.read_resolved_event().ok()?;
+        // A declaration anywhere but first is the full path's to refuse.
+        if matches!(event, Event::Decl(_)) && !first {
+            return None;
+        }
+        first = false;
         match event {
             Event::Start(s) => {
                 // Named before `attributes` borrows the reader again.
@@ -530,6 +536,13 @@ mod tests {
                 ),
             ),
             (
+                "declaration inside the document",
+                request(
+                    &headers().replace("<wsa:MessageID ", "<?xml version=\"1.0\"?><wsa:MessageID "),
+                    &body(bsn),
+                ),
+            ),
+            (
                 "character outside XML",
                 request(&headers().replace("urn:a", "urn:\u{1}a"), &body(bsn)),
             ),
@@ -550,6 +563,19 @@ mod tests {
         for (what, doc) in cases {
             assert_eq!(read(doc.as_bytes()), None, "{what}: {doc}");
         }
+    }
+
+    /// Found in review: text on both sides of a declaration inside the document, each piece under
+    /// the text limit and together over it, was answered here and refused by the full path.
+    #[test]
+    fn a_declaration_inside_the_document_goes_to_the_full_path() {
+        let half = " ".repeat(40_000);
+        let doc = request(
+            &format!("{half}<?xml version=\"1.0\"?>{half}{}", headers()),
+            &body("<Burgerservicenr>999900006</Burgerservicenr>"),
+        );
+        assert_eq!(read(doc.as_bytes()), None);
+        assert_eq!(read_fully(doc.as_bytes()), None);
     }
 
     /// Every document of the envelope fuzz corpus (4,600 of them, many close to the common shape):
