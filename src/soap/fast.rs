@@ -578,23 +578,152 @@ mod tests {
         assert_eq!(read_fully(doc.as_bytes()), None);
     }
 
-    /// Every document of the envelope fuzz corpus (4,600 of them, many close to the common shape):
-    /// whatever the fast path accepts, the full path accepts the same way.
+    /// The committed seeds and regression inputs of every fuzz target, and whatever else a local
+    /// fuzz run left in `fuzz/corpus/` (thousands of documents close to the common shape): whatever
+    /// the fast path accepts, the full path accepts the same way.
     #[test]
-    fn the_fast_path_agrees_with_the_full_path_on_the_fuzz_corpus() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/envelope");
-        let mut fast = 0;
-        for entry in std::fs::read_dir(&dir).expect("corpus") {
-            let path = entry.expect("entry").path();
-            let bytes = std::fs::read(&path).expect("read");
-            if let Some(s) = read(&bytes) {
-                fast += 1;
-                assert_eq!(Some(s), read_fully(&bytes), "{}", path.display());
+    fn the_fast_path_agrees_with_the_full_path_on_the_fuzz_inputs() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let mut files = 0;
+        for top in ["corpus", "regressions"] {
+            for target in std::fs::read_dir(root.join(top)).expect("fuzz inputs") {
+                for entry in std::fs::read_dir(target.expect("dir").path()).expect("dir") {
+                    let path = entry.expect("entry").path();
+                    let bytes = std::fs::read(&path).expect("read");
+                    files += 1;
+                    if let Some(s) = read(&bytes) {
+                        assert_eq!(Some(s), read_fully(&bytes), "{}", path.display());
+                    }
+                }
             }
         }
+        assert!(files >= 20, "only {files} fuzz inputs found");
+    }
+
+    /// A small deterministic differential fuzzer: mutants of the common request (tokens of XML
+    /// and of the shape inserted, ranges deleted or overwritten), each checked against the full
+    /// path, so the contract is tested on every machine and not only where a fuzz run left its
+    /// corpus.
+    #[test]
+    fn the_fast_path_agrees_with_the_full_path_on_mutants() {
+        let bsn = "<Burgerservicenr>999900006</Burgerservicenr>";
+        let bases = [
+            request(&headers(), &body(bsn)),
+            request(&headers().replace("urn:uuid:1", "urn:uuid:2"), &body(bsn))
+                .replace("\n", "")
+                .replace(
+                    "<soapenv:Envelope ",
+                    "<soapenv:Envelope xmlns:gsd=\"urn:other\" ",
+                ),
+        ];
+        let tokens: &[&str] = &[
+            " ",
+            "\n",
+            "\r",
+            "\t",
+            "<",
+            ">",
+            "/",
+            "\"",
+            "'",
+            "=",
+            ":",
+            "&amp;",
+            "&#49;",
+            "&lt;",
+            "<!-- c -->",
+            "<![CDATA[9]]>",
+            "<?xml version=\"1.0\"?>",
+            "<?pi x?>",
+            "<!DOCTYPE a>",
+            " xmlns=\"urn:x\"",
+            " xmlns=\"\"",
+            " xmlns:wsa=\"urn:x\"",
+            " xmlns:gsd=\"urn:x\"",
+            " a=\"1\"",
+            " a=\"1\" a=\"2\"",
+            " wsu:Id=\"x\"",
+            " q:a=\"1\"",
+            "wsa:",
+            "soapenv:",
+            "gsd:",
+            "Burgerservicenr",
+            "MessageID",
+            "RelatesTo",
+            "ReplyTo",
+            "From",
+            "Address",
+            "Header",
+            "Body",
+            "Envelope",
+            "<wsa:To>x</wsa:To>",
+            "<x/>",
+            "</a>",
+            "\u{1}",
+            "\u{FFFE}",
+            "\u{FEFF}",
+            "\u{A0}",
+            "9",
+            "0",
+            "é",
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n.max(1) as u64) as usize
+        };
+        let (mut fast, mut refused) = (0, 0);
+        for i in 0..40_000 {
+            let mut doc = bases[i % bases.len()].as_bytes().to_vec();
+            // Mostly one edit: two or three rarely leave the shape intact.
+            for _ in 0..1 + next(4) / 3 {
+                // Half the edits at a tag's edge, where attributes, names and neighbours change.
+                let edges: Vec<usize> = doc
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| matches!(b, b'<' | b'>' | b'/'))
+                    .map(|(i, _)| i)
+                    .collect();
+                let at = if next(2) == 0 && !edges.is_empty() {
+                    edges[next(edges.len())]
+                } else {
+                    next(doc.len() + 1)
+                };
+                match next(3) {
+                    0 => {
+                        let t = tokens[next(tokens.len())].as_bytes();
+                        doc.splice(at..at, t.iter().copied());
+                    }
+                    1 => {
+                        let end = (at + 1 + next(12)).min(doc.len());
+                        doc.drain(at.min(end)..end);
+                    }
+                    _ => {
+                        let t = tokens[next(tokens.len())].as_bytes();
+                        let end = (at + t.len()).min(doc.len());
+                        doc.splice(at.min(end)..end, t.iter().copied());
+                    }
+                }
+            }
+            match read(&doc) {
+                Some(s) => {
+                    fast += 1;
+                    assert_eq!(
+                        Some(s),
+                        read_fully(&doc),
+                        "mutant {i}: {}",
+                        String::from_utf8_lossy(&doc)
+                    );
+                }
+                None => refused += 1,
+            }
+        }
+        // Both outcomes must be common, or the mutants test nothing.
         assert!(
-            fast >= 10,
-            "only {fast} corpus documents took the fast path"
+            fast > 300 && refused > 1_000,
+            "fast {fast}, refused {refused}"
         );
     }
 }
