@@ -347,6 +347,18 @@ pub fn line_of(text: &[u8], pos: usize) -> usize {
         .count()
 }
 
+/// The tokenizer of every XML reader here (this module's tree, `soap::fast`), set up once so they
+/// agree on what is well-formed; a leading byte order mark is skipped.
+pub(crate) fn tokenizer(text: &str) -> quick_xml::NsReader<&[u8]> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = quick_xml::NsReader::from_str(text);
+    let cfg = reader.config_mut();
+    cfg.check_end_names = true;
+    cfg.check_comments = true;
+    cfg.expand_empty_elements = false;
+    reader
+}
+
 /// Parses a message from the network into its root element, refusing DTDs, non-UTF-8 input and
 /// anything over [`ParseLimits::MESSAGE`].
 pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
@@ -360,12 +372,7 @@ pub fn parse_with(bytes: &[u8], limits: &ParseLimits) -> Result<Element, XmlErro
     use quick_xml::name::ResolveResult;
 
     let text = std::str::from_utf8(bytes).map_err(|e| XmlError::NotUtf8(e.to_string()))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = quick_xml::NsReader::from_str(text);
-    let cfg = reader.config_mut();
-    cfg.check_end_names = true;
-    cfg.check_comments = true;
-    cfg.expand_empty_elements = false;
+    let mut reader = tokenizer(text);
 
     let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
     let mut known: Vec<Arc<str>> = Vec::new();

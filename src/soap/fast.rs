@@ -17,7 +17,9 @@
 
 use super::envelope::Addressing;
 use crate::suwiml::types::Bsn;
-use crate::xml::{check_chars, check_qname, ParseLimits, NS_GSD, NS_SOAP11, NS_WSA, NS_WSU};
+use crate::xml::{
+    check_chars, check_qname, tokenizer, ParseLimits, NS_GSD, NS_SOAP11, NS_WSA, NS_WSU,
+};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
@@ -111,13 +113,7 @@ const MAX_ATTRIBUTES: usize = 8;
 /// Reads a GSDReintegratieInfo request of the common shape; `None` for anything else (the full
 /// path then decides).
 pub fn read(bytes: &[u8]) -> Option<Simple> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = NsReader::from_str(text);
-    let cfg = reader.config_mut();
-    cfg.check_end_names = true;
-    cfg.check_comments = true;
-    cfg.expand_empty_elements = false;
+    let mut reader = tokenizer(std::str::from_utf8(bytes).ok()?);
 
     let mut stack: Vec<Frame> = Vec::with_capacity(6);
     let (mut root_done, mut header_seen, mut body_seen) = (false, false, false);
