@@ -406,6 +406,19 @@ fn benches(c: &mut Criterion) {
                 n
             })
         });
+        g.bench_function("quick_xml_scan_plain", |b| {
+            b.iter(|| {
+                let mut r = quick_xml::Reader::from_str(black_box(&unsigned));
+                let mut n = 0usize;
+                loop {
+                    match r.read_event() {
+                        Ok(quick_xml::events::Event::Eof) | Err(_) => break,
+                        Ok(_) => n += 1,
+                    }
+                }
+                n
+            })
+        });
         let db = sled::Config::new().temporary(true).open().expect("sled");
         let tree = db.open_tree("index").expect("tree");
         let key = |b: &Bsn| {
@@ -452,6 +465,55 @@ fn benches(c: &mut Criterion) {
                     .map(|v| v.len())
             })
         });
+        g.finish();
+    }
+    {
+        // The per-request info line of `dkd serve` (human format, written to a sink): dkd's
+        // subscriber against tracing-subscriber's defaults.
+        let mut g = c.benchmark_group("log");
+        let filter = || tracing_subscriber::EnvFilter::new("info");
+        let ours = dkd::ops::logging::dispatch(
+            filter(),
+            dkd::config::LogFormat::Human,
+            false,
+            std::io::sink,
+        );
+        let default: tracing::Dispatch = tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_ansi(false)
+            .with_writer(std::io::sink)
+            .into();
+        let json = dkd::ops::logging::dispatch(
+            filter(),
+            dkd::config::LogFormat::Json,
+            false,
+            std::io::sink,
+        );
+        for (name, d) in [
+            ("request_line", &ours),
+            ("request_line_tracing_defaults", &default),
+            ("request_line_json", &json),
+        ] {
+            tracing::dispatcher::with_default(d, || {
+                g.bench_function(name, |b| {
+                    b.iter(|| {
+                        tracing::info!(
+                            target: "dkd::http::server",
+                            operation = "GSDReintegratieInfo",
+                            oin = "00000001234567890000",
+                            from_oin = "00000001234567890000",
+                            message_id = black_box("urn:uuid:0b6f0a38-3f1c-4d7e-9a51-8f1e2c3b4d5e"),
+                            bsn = "*****0006",
+                            outcome = "answered",
+                            code = "",
+                            status = 200u16,
+                            duration_ms = black_box(0.412),
+                            "request"
+                        )
+                    })
+                });
+            });
+        }
         g.finish();
     }
 }

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use dkd::app::{App, StartError};
 use dkd::certs::{self, files, DEMO_CLIENT_OIN};
-use dkd::config::{Config, LogFormat};
+use dkd::config::Config;
 use dkd::control::{Backend, ControlError};
 use dkd::store::Store;
 use std::path::{Path, PathBuf};
@@ -1140,17 +1140,12 @@ fn init_logging(cfg: &Config) -> dkd::ops::logwriter::Guard {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal as _;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colour codes only help a person at a terminal; in a file or journald they are noise
-        // (and bytes written per request line).
-        .with_ansi(std::io::stderr().is_terminal());
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let (writer, guard) = dkd::ops::logwriter::start(std::io::stderr());
-    let builder = builder.with_writer(writer);
-    match cfg.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Human => builder.init(),
-    }
+    // Colour codes only help a person at a terminal; in a file or journald they are noise (and
+    // bytes written per request line).
+    let ansi = std::io::stderr().is_terminal();
+    dkd::ops::logging::dispatch(filter, cfg.log.format, ansi, writer).init();
     guard
 }
 

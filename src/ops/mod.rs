@@ -2,6 +2,7 @@
 //! status page at `/` for people. Tells operators they are unreachable, incomplete or out of
 //! date before the IB does.
 
+pub mod logging;
 pub mod logwriter;
 pub mod metrics;
 pub mod portal;

@@ -1,0 +1,396 @@
+//! The tracing subscriber dkd logs through, and two cheaper parts for its human format.
+//!
+//! Every answered request writes one `request` line at info. With tracing-subscriber's defaults
+//! that line cost ~1.5 µs of an unsigned answer's ~23 µs (BENCHMARKS.md, profiles): each string
+//! field goes through `Debug` (a char-by-char escape check) and the timestamp is computed from
+//! the calendar each time. [`Fields`] writes the fields that need no escaping straight into the
+//! line and hands every other field to tracing-subscriber's own visitor; [`Clock`] computes the
+//! date part once a second per thread. Both write exactly what tracing-subscriber's defaults
+//! would (tests below compare the two), so a line reads the same either way.
+
+use crate::config::LogFormat;
+use std::cell::Cell;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+/// The subscriber of `dkd serve` and the other commands: `filter` decides what is written,
+/// `format` how, `ansi` whether with colour codes, `writer` where.
+pub fn dispatch<W>(filter: EnvFilter, format: LogFormat, ansi: bool, writer: W) -> tracing::Dispatch
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(writer)
+        .with_timer(Clock);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).into(),
+        LogFormat::Human => builder.fmt_fields(Fields).into(),
+    }
+}
+
+/// The event fields of a human log line, as tracing-subscriber's `DefaultFields` writes them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fields;
+
+impl<'a> MakeVisitor<Writer<'a>> for Fields {
+    type Visitor = Visitor<'a>;
+
+    fn make_visitor(&self, writer: Writer<'a>) -> Visitor<'a> {
+        Visitor {
+            writer,
+            empty: true,
+            result: Ok(()),
+        }
+    }
+}
+
+/// See [`Fields`].
+pub struct Visitor<'a> {
+    writer: Writer<'a>,
+    empty: bool,
+    result: fmt::Result,
+}
+
+impl Visitor<'_> {
+    /// Whether `name=value` can be written as is: a plain name (what the default visitor treats
+    /// specially is left to it) and, with colour codes, nothing at all (the default paints).
+    fn plain(&self, name: &str) -> bool {
+        self.result.is_ok()
+            && !self.writer.has_ansi_escapes()
+            && name != "message"
+            && !name.starts_with("r#")
+            && !name.starts_with("log.")
+    }
+
+    fn separate(&mut self) -> fmt::Result {
+        if std::mem::take(&mut self.empty) {
+            Ok(())
+        } else {
+            self.writer.write_char(' ')
+        }
+    }
+
+    /// The default visitor's way, for everything the fast paths leave.
+    fn default(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        if self.result.is_err() {
+            return;
+        }
+        let mut v = DefaultVisitor::new(self.writer.by_ref(), self.empty);
+        record(&mut v);
+        self.result = v.finish();
+        // The default visitor writes every field but `log.*` ones (the `log` crate's metadata,
+        // which the line already shows).
+        self.empty = false;
+    }
+}
+
+/// A string whose `Debug` form is the string between double quotes: printable ASCII without
+/// `"` and `\`, the only characters `str`'s `Debug` leaves as they are and escapes nothing
+/// around.
+fn debug_is_quoted(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+impl Visit for Visitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let name = field.name();
+        if self.plain(name) && debug_is_quoted(value) {
+            self.result = self.separate().and_then(|()| {
+                let w = &mut self.writer;
+                w.write_str(name)?;
+                w.write_str("=\"")?;
+                w.write_str(value)?;
+                w.write_char('"')
+            });
+        } else if !name.starts_with("log.") {
+            self.default(|v| v.record_str(field, value));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let name = field.name();
+        if self.plain(name) {
+            self.result = self
+                .separate()
+                .and_then(|()| write!(self.writer, "{name}={value}"));
+        } else if !name.starts_with("log.") {
+            self.default(|v| v.record_u64(field, value));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        let name = field.name();
+        if self.plain(name) {
+            self.result = self
+                .separate()
+                .and_then(|()| write!(self.writer, "{name}={value}"));
+        } else if !name.starts_with("log.") {
+            self.default(|v| v.record_i64(field, value));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if !field.name().starts_with("log.") {
+            self.default(|v| v.record_debug(field, value));
+        }
+    }
+}
+
+impl VisitOutput<fmt::Result> for Visitor<'_> {
+    fn finish(self) -> fmt::Result {
+        self.result
+    }
+}
+
+impl VisitFmt for Visitor<'_> {
+    fn writer(&mut self) -> &mut dyn fmt::Write {
+        &mut self.writer
+    }
+}
+
+/// The time of a log line, as tracing-subscriber's `SystemTime` writes it
+/// (`2026-11-23T04:24:36.123456Z`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Clock;
+
+thread_local! {
+    /// The second last written by this thread and its `YYYY-MM-DDTHH:MM:SS`.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+impl FormatTime for Clock {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
+            return tracing_subscriber::fmt::time::SystemTime.format_time(w);
+        };
+        let secs = now.as_secs();
+        let (cached, mut date) = SECOND.get();
+        if cached != secs {
+            match date_time(secs) {
+                Some(d) => {
+                    date = d;
+                    SECOND.set((secs, d));
+                }
+                None => return tracing_subscriber::fmt::time::SystemTime.format_time(w),
+            }
+        }
+        let mut micros = [b'0', b'0', b'0', b'0', b'0', b'0', b'Z'];
+        let mut n = now.subsec_micros();
+        for d in micros[..6].iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        // Both arrays are ASCII digits and separators, written above.
+        let date = std::str::from_utf8(&date).map_err(|_| fmt::Error)?;
+        let micros = std::str::from_utf8(&micros).map_err(|_| fmt::Error)?;
+        w.write_str(date)?;
+        w.write_char('.')?;
+        w.write_str(micros)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` in UTC of a unix time with a four-digit year.
+fn date_time(secs: u64) -> Option<[u8; 19]> {
+    let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).ok()?).ok()?;
+    if !(0..=9999).contains(&t.year()) {
+        return None;
+    }
+    let mut out = [0u8; 19];
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, t.year().unsigned_abs());
+    put(5, 2, u32::from(u8::from(t.month())));
+    put(8, 2, u32::from(t.day()));
+    put(11, 2, u32::from(t.hour()));
+    put(14, 2, u32::from(t.minute()));
+    put(17, 2, u32::from(t.second()));
+    for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
+        out[i] = c;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    /// Everything written, shared with the test.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| io::ErrorKind::Other)?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Capture {
+        fn take(&self) -> String {
+            let mut v = self.0.lock().expect("capture lock");
+            String::from_utf8(std::mem::take(&mut *v)).expect("log lines are UTF-8")
+        }
+    }
+
+    /// Events with every kind of field value the two visitors tell apart.
+    fn events() {
+        tracing::info!(
+            operation = "GSDReintegratieInfo",
+            oin = "00000001234567890000",
+            message_id = "urn:uuid:0b6f0a38-3f1c-4d7e-9a51-8f1e2c3b4d5e",
+            bsn = "*****0006",
+            code = "",
+            status = 200u16,
+            count = 3u64,
+            delta = -7i64,
+            duration_ms = 0.125f64,
+            ok = true,
+            "request"
+        );
+        tracing::warn!(
+            message_id = "with \"quotes\", a \\ and\na newline\t\u{1b}[31m é \u{7f}",
+            shown = %"display \"value\"",
+            r#type = "raw identifier",
+            error = %io::Error::other("disk full"),
+            "a message with \u{1b}[1m escapes"
+        );
+        tracing::error!(
+            dropped = 1001u64,
+            "audit queue full: audit records are being dropped"
+        );
+        tracing::info!("no fields at all");
+        tracing::info!(only = "fields, no message");
+    }
+
+    /// The lines one subscriber writes for [`events`], the timestamps cut off.
+    fn lines(fields: bool, ansi: bool) -> String {
+        let out = Capture::default();
+        let writer = {
+            let out = out.clone();
+            move || out.clone()
+        };
+        let builder = tracing_subscriber::fmt()
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .without_time();
+        let dispatch: tracing::Dispatch = if fields {
+            builder.fmt_fields(Fields).into()
+        } else {
+            builder.into()
+        };
+        tracing::dispatcher::with_default(&dispatch, events);
+        out.take()
+    }
+
+    #[test]
+    fn human_lines_are_those_of_tracing_subscribers_default_fields() {
+        for ansi in [false, true] {
+            let ours = lines(true, ansi);
+            let theirs = lines(false, ansi);
+            assert_eq!(ours, theirs, "ansi {ansi}");
+            assert_eq!(ours.lines().count(), 5, "{ours}");
+        }
+        let plain = lines(true, false);
+        assert!(
+            plain.contains(
+                "request operation=\"GSDReintegratieInfo\" oin=\"00000001234567890000\" \
+                 message_id=\"urn:uuid:0b6f0a38-3f1c-4d7e-9a51-8f1e2c3b4d5e\" \
+                 bsn=\"*****0006\" code=\"\" status=200 count=3 delta=-7 duration_ms=0.125 ok=true"
+            ),
+            "{plain}"
+        );
+        // Wire-derived text can never start a line of its own or colour a terminal.
+        assert!(
+            plain.contains(
+                r#"message_id="with \"quotes\", a \\ and\na newline\t\u{1b}[31m é \u{7f}""#
+            ),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn quoting_is_skipped_only_where_debug_adds_nothing() {
+        for s in [
+            "",
+            "abc",
+            "0123 ~!#$%&'()*+,-./:;<=>?@[]^_`{|}",
+            "*****0006",
+        ] {
+            assert!(debug_is_quoted(s), "{s}");
+            assert_eq!(format!("{s:?}"), format!("\"{s}\""));
+        }
+        for s in [
+            "a\"b", "a\\b", "a\nb", "\t", "\u{7f}", "é", "\u{1b}", "\u{0}",
+        ] {
+            assert!(!debug_is_quoted(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_clock_writes_the_time_as_tracing_subscriber_does() {
+        for secs in [
+            0u64,
+            951_782_400,
+            1_700_000_000,
+            1_795_400_000,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
+            let expected = time::OffsetDateTime::from_unix_timestamp(secs as i64)
+                .expect("in range")
+                .format(&time::format_description::well_known::Rfc3339)
+                .expect("formats");
+            let got = date_time(secs).expect("four-digit year");
+            assert_eq!(
+                format!("{}Z", std::str::from_utf8(&got).expect("ascii")),
+                expected
+            );
+        }
+        assert_eq!(date_time(253_402_300_800), None, "year 10000");
+
+        let mut ours = String::new();
+        let mut theirs = String::new();
+        let before = SystemTime::now();
+        Clock
+            .format_time(&mut Writer::new(&mut ours))
+            .expect("formats");
+        tracing_subscriber::fmt::time::SystemTime
+            .format_time(&mut Writer::new(&mut theirs))
+            .expect("formats");
+        let after = SystemTime::now();
+        assert_eq!(ours.len(), theirs.len(), "{ours} / {theirs}");
+        assert_eq!(ours.len(), "2026-11-23T04:24:36.123456Z".len());
+        // The same second, unless the two calls straddled one.
+        if before.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).ok()
+            == after.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).ok()
+        {
+            assert_eq!(ours[..19], theirs[..19]);
+        }
+        let parsed =
+            time::OffsetDateTime::parse(&ours, &time::format_description::well_known::Rfc3339)
+                .expect("RFC 3339");
+        let diff = parsed - time::OffsetDateTime::from(before);
+        assert!(diff.abs() < time::Duration::seconds(2), "{ours}");
+    }
+}
