@@ -350,13 +350,27 @@ pub fn line_of(text: &[u8], pos: usize) -> usize {
 /// The tokenizer of every XML reader here (this module's tree, `soap::fast`), set up once so they
 /// agree on what is well-formed; a leading byte order mark is skipped.
 pub(crate) fn tokenizer(text: &str) -> quick_xml::NsReader<&[u8]> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = quick_xml::NsReader::from_str(text);
-    let cfg = reader.config_mut();
+    let mut reader = quick_xml::NsReader::from_str(without_bom(text));
+    configure(reader.config_mut());
+    reader
+}
+
+/// [`tokenizer`] without namespace resolution: the same events, for a reader that keeps its
+/// own (smaller) namespace table.
+pub(crate) fn plain_tokenizer(text: &str) -> quick_xml::Reader<&[u8]> {
+    let mut reader = quick_xml::Reader::from_str(without_bom(text));
+    configure(reader.config_mut());
+    reader
+}
+
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+fn configure(cfg: &mut quick_xml::reader::Config) {
     cfg.check_end_names = true;
     cfg.check_comments = true;
     cfg.expand_empty_elements = false;
-    reader
 }
 
 /// Parses a message from the network into its root element, refusing DTDs, non-UTF-8 input and

@@ -18,11 +18,10 @@
 use super::envelope::Addressing;
 use crate::suwiml::types::Bsn;
 use crate::xml::{
-    check_chars, check_qname, tokenizer, ParseLimits, NS_GSD, NS_SOAP11, NS_WSA, NS_WSU,
+    check_chars, check_qname, plain_tokenizer, ParseLimits, NS_GSD, NS_SOAP11, NS_WSA, NS_WSU,
 };
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
+use quick_xml::name::{PrefixDeclaration, QName};
 
 /// What the full path would read from an accepted request: its WS-Addressing headers (not yet
 /// validated) and the BSN of its GSDReintegratieInfo (format and 11-test passed).
@@ -88,12 +87,118 @@ impl Slot {
 }
 
 /// The namespaces of the accepted shape.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Ns {
     Soap,
     Wsa,
     Gsd,
+    Wsu,
     Other,
+}
+
+impl Ns {
+    fn of(uri: &[u8]) -> Ns {
+        match uri {
+            u if u == NS_SOAP11.as_bytes() => Ns::Soap,
+            u if u == NS_WSA.as_bytes() => Ns::Wsa,
+            u if u == NS_GSD.as_bytes() => Ns::Gsd,
+            u if u == NS_WSU.as_bytes() => Ns::Wsu,
+            _ => Ns::Other,
+        }
+    }
+}
+
+/// The namespace declarations in scope, innermost last.
+///
+/// quick-xml's `NsReader` resolves every name against a table of namespace URIs it copies per
+/// element, which cost more than the tokenizing itself (`floor/quick_xml_scan*` in
+/// BENCHMARKS.md). The shape accepted here needs only to know which of a few namespaces a prefix
+/// stands for, so this table keeps that, for short prefixes and a few declarations, and the
+/// reader gives up on everything else: longer prefixes, more declarations, the reserved `xml`
+/// and `xmlns` prefixes and namespaces (which `NsReader` treats specially), and undeclaring a
+/// prefix (`xmlns:p=""`).
+struct Scope {
+    bindings: [Binding; MAX_BINDINGS],
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Binding {
+    prefix: [u8; MAX_PREFIX],
+    /// 0 for the default namespace (`xmlns="…"`).
+    prefix_len: usize,
+    /// `None`: the default namespace undeclared (`xmlns=""`).
+    ns: Option<Ns>,
+    /// The depth of the declaring element (the root is 1).
+    depth: usize,
+}
+
+const MAX_BINDINGS: usize = 12;
+const MAX_PREFIX: usize = 16;
+const XML_NS: &[u8] = b"http://www.w3.org/XML/1998/namespace";
+const XMLNS_NS: &[u8] = b"http://www.w3.org/2000/xmlns/";
+
+impl Scope {
+    fn new() -> Scope {
+        Scope {
+            bindings: [Binding {
+                prefix: [0; MAX_PREFIX],
+                prefix_len: 0,
+                ns: None,
+                depth: 0,
+            }; MAX_BINDINGS],
+            len: 0,
+        }
+    }
+
+    /// Adds a declaration of the element at `depth`; `None` where the reader gives up.
+    fn declare(&mut self, decl: PrefixDeclaration<'_>, uri: &[u8], depth: usize) -> Option<()> {
+        if uri == XML_NS || uri == XMLNS_NS || self.len == MAX_BINDINGS {
+            return None;
+        }
+        let (prefix, ns) = match decl {
+            PrefixDeclaration::Default => (&[][..], (!uri.is_empty()).then(|| Ns::of(uri))),
+            PrefixDeclaration::Named(p) => {
+                if p == b"xml" || p == b"xmlns" || p.is_empty() || uri.is_empty() {
+                    return None;
+                }
+                (p, Some(Ns::of(uri)))
+            }
+        };
+        let b = self.bindings.get_mut(self.len)?;
+        b.prefix.get_mut(..prefix.len())?.copy_from_slice(prefix);
+        b.prefix_len = prefix.len();
+        b.ns = ns;
+        b.depth = depth;
+        self.len += 1;
+        Some(())
+    }
+
+    /// The namespace of a name: `Some(None)` unbound, `None` an undeclared prefix (the reader gives
+    /// up). Unprefixed attributes have no namespace; unprefixed elements the default one.
+    fn resolve(&self, name: QName<'_>, element: bool) -> Option<Option<Ns>> {
+        let prefix = name.prefix().map(|p| p.into_inner());
+        if prefix.is_none() && !element {
+            return Some(None);
+        }
+        let wanted = prefix.unwrap_or_default();
+        let found = self.bindings[..self.len]
+            .iter()
+            .rev()
+            .find(|b| b.prefix.get(..b.prefix_len) == Some(wanted));
+        match (found, prefix) {
+            (Some(b), _) => Some(b.ns),
+            (None, None) => Some(None),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// Drops the declarations of elements deeper than `depth`.
+    fn leave(&mut self, depth: usize) {
+        while self.len > 0 && self.bindings[self.len - 1].depth > depth {
+            self.len -= 1;
+        }
+    }
 }
 
 /// What a start tag carries besides namespace declarations.
@@ -113,7 +218,8 @@ const MAX_ATTRIBUTES: usize = 8;
 /// Reads a GSDReintegratieInfo request of the common shape; `None` for anything else (the full
 /// path then decides).
 pub fn read(bytes: &[u8]) -> Option<Simple> {
-    let mut reader = tokenizer(std::str::from_utf8(bytes).ok()?);
+    let mut reader = plain_tokenizer(std::str::from_utf8(bytes).ok()?);
+    let mut scope = Scope::new();
 
     let mut stack: Vec<Frame> = Vec::with_capacity(6);
     let (mut root_done, mut header_seen, mut body_seen) = (false, false, false);
@@ -124,7 +230,7 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
     let mut a = Addressing::default();
     let mut first = true;
     loop {
-        let (resolved, event) = reader.read_resolved_event().ok()?;
+        let event = reader.read_event().ok()?;
         // A declaration anywhere but first is the full path's to refuse.
         if matches!(event, Event::Decl(_)) && !first {
             return None;
@@ -132,24 +238,15 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
         first = false;
         match event {
             Event::Start(s) => {
-                // Named before `attributes` borrows the reader again.
-                let ns = match resolved {
-                    ResolveResult::Bound(ns) => Some(match ns.into_inner() {
-                        n if n == NS_SOAP11.as_bytes() => Ns::Soap,
-                        n if n == NS_WSA.as_bytes() => Ns::Wsa,
-                        n if n == NS_GSD.as_bytes() => Ns::Gsd,
-                        _ => Ns::Other,
-                    }),
-                    ResolveResult::Unbound => None,
-                    ResolveResult::Unknown(_) => return None,
-                };
                 let name = s.name();
                 if name.as_ref().len() > LIMITS.max_name_bytes
                     || check_qname(name.as_ref()).is_err()
                 {
                     return None;
                 }
-                let attrs = attributes(&reader, &s)?;
+                // The tag's own declarations are in scope for its name and attributes.
+                let attrs = attributes(&mut scope, stack.len() + 1, &s)?;
+                let ns = scope.resolve(name, true)?;
                 let local = s.local_name();
                 let frame = match (stack.last(), ns, local.as_ref()) {
                     (None, Some(Ns::Soap), b"Envelope") if !root_done => Frame::Envelope,
@@ -197,35 +294,40 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
                 value = None;
                 stack.push(frame);
             }
-            Event::End(_) => match stack.pop()? {
-                Frame::Envelope => {
-                    if !body_seen {
-                        return None;
+            Event::End(_) => {
+                let frame = stack.pop()?;
+                scope.leave(stack.len());
+                match frame {
+                    Frame::Envelope => {
+                        if !body_seen {
+                            return None;
+                        }
+                        root_done = true;
                     }
-                    root_done = true;
-                }
-                Frame::Header => {}
-                Frame::Body => {
-                    if !request_seen {
-                        return None;
+                    Frame::Header => {}
+                    Frame::Body => {
+                        if !request_seen {
+                            return None;
+                        }
+                    }
+                    Frame::Value(slot) | Frame::Address(slot) => {
+                        *slot.field(&mut a) =
+                            Some(value.take().unwrap_or_default().trim().to_owned());
+                    }
+                    Frame::Endpoint(_) => {
+                        if !address_seen {
+                            return None;
+                        }
+                    }
+                    Frame::Request => {
+                        bsn?;
+                    }
+                    Frame::Burgerservicenr => {
+                        // Not trimmed: the full path reads the text as it is.
+                        bsn = Some(Bsn::parse(value.take().as_deref().unwrap_or_default()).ok()?);
                     }
                 }
-                Frame::Value(slot) | Frame::Address(slot) => {
-                    *slot.field(&mut a) = Some(value.take().unwrap_or_default().trim().to_owned());
-                }
-                Frame::Endpoint(_) => {
-                    if !address_seen {
-                        return None;
-                    }
-                }
-                Frame::Request => {
-                    bsn?;
-                }
-                Frame::Burgerservicenr => {
-                    // Not trimmed: the full path reads the text as it is.
-                    bsn = Some(Bsn::parse(value.take().as_deref().unwrap_or_default()).ok()?);
-                }
-            },
+            }
             Event::Text(t) => {
                 let s = t.decode().ok()?;
                 // Line ends are normalised by the full path: leave such text to it.
@@ -269,44 +371,50 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
     })
 }
 
-/// Checks a start tag's attributes as the full parser does, and says what they are; `None` where
-/// the full parser would refuse them.
-fn attributes(reader: &NsReader<&[u8]>, s: &BytesStart<'_>) -> Option<Attrs> {
-    let mut kind = Attrs::None;
+/// Checks a start tag's attributes as the full parser does, adds its namespace declarations to
+/// `scope` (the tag being at `depth`), and says what the other attributes are; `None` where the
+/// full parser would refuse them or this reader gives up.
+fn attributes(scope: &mut Scope, depth: usize, s: &BytesStart<'_>) -> Option<Attrs> {
     // Duplicates are found here as quick-xml finds them (equal raw names), without the vector it
     // allocates per tag for that; tags with more attributes go to the full path.
     let mut seen: [&[u8]; MAX_ATTRIBUTES] = [&[]; MAX_ATTRIBUTES];
+    // The other attributes' names, resolved once all of the tag's declarations are known.
+    let mut others: [&[u8]; MAX_ATTRIBUTES] = [&[]; MAX_ATTRIBUTES];
+    let mut n_others = 0;
     for (n, a) in s.attributes().with_checks(false).enumerate() {
         if n >= MAX_ATTRIBUTES {
             return None;
         }
         let a = a.ok()?;
-        let key = a.key;
-        if seen[..n].contains(&key.into_inner()) {
+        let key = a.key.into_inner();
+        if seen[..n].contains(&key) {
             return None;
         }
-        seen[n] = key.into_inner();
-        if key.as_ref().len() > LIMITS.max_name_bytes
-            || check_qname(key.as_ref()).is_err()
+        seen[n] = key;
+        if key.len() > LIMITS.max_name_bytes
+            || check_qname(key).is_err()
             || a.value.len() > LIMITS.max_attr_value_bytes
         {
             return None;
         }
-        if key.as_namespace_binding().is_some() {
+        if let Some(decl) = a.key.as_namespace_binding() {
             if a.value.contains(&b'&') {
                 return None;
             }
+            scope.declare(decl, &a.value, depth)?;
             continue;
         }
-        let (r, local) = reader.resolve_attribute(key);
-        let is_wsu = match r {
-            ResolveResult::Bound(ns) => ns.into_inner() == NS_WSU.as_bytes(),
-            ResolveResult::Unbound => false,
-            ResolveResult::Unknown(_) => return None,
-        };
         let v = a.unescape_value().ok()?;
         check_chars(&v).ok()?;
-        kind = if is_wsu && local.as_ref() == b"Id" && kind != Attrs::Other {
+        others[n_others] = key;
+        n_others += 1;
+    }
+    let mut kind = Attrs::None;
+    for key in &others[..n_others] {
+        let key = QName(key);
+        let ns = scope.resolve(key, false)?;
+        kind = if ns == Some(Ns::Wsu) && key.local_name().as_ref() == b"Id" && kind != Attrs::Other
+        {
             Attrs::WsuId
         } else {
             Attrs::Other
@@ -601,6 +709,170 @@ mod tests {
     /// path, so the contract is tested on every machine and not only where a fuzz run left its
     /// corpus.
     #[test]
+    fn namespaces_are_scoped_as_the_full_path_scopes_them() {
+        let bsn = "<Burgerservicenr>999900006</Burgerservicenr>";
+        let wsu = format!("xmlns:wsu=\"{NS_WSU}\"");
+        let unprefixed = format!(
+            "<GSDReintegratieInfo xmlns=\"{NS_GSD}\"><Burgerservicenr xmlns=\"\">999900006</Burgerservicenr></GSDReintegratieInfo>"
+        );
+        // (case, request, whether the fast reader takes it)
+        let cases: Vec<(&str, String, bool)> = vec![
+            (
+                "default namespace, undeclared for the BSN",
+                request(&headers(), &unprefixed),
+                true,
+            ),
+            (
+                "default namespace kept for the BSN",
+                request(&headers(), &unprefixed.replace(" xmlns=\"\"", "")),
+                false,
+            ),
+            (
+                "prefix declared on the root, used in the body",
+                request(&headers(), &body(bsn))
+                    .replace(&format!(" xmlns:gsd=\"{NS_GSD}\""), "")
+                    .replace(
+                        "<soapenv:Envelope ",
+                        &format!("<soapenv:Envelope xmlns:gsd=\"{NS_GSD}\" "),
+                    ),
+                true,
+            ),
+            (
+                "prefix rebound deeper",
+                request(&headers(), &body(bsn))
+                    .replace("<soapenv:Body>", "<soapenv:Body xmlns:gsd=\"urn:other\">"),
+                true,
+            ),
+            (
+                "prefix rebound to another namespace on the request",
+                request(&headers(), &body(bsn)).replace(NS_GSD, "urn:other"),
+                false,
+            ),
+            (
+                "prefix declared on a sibling only",
+                request(
+                    &headers().replace(&format!("<wsa:To {WSA}>"), "<wsa:To>"),
+                    &body(bsn),
+                ),
+                false,
+            ),
+            (
+                "wsu declared after wsu:Id on the same tag",
+                request(
+                    &headers(),
+                    &body(bsn).replace(
+                        "<gsd:GSDReintegratieInfo ",
+                        &format!("<gsd:GSDReintegratieInfo wsu:Id=\"b\" {wsu} "),
+                    ),
+                ),
+                true,
+            ),
+            (
+                "wsu:Id with wsu declared on the body",
+                request(
+                    &headers(),
+                    &body(bsn).replace(
+                        "<gsd:GSDReintegratieInfo ",
+                        "<gsd:GSDReintegratieInfo wsu:Id=\"b\" ",
+                    ),
+                )
+                .replace("<soapenv:Body>", &format!("<soapenv:Body {wsu}>")),
+                true,
+            ),
+            (
+                "wsu:Id out of scope",
+                request(
+                    &headers().replace("<wsa:To ", &format!("<wsa:To {wsu} ")),
+                    &body(bsn).replace(
+                        "<gsd:GSDReintegratieInfo ",
+                        "<gsd:GSDReintegratieInfo wsu:Id=\"b\" ",
+                    ),
+                ),
+                false,
+            ),
+            (
+                "Id in another namespace",
+                request(
+                    &headers(),
+                    &body(bsn).replace(
+                        "<gsd:GSDReintegratieInfo ",
+                        "<gsd:GSDReintegratieInfo xmlns:wsu=\"urn:x\" wsu:Id=\"b\" ",
+                    ),
+                ),
+                false,
+            ),
+            (
+                "xml:lang on a header",
+                request(
+                    &headers().replace("<wsa:To ", "<wsa:To xml:lang=\"nl\" "),
+                    &body(bsn),
+                ),
+                false,
+            ),
+            (
+                "the xml prefix declared",
+                request(&headers(), &body(bsn)).replace(
+                    "<soapenv:Body>",
+                    "<soapenv:Body xmlns:xml=\"http://www.w3.org/XML/1998/namespace\">",
+                ),
+                false,
+            ),
+            (
+                "another prefix bound to the xml namespace",
+                request(
+                    &headers().replace(
+                        "<wsa:To ",
+                        "<wsa:To xmlns:p=\"http://www.w3.org/XML/1998/namespace\" ",
+                    ),
+                    &body(bsn),
+                ),
+                false,
+            ),
+            (
+                "a prefix undeclared",
+                request(&headers(), &body(bsn))
+                    .replace("<soapenv:Body>", "<soapenv:Body xmlns:p=\"\">"),
+                false,
+            ),
+            (
+                "a prefix longer than the table keeps",
+                request(&headers(), &body(bsn))
+                    .replace("gsd:", "gsdgsdgsdgsdgsdgsd:")
+                    .replace("xmlns:gsd=", "xmlns:gsdgsdgsdgsdgsdgsd="),
+                false,
+            ),
+            (
+                "more declarations than the table keeps",
+                {
+                    let decls = |from: usize| {
+                        (from..from + 6)
+                            .map(|i| format!("xmlns:p{i}=\"urn:{i}\""))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    };
+                    request(&headers(), &body(bsn))
+                        .replace("<soapenv:Body>", &format!("<soapenv:Body {}>", decls(0)))
+                        .replace(
+                            "<soapenv:Envelope ",
+                            &format!("<soapenv:Envelope {} ", decls(6)),
+                        )
+                },
+                false,
+            ),
+        ];
+        for (case, doc, fast) in cases {
+            let full = read_fully(doc.as_bytes());
+            match read(doc.as_bytes()) {
+                Some(s) => {
+                    assert!(fast, "{case}: took the fast path\n{doc}");
+                    assert_eq!(Some(s), full, "{case}\n{doc}");
+                }
+                None => assert!(!fast, "{case}: left to the full path\n{doc}"),
+            }
+        }
+    }
+
+    #[test]
     fn the_fast_path_agrees_with_the_full_path_on_mutants() {
         let bsn = "<Burgerservicenr>999900006</Burgerservicenr>";
         let bases = [
@@ -663,6 +935,25 @@ mod tests {
             "0",
             "é",
         ];
+        // Declarations of the namespaces the shape needs, and of the reserved ones.
+        let declarations: Vec<String> = [
+            ("xmlns:wsu", NS_WSU),
+            ("xmlns:wsa", NS_WSA),
+            ("xmlns:soapenv", NS_SOAP11),
+            ("xmlns:gsd", NS_GSD),
+            ("xmlns", NS_GSD),
+            ("xmlns:xml", "http://www.w3.org/XML/1998/namespace"),
+            ("xmlns:p", ""),
+            ("xml:lang", "nl"),
+        ]
+        .iter()
+        .map(|(k, v)| format!(" {k}=\"{v}\""))
+        .collect();
+        let tokens: Vec<&str> = tokens
+            .iter()
+            .copied()
+            .chain(declarations.iter().map(String::as_str))
+            .collect();
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move |n: usize| {
             state ^= state << 13;
