@@ -440,6 +440,14 @@ fn benches(c: &mut Criterion) {
                     .sum::<usize>()
             })
         });
+        g.bench_function("sled_scan_prefix_first_1e3", |b| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                tree.scan_prefix(black_box(&keys[i][..10]))
+                    .next()
+                    .map(|kv| kv.map(|(_, v)| v.len()).unwrap_or(0))
+            })
+        });
         g.bench_function("sled_get_gt_1e3", |b| {
             b.iter(|| {
                 i = (i + 1) % keys.len();
