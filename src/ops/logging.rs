@@ -79,16 +79,33 @@ impl Visitor<'_> {
     }
 
     /// The default visitor's way, for everything the fast paths leave.
-    fn default(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
-        if self.result.is_err() {
+    fn default(&mut self, field: &Field, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        // `log.*` fields are the `log` crate's metadata, which the line already shows: the
+        // default visitor skips them, and writes every other field.
+        if self.result.is_err() || field.name().starts_with("log.") {
             return;
         }
         let mut v = DefaultVisitor::new(self.writer.by_ref(), self.empty);
         record(&mut v);
         self.result = v.finish();
-        // The default visitor writes every field but `log.*` ones (the `log` crate's metadata,
-        // which the line already shows).
         self.empty = false;
+    }
+
+    /// An integer field: `Debug` and `Display` agree.
+    fn integer(
+        &mut self,
+        field: &Field,
+        value: impl fmt::Display,
+        record: impl FnOnce(&mut DefaultVisitor<'_>),
+    ) {
+        let name = field.name();
+        if self.plain(name) {
+            self.result = self
+                .separate()
+                .and_then(|()| write!(self.writer, "{name}={value}"));
+        } else {
+            self.default(field, record);
+        }
     }
 }
 
@@ -111,37 +128,21 @@ impl Visit for Visitor<'_> {
                 w.write_str(value)?;
                 w.write_char('"')
             });
-        } else if !name.starts_with("log.") {
-            self.default(|v| v.record_str(field, value));
+        } else {
+            self.default(field, |v| v.record_str(field, value));
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        let name = field.name();
-        if self.plain(name) {
-            self.result = self
-                .separate()
-                .and_then(|()| write!(self.writer, "{name}={value}"));
-        } else if !name.starts_with("log.") {
-            self.default(|v| v.record_u64(field, value));
-        }
+        self.integer(field, value, |v| v.record_u64(field, value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        let name = field.name();
-        if self.plain(name) {
-            self.result = self
-                .separate()
-                .and_then(|()| write!(self.writer, "{name}={value}"));
-        } else if !name.starts_with("log.") {
-            self.default(|v| v.record_i64(field, value));
-        }
+        self.integer(field, value, |v| v.record_i64(field, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if !field.name().starts_with("log.") {
-            self.default(|v| v.record_debug(field, value));
-        }
+        self.default(field, |v| v.record_debug(field, value));
     }
 }
 
@@ -279,6 +280,13 @@ mod tests {
             dropped = 1001u64,
             "audit queue full: audit records are being dropped"
         );
+        // As `tracing-log` hands over a `log` record (sled logs through `log`).
+        tracing::info!(
+            log.target = "sled::pagecache",
+            log.line = 12u64,
+            n = 1u64,
+            "from log"
+        );
         tracing::info!("no fields at all");
         tracing::info!(only = "fields, no message");
     }
@@ -309,7 +317,7 @@ mod tests {
             let ours = lines(true, ansi);
             let theirs = lines(false, ansi);
             assert_eq!(ours, theirs, "ansi {ansi}");
-            assert_eq!(ours.lines().count(), 5, "{ours}");
+            assert_eq!(ours.lines().count(), 6, "{ours}");
         }
         let plain = lines(true, false);
         assert!(
