@@ -259,8 +259,9 @@ fn documents(docs: &Documents, query: Option<&str>) -> Response<Full<Bytes>> {
 /// A request's parts, owned so they can move to another thread.
 struct OwnedInbound {
     body: Bytes,
-    content_type: Option<String>,
-    soap_action: Option<String>,
+    // Header values share the connection's read buffer: kept as they are, not copied.
+    content_type: Option<hyper::header::HeaderValue>,
+    soap_action: Option<hyper::header::HeaderValue>,
     tls_oin: Option<Arc<str>>,
 }
 
@@ -268,11 +269,16 @@ impl OwnedInbound {
     fn get(&self) -> Inbound<'_> {
         Inbound {
             body: &self.body,
-            content_type: self.content_type.as_deref(),
-            soap_action: self.soap_action.as_deref(),
+            content_type: header_text(self.content_type.as_ref()),
+            soap_action: header_text(self.soap_action.as_ref()),
             tls_oin: self.tls_oin.as_deref(),
         }
     }
+}
+
+/// A header's value as text; `None` for values that are not visible ASCII.
+fn header_text(v: Option<&hyper::header::HeaderValue>) -> Option<&str> {
+    v.and_then(|v| v.to_str().ok())
 }
 
 /// Runs SOAP work for an endpoint. Signing and verifying are pure CPU (an RSA operation each): with
@@ -308,16 +314,11 @@ async fn soap_post(
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let ep = state.mount(vi).0;
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let content_type = header("content-type");
-    let soap_action = header("soapaction");
+    let content_type = req.headers().get(hyper::header::CONTENT_TYPE).cloned();
+    let soap_action = req.headers().get("soapaction").cloned();
     let limit = state.limits.max_body_bytes;
-    let declared = header("content-length").and_then(|v| v.parse::<u64>().ok());
+    let declared = header_text(req.headers().get(hyper::header::CONTENT_LENGTH))
+        .and_then(|v| v.parse::<u64>().ok());
     let out = if declared.is_some_and(|n| n > limit as u64) {
         // Refuse before reading: the client learns at once, and we read nothing.
         let mut r = soap::reject(ep, &SoapError::TooLarge(limit));
@@ -346,8 +347,8 @@ async fn soap_post(
             Ok(Ok(collected)) => {
                 let owned = OwnedInbound {
                     body: collected.to_bytes(),
-                    content_type: content_type.clone(),
-                    soap_action: soap_action.clone(),
+                    content_type,
+                    soap_action,
                     tls_oin: oin.clone(),
                 };
                 let internal = || {
