@@ -144,6 +144,12 @@ impl Visit for Visitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.default(field, |v| v.record_debug(field, value));
     }
+
+    // Not left to `Visit`'s own `record_error`, which writes the bare `Display`: the default
+    // visitor escapes terminal control characters in it and lists the error's sources.
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.default(field, |v| v.record_error(field, value));
+    }
 }
 
 impl VisitOutput<fmt::Result> for Visitor<'_> {
@@ -254,6 +260,22 @@ mod tests {
         }
     }
 
+    /// An error with a source, both with text from outside.
+    #[derive(Debug)]
+    struct Outer(io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("peer said \u{1b}[2J\u{9b}31m")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
     /// Events with every kind of field value the two visitors tell apart.
     fn events() {
         tracing::info!(
@@ -287,6 +309,11 @@ mod tests {
             n = 1u64,
             "from log"
         );
+        let e = Outer(io::Error::other("disk \u{1b}[31mfull"));
+        tracing::warn!(
+            error = &e as &(dyn std::error::Error + 'static),
+            "an error value"
+        );
         tracing::info!("no fields at all");
         tracing::info!(only = "fields, no message");
     }
@@ -317,7 +344,7 @@ mod tests {
             let ours = lines(true, ansi);
             let theirs = lines(false, ansi);
             assert_eq!(ours, theirs, "ansi {ansi}");
-            assert_eq!(ours.lines().count(), 6, "{ours}");
+            assert_eq!(ours.lines().count(), 7, "{ours}");
         }
         let plain = lines(true, false);
         assert!(
@@ -326,6 +353,10 @@ mod tests {
                  message_id=\"urn:uuid:0b6f0a38-3f1c-4d7e-9a51-8f1e2c3b4d5e\" \
                  bsn=\"*****0006\" code=\"\" status=200 count=3 delta=-7 duration_ms=0.125 ok=true"
             ),
+            "{plain}"
+        );
+        assert!(
+            plain.contains(r"error=peer said \x1b[2J\u{9b}31m error.sources=[disk \x1b[31mfull]"),
             "{plain}"
         );
         // Wire-derived text can never start a line of its own or colour a terminal.
