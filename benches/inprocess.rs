@@ -476,8 +476,8 @@ fn benches(c: &mut Criterion) {
         g.finish();
     }
     {
-        // The per-request info line of `dkd serve` (human format, written to a sink): dkd's
-        // subscriber against tracing-subscriber's defaults.
+        // The per-request info line of `dkd serve` (written to a sink): dkd's subscriber against
+        // tracing-subscriber's defaults, human and JSON.
         let mut g = c.benchmark_group("log");
         let filter = || tracing_subscriber::EnvFilter::new("info");
         let ours = dkd::ops::logging::dispatch(
@@ -497,10 +497,17 @@ fn benches(c: &mut Criterion) {
             false,
             std::io::sink,
         );
+        let json_default: tracing::Dispatch = tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::sink)
+            .json()
+            .flatten_event(true)
+            .into();
         for (name, d) in [
             ("request_line", &ours),
             ("request_line_tracing_defaults", &default),
             ("request_line_json", &json),
+            ("request_line_json_tracing_defaults", &json_default),
         ] {
             tracing::dispatcher::with_default(d, || {
                 g.bench_function(name, |b| {

@@ -25,17 +25,22 @@ impl Drop for Killed {
     }
 }
 
-#[test]
-fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
-    let dir = tempfile::tempdir().expect("tmp");
+/// `dkd serve --demo` in `dir` with `env` set and stderr to `stderr`, until its banner has printed
+/// the curl command: the server, the banner and the command.
+fn serve_demo(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    stderr: Stdio,
+) -> (Killed, String, String) {
     let child = dkd()
         .args(["serve", "--demo"])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
         .env("DKD_ADMIN__LISTEN", "127.0.0.1:0")
         .env("DKD_OPS__LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start dkd");
     let mut child = Killed(child);
@@ -73,32 +78,84 @@ fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
         curl.ends_with("EOF\n"),
         "no complete curl command in the banner:\n{banner}"
     );
+    (child, banner, curl)
+}
+
+/// Runs the banner's curl command: the response body, or `None` (skipped) without curl.
+fn run_curl(curl: &str) -> Option<String> {
+    if Command::new("curl").arg("--version").output().is_err() {
+        skip("curl not installed: cannot run the printed command");
+        return None;
+    }
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(curl)
+        .arg("-s")
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_server, banner, curl) = serve_demo(dir.path(), &[], Stdio::null());
     assert!(banner.contains("?wsdl"), "{banner}");
     assert!(banner.contains("demo BSN"), "{banner}");
     assert!(
         dir.path().join("certs/dev/client.pem").is_file(),
         "dev PKI generated under certs/dev"
     );
-    if Command::new("curl").arg("--version").output().is_err() {
-        skip("curl not installed: cannot run the printed command");
-        return;
-    }
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&curl)
-        .arg("-s")
-        .output()
-        .expect("bash");
-    let body = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let Some(body) = run_curl(&curl) else { return };
     assert!(
         body.contains("<ClientSuwi>") && body.contains("GSDReintegratieInfoResponse"),
         "{body}"
     );
+}
+
+#[test]
+fn json_logs_hold_one_object_per_line_with_the_request_facts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("stderr.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let (_server, _, curl) = serve_demo(dir.path(), &[("DKD_LOG__FORMAT", "json")], file.into());
+    if run_curl(&curl).is_none() {
+        return;
+    }
+    // Lines reach stderr within milliseconds (ops::logwriter).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let request = loop {
+        let text = std::fs::read_to_string(&log).expect("read log");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        if let Some(r) = lines
+            .into_iter()
+            .find(|v| v["message"] == "request" && v["operation"] == "GSDReintegratieInfo")
+        {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no request line in:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(request["level"], "INFO", "{request}");
+    assert_eq!(request["target"], "dkd::http::server", "{request}");
+    assert_eq!(request["outcome"], "found", "{request}");
+    assert_eq!(request["status"], 200, "{request}");
+    let bsn = request["bsn"].as_str().expect("bsn");
+    assert!(
+        bsn.starts_with("******") && bsn.len() == 9,
+        "masked: {request}"
+    );
+    assert!(request["duration_ms"].is_f64(), "{request}");
+    let t = request["timestamp"].as_str().expect("timestamp");
+    assert!(t.ends_with('Z') && t.len() == 27, "{request}");
 }
 
 #[test]
@@ -175,41 +232,20 @@ fn missing_tls_material_exits_with_code_4_and_a_hint() {
     );
 }
 
-/// Starts `dkd serve --demo` in `dir` on free ports; returns the child and the endpoint URL.
-fn serve_demo(dir: &std::path::Path) -> (Killed, String) {
-    let child = dkd()
-        .args(["serve", "--demo"])
-        .current_dir(dir)
-        .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
-        .env("DKD_ADMIN__LISTEN", "127.0.0.1:0")
-        .env("DKD_OPS__LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dkd");
-    let mut child = Killed(child);
-    let stdout = child.0.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some(url) = line.trim().strip_prefix("endpoint : ") {
-            // Keep draining stdout so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines.by_ref() {});
-            return (child, url.to_owned());
-        }
-    }
-    panic!("no endpoint line in the banner");
-}
-
 #[tokio::test]
 async fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path().to_path_buf();
-    let (mut child, url) = tokio::task::spawn_blocking(move || serve_demo(&d))
-        .await
-        .expect("join");
+    let (mut child, banner, _) =
+        tokio::task::spawn_blocking(move || serve_demo(&d, &[], Stdio::null()))
+            .await
+            .expect("join");
+    let url = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("endpoint : "))
+        .unwrap_or_else(|| panic!("no endpoint line in the banner:\n{banner}"))
+        .to_owned();
     let dev = dir.path().join("certs/dev");
     let tls = dkd::http::tls::client_config(
         &dev.join("ca.pem"),
