@@ -334,6 +334,12 @@ mod tests {
     }
 
     impl Capture {
+        /// What `with_writer` takes: every event's writer appends here.
+        fn writer(&self) -> impl Fn() -> Capture + Send + Sync + 'static {
+            let out = self.clone();
+            move || out.clone()
+        }
+
         fn take(&self) -> String {
             let mut v = self.0.lock().expect("capture lock");
             String::from_utf8(std::mem::take(&mut *v)).expect("log lines are UTF-8")
@@ -401,10 +407,7 @@ mod tests {
     /// The lines one subscriber writes for [`events`], the timestamps cut off.
     fn lines(fields: bool, ansi: bool) -> String {
         let out = Capture::default();
-        let writer = {
-            let out = out.clone();
-            move || out.clone()
-        };
+        let writer = out.writer();
         let builder = tracing_subscriber::fmt()
             .with_ansi(ansi)
             .with_writer(writer)
@@ -451,10 +454,7 @@ mod tests {
     /// The JSON lines one subscriber writes for [`events`] and an event in a span.
     fn json_lines(ours: bool) -> String {
         let out = Capture::default();
-        let writer = {
-            let out = out.clone();
-            move || out.clone()
-        };
+        let writer = out.writer();
         let builder = tracing_subscriber::fmt()
             .with_writer(writer)
             .with_timer(Clock)
