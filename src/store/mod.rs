@@ -926,7 +926,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let record = |i: i64| audit::tests::record(1_700_000_000 + i, &format!("urn:uuid:{i}"));
         {
-            let store = Store::open(dir.path()).expect("open");
+            let store = open_when_free(dir.path()).expect("open");
             for i in 0..3 {
                 assert!(store.queue_audit(record(i)));
             }
@@ -937,7 +937,7 @@ pub(crate) mod tests {
             }
             // Dropped without a flush: the writer finishes its queue and lets go of the files.
         }
-        let store = Store::open(dir.path()).expect("reopen: not locked");
+        let store = open_when_free(dir.path()).expect("reopen: not locked");
         let ids: Vec<_> = store
             .audit_since(0)
             .map(|r| r.expect("record").message_id.unwrap_or_default())
@@ -952,7 +952,7 @@ pub(crate) mod tests {
     fn audit_records_an_older_dkd_kept_in_sled_are_read_first_and_pruned() {
         let dir = tempfile::tempdir().expect("tmp");
         let record = audit::tests::record;
-        let store = Store::open(dir.path()).expect("open");
+        let store = open_when_free(dir.path()).expect("open");
         let old = record(1_600_000_000, "legacy");
         store
             .index
@@ -1013,6 +1013,21 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::suwiml::model::{AtlRelatie, Bron, Provision};
+
+    /// Opens the store at `path` once an earlier handle in this process has let go of it: sled
+    /// releases its file lock when the last of its background threads ends, which can be just
+    /// after the handle is dropped (a reopen in CI found it still locked).
+    fn open_when_free(path: &Path) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(path) {
+                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
     use crate::suwiml::types::{Datum, Percentage};
 
     pub(crate) fn person(bsn: &str, gemeenten: &[&str]) -> Person {
@@ -1173,7 +1188,7 @@ pub(crate) mod tests {
     #[test]
     fn a_large_change_set_is_applied_whole_and_leaves_no_journal() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = Store::open(dir.path()).expect("open");
+        let s = open_when_free(dir.path()).expect("open");
         let people = demo(3000);
         let c = s.put_all(&people, "t").expect("put_all");
         assert!(c.added > SMALL_OPS, "must take the journaled path");
@@ -1251,7 +1266,7 @@ pub(crate) mod tests {
         for stop in [0, 1, total_chunks / 2, total_chunks] {
             let dir = tempfile::tempdir().expect("tempdir");
             let before = {
-                let s = Store::open(dir.path()).expect("open");
+                let s = open_when_free(dir.path()).expect("open");
                 s.put_all(&people, "t").expect("put_all");
                 let before = dump(&s);
                 let done = crash_big_change_set(&s, &people, Some(stop));
@@ -1262,7 +1277,7 @@ pub(crate) mod tests {
                 s.flush().expect("flush");
                 before
             };
-            let s = Store::open(dir.path()).expect("reopen");
+            let s = open_when_free(dir.path()).expect("reopen");
             assert_eq!(
                 s.recovery(),
                 Some(&Recovery {
@@ -1276,7 +1291,7 @@ pub(crate) mod tests {
             );
             assert!(s.journal.is_empty());
             drop(s);
-            let again = Store::open(dir.path()).expect("third open");
+            let again = open_when_free(dir.path()).expect("third open");
             assert_eq!(again.recovery(), None);
             assert!(dump(&again) == before);
         }
@@ -1343,14 +1358,14 @@ pub(crate) mod tests {
     fn a_version_3_store_is_upgraded_in_place() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let s = Store::open(dir.path()).expect("open");
+            let s = open_when_free(dir.path()).expect("open");
             put_json_era(&s, &person("123456782", &["0363"]), "0363");
             s.meta
                 .insert(KEY_SCHEMA_VERSION, &3u32.to_be_bytes())
                 .expect("set");
             s.flush().expect("flush");
         }
-        let s = Store::open(dir.path()).expect("v3 opens");
+        let s = open_when_free(dir.path()).expect("v3 opens");
         assert_eq!(s.len(), 1);
         let p = person("123456782", &["0363"]);
         assert_eq!(s.get(&p.bsn).expect("get"), Some(p));
@@ -1473,7 +1488,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = person("123456782", &["0363"]);
         let before = {
-            let s = Store::open(dir.path()).expect("open");
+            let s = open_when_free(dir.path()).expect("open");
             put_json_era(&s, &p, "0363");
             s.meta
                 .insert(KEY_SCHEMA_VERSION, &4u32.to_be_bytes())
@@ -1481,7 +1496,7 @@ pub(crate) mod tests {
             s.flush().expect("flush");
             dump(&s)
         };
-        let s = Store::open(dir.path()).expect("v4 opens");
+        let s = open_when_free(dir.path()).expect("v4 opens");
         assert!(dump(&s) == before, "no entry rewritten");
         assert_eq!(s.get(&p.bsn).expect("get"), Some(p.clone()));
         // A v4 dkd, which would take the binary entries for corrupt ones, now refuses the store.
@@ -1495,12 +1510,12 @@ pub(crate) mod tests {
     fn reopen_keeps_data_and_refuses_foreign_schema_version() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let s = Store::open(dir.path()).expect("open");
+            let s = open_when_free(dir.path()).expect("open");
             s.put(&person("123456782", &["0363"]), "t").expect("put");
             s.flush().expect("flush");
         }
         {
-            let s = Store::open(dir.path()).expect("reopen");
+            let s = open_when_free(dir.path()).expect("reopen");
             assert_eq!(s.len(), 1);
             s.db.open_tree("meta")
                 .expect("meta")
@@ -1509,19 +1524,19 @@ pub(crate) mod tests {
             s.flush().expect("flush");
         }
         assert!(matches!(
-            Store::open(dir.path()),
+            open_when_free(dir.path()),
             Err(StoreError::SchemaVersion { found: 99 })
         ));
         // Nor does it open a store of the next version, or of one before the upgradable ones.
         for found in [SCHEMA_VERSION + 1, 2] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let s = Store::open(dir.path()).expect("open");
+            let s = open_when_free(dir.path()).expect("open");
             s.meta
                 .insert(KEY_SCHEMA_VERSION, &found.to_be_bytes())
                 .expect("set");
             s.flush().expect("flush");
             drop(s);
-            match Store::open(dir.path()) {
+            match open_when_free(dir.path()) {
                 Err(e @ StoreError::SchemaVersion { .. }) => assert!(
                     e.to_string()
                         .contains(&format!("version {found} is not supported")),
