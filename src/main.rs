@@ -284,6 +284,15 @@ enum Command {
     },
 }
 
+/// `println!` for what `serve` and `demo` print while their servers run: a stdout that went away
+/// (a closed pipe) must not take the server down, as `println!`'s panic would.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -1163,7 +1172,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("certs/dev"));
         if !certs::dev_pki_present(&dev_dir) {
-            println!("Generating a development PKI in {} ...", dev_dir.display());
+            say!("Generating a development PKI in {} ...", dev_dir.display());
             if let Err(e) = certs::generate_dev_pki(&dev_dir) {
                 return fail(
                     exit::TLS,
@@ -1192,7 +1201,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
         if let Err(e) = store.put_all(&people, "demo").and_then(|_| store.flush()) {
             return fail(exit::STORE, &format!("cannot load the demo set: {e}"));
         }
-        println!(
+        say!(
             "Loaded {} demo persons into {}",
             people.len(),
             cfg.store.path.display()
@@ -1255,7 +1264,7 @@ fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
     let _log = init_logging(&g_cfg);
     let dev_dir = PathBuf::from("certs/dev");
     if !certs::dev_pki_present(&dev_dir) {
-        println!("Generating a development PKI in {} ...", dev_dir.display());
+        say!("Generating a development PKI in {} ...", dev_dir.display());
         if let Err(e) = certs::generate_dev_pki(&dev_dir) {
             return fail(
                 exit::TLS,
@@ -1364,69 +1373,67 @@ fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store, merged
     } else {
         format!("DKD_ADMIN__LISTEN={} ", g_cfg.admin.listen)
     };
-    println!();
-    println!(
+    say!();
+    say!(
         "dkd {} demo: the DKD chain on this machine",
         env!("CARGO_PKG_VERSION")
     );
-    println!(
+    say!(
         "  gemeente : {}   (demo set; pushes its verwijsindex to the IB)",
         g.public_url()
     );
-    println!("  IB       : {ib_url}   (routes to the gemeenten in its verwijsindex)");
-    println!(
+    say!("  IB       : {ib_url}   (routes to the gemeenten in its verwijsindex)");
+    say!(
         "             gemeente {} delivers a batch file instead: the IB answers for it",
         dkd::demo::DEMO_BATCH_GEMEENTE
     );
     if let Some(v) = ib.verwijsindex_url() {
-        println!("             {v}   (the gemeente's updates arrive here)");
+        say!("             {v}   (the gemeente's updates arrive here)");
     }
     for (who, app) in [("gemeente", g), ("IB", ib)] {
         if let Some(a) = app.ops_addr() {
-            println!("  status   : http://{a}/   ({who}: /healthz /readyz /metrics)");
+            say!("  status   : http://{a}/   ({who}: /healthz /readyz /metrics)");
         }
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "Ask the IB as UWV does: signed, the answer's signature and SignatureConfirmation checked:"
     );
-    println!();
-    println!(
+    say!();
+    say!(
         "cargo run --release -- call {ib_url} --bsn {bsn} --ca {} --cert {} --key {}",
         abs(&dir.join(files::CA)),
         abs(&dir.join(files::CLIENT)),
         abs(&dir.join(files::CLIENT_KEY)),
     );
-    println!();
-    println!("The log then shows two requests: the IB's (oin=…0002, from you) and, routed, the");
-    println!("gemeente's (oin=…0001, the IB's certificate, from_oin=…0002: asked on your behalf);");
-    println!("the IB signs the routed request and checks the gemeente's signed answer, and merges");
-    println!(
+    say!();
+    say!("The log then shows two requests: the IB's (oin=…0002, from you) and, routed, the");
+    say!("gemeente's (oin=…0001, the IB's certificate, from_oin=…0002: asked on your behalf);");
+    say!("the IB signs the routed request and checks the gemeente's signed answer, and merges");
+    say!(
         "it with gemeente {}'s batch delivery into one ClientSuwi.",
         dkd::demo::DEMO_BATCH_GEMEENTE
     );
-    println!();
-    println!("The answer holds LKS, so the IB records a Toets LKS signal (portal:");
+    say!();
+    say!("The answer holds LKS, so the IB records a Toets LKS signal (portal:");
     if let Some(a) = ib.ops_addr() {
-        println!(
-            "http://{a}/portal/<gemeente>/lksri); the gemeente fetches new reports every 10 s:"
-        );
+        say!("http://{a}/portal/<gemeente>/lksri); the gemeente fetches new reports every 10 s:");
     }
     if let Some(a) = g.ops_addr() {
-        println!("the vangnetter case and its Wvp milestones appear on http://{a}/ and in");
+        say!("the vangnetter case and its Wvp milestones appear on http://{a}/ and in");
     }
-    println!(
+    say!(
         "  {admin}DKD_STORE__PATH={} cargo run --release -- signals list",
         g_cfg.store.path.display()
     );
-    println!();
-    println!("The push (the outbox): pending, parked and delivered updates:");
-    println!();
-    println!(
+    say!();
+    say!("The push (the outbox): pending, parked and delivered updates:");
+    say!();
+    say!(
         "{admin}DKD_STORE__PATH={} cargo run --release -- sync --status",
         g_cfg.store.path.display()
     );
-    println!();
+    say!();
 }
 
 async fn shutdown_signal() {
@@ -1467,30 +1474,28 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
         .ok()
         .and_then(|v| v.into_iter().next())
         .map(|p| p.bsn.to_string());
-    println!();
-    println!(
+    say!();
+    say!(
         "dkd {} serving GSDDossierReintegratie-v0200",
         env!("CARGO_PKG_VERSION")
     );
-    println!("  endpoint : {url}");
-    println!("  WSDL     : {url}?wsdl");
+    say!("  endpoint : {url}");
+    say!("  WSDL     : {url}?wsdl");
     if let Some(v) = app.verwijsindex_url() {
-        println!(
-            "  IB role  : {v}   (IBVerwijsindex; GSDReintegratieInfo is routed to the gemeenten)"
-        );
+        say!("  IB role  : {v}   (IBVerwijsindex; GSDReintegratieInfo is routed to the gemeenten)");
     }
     if let Some(a) = app.ops_addr() {
-        println!("  status   : http://{a}/   (/healthz /readyz /metrics)");
+        say!("  status   : http://{a}/   (/healthz /readyz /metrics)");
     }
     if let Some(a) = app.admin_addr() {
-        println!("  admin    : http://{a}/persons/{{bsn}}   (JSON: GET, PUT, DELETE)");
+        say!("  admin    : http://{a}/persons/{{bsn}}   (JSON: GET, PUT, DELETE)");
     }
     // No count here: counting walks the whole index (seconds at 10^6 persons); `dkd report` and
     // the status page have the figures.
-    println!("  store    : {}", cfg.store.path.display());
-    println!("  allowed  : {}", cfg.auth.allowed_oins.join(", "));
+    say!("  store    : {}", cfg.store.path.display());
+    say!("  allowed  : {}", cfg.auth.allowed_oins.join(", "));
     if let Some(bsn) = &bsn {
-        println!(
+        say!(
             "  demo BSN : {bsn}   (unknown but valid: {})",
             dkd::demo::UNKNOWN_BSN
         );
@@ -1503,25 +1508,25 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
             bsn.as_deref().unwrap_or(dkd::demo::UNKNOWN_BSN),
             &dkd::soap::new_message_id(),
         );
-        println!();
-        println!("Try it (paste into a shell):");
-        println!();
-        println!(
+        say!();
+        say!("Try it (paste into a shell):");
+        say!();
+        say!(
             "curl --cacert {} --cert {} --key {} \\\n  -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: \"\"' \\\n  --data-binary @- {url} <<'EOF'",
             abs(&dir.join(files::CA)),
             abs(&dir.join(files::CLIENT)),
             abs(&dir.join(files::CLIENT_KEY)),
         );
-        print!("{request}");
-        println!("EOF");
-        println!();
-        println!("Signing is \"optional\" in demo mode, so that unsigned curl works; responses are signed.");
-        println!(
+        say!("{}", request.trim_end_matches('\n'));
+        say!("EOF");
+        say!();
+        say!("Signing is \"optional\" in demo mode, so that unsigned curl works; responses are signed.");
+        say!(
             "A request signed per 2W-be-S (Body, Timestamp, every WS-Addressing header), with the"
         );
-        println!("response's signature and SignatureConfirmation checked:");
-        println!();
-        println!(
+        say!("response's signature and SignatureConfirmation checked:");
+        say!();
+        say!(
             "cargo run --release -- call {url} --bsn {} --ca {} --cert {} --key {}",
             bsn.as_deref().unwrap_or(dkd::demo::UNKNOWN_BSN),
             abs(&dir.join(files::CA)),
@@ -1529,5 +1534,5 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
             abs(&dir.join(files::CLIENT_KEY)),
         );
     }
-    println!();
+    say!();
 }

@@ -119,6 +119,52 @@ fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
 }
 
 #[test]
+fn serve_keeps_running_when_its_stdout_is_closed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ops = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let mut child = Killed(
+        dkd()
+            .args(["serve", "--demo"])
+            .current_dir(dir.path())
+            .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
+            .env("DKD_ADMIN__LISTEN", "127.0.0.1:0")
+            .env("DKD_OPS__LISTEN", ops.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dkd"),
+    );
+    // Nobody reads the banner: every line of it meets a closed pipe.
+    drop(child.0.stdout.take());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let answer = loop {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("dkd exited ({status}) when its stdout was closed");
+        }
+        let got = std::net::TcpStream::connect(ops).and_then(|mut c| {
+            use std::io::{Read, Write};
+            c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
+            let mut r = String::new();
+            c.read_to_string(&mut r)?;
+            Ok(r)
+        });
+        match got {
+            Ok(r) => break r,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("/healthz never answered: {e}"),
+        }
+    };
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        matches!(child.0.try_wait(), Ok(None)),
+        "dkd still runs after its banner"
+    );
+}
+
+#[test]
 fn json_logs_hold_one_object_per_line_with_the_request_facts() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = dir.path().join("stderr.log");
