@@ -25,6 +25,17 @@ impl Drop for Killed {
     }
 }
 
+/// `dkd serve --demo` in `dir`, every listener on a free port (later `env` calls override).
+fn serve_demo_command(dir: &std::path::Path) -> Command {
+    let mut c = dkd();
+    c.args(["serve", "--demo"])
+        .current_dir(dir)
+        .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
+        .env("DKD_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("DKD_OPS__LISTEN", "127.0.0.1:0");
+    c
+}
+
 /// `dkd serve --demo` in `dir` with `env` set and stderr to `stderr`, until its banner has printed
 /// the curl command: the server, the banner and the command.
 fn serve_demo(
@@ -32,12 +43,7 @@ fn serve_demo(
     env: &[(&str, &str)],
     stderr: Stdio,
 ) -> (Killed, String, String) {
-    let child = dkd()
-        .args(["serve", "--demo"])
-        .current_dir(dir)
-        .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
-        .env("DKD_ADMIN__LISTEN", "127.0.0.1:0")
-        .env("DKD_OPS__LISTEN", "127.0.0.1:0")
+    let child = serve_demo_command(dir)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -121,16 +127,10 @@ fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
 #[test]
 fn serve_keeps_running_when_its_stdout_is_closed() {
     let dir = tempfile::tempdir().expect("tmp");
-    let ops = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let ops = format!("127.0.0.1:{}", free_port());
     let mut child = Killed(
-        dkd()
-            .args(["serve", "--demo"])
-            .current_dir(dir.path())
-            .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
-            .env("DKD_ADMIN__LISTEN", "127.0.0.1:0")
-            .env("DKD_OPS__LISTEN", ops.to_string())
+        serve_demo_command(dir.path())
+            .env("DKD_OPS__LISTEN", &ops)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -143,7 +143,7 @@ fn serve_keeps_running_when_its_stdout_is_closed() {
         if let Ok(Some(status)) = child.0.try_wait() {
             panic!("dkd exited ({status}) when its stdout was closed");
         }
-        let got = std::net::TcpStream::connect(ops).and_then(|mut c| {
+        let got = std::net::TcpStream::connect(&ops).and_then(|mut c| {
             use std::io::{Read, Write};
             c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
             let mut r = String::new();
@@ -425,12 +425,8 @@ fn free_port() -> u16 {
 fn store_commands_work_while_serving_through_the_admin_api() {
     let dir = tempfile::tempdir().expect("tmp");
     let admin = format!("127.0.0.1:{}", free_port());
-    let child = dkd()
-        .args(["serve", "--demo"])
-        .current_dir(dir.path())
-        .env("DKD_SERVER__LISTEN", "127.0.0.1:0")
+    let child = serve_demo_command(dir.path())
         .env("DKD_ADMIN__LISTEN", &admin)
-        .env("DKD_OPS__LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
