@@ -284,17 +284,64 @@ enum Command {
     },
 }
 
-/// `println!` for what `serve` and `demo` print while their servers run: a stdout that went away
-/// (a closed pipe) must not take the server down, as `println!`'s panic would.
+/// `println!` without its panic: a stdout that went away (`dkd report | head`, a server's banner
+/// nobody reads) or cannot be written (a full disk) must not abort a command halfway, after its
+/// store work or in a running server. The first failure is kept and [`finish`] reports it.
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
+    () => {
+        put(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        put(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` likewise.
+macro_rules! put {
+    ($($arg:tt)*) => {
+        put(format_args!($($arg)*))
+    };
+}
+
+/// Why stdout could not be written, the first time it could not.
+static STDOUT_FAILED: std::sync::OnceLock<std::io::Error> = std::sync::OnceLock::new();
+
+fn put(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if STDOUT_FAILED.get().is_some() {
+        return;
+    }
+    if let Err(e) = std::io::stdout().write_fmt(text) {
+        let _ = STDOUT_FAILED.set(e);
+    }
+}
+
+/// The command's exit code, unless its output was lost. A reader that stopped reading (a closed
+/// pipe) got what it wanted, as `head` does; any other write failure makes a successful command
+/// fail, so a script that redirected the output into a file learns that the file is incomplete.
+fn finish(code: ExitCode) -> ExitCode {
+    match STDOUT_FAILED.get() {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            let failed = fail(
+                exit::FAILURE,
+                &format!("cannot write to standard output: {e}"),
+            );
+            if code == ExitCode::SUCCESS {
+                failed
+            } else {
+                code
+            }
+        }
+        _ => code,
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    finish(run(cli))
+}
+
+fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config, demo } => serve(config.as_deref(), demo),
         Command::Demo { dir, port_shift } => demo_chain(&dir, port_shift),
@@ -380,8 +427,7 @@ fn main() -> ExitCode {
                 ProbeFormat::Nagios => dkd::probe::nagios_line(&result) + "\n",
                 ProbeFormat::Prometheus => dkd::probe::prometheus(&result),
             };
-            use std::io::Write;
-            let _ = std::io::stdout().write_all(out.as_bytes());
+            put!("{out}");
             match (format, result.status) {
                 (ProbeFormat::Prometheus, s) if s != dkd::probe::Status::Unknown => {
                     ExitCode::SUCCESS
@@ -394,22 +440,22 @@ fn main() -> ExitCode {
         } => config_check(&file),
         Command::Certs { dir } => match certs::generate_dev_pki(&dir) {
             Ok(()) => {
-                println!("Development PKI written to {}:", dir.display());
-                println!(
+                say!("Development PKI written to {}:", dir.display());
+                say!(
                     "  {}  CA (trust this; it is the client CA bundle in demo mode)",
                     files::CA
                 );
-                println!(
+                say!(
                     "  {} / {}  server, localhost and 127.0.0.1",
                     files::SERVER,
                     files::SERVER_KEY
                 );
-                println!(
+                say!(
                     "  {} / {}  client, OIN {DEMO_CLIENT_OIN} (allowed in demo)",
                     files::CLIENT,
                     files::CLIENT_KEY
                 );
-                println!(
+                say!(
                     "  {} / {}  client, OIN {} (not allowed)",
                     files::UNLISTED,
                     files::UNLISTED_KEY,
@@ -566,7 +612,7 @@ fn import(
             if strict && !report.rejected.is_empty() {
                 eprintln!("dkd: --strict: the whole file is rejected; nothing was written");
             }
-            println!("{}", report.summary());
+            say!("{}", report.summary());
             if report.rejected.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -623,21 +669,22 @@ fn audit(
         }
         rows.push(r);
     }
-    use std::io::Write;
-    let mut out = std::io::stdout();
     match format {
         AuditFormat::Json => {
-            let _ = writeln!(
-                out,
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&rows).unwrap_or_default()
             );
         }
         AuditFormat::Table => {
-            let _ = writeln!(
-                out,
+            say!(
                 "{:<20} {:<9} {:<20} {:<20} {:<10} {:<6} message_id",
-                "time (UTC)", "bsn", "tls_oin", "from_oin", "outcome", "code"
+                "time (UTC)",
+                "bsn",
+                "tls_oin",
+                "from_oin",
+                "outcome",
+                "code"
             );
             for r in &rows {
                 let t = time::OffsetDateTime::from_unix_timestamp(r.at)
@@ -653,8 +700,7 @@ fn audit(
                         )
                     })
                     .unwrap_or_default();
-                let _ = writeln!(
-                    out,
+                say!(
                     "{t:<20} {:<9} {:<20} {:<20} {:<10} {:<6} {}",
                     r.bsn.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
                     r.tls_oin.as_deref().unwrap_or("-"),
@@ -678,11 +724,11 @@ fn config_check(file: &Path) -> ExitCode {
             if cfg.security.sign_key.is_some() {
                 cfg.security.sign_key = Some(PathBuf::from("********"));
             }
-            println!(
+            say!(
                 "# {} is valid. Effective settings (defaults and DKD_* overrides applied):",
                 file.display()
             );
-            print!("{}", cfg.to_toml());
+            put!("{}", cfg.to_toml());
             ExitCode::SUCCESS
         }
         Err(e) => fail(exit::CONFIG, &e.to_string()),
@@ -715,7 +761,7 @@ fn demo_file(persons: usize, out: &Path) -> ExitCode {
     }
     match std::fs::write(out, s) {
         Ok(()) => {
-            println!("wrote {persons} persons to {}", out.display());
+            say!("wrote {persons} persons to {}", out.display());
             ExitCode::SUCCESS
         }
         Err(e) => fail(exit::FAILURE, &format!("{}: {e}", out.display())),
@@ -735,7 +781,7 @@ fn sweep(dry_run: bool, common: &Common) -> ExitCode {
         dry_run,
     ) {
         Ok(r) => {
-            println!(
+            say!(
                 "{} entries examined, {} {} the index ({})",
                 r.examined,
                 r.removed,
@@ -770,11 +816,11 @@ fn sync(retry_parked: bool, full: bool, as_json: bool, common: &Common) -> ExitC
         Err(e) => return control_fail(&e),
     };
     if as_json {
-        println!("{}", serde_json::json!(r));
+        say!("{}", serde_json::json!(r));
     } else {
         match action {
-            SyncAction::RetryParked => println!("{} parked entries queued again", r.queued),
-            SyncAction::Full => println!(
+            SyncAction::RetryParked => say!("{} parked entries queued again", r.queued),
+            SyncAction::Full => say!(
                 "{} entries queued: the whole index will be sent again",
                 r.queued
             ),
@@ -786,20 +832,21 @@ fn sync(retry_parked: bool, full: bool, as_json: bool, common: &Common) -> ExitC
             .oldest_pending_at
             .map(|t| format!("{} s", (now - t).max(0)))
             .unwrap_or_else(|| "-".into());
-        println!(
+        say!(
             "pending {}   parked {}   oldest pending {}   delivered {}",
-            r.status.pending, r.status.parked, age, r.status.sent
+            r.status.pending,
+            r.status.parked,
+            age,
+            r.status.sent
         );
         if let Some(e) = &r.status.last_error {
-            println!("last error: {e}");
+            say!("last error: {e}");
         }
         if !cfg.pushes() {
-            println!(
-                "note: push.url is not set: nothing is sent (and index changes are not queued)"
-            );
+            say!("note: push.url is not set: nothing is sent (and index changes are not queued)");
         }
         for p in &r.parked {
-            println!(
+            say!(
                 "parked: BSN {} gemeente {} IndDkd {}: {}",
                 p.bsn.masked(),
                 p.gemeente,
@@ -824,13 +871,13 @@ fn signals(action: SignalsAction) -> ExitCode {
             };
             match backend.signals_fetch(&cfg) {
                 Ok(r) => {
-                    println!(
+                    say!(
                         "{} report(s) fetched, {} new vangnetter case(s)",
                         r.files.len(),
                         r.new_cases
                     );
                     for f in &r.files {
-                        println!("  {f}");
+                        say!("  {f}");
                     }
                     for e in &r.errors {
                         eprintln!("error: {e}");
@@ -857,11 +904,11 @@ fn signals(action: SignalsAction) -> ExitCode {
             let rows = dkd::report::cases(&cases, today);
             let overdue = rows.iter().any(|r| r.overdue > 0);
             match format {
-                AuditFormat::Json => println!(
+                AuditFormat::Json => say!(
                     "{}",
                     serde_json::to_string_pretty(&rows).unwrap_or_default()
                 ),
-                AuditFormat::Table => print!("{}", dkd::report::cases_table(&rows)),
+                AuditFormat::Table => put!("{}", dkd::report::cases_table(&rows)),
             }
             if overdue {
                 ExitCode::from(exit::FAILURE)
@@ -895,7 +942,7 @@ fn signals(action: SignalsAction) -> ExitCode {
                     &format!("no vangnetter case for BSN {}", b.masked()),
                 ),
                 Ok(n) => {
-                    println!("first sick day {} recorded on {n} case(s)", d.as_str());
+                    say!("first sick day {} recorded on {n} case(s)", d.as_str());
                     ExitCode::SUCCESS
                 }
                 Err(e) => control_fail(&e),
@@ -942,7 +989,7 @@ fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> ExitCode {
     for h in &hits {
         let v = &h.provision;
         {
-            println!(
+            say!(
                 "gemeente {}: LKS {} from {} to {}, loonwaarde {}",
                 h.gemeente,
                 v.registratienr.as_deref().unwrap_or("-"),
@@ -956,14 +1003,14 @@ fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> ExitCode {
     }
     let d = dkd::suwiml::types::Datum::from_date(date);
     if yes {
-        println!(
+        say!(
             "JA: LKS granted or paid in the {} days before {}",
             cfg.retention.window_days,
             d.as_str()
         );
         ExitCode::SUCCESS
     } else {
-        println!(
+        say!(
             "NEE: no LKS in the {} days before {}",
             cfg.retention.window_days,
             d.as_str()
@@ -988,8 +1035,7 @@ fn report(format: ReportFormat, common: &Common) -> ExitCode {
             ReportFormat::Csv => dkd::report::ib_csv(&rows),
             ReportFormat::Json => serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n",
         };
-        use std::io::Write;
-        let _ = std::io::stdout().write_all(out.as_bytes());
+        put!("{out}");
         return ExitCode::SUCCESS;
     }
     let rows = match backend.report(cfg.retention.window_days, today) {
@@ -1009,8 +1055,7 @@ fn report(format: ReportFormat, common: &Common) -> ExitCode {
             )));
         }
     }
-    use std::io::Write;
-    let _ = std::io::stdout().write_all(out.as_bytes());
+    put!("{out}");
     ExitCode::SUCCESS
 }
 
@@ -1104,11 +1149,7 @@ fn call(a: CallArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(exit::FAILURE, &e.to_string()),
     };
-    {
-        use std::io::Write;
-        // A closed pipe (`| head`) is not an error worth a panic.
-        let _ = writeln!(std::io::stdout(), "{}", r.body);
-    }
+    say!("{}", r.body);
     let sig = match &r.signature {
         Some(Ok(v)) => format!("valid, signer OIN {}", v.signer_oin),
         Some(Err(e)) => format!("INVALID: {e}"),

@@ -726,3 +726,59 @@ fn ib_batch_import_replaces_the_delivery_and_refuses_other_gemeenten() {
         assert!(err.contains(says), "{gemeente:?}: {err}");
     }
 }
+
+#[test]
+fn one_shot_commands_finish_their_work_when_stdout_is_closed_or_full() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lks-0363.csv");
+    let cmd = |args: &[&str]| {
+        let mut c = dkd();
+        c.args(args)
+            .current_dir(dir.path())
+            .env("DKD_STORE__PATH", &store);
+        c
+    };
+    // The reader went away before the summary (`dkd import … | head -c0`): the import still
+    // commits, exits 0 as `head` expects, and does not panic.
+    let mut child = cmd(&[
+        "import",
+        example.to_str().expect("path"),
+        "--mode",
+        "full",
+        "--gemeente",
+        "0363",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start dkd import");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("import");
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {se}", out.status);
+    assert!(!se.contains("panicked"), "{se}");
+    let out = cmd(&["report", "--format", "json"])
+        .output()
+        .expect("report");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let g = v
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["gemeente"] == "0363")
+        .expect("the import was committed");
+    assert_eq!(g["last_import"]["mode"], "full", "{g}");
+    // Output that cannot be written (a full disk) is a failure the caller must see.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = cmd(&["report"]).stdout(full).output().expect("report");
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(
+        se.contains("cannot write to standard output") && !se.contains("panicked"),
+        "{se}"
+    );
+}
