@@ -212,14 +212,22 @@ pub fn is_absolute_uri(s: &str) -> bool {
     let Some((scheme, rest)) = s.split_once(':') else {
         return false;
     };
+    // On bytes: a scheme is ASCII, and so is nearly every URI. Decoding characters and asking
+    // Unicode's whitespace table for each was ~5 % of an unsigned answer's instructions.
     let scheme_ok = scheme
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic())
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphabetic)
         && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-    scheme_ok && !rest.is_empty() && !s.chars().any(char::is_whitespace)
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    let spaced = if s.is_ascii() {
+        // char::is_whitespace on ASCII: TAB, LF, VT, FF, CR and space.
+        s.bytes().any(|b| matches!(b, b'\t'..=b'\r' | b' '))
+    } else {
+        s.chars().any(char::is_whitespace)
+    };
+    scheme_ok && !rest.is_empty() && !spaced
 }
 
 #[cfg(test)]
@@ -249,5 +257,42 @@ mod tests {
         assert!(!is_absolute_uri("abc"));
         assert!(!is_absolute_uri("urn:uuid: x"));
         assert!(!is_absolute_uri(":x"));
+    }
+
+    /// The byte-wise check against the character-wise definition it replaced, over every string
+    /// of up to four pieces from a set that holds each kind of edge: ASCII and Unicode
+    /// whitespace (VT, FF, NBSP, U+2028, U+3000), scheme punctuation, a non-ASCII letter.
+    #[test]
+    fn absolute_uri_check_agrees_with_its_character_wise_definition() {
+        fn reference(s: &str) -> bool {
+            let Some((scheme, rest)) = s.split_once(':') else {
+                return false;
+            };
+            scheme
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && !rest.is_empty()
+                && !s.chars().any(char::is_whitespace)
+        }
+        let pieces = [
+            "a", "Z", "9", "+", "-", ".", ":", "/", " ", "\t", "\u{b}", "\u{c}", "\r", "\n",
+            "\u{a0}", "\u{2028}", "\u{3000}", "é", "_", "\u{85}",
+        ];
+        let mut n = 0;
+        let mut stack = vec![String::new()];
+        while let Some(s) = stack.pop() {
+            assert_eq!(is_absolute_uri(&s), reference(&s), "{s:?}");
+            n += 1;
+            if s.chars().count() < 4 {
+                for p in pieces {
+                    stack.push(format!("{s}{p}"));
+                }
+            }
+        }
+        assert!(n > 160_000, "{n}");
     }
 }

@@ -22,6 +22,7 @@ use crate::xml::{
 };
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{PrefixDeclaration, QName};
+use std::borrow::Cow;
 
 /// What the full path would read from an accepted request: its WS-Addressing headers (not yet
 /// validated) and the BSN of its GSDReintegratieInfo (format and 11-test passed).
@@ -218,14 +219,15 @@ const MAX_ATTRIBUTES: usize = 8;
 /// Reads a GSDReintegratieInfo request of the common shape; `None` for anything else (the full
 /// path then decides).
 pub fn read(bytes: &[u8]) -> Option<Simple> {
-    let mut reader = plain_tokenizer(std::str::from_utf8(bytes).ok()?);
+    let input = std::str::from_utf8(bytes).ok()?;
+    let mut reader = plain_tokenizer(input);
     let mut scope = Scope::new();
 
     let mut stack: Vec<Frame> = Vec::with_capacity(6);
     let (mut root_done, mut header_seen, mut body_seen) = (false, false, false);
     let (mut request_seen, mut address_seen) = (false, false);
     // Borrowed from the input: only the trimmed value is copied.
-    let mut value: Option<std::borrow::Cow<'_, str>> = None;
+    let mut value: Option<&str> = None;
     let mut bsn: Option<Bsn> = None;
     let mut a = Addressing::default();
     let mut first = true;
@@ -324,12 +326,15 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
                     }
                     Frame::Burgerservicenr => {
                         // Not trimmed: the full path reads the text as it is.
-                        bsn = Some(Bsn::parse(value.take().as_deref().unwrap_or_default()).ok()?);
+                        bsn = Some(Bsn::parse(value.take().unwrap_or_default()).ok()?);
                     }
                 }
             }
             Event::Text(t) => {
-                let s = t.decode().ok()?;
+                let s = match t.into_inner() {
+                    Cow::Borrowed(b) => within(input, b)?,
+                    Cow::Owned(_) => return None,
+                };
                 // Line ends are normalised by the full path: leave such text to it.
                 if s.len() > LIMITS.max_text_bytes || s.contains('\r') || check_chars(&s).is_err() {
                     return None;
@@ -341,7 +346,8 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
                         }
                         value = Some(s);
                     }
-                    _ if s.trim().is_empty() => {}
+                    // Narrower than the full path's `trim`: ASCII only (CR is gone above).
+                    _ if s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n')) => {}
                     _ => return None,
                 }
             }
@@ -369,6 +375,14 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
         addressing: a,
         bsn: bsn?,
     })
+}
+
+/// `part` of `input` as the `str` it is there: the input was checked as UTF-8 once, where
+/// quick-xml's `decode` checks every text again. `None` if `part` is not a whole-character piece
+/// of `input`.
+fn within<'a>(input: &'a str, part: &[u8]) -> Option<&'a str> {
+    let start = (part.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
+    input.get(start..start.checked_add(part.len())?)
 }
 
 /// Checks a start tag's attributes as the full parser does, adds its namespace declarations to
