@@ -6,7 +6,9 @@
 #   DKD_EXP=0  dkd as it is (the patched binary takes the normal path);
 #   DKD_EXP=1  every answer after the first is the first answer again: no SOAP work (parse,
 #              checks, lookup, writing), but the transport, log line, metrics and audit as usual;
-#   DKD_EXP=2  as 1, without the log line, the metrics and the audit record.
+#   DKD_EXP=2  as 1, without the log line, the metrics and the audit record;
+#   DKD_EXP=3  as 1, plus the least the fixed crates cost per answer: the request tokenized by
+#              quick-xml (no checks) and one sled point get. What no dkd on these crates undercuts.
 #
 #   bash benches/stack.sh [--rounds 3] [--secs 5]
 set -euo pipefail
@@ -19,7 +21,7 @@ mkdir -p target/bench-results
 cp target/release/dkd target/bench-results/dkd-fixed-answer
 git apply -R benches/fixed-answer.patch
 trap - EXIT
-for e in 0 1 2; do
+for e in ${STACK_EXPS:-0 1 3 2}; do
   echo "== DKD_EXP=$e"
   DKD_EXP=$e DKD_BIN=$PWD/target/bench-results/dkd-fixed-answer bash benches/ratio.sh --only unsigned "$@" 2>/dev/null \
     | grep -E '^\| [0-9]|^median|^\(every'
