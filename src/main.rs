@@ -296,6 +296,15 @@ macro_rules! say {
     };
 }
 
+/// `eprintln!` without its panic: a message about a failure must not become another failure
+/// (stderr on a full disk).
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// `print!` likewise.
 macro_rules! put {
     ($($arg:tt)*) => {
@@ -316,29 +325,48 @@ fn put(text: std::fmt::Arguments<'_>) {
     }
 }
 
-/// The command's exit code, unless its output was lost. A reader that stopped reading (a closed
-/// pipe) got what it wanted, as `head` does; any other write failure makes a successful command
-/// fail, so a script that redirected the output into a file learns that the file is incomplete.
-fn finish(code: ExitCode) -> ExitCode {
-    match STDOUT_FAILED.get() {
-        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            let failed = fail(
-                exit::FAILURE,
-                &format!("cannot write to standard output: {e}"),
-            );
-            if code == ExitCode::SUCCESS {
-                failed
-            } else {
-                code
-            }
+/// What becomes of a command's exit code when its output was lost (not to a closed pipe: a
+/// reader that stopped reading, as `head` does, got what it wanted).
+#[derive(Clone, Copy)]
+enum Lost {
+    /// A successful command fails with `exit::FAILURE`, so a script that redirected the output
+    /// into a file learns that the file is incomplete; a failed one keeps its own code.
+    Fails,
+    /// The exit code is the answer (`toets`: JA/NEE, `probe`: a Nagios state): it becomes the
+    /// command's own code for "no answer" (`toets` 2, `probe` 3 UNKNOWN), whatever it was.
+    Unanswered(u8),
+    /// A server's banner: said on stderr; the exit code stays that of the shutdown, which a
+    /// service manager would otherwise take for a failure days later.
+    Said,
+}
+
+fn finish(code: ExitCode, lost: Lost) -> ExitCode {
+    let Some(e) = STDOUT_FAILED
+        .get()
+        .filter(|e| e.kind() != std::io::ErrorKind::BrokenPipe)
+    else {
+        return code;
+    };
+    let msg = format!("cannot write to standard output: {e}");
+    match lost {
+        Lost::Fails if code == ExitCode::SUCCESS => fail(exit::FAILURE, &msg),
+        Lost::Unanswered(c) => fail(c, &msg),
+        Lost::Fails | Lost::Said => {
+            let _ = fail(exit::FAILURE, &msg);
+            code
         }
-        _ => code,
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    finish(run(cli))
+    let lost = match &cli.command {
+        Command::Serve { .. } | Command::Demo { .. } => Lost::Said,
+        Command::Toets { .. } => Lost::Unanswered(TOETS_ERROR),
+        Command::Probe { .. } => Lost::Unanswered(dkd::probe::Status::Unknown.exit_code()),
+        _ => Lost::Fails,
+    };
+    finish(run(cli), lost)
 }
 
 fn run(cli: Cli) -> ExitCode {
@@ -589,9 +617,7 @@ fn import(
     };
     let name = file.display().to_string();
     if backend.is_remote() {
-        eprintln!(
-            "dkd: the store is in use by a running dkd serve; importing through its admin API"
-        );
+        tell!("dkd: the store is in use by a running dkd serve; importing through its admin API");
     }
     let result = backend.import(&name, bytes, &opts, &mut |n| {
         if let Some(b) = &bar {
@@ -604,13 +630,16 @@ fn import(
     match result {
         Ok(report) => {
             for r in &report.rejected {
-                eprintln!(
+                tell!(
                     "{name}:{}: {}: {:?}: {}",
-                    r.line, r.field, r.value, r.reason
+                    r.line,
+                    r.field,
+                    r.value,
+                    r.reason
                 );
             }
             if strict && !report.rejected.is_empty() {
-                eprintln!("dkd: --strict: the whole file is rejected; nothing was written");
+                tell!("dkd: --strict: the whole file is rejected; nothing was written");
             }
             say!("{}", report.summary());
             if report.rejected.is_empty() {
@@ -880,7 +909,7 @@ fn signals(action: SignalsAction) -> ExitCode {
                         say!("  {f}");
                     }
                     for e in &r.errors {
-                        eprintln!("error: {e}");
+                        tell!("error: {e}");
                     }
                     if r.errors.is_empty() {
                         ExitCode::SUCCESS
@@ -951,8 +980,11 @@ fn signals(action: SignalsAction) -> ExitCode {
     }
 }
 
+/// `toets`'s exit code when it has no answer (0 is JA, 1 NEE).
+const TOETS_ERROR: u8 = 2;
+
 fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> ExitCode {
-    const ERROR: u8 = 2;
+    const ERROR: u8 = TOETS_ERROR;
     let bsn = match dkd::suwiml::types::Bsn::parse(bsn) {
         Ok(b) => b,
         Err(_) => {
@@ -1155,7 +1187,7 @@ fn call(a: CallArgs) -> ExitCode {
         Some(Err(e)) => format!("INVALID: {e}"),
         None => "not checked".into(),
     };
-    eprintln!(
+    tell!(
         "HTTP {} {}{}; response signature {sig}; RelatesTo {}",
         r.status,
         r.kind,
@@ -1180,7 +1212,7 @@ fn call(a: CallArgs) -> ExitCode {
 }
 
 fn fail(code: u8, msg: &str) -> ExitCode {
-    eprintln!("dkd: error: {msg}");
+    tell!("dkd: error: {msg}");
     ExitCode::from(code)
 }
 

@@ -336,7 +336,7 @@ pub fn read(bytes: &[u8]) -> Option<Simple> {
                     Cow::Owned(_) => return None,
                 };
                 // Line ends are normalised by the full path: leave such text to it.
-                if s.len() > LIMITS.max_text_bytes || s.contains('\r') || check_chars(&s).is_err() {
+                if s.len() > LIMITS.max_text_bytes || s.contains('\r') || check_chars(s).is_err() {
                     return None;
                 }
                 match stack.last() {

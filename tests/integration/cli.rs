@@ -781,4 +781,69 @@ fn one_shot_commands_finish_their_work_when_stdout_is_closed_or_full() {
         se.contains("cannot write to standard output") && !se.contains("panicked"),
         "{se}"
     );
+    // Where the exit code is the answer, a lost answer is no answer: `toets` exits 2, not the 0
+    // (JA) it found, nor the 1 that would read as NEE.
+    let out = cmd(&["toets", "328246827"]).output().expect("toets");
+    assert_eq!(out.status.code(), Some(0), "JA with its output");
+    for bsn in ["328246827", "123456782"] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let out = cmd(&["toets", bsn]).stdout(full).output().expect("toets");
+        let se = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bsn}: {se}");
+        assert!(se.contains("cannot write to standard output"), "{se}");
+    }
+}
+
+#[test]
+fn a_server_whose_banner_met_a_full_disk_still_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ops = format!("127.0.0.1:{}", free_port());
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut child = Killed(
+        serve_demo_command(dir.path())
+            .env("DKD_OPS__LISTEN", &ops)
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start dkd"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let drained = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = std::net::TcpStream::connect(&ops).and_then(|mut c| {
+            use std::io::{Read, Write};
+            c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
+            let mut r = String::new();
+            c.read_to_string(&mut r)?;
+            Ok(r.starts_with("HTTP/1.1 200"))
+        });
+        match up {
+            Ok(true) => break,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            other => panic!("/healthz never answered: {other:?}"),
+        }
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let status = child.0.wait().expect("dkd exits after SIGTERM");
+    let se = drained.join().expect("stderr");
+    assert_eq!(status.code(), Some(0), "{se}");
+    assert!(
+        se.contains("cannot write to standard output") && !se.contains("panicked"),
+        "{se}"
+    );
 }
