@@ -336,6 +336,9 @@ struct Shared {
 #[derive(Default)]
 struct Stats {
     lat_us: Vec<u32>,
+    /// Open loop only: from each request's scheduled start to its whole answer, so that a request
+    /// sent late (a backlog behind busy connections) counts its wait (no coordinated omission).
+    sched_us: Vec<u32>,
     bytes: u64,
     status_errors: u64,
     body_errors: u64,
@@ -357,8 +360,10 @@ async fn connection(shared: Arc<Shared>, mut sender: Option<Sender>) -> Stats {
     let mut st = Stats::default();
     loop {
         let i = shared.next.fetch_add(1, Ordering::Relaxed);
+        let mut scheduled = None;
         if shared.rate > 0.0 {
             let at = shared.start + Duration::from_secs_f64(i as f64 / shared.rate);
+            scheduled = Some(at);
             if at >= shared.end {
                 break;
             }
@@ -417,8 +422,11 @@ async fn connection(shared: Arc<Shared>, mut sender: Option<Sender>) -> Stats {
                         String::from_utf8_lossy(&body[..body.len().min(600)])
                     ));
                 } else {
-                    st.lat_us
-                        .push((t1 - t0).as_micros().min(u32::MAX as u128) as u32);
+                    let us = |d: Duration| d.as_micros().min(u32::MAX as u128) as u32;
+                    st.lat_us.push(us(t1 - t0));
+                    if let Some(at) = scheduled {
+                        st.sched_us.push(us(t1.saturating_duration_since(at)));
+                    }
                     st.bytes += body.len() as u64;
                 }
             }
@@ -640,6 +648,11 @@ fn run(o: &Opts) {
         .flat_map(|s| s.lat_us.iter().copied())
         .collect();
     lat.sort_unstable();
+    let mut sched: Vec<u32> = stats
+        .iter()
+        .flat_map(|s| s.sched_us.iter().copied())
+        .collect();
+    sched.sort_unstable();
     let sum = |f: fn(&Stats) -> u64| stats.iter().map(f).sum::<u64>();
     let ok = lat.len() as u64;
     let secs_measured = elapsed.as_secs_f64();
@@ -664,6 +677,9 @@ fn run(o: &Opts) {
         "p99_ms": pct(&lat, 99.0),
         "max_ms": pct(&lat, 100.0),
         "mean_ms": mean,
+        // Open loop: the same, counted from each request's scheduled start.
+        "p50_sched_ms": (rate > 0.0).then(|| pct(&sched, 50.0)),
+        "p99_sched_ms": (rate > 0.0).then(|| pct(&sched, 99.0)),
         "errors_status": sum(|s| s.status_errors),
         "errors_body": sum(|s| s.body_errors),
         "errors_io": sum(|s| s.io_errors),

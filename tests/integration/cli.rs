@@ -507,41 +507,45 @@ fn probe_command_follows_the_nagios_plugin_convention() {
     let p = |f: &str| dir.path().join(f).display().to_string();
     let port = free_port();
     let url = format!("https://127.0.0.1:{port}/GSDDossierReintegratie-v0200");
-    let out = dkd()
-        .args([
+    let probe = |cert: &str| {
+        let mut c = dkd();
+        c.args([
             "probe",
             &url,
             "--cert",
-            &p("client.pem"),
+            cert,
             "--key",
             &p("client-key.pem"),
             "--ca",
             &p("ca.pem"),
-        ])
-        .output()
-        .expect("probe");
+        ]);
+        c
+    };
+    let out = probe(&p("client.pem")).output().expect("probe");
     assert_eq!(out.status.code(), Some(2), "stopped endpoint: CRITICAL");
     let line = String::from_utf8_lossy(&out.stdout);
     assert!(line.starts_with("DKD CRITICAL - cannot connect"), "{line}");
-    let out = dkd()
-        .args([
-            "probe",
-            &url,
-            "--cert",
-            "/nonexistent.pem",
-            "--key",
-            &p("client-key.pem"),
-            "--ca",
-            &p("ca.pem"),
-        ])
-        .output()
-        .expect("probe");
+    let out = probe("/nonexistent.pem").output().expect("probe");
     assert_eq!(
         out.status.code(),
         Some(3),
         "unreadable certificate: UNKNOWN"
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("DKD UNKNOWN"));
+    // A CRITICAL whose status line cannot be written is no state Nagios could show: UNKNOWN.
+    let out = probe(&p("client.pem"))
+        .stdout(dev_full())
+        .output()
+        .expect("probe");
+    assert_eq!(out.status.code(), Some(3), "lost status line: UNKNOWN");
+}
+
+/// A stdout on which every write fails as on a full disk (ENOSPC).
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full")
 }
 
 /// `dkd demo`: both roles start, the gemeente's index reaches the IB, and the printed `dkd call`
@@ -770,11 +774,10 @@ fn one_shot_commands_finish_their_work_when_stdout_is_closed_or_full() {
         .expect("the import was committed");
     assert_eq!(g["last_import"]["mode"], "full", "{g}");
     // Output that cannot be written (a full disk) is a failure the caller must see.
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .expect("/dev/full");
-    let out = cmd(&["report"]).stdout(full).output().expect("report");
+    let out = cmd(&["report"])
+        .stdout(dev_full())
+        .output()
+        .expect("report");
     let se = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{se}");
     assert!(
@@ -786,11 +789,10 @@ fn one_shot_commands_finish_their_work_when_stdout_is_closed_or_full() {
     let out = cmd(&["toets", "328246827"]).output().expect("toets");
     assert_eq!(out.status.code(), Some(0), "JA with its output");
     for bsn in ["328246827", "123456782"] {
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .expect("/dev/full");
-        let out = cmd(&["toets", bsn]).stdout(full).output().expect("toets");
+        let out = cmd(&["toets", bsn])
+            .stdout(dev_full())
+            .output()
+            .expect("toets");
         let se = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bsn}: {se}");
         assert!(se.contains("cannot write to standard output"), "{se}");
@@ -801,14 +803,10 @@ fn one_shot_commands_finish_their_work_when_stdout_is_closed_or_full() {
 fn a_server_whose_banner_met_a_full_disk_still_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tmp");
     let ops = format!("127.0.0.1:{}", free_port());
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .expect("/dev/full");
     let mut child = Killed(
         serve_demo_command(dir.path())
             .env("DKD_OPS__LISTEN", &ops)
-            .stdout(full)
+            .stdout(dev_full())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start dkd"),
