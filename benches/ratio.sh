@@ -96,15 +96,16 @@ def rps(l): return rows[l]["rps"] if l in rows else float("nan")
 def us(l):
     d = rows.get(l)
     return d["cpu"]["server_cores"] / d["rps"] * 1e6 if d and d.get("cpu") else float("nan")
-med = lambda v: statistics.median(v) if v else float("nan")
+# A missing run (NaN) must not count: statistics.median orders NaN arbitrarily.
+med = lambda v: statistics.median([x for x in v if x == x]) if any(x == x for x in v) else float("nan")
 u, p99, s, sr, cr = [], [], [], [], []
 if any(f"unsigned/{r}" in rows for r in range(1, n + 1)):
     print("| round | bare responder | dkd unsigned | ratio | full-load p99 responder / dkd |")
     print("|---|---|---|---|---|")
     for r in range(1, n + 1):
         a, b = rps(f"ceiling/{r}"), rps(f"unsigned/{r}")
-        pa = rows.get(f"ceiling/{r}", {}).get("p99_ms", float("nan"))
-        pb = rows.get(f"unsigned/{r}", {}).get("p99_ms", float("nan"))
+        pa = rows.get(f"ceiling/{r}", {}).get("p99_ms") or float("nan")
+        pb = rows.get(f"unsigned/{r}", {}).get("p99_ms") or float("nan")
         u.append(b / a)
         p99.append(pb / pa)
         print(f"| {r} | {a:,.0f} ({us(f'ceiling/{r}'):.1f} µs) | {b:,.0f} ({us(f'unsigned/{r}'):.1f} µs) "
