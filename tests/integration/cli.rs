@@ -124,6 +124,29 @@ fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
     );
 }
 
+/// The ops listener's `/healthz` answer, once `dkd serve` (`child`) listens on `ops`; panics if
+/// it exits first or does not answer within a minute.
+fn healthz_once_up(ops: &str, child: &mut std::process::Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("dkd exited ({status}) before /healthz answered");
+        }
+        let got = std::net::TcpStream::connect(ops).and_then(|mut c| {
+            use std::io::{Read, Write};
+            c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
+            let mut r = String::new();
+            c.read_to_string(&mut r)?;
+            Ok(r)
+        });
+        match got {
+            Ok(r) => return r,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("/healthz never answered: {e}"),
+        }
+    }
+}
+
 #[test]
 fn serve_keeps_running_when_its_stdout_is_closed() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -138,24 +161,7 @@ fn serve_keeps_running_when_its_stdout_is_closed() {
     );
     // Nobody reads the banner: every line of it meets a closed pipe.
     drop(child.0.stdout.take());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let answer = loop {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            panic!("dkd exited ({status}) when its stdout was closed");
-        }
-        let got = std::net::TcpStream::connect(&ops).and_then(|mut c| {
-            use std::io::{Read, Write};
-            c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
-            let mut r = String::new();
-            c.read_to_string(&mut r)?;
-            Ok(r)
-        });
-        match got {
-            Ok(r) => break r,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("/healthz never answered: {e}"),
-        }
-    };
+    let answer = healthz_once_up(&ops, &mut child.0);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -469,14 +475,7 @@ fn store_commands_work_while_serving_through_the_admin_api() {
         se.contains("through its admin API") && so.contains("rows read"),
         "{so}\n{se}"
     );
-    let out = run(&["report", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
-    let g = v
-        .as_array()
-        .expect("rows")
-        .iter()
-        .find(|r| r["gemeente"] == "0363")
-        .expect("0363");
+    let g = report_row(&run(&["report", "--format", "json"]).stdout, "0363");
     assert_eq!(g["last_import"]["mode"], "full", "{g}");
     let out = run(&["sweep", "--dry-run"]);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("examined"));
@@ -538,6 +537,17 @@ fn probe_command_follows_the_nagios_plugin_convention() {
         .output()
         .expect("probe");
     assert_eq!(out.status.code(), Some(3), "lost status line: UNKNOWN");
+}
+
+/// A gemeente's row in `dkd report --format json`'s output.
+fn report_row(stdout: &[u8], gemeente: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(stdout).expect("json report");
+    v.as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["gemeente"] == gemeente)
+        .unwrap_or_else(|| panic!("no row for {gemeente} in {v}"))
+        .clone()
 }
 
 /// A stdout on which every write fails as on a full disk (ENOSPC).
@@ -765,14 +775,11 @@ fn one_shot_commands_finish_their_work_when_stdout_is_closed_or_full() {
     let out = cmd(&["report", "--format", "json"])
         .output()
         .expect("report");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
-    let g = v
-        .as_array()
-        .expect("rows")
-        .iter()
-        .find(|r| r["gemeente"] == "0363")
-        .expect("the import was committed");
-    assert_eq!(g["last_import"]["mode"], "full", "{g}");
+    let g = report_row(&out.stdout, "0363");
+    assert_eq!(
+        g["last_import"]["mode"], "full",
+        "the import was committed: {g}"
+    );
     // Output that cannot be written (a full disk) is a failure the caller must see.
     let out = cmd(&["report"])
         .stdout(dev_full())
@@ -817,21 +824,8 @@ fn a_server_whose_banner_met_a_full_disk_still_stops_cleanly() {
         let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
         s
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let up = std::net::TcpStream::connect(&ops).and_then(|mut c| {
-            use std::io::{Read, Write};
-            c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
-            let mut r = String::new();
-            c.read_to_string(&mut r)?;
-            Ok(r.starts_with("HTTP/1.1 200"))
-        });
-        match up {
-            Ok(true) => break,
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            other => panic!("/healthz never answered: {other:?}"),
-        }
-    }
+    let answer = healthz_once_up(&ops, &mut child.0);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let term = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
