@@ -1013,6 +1013,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::suwiml::model::{AtlRelatie, Bron, Provision};
+    use crate::suwiml::types::{Datum, Percentage};
 
     /// Opens the store at `path` once an earlier handle in this process has let go of it: sled
     /// releases its file lock when the last of its background threads ends, which can be just
@@ -1028,7 +1029,6 @@ pub(crate) mod tests {
             }
         }
     }
-    use crate::suwiml::types::{Datum, Percentage};
 
     pub(crate) fn person(bsn: &str, gemeenten: &[&str]) -> Person {
         Person {
