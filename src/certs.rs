@@ -256,6 +256,34 @@ pub enum SignerUsage {
 }
 
 impl DevCa {
+    /// A CRL (PEM) revoking the certificates in `revoked` (PEM), valid for a day.
+    pub fn crl_pem(&self, revoked: &[&str]) -> Result<String, CertError> {
+        use rustls_pki_types::pem::PemObject;
+        let now = time::OffsetDateTime::now_utc();
+        let mut revoked_certs = Vec::new();
+        for pem in revoked {
+            let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+                .map_err(|e| CertError::Parse(e.to_string()))?;
+            let (_, cert) = x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| CertError::Parse(e.to_string()))?;
+            revoked_certs.push(rcgen::RevokedCertParams {
+                serial_number: cert.raw_serial().to_vec().into(),
+                revocation_time: now - time::Duration::minutes(5),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            });
+        }
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(5),
+            next_update: now + time::Duration::days(1),
+            crl_number: 1u64.into(),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
+    }
+
     /// A certificate for signing messages, with the key usages of `usage`.
     pub fn signer(
         &self,

@@ -1470,6 +1470,37 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_revoked_signer_is_refused_and_one_the_crl_does_not_name_is_not() {
+        use crate::certs::SignerUsage as U;
+        let now = OffsetDateTime::now_utc();
+        let dir = tempfile::tempdir().expect("tmp");
+        let ca = DevCa::new("ca").expect("ca");
+        let revoked = ca
+            .signer("r", Some(OIN), 10, U::ServerAuthOnly)
+            .expect("signer");
+        let kept = ca
+            .signer("k", Some(OIN), 10, U::ServerAuthOnly)
+            .expect("signer");
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("ca.pem"), ca.issued().cert_pem).expect("w");
+        std::fs::write(p("crl.pem"), ca.crl_pem(&[&revoked.cert_pem]).expect("crl")).expect("w");
+        let trust = crate::http::tls::signer_trust(&p("ca.pem"), &[p("crl.pem")]).expect("trust");
+        for (name, issued, ok) in [("revoked", &revoked, false), ("kept", &kept, true)] {
+            std::fs::write(p("s.pem"), &issued.cert_pem).expect("w");
+            std::fs::write(p("s-key.pem"), &issued.key_pem).expect("w");
+            let mut f = fixture();
+            f.signer = Signer::load(&p("s.pem"), &p("s-key.pem")).expect("signer");
+            f.policy.trust = trust.clone();
+            let req = request(&f, &format!("urn:uuid:crl-{name}"), now);
+            match f.policy.verify(&req, Some(OIN), None, now) {
+                Ok(Some(_)) if ok => {}
+                Err(SecurityError::Token(m)) if !ok => assert!(m.contains("revoked"), "{m}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn sha224_digests_and_rsa_sha224_signatures_are_refused_as_algorithms() {
         let f = fixture();
         let now = OffsetDateTime::now_utc();
