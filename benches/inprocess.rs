@@ -68,7 +68,7 @@ impl Fixture {
     fn policy(&self, mode: SigningMode, cache: usize) -> VerifyPolicy {
         VerifyPolicy {
             mode,
-            trust: dkd::http::tls::client_verifier(&self.path(files::CA), &[]).expect("trust"),
+            trust: dkd::http::tls::signer_trust(&self.path(files::CA), &[]).expect("trust"),
             allowed_signer_oins: [CLIENT_OIN.to_owned()].into_iter().collect(),
             signer_must_match_tls: true,
             any_signer: false,

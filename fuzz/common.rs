@@ -77,7 +77,7 @@ fn policy_template() -> &'static VerifyPolicy {
         );
         VerifyPolicy {
             mode: SigningMode::Required,
-            trust: dkd::http::tls::client_verifier(&ca, &[]).expect("trust anchor"),
+            trust: dkd::http::tls::signer_trust(&ca, &[]).expect("trust anchor"),
             allowed_signer_oins: [OIN.to_owned()].into_iter().collect(),
             signer_must_match_tls: true,
             any_signer: false,

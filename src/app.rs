@@ -422,7 +422,7 @@ fn security_for(cfg: &Config, allowed: &[String]) -> Result<Option<Security>, St
         s.sign_key.as_ref().unwrap_or(&cfg.tls.key),
     )?;
     signer.ttl = time::Duration::seconds(s.response_ttl_secs as i64);
-    let trust = tls::client_verifier(
+    let trust = tls::signer_trust(
         s.trusted_ca.as_ref().unwrap_or(&cfg.tls.client_ca),
         &cfg.tls.crls,
     )?;
@@ -471,7 +471,7 @@ fn outgoing_security(
         s.sign_key.as_ref().unwrap_or(&cfg.tls.key),
     )?;
     let policy = VerifyPolicy::for_answers(
-        tls::client_verifier(server_ca, &cfg.tls.crls)?,
+        tls::signer_trust(server_ca, &cfg.tls.crls)?,
         time::Duration::seconds(s.clock_skew_secs as i64),
         time::Duration::seconds(s.max_message_age_secs as i64),
     );

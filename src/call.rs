@@ -19,7 +19,7 @@ pub struct CallOptions {
     /// Signs the request; `None` sends it unsigned.
     pub signer: Option<Signer>,
     /// Verifies the response's signature (its certificate must chain to these CAs).
-    pub response_trust: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    pub response_trust: Option<Arc<crate::soap::wssec::SignerTrust>>,
     /// Gives up after this.
     pub timeout: Duration,
 }
@@ -86,7 +86,7 @@ pub async fn call(opts: CallOptions) -> Result<CallResult, ClientError> {
 fn judge(
     body: &str,
     request_sig: Option<&str>,
-    trust: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    trust: Option<Arc<crate::soap::wssec::SignerTrust>>,
     now: time::OffsetDateTime,
 ) -> (&'static str, Option<Result<Verified, SecurityError>>) {
     let env = crate::soap::envelope::parse(body.as_bytes());

@@ -43,17 +43,38 @@ pub fn oin_of(der: &[u8]) -> Result<Option<String>, CertError> {
     Ok(oin_in(&cert))
 }
 
-/// The OIN and the validity period (`notBefore`, `notAfter` in unix seconds) from one parse, for
-/// callers that cache a decision about the certificate for as long as it is valid.
-pub fn oin_and_validity(der: &[u8]) -> Result<(Option<String>, i64, i64), CertError> {
+/// What a WS-Security signer check needs from a certificate, from one parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerFacts {
+    /// The OIN in the subject, if any.
+    pub oin: Option<String>,
+    /// `notBefore` in unix seconds.
+    pub not_before: i64,
+    /// `notAfter` in unix seconds.
+    pub not_after: i64,
+    /// Whether the key may make signatures: no keyUsage extension, or one with digitalSignature
+    /// or nonRepudiation (contentCommitment). The extended key usage does not matter: a message
+    /// signer is neither a TLS client nor a TLS server.
+    pub may_sign: bool,
+}
+
+/// The OIN, the validity period and the keyUsage verdict of a signing certificate, for callers
+/// that cache a decision about the certificate for as long as it is valid.
+pub fn signer_facts(der: &[u8]) -> Result<SignerFacts, CertError> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse(e.to_string()))?;
     let v = cert.validity();
-    Ok((
-        oin_in(&cert),
-        v.not_before.timestamp(),
-        v.not_after.timestamp(),
-    ))
+    let may_sign = match cert.key_usage() {
+        Ok(None) => true,
+        Ok(Some(ku)) => ku.value.digital_signature() || ku.value.non_repudiation(),
+        Err(e) => return Err(CertError::Parse(format!("keyUsage: {e}"))),
+    };
+    Ok(SignerFacts {
+        oin: oin_in(&cert),
+        not_before: v.not_before.timestamp(),
+        not_after: v.not_after.timestamp(),
+        may_sign,
+    })
 }
 
 fn oin_in(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
@@ -218,6 +239,83 @@ impl DevCa {
     }
 }
 
+/// The key usages of a development signing certificate ([`DevCa::signer`]), for tests of the
+/// WS-Security signer checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignerUsage {
+    /// keyUsage digitalSignature, EKU serverAuth only: a TLS server certificate.
+    ServerAuthOnly,
+    /// keyUsage digitalSignature, EKU clientAuth only.
+    ClientAuthOnly,
+    /// keyUsage digitalSignature, no EKU extension.
+    NoExtendedKeyUsage,
+    /// keyUsage nonRepudiation only, no EKU.
+    NonRepudiationOnly,
+    /// keyUsage keyEncipherment only (no digitalSignature, no nonRepudiation): may not sign.
+    NoDigitalSignature,
+}
+
+impl DevCa {
+    /// A CRL (PEM) revoking the certificates in `revoked` (PEM), valid for a day.
+    pub fn crl_pem(&self, revoked: &[&str]) -> Result<String, CertError> {
+        use rustls_pki_types::pem::PemObject;
+        let now = time::OffsetDateTime::now_utc();
+        let mut revoked_certs = Vec::new();
+        for pem in revoked {
+            let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+                .map_err(|e| CertError::Parse(e.to_string()))?;
+            let (_, cert) = x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| CertError::Parse(e.to_string()))?;
+            revoked_certs.push(rcgen::RevokedCertParams {
+                serial_number: cert.raw_serial().to_vec().into(),
+                revocation_time: now - time::Duration::minutes(5),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            });
+        }
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(5),
+            next_update: now + time::Duration::days(1),
+            crl_number: 1u64.into(),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
+    }
+
+    /// A certificate for signing messages, with the key usages of `usage`.
+    pub fn signer(
+        &self,
+        cn: &str,
+        oin: Option<&str>,
+        days: i64,
+        usage: SignerUsage,
+    ) -> Result<Issued, CertError> {
+        use ExtendedKeyUsagePurpose as Eku;
+        use KeyUsagePurpose as Ku;
+        let (key_usages, ekus) = match usage {
+            SignerUsage::ServerAuthOnly => (vec![Ku::DigitalSignature], vec![Eku::ServerAuth]),
+            SignerUsage::ClientAuthOnly => (vec![Ku::DigitalSignature], vec![Eku::ClientAuth]),
+            SignerUsage::NoExtendedKeyUsage => (vec![Ku::DigitalSignature], vec![]),
+            SignerUsage::NonRepudiationOnly => (vec![Ku::ContentCommitment], vec![]),
+            SignerUsage::NoDigitalSignature => (vec![Ku::KeyEncipherment], vec![]),
+        };
+        let key = rsa_key()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = dn(cn, oin)?;
+        params.key_usages = key_usages;
+        params.extended_key_usages = ekus;
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, days);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
 /// The files of the development PKI, relative to its directory.
 pub mod files {
     /// CA certificate (the client CA bundle in demo mode, and the CA to trust in curl).
@@ -329,5 +427,24 @@ mod tests {
         assert_eq!(oin_of(&der(&none.cert_pem)).expect("parse"), None);
         let d = days_left(&der(&c.cert_pem), time::OffsetDateTime::now_utc()).expect("days");
         assert!((9..=10).contains(&d), "{d}");
+    }
+
+    #[test]
+    fn a_signer_may_sign_with_digital_signature_or_non_repudiation_whatever_its_eku() {
+        let ca = DevCa::new("t").expect("ca");
+        for (usage, may_sign) in [
+            (SignerUsage::ServerAuthOnly, true),
+            (SignerUsage::ClientAuthOnly, true),
+            (SignerUsage::NoExtendedKeyUsage, true),
+            (SignerUsage::NonRepudiationOnly, true),
+            (SignerUsage::NoDigitalSignature, false),
+        ] {
+            let c = ca
+                .signer("s", Some(DEMO_CLIENT_OIN), 10, usage)
+                .expect("signer");
+            let f = signer_facts(&der(&c.cert_pem)).expect("parse");
+            assert_eq!(f.may_sign, may_sign, "{usage:?}");
+            assert_eq!(f.oin.as_deref(), Some(DEMO_CLIENT_OIN));
+        }
     }
 }

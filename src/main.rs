@@ -1157,7 +1157,7 @@ fn call(a: CallArgs) -> ExitCode {
             Err(e) => return fail(exit::TLS, &e.to_string()),
         }
     };
-    let trust = match tls::client_verifier(&a.ca, &[]) {
+    let trust = match tls::signer_trust(&a.ca, &[]) {
         Ok(t) => t,
         Err(e) => return fail(exit::TLS, &e.to_string()),
     };

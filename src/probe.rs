@@ -45,7 +45,7 @@ pub struct ProbeOptions {
     /// Signs the request (`--sign-cert`/`--sign-key`, default the TLS certificate and key).
     pub signer: Arc<Signer>,
     /// The response's signing certificate must chain to these CAs (`--ca`).
-    pub response_trust: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    pub response_trust: Arc<crate::soap::wssec::SignerTrust>,
     /// Our own TLS client certificate (DER), to warn before it expires too.
     pub client_cert: Option<Vec<u8>>,
     /// WARNING when a certificate has fewer days left than this.
@@ -92,7 +92,7 @@ impl ProbeOptions {
             _ => return Err("--sign-cert and --sign-key go together".into()),
         };
         let signer = Signer::load(sc, sk).map_err(|e| e.to_string())?;
-        let trust = tls::client_verifier(ca, &[]).map_err(|e| e.to_string())?;
+        let trust = tls::signer_trust(ca, &[]).map_err(|e| e.to_string())?;
         Ok(ProbeOptions {
             url: url.to_owned(),
             bsn: DEFAULT_BSN.to_owned(),
@@ -813,7 +813,7 @@ fn judge_response(
 }
 
 fn verify_signature(
-    trust: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    trust: Arc<crate::soap::wssec::SignerTrust>,
     body: &str,
     request_sig: Option<&str>,
     is_fault: bool,

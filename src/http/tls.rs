@@ -80,8 +80,8 @@ fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
-/// The verifier that decides whether a client (or signing) certificate chains to `ca` and is not
-/// revoked. Also used for WS-Security signing certificates, so both checks agree.
+/// The verifier that decides whether a TLS client certificate chains to `ca`, is not revoked and
+/// allows client authentication (WS-Security signers: [`signer_trust`]).
 pub fn client_verifier(
     ca: &Path,
     crls: &[PathBuf],
@@ -90,6 +90,17 @@ pub fn client_verifier(
         .with_crls(load_crls(crls)?)
         .build()
         .map_err(|e| TlsError::Rustls(e.to_string()))
+}
+
+/// The trust decision for WS-Security signing certificates: the CAs of `ca` and the CRLs, as for
+/// TLS clients, but without requiring an extended key usage (`soap::wssec::SignerTrust`).
+pub fn signer_trust(
+    ca: &Path,
+    crls: &[PathBuf],
+) -> Result<Arc<crate::soap::wssec::SignerTrust>, TlsError> {
+    crate::soap::wssec::SignerTrust::new(&load_certs(ca)?, &load_crls(crls)?)
+        .map(Arc::new)
+        .map_err(|e| file_err(ca, e))
 }
 
 /// The service listener's configuration: TLS 1.2 and 1.3, client certificate required and

@@ -285,7 +285,6 @@ fn plan_reference<'d>(
         })
         .ok_or_else(|| failed(format!("Reference {uri}: no Transform")))?;
     let algorithm = match digest_uri {
-        "http://www.w3.org/2001/04/xmldsig-more#sha224" => &digest::SHA224,
         "http://www.w3.org/2001/04/xmlenc#sha256" => &digest::SHA256,
         "http://www.w3.org/2001/04/xmldsig-more#sha384" => &digest::SHA384,
         "http://www.w3.org/2001/04/xmlenc#sha512" => &digest::SHA512,

@@ -13,8 +13,7 @@
 
 use crate::xml::{escape, escape_attr, NS_SOAP11, NS_WSA, NS_WSSE, NS_WSSE11, NS_WSU};
 use base64::Engine as _;
-use rustls::server::danger::ClientCertVerifier;
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
@@ -39,8 +38,8 @@ const ALLOWED_SIGNATURE: [&str; 3] = [
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
 ];
-const ALLOWED_DIGEST: [&str; 4] = [
-    "http://www.w3.org/2001/04/xmldsig-more#sha224",
+// Digikoppeling's signing rules (SIGN001-004) name SHA-256, -384 and -512; SHA-224 is refused.
+const ALLOWED_DIGEST: [&str; 3] = [
     ALG_SHA256,
     "http://www.w3.org/2001/04/xmldsig-more#sha384",
     "http://www.w3.org/2001/04/xmlenc#sha512",
@@ -111,8 +110,8 @@ pub struct Verified {
 pub struct VerifyPolicy {
     /// `required`, `optional` or `off`.
     pub mode: SigningMode,
-    /// Chain check for signing certificates (the same webpki verifier TLS uses).
-    pub trust: Arc<dyn ClientCertVerifier>,
+    /// Chain check for signing certificates.
+    pub trust: Arc<SignerTrust>,
     /// OINs allowed to sign.
     pub allowed_signer_oins: HashSet<String>,
     /// Whether the signing OIN must equal the TLS client OIN.
@@ -128,6 +127,108 @@ pub struct VerifyPolicy {
     /// Trust decisions per signing certificate. Only valid for this policy's `trust`: build a new
     /// one whenever `trust` changes.
     pub trust_cache: TrustCache,
+}
+
+/// Whether a certificate may sign WS-Security messages: it chains to a trusted CA, is within its
+/// validity, and is not on a CRL. Unlike the TLS client check no extended key usage is required:
+/// a message signer is not a TLS client, and many signing certificates are TLS server
+/// certificates (EKU serverAuth only). The keyUsage is judged afterwards, from the parsed
+/// certificate (`certs::signer_facts`).
+pub struct SignerTrust {
+    anchors: Vec<rustls_pki_types::TrustAnchor<'static>>,
+    crls: Vec<webpki::CertRevocationList<'static>>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+/// Any extended key usage, or none: the chain, validity and revocation checks still apply.
+struct AnyExtendedKeyUsage;
+
+impl webpki::ExtendedKeyUsageValidator for AnyExtendedKeyUsage {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        // A malformed extension is still refused.
+        for id in iter {
+            id?;
+        }
+        Ok(())
+    }
+}
+
+impl SignerTrust {
+    /// Trusts certificates issued under `roots` (CA certificates, DER), refusing those on `crls`
+    /// with the policy dkd's TLS verifier uses: every certificate of the chain is checked, one
+    /// whose status a CRL cannot tell is refused, a CRL past its nextUpdate still counts.
+    pub fn new(
+        roots: &[CertificateDer<'_>],
+        crls: &[CertificateRevocationListDer<'_>],
+    ) -> Result<SignerTrust, String> {
+        let anchors = roots
+            .iter()
+            .map(|c| {
+                webpki::anchor_from_trusted_cert(c)
+                    .map(|a| a.to_owned())
+                    .map_err(|e| format!("CA certificate refused: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if anchors.is_empty() {
+            return Err("no CA certificate to trust".into());
+        }
+        let crls = crls
+            .iter()
+            .map(|c| {
+                webpki::OwnedCertRevocationList::from_der(c)
+                    .map(webpki::CertRevocationList::from)
+                    .map_err(|e| format!("CRL refused: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SignerTrust {
+            anchors,
+            crls,
+            algorithms: rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms,
+        })
+    }
+
+    /// Checks `end_entity` (no intermediates: a BinarySecurityToken carries one certificate).
+    pub fn verify(&self, end_entity: &CertificateDer<'_>, now: UnixTime) -> Result<(), String> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(describe_pki_error)?;
+        let crl_refs: Vec<&webpki::CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = webpki::RevocationOptionsBuilder::new(&crl_refs)
+            .ok()
+            .map(|b| {
+                b.with_depth(webpki::RevocationCheckDepth::Chain)
+                    .with_status_policy(webpki::UnknownStatusPolicy::Deny)
+                    .with_expiration_policy(webpki::ExpirationPolicy::Ignore)
+                    .build()
+            });
+        cert.verify_for_usage(
+            self.algorithms.all,
+            &self.anchors,
+            &[],
+            now,
+            AnyExtendedKeyUsage,
+            revocation,
+            None,
+        )
+        .map(|_| ())
+        .map_err(describe_pki_error)
+    }
+}
+
+fn describe_pki_error(e: webpki::Error) -> String {
+    use webpki::Error as E;
+    match e {
+        E::CertExpired { .. } => "expired".into(),
+        E::CertNotValidYet { .. } => "not valid yet".into(),
+        E::UnknownIssuer => "not issued by a trusted CA".into(),
+        // A CA of the same name as a trusted one, not its key.
+        E::InvalidSignatureForPublicKey => {
+            "not issued by a trusted CA (the issuer's signature does not verify)".into()
+        }
+        E::CertRevoked => "revoked".into(),
+        E::UnknownRevocationStatus => "revocation status unknown (no CRL of its issuer)".into(),
+        E::BadDer | E::BadDerTime | E::TrailingData(_) => "not a well-formed certificate".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// What the chain check and the certificate parses established about one signing certificate.
@@ -354,7 +455,7 @@ impl VerifyPolicy {
     /// How a client checks a server's signed answers: signing required, any OIN from a certificate
     /// chaining to `trust`, no replay check (the answer's RelatesTo ties it to the request).
     pub fn for_answers(
-        trust: Arc<dyn ClientCertVerifier>,
+        trust: Arc<SignerTrust>,
         clock_skew: time::Duration,
         max_age: time::Duration,
     ) -> VerifyPolicy {
@@ -567,15 +668,22 @@ impl VerifyPolicy {
         }
         let end_entity = CertificateDer::from(token);
         self.trust
-            .verify_client_cert(
+            .verify(
                 &end_entity,
-                &[],
                 UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs.max(0) as u64)),
             )
             .map_err(|e| SecurityError::Token(format!("signing certificate: {e}")))?;
-        let key = super::dsig::RsaKey::from_certificate(&end_entity);
-        let (oin, not_before, not_after) = crate::certs::oin_and_validity(&end_entity)
+        let facts = crate::certs::signer_facts(&end_entity)
             .map_err(|e| SecurityError::Token(e.to_string()))?;
+        if !facts.may_sign {
+            return Err(SecurityError::Token(
+                "signing certificate: its keyUsage allows neither digitalSignature nor \
+                 nonRepudiation"
+                    .into(),
+            ));
+        }
+        let key = super::dsig::RsaKey::from_certificate(&end_entity);
+        let (oin, not_before, not_after) = (facts.oin, facts.not_before, facts.not_after);
         let t = Arc::new(Trusted {
             oin,
             key,
@@ -1083,9 +1191,16 @@ pub(crate) mod tests {
     pub(crate) const OIN: &str = "00000099000000000002";
 
     pub(crate) fn fixture() -> Fixture {
+        fixture_signed_by(|ca| ca.client("c", Some(OIN), 10))
+    }
+
+    /// A fixture whose signer's certificate `make` issues under the trusted CA.
+    pub(crate) fn fixture_signed_by(
+        make: impl FnOnce(&DevCa) -> Result<crate::certs::Issued, crate::certs::CertError>,
+    ) -> Fixture {
         let dir = tempfile::tempdir().expect("tmp");
         let ca = DevCa::new("ca").expect("ca");
-        let c = ca.client("c", Some(OIN), 10).expect("client");
+        let c = make(&ca).expect("signer certificate");
         let p = |n: &str| dir.path().join(n);
         std::fs::write(p("ca.pem"), ca.issued().cert_pem).expect("w");
         std::fs::write(p("c.pem"), &c.cert_pem).expect("w");
@@ -1093,7 +1208,7 @@ pub(crate) mod tests {
         let signer = Signer::load(&p("c.pem"), &p("c-key.pem")).expect("signer");
         let policy = VerifyPolicy {
             mode: SigningMode::Required,
-            trust: crate::http::tls::client_verifier(&p("ca.pem"), &[]).expect("trust"),
+            trust: crate::http::tls::signer_trust(&p("ca.pem"), &[]).expect("trust"),
             allowed_signer_oins: [OIN.to_owned()].into_iter().collect(),
             signer_must_match_tls: true,
             any_signer: false,
@@ -1299,6 +1414,118 @@ pub(crate) mod tests {
             f.policy.verify(&late, Some(OIN), Some("urn:uuid:8"), later),
             Err(SecurityError::Token(_))
         ));
+    }
+
+    #[test]
+    fn a_signer_needs_no_tls_extended_key_usage_but_must_allow_signatures() {
+        use crate::certs::SignerUsage as U;
+        let now = OffsetDateTime::now_utc();
+        for usage in [
+            U::ServerAuthOnly,
+            U::ClientAuthOnly,
+            U::NoExtendedKeyUsage,
+            U::NonRepudiationOnly,
+        ] {
+            let f = fixture_signed_by(|ca| ca.signer("s", Some(OIN), 10, usage));
+            let req = request(&f, "urn:uuid:eku", now);
+            let v = f
+                .policy
+                .verify(&req, Some(OIN), Some("urn:uuid:eku"), now)
+                .unwrap_or_else(|e| panic!("{usage:?}: {e}"))
+                .expect("signed");
+            assert_eq!(v.signer_oin, OIN, "{usage:?}");
+        }
+        let f = fixture_signed_by(|ca| ca.signer("s", Some(OIN), 10, U::NoDigitalSignature));
+        let req = request(&f, "urn:uuid:ku", now);
+        match f.policy.verify(&req, Some(OIN), None, now) {
+            Err(SecurityError::Token(m)) => assert!(m.contains("digitalSignature"), "{m}"),
+            other => panic!("keyEncipherment only must be refused: {other:?}"),
+        }
+        assert!(f.policy.trust_cache.is_empty(), "a refusal is not cached");
+    }
+
+    #[test]
+    fn a_signer_from_another_ca_or_expired_is_still_refused() {
+        let now = OffsetDateTime::now_utc();
+        let f = fixture();
+        let foreign = fixture_signed_by(|ca| {
+            ca.signer(
+                "s",
+                Some(OIN),
+                10,
+                crate::certs::SignerUsage::ServerAuthOnly,
+            )
+        });
+        let req = request(&foreign, "urn:uuid:foreign", now);
+        match f.policy.verify(&req, Some(OIN), None, now) {
+            Err(SecurityError::Token(m)) => assert!(m.contains("trusted CA"), "{m}"),
+            other => panic!("another CA's signer must be refused: {other:?}"),
+        }
+        let later = now + time::Duration::days(11);
+        let late = request(&f, "urn:uuid:late-eku", later);
+        match f.policy.verify(&late, Some(OIN), None, later) {
+            Err(SecurityError::Token(m)) => assert!(m.contains("expired"), "{m}"),
+            other => panic!("an expired signer must be refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_revoked_signer_is_refused_and_one_the_crl_does_not_name_is_not() {
+        use crate::certs::SignerUsage as U;
+        let now = OffsetDateTime::now_utc();
+        let dir = tempfile::tempdir().expect("tmp");
+        let ca = DevCa::new("ca").expect("ca");
+        let revoked = ca
+            .signer("r", Some(OIN), 10, U::ServerAuthOnly)
+            .expect("signer");
+        let kept = ca
+            .signer("k", Some(OIN), 10, U::ServerAuthOnly)
+            .expect("signer");
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("ca.pem"), ca.issued().cert_pem).expect("w");
+        std::fs::write(p("crl.pem"), ca.crl_pem(&[&revoked.cert_pem]).expect("crl")).expect("w");
+        let trust = crate::http::tls::signer_trust(&p("ca.pem"), &[p("crl.pem")]).expect("trust");
+        for (name, issued, ok) in [("revoked", &revoked, false), ("kept", &kept, true)] {
+            std::fs::write(p("s.pem"), &issued.cert_pem).expect("w");
+            std::fs::write(p("s-key.pem"), &issued.key_pem).expect("w");
+            let mut f = fixture();
+            f.signer = Signer::load(&p("s.pem"), &p("s-key.pem")).expect("signer");
+            f.policy.trust = trust.clone();
+            let req = request(&f, &format!("urn:uuid:crl-{name}"), now);
+            match f.policy.verify(&req, Some(OIN), None, now) {
+                Ok(Some(_)) if ok => {}
+                Err(SecurityError::Token(m)) if !ok => assert!(m.contains("revoked"), "{m}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sha224_digests_and_rsa_sha224_signatures_are_refused_as_algorithms() {
+        let f = fixture();
+        let now = OffsetDateTime::now_utc();
+        let req = request(&f, "urn:uuid:224", now);
+        let sha256 = format!("<ds:DigestMethod Algorithm=\"{ALG_SHA256}\">");
+        assert!(req.contains(&sha256), "{req}");
+        // Refused by the allow-list before any digest is compared: an Algorithm refusal (fault
+        // 0027), not a failed check.
+        let sha224 = req.replacen(
+            &sha256,
+            "<ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#sha224\">",
+            1,
+        );
+        match f.policy.verify(&sha224, Some(OIN), None, now) {
+            Err(SecurityError::Algorithm(m)) => assert!(m.contains("sha224"), "{m}"),
+            other => panic!("SHA-224 must be refused: {other:?}"),
+        }
+        let rsa224 = req.replace(
+            ALG_RSA_SHA256,
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha224",
+        );
+        match f.policy.verify(&rsa224, Some(OIN), None, now) {
+            Err(SecurityError::Algorithm(m)) => assert!(m.contains("rsa-sha224"), "{m}"),
+            other => panic!("RSA-SHA224 must be refused: {other:?}"),
+        }
     }
 
     #[test]

@@ -167,6 +167,41 @@ fn outbox_empty(s: &Store) -> bool {
     s.outbox_status().is_ok_and(|st| st.pending == 0)
 }
 
+/// Both sides sign with a TLS server certificate (EKU serverAuth only): the gemeente accepts the
+/// IB's routed request, and the IB's `Forward` accepts the gemeente's signed answer.
+#[tokio::test]
+async fn the_ib_routes_to_a_gemeente_when_both_sign_with_tls_server_certificates() {
+    let (ib_port, a_port) = (free_port(), free_port());
+    let p = pki();
+    let server_signer = |cfg: &mut Config| {
+        cfg.security.sign_cert = Some(p.path("server-signer.pem"));
+        cfg.security.sign_key = Some(p.path("server-signer-key.pem"));
+    };
+    let ib_dir = tempfile::tempdir().expect("dir");
+    let mut ib_cfg = ib_config(ib_dir.path(), ib_port, &[("0363", a_port)]);
+    server_signer(&mut ib_cfg);
+    let ib = start(ib_dir, ib_cfg).await;
+    let a_dir = tempfile::tempdir().expect("dir");
+    let mut a_cfg = gemeente_config(a_dir.path(), a_port, ib_port);
+    server_signer(&mut a_cfg);
+    let a = start(a_dir, a_cfg).await;
+    a.store
+        .put(&person("123456782", &["0363"]), "test")
+        .expect("put");
+    wait_until("the gemeente delivered its outbox", 30, || {
+        outbox_empty(&a.store)
+    })
+    .await;
+    let answer = ask_ib(&ib, "123456782").await;
+    assert!(answer.contains("<ClientSuwi>"), "{answer}");
+    assert!(!answer.contains("FWI"), "{answer}");
+    assert_eq!(
+        bsns(&answer, "RegistratienrRvGsd"),
+        ["LKS-0363"],
+        "{answer}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_route_merge_and_a_gemeente_down() {
     let (ib_port, a_port, b_port) = (free_port(), free_port(), free_port());
@@ -470,7 +505,7 @@ async fn verwijsindex_updates_are_checked_against_the_configuration() {
     // content, parked), not as a bad signature (retried forever).
     assert!(refused.contains("SignatureConfirmation"), "{refused}");
     let policy = dkd::soap::wssec::VerifyPolicy::for_answers(
-        dkd::http::tls::client_verifier(&pki().path("ca.pem"), &[]).expect("trust"),
+        dkd::http::tls::signer_trust(&pki().path("ca.pem"), &[]).expect("trust"),
         time::Duration::seconds(120),
         time::Duration::seconds(300),
     );

@@ -2,7 +2,7 @@
 //! builders, and validation against the official BKWI schemas.
 
 use dkd::app::App;
-use dkd::certs::{DevCa, Issued};
+use dkd::certs::{DevCa, Issued, SignerUsage};
 use dkd::config::Config;
 use dkd::http::{client, tls};
 use dkd::store::Store;
@@ -93,6 +93,33 @@ pub fn pki() -> &'static Pki {
             "second",
             &ca.client("second", Some(SECOND_OIN), 30).expect("client"),
         );
+        // Message signers with the key usages seen in the field: a signer is judged as a
+        // signer (keyUsage), never as a TLS client or server (EKU).
+        for (name, oin, usage) in [
+            (
+                "signer-serverauth",
+                ALLOWED_OIN,
+                SignerUsage::ServerAuthOnly,
+            ),
+            (
+                "signer-clientauth",
+                ALLOWED_OIN,
+                SignerUsage::ClientAuthOnly,
+            ),
+            ("signer-noeku", ALLOWED_OIN, SignerUsage::NoExtendedKeyUsage),
+            (
+                "signer-nodigsig",
+                ALLOWED_OIN,
+                SignerUsage::NoDigitalSignature,
+            ),
+            ("server-signer", SERVER_OIN, SignerUsage::ServerAuthOnly),
+        ] {
+            write(
+                dir.path(),
+                name,
+                &ca.signer(name, Some(oin), 30, usage).expect("signer"),
+            );
+        }
         let foreign = DevCa::new("foreign CA").expect("ca");
         write(dir.path(), "foreign-ca", &foreign.issued());
         write(

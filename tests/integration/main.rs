@@ -9,6 +9,7 @@ mod gsd;
 mod import;
 mod interop;
 mod limits;
+mod node_interop;
 mod ops;
 mod probe;
 mod schemas;

@@ -57,6 +57,18 @@ fn probe_pki_blocking() -> &'static ProbePki {
             "nooin",
             &ca.client("no oin", None, 365).expect("client"),
         );
+        // What many dkd installations sign with: their TLS server certificate, EKU serverAuth only.
+        write(
+            dir.path(),
+            "signer-serverauth",
+            &ca.signer(
+                "localhost",
+                Some(SERVER_OIN),
+                365,
+                dkd::certs::SignerUsage::ServerAuthOnly,
+            )
+            .expect("signer"),
+        );
         ProbePki { dir }
     })
 }
@@ -144,6 +156,33 @@ async fn probe_is_ok_against_a_healthy_dkd() {
         "{line}"
     );
     assert_eq!(line.lines().count(), 1);
+}
+
+#[tokio::test]
+async fn probe_is_ok_when_dkd_signs_with_a_tls_server_certificate() {
+    let p = probe_pki().await;
+    let (cert, key, ca) = (
+        p.path("server.pem"),
+        p.path("server-key.pem"),
+        p.path("ca.pem"),
+    );
+    let (sign_cert, sign_key) = (
+        p.path("signer-serverauth.pem"),
+        p.path("signer-serverauth-key.pem"),
+    );
+    let server = Server::start_with(move |c| {
+        c.tls.cert = cert;
+        c.tls.key = key;
+        c.tls.client_ca = ca;
+        c.security.signing = Some(SigningMode::Required);
+        c.security.sign_cert = Some(sign_cert);
+        c.security.sign_key = Some(sign_key);
+    })
+    .await;
+    let r = run(options(&server.url).await).await;
+    assert_eq!(r.status, Status::Ok, "{}", report(&r));
+    assert_eq!(r.signature_valid, Some(true), "{}", report(&r));
+    assert_eq!(r.signer_oin.as_deref(), Some(SERVER_OIN));
 }
 
 #[tokio::test]

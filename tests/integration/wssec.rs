@@ -68,7 +68,7 @@ async fn signed_answer_confirms(server: &Server) {
     assert!(text.contains("<ClientSuwi>"));
     let sv = between(&req, "<ds:SignatureValue>", "</ds:SignatureValue>");
     // dkd's own client-side check: signature, coverage, SignatureConfirmation.
-    let trust = dkd::http::tls::client_verifier(&pki().path("ca.pem"), &[]).expect("trust");
+    let trust = dkd::http::tls::signer_trust(&pki().path("ca.pem"), &[]).expect("trust");
     let policy = dkd::soap::wssec::VerifyPolicy {
         mode: SigningMode::Required,
         trust,
@@ -85,6 +85,58 @@ async fn signed_answer_confirms(server: &Server) {
         .expect("response verifies")
         .expect("signed");
     validate_official(&body_child(&text), Schema::Response);
+}
+
+#[tokio::test]
+async fn signers_are_judged_by_key_usage_not_by_tls_extended_key_usage() {
+    let server = required().await;
+    for who in ["signer-serverauth", "signer-clientauth", "signer-noeku"] {
+        let req = signed_at(&server, who, "123456782", OffsetDateTime::now_utc());
+        let r = post(&server.url, &req).await;
+        assert_eq!(r.status, 200, "{who}: {}", r.text());
+        assert!(r.text().contains("NietsGevonden"), "{who}: {}", r.text());
+    }
+    let req = signed_at(
+        &server,
+        "signer-nodigsig",
+        "123456782",
+        OffsetDateTime::now_utc(),
+    );
+    let (fc, code) = fault(&server, &req).await;
+    assert_eq!(
+        (fc.as_str(), code.as_str()),
+        ("wsse:InvalidSecurityToken", "0022"),
+        "keyUsage without digitalSignature"
+    );
+}
+
+#[tokio::test]
+async fn dkd_call_accepts_an_answer_signed_with_a_tls_server_certificate() {
+    let p = pki();
+    let server = Server::start_with(|c| {
+        c.security.signing = Some(SigningMode::Required);
+        c.security.sign_cert = Some(p.path("server-signer.pem"));
+        c.security.sign_key = Some(p.path("server-signer-key.pem"));
+    })
+    .await;
+    let r = dkd::call::call(dkd::call::CallOptions {
+        url: server.url.clone(),
+        bsn: server.known_bsn(),
+        from_oin: ALLOWED_OIN.into(),
+        tls: client_tls("client"),
+        signer: Some(signer("signer-serverauth")),
+        response_trust: Some(dkd::http::tls::signer_trust(&p.path("ca.pem"), &[]).expect("trust")),
+        timeout: std::time::Duration::from_secs(10),
+    })
+    .await
+    .expect("call");
+    assert_eq!((r.status, r.kind), (200, "clientsuwi"), "{}", r.body);
+    let v = r
+        .signature
+        .expect("checked")
+        .expect("the signature verifies");
+    assert_eq!(v.signer_oin, SERVER_OIN);
+    assert!(r.relates_to_matches);
 }
 
 #[tokio::test]

@@ -134,9 +134,12 @@ async fn python_xmlsec_signed_defects_are_refused_with_their_codes() {
         return;
     };
     let server = required().await;
-    let cases: [(&[&str], &str, &str); 8] = [
+    let cases: [(&[&str], &str, &str); 10] = [
         (&["--digest", "sha1"], "wsse:InvalidSecurity", "0027"),
+        // Digikoppeling's signing rules (SIGN001-004) allow SHA-256/384/512 only.
+        (&["--digest", "sha224"], "wsse:InvalidSecurity", "0027"),
         (&["--sig", "rsa-sha1"], "wsse:InvalidSecurity", "0027"),
+        (&["--sig", "rsa-sha224"], "wsse:InvalidSecurity", "0027"),
         (&["--c14n", "inclusive"], "wsse:InvalidSecurity", "0027"),
         (&["--no-timestamp"], "wsse:InvalidSecurity", "0020"),
         (&["--skip", "To"], "wsse:InvalidSecurity", "0028"),
@@ -156,14 +159,13 @@ async fn python_xmlsec_signed_defects_are_refused_with_their_codes() {
         let got = fault_codes(&r.text());
         assert_eq!((got.0.as_str(), got.1.as_str()), (fc, code), "{args:?}");
     }
-    // The sha224 digest the WSDL allows ("minimaal SHA-224") is accepted.
-    let signed = py_sign(
-        &py,
-        &Req::new(&server.url, "123456782").xml(),
-        "client",
-        &["--digest", "sha224"],
-    );
-    assert_eq!(post(&server.url, &signed).await.status, 200);
+    // The stronger digests are accepted.
+    for digest in ["sha384", "sha512"] {
+        let mut req = Req::new(&server.url, "123456782");
+        req.message_id = Some(format!("urn:uuid:{}", uuid::Uuid::new_v4()));
+        let signed = py_sign(&py, &req.xml(), "client", &["--digest", digest]);
+        assert_eq!(post(&server.url, &signed).await.status, 200, "{digest}");
+    }
 }
 
 #[tokio::test]

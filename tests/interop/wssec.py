@@ -8,7 +8,7 @@ uses Debian's ``xmlsec1`` command line (libxmlsec1 1.2 / OpenSSL) as a second en
 sign
     wssec.py sign --in IN.xml --out OUT.xml --cert signer.pem --key signer-key.pem
         [--digest sha1|sha224|sha256|sha384|sha512]          (default sha256)
-        [--sig rsa-sha1|rsa-sha256|rsa-sha384|rsa-sha512]    (default rsa-sha256)
+        [--sig rsa-sha1|rsa-sha224|rsa-sha256|rsa-sha384|rsa-sha512]  (default rsa-sha256)
         [--c14n exc|inclusive]                               (default exc)
         [--no-timestamp] [--created-offset S] [--expires-offset S] [--no-expires]
         [--time-format ms|s] [--skip PART]... [--ds-default-ns] [--print-signature-value]
@@ -137,6 +137,7 @@ DIGESTS = {
 }
 SIGNATURES = {
     "rsa-sha1": xmlsec.Transform.RSA_SHA1,
+    "rsa-sha224": xmlsec.Transform.RSA_SHA224,
     "rsa-sha256": xmlsec.Transform.RSA_SHA256,
     "rsa-sha384": xmlsec.Transform.RSA_SHA384,
     "rsa-sha512": xmlsec.Transform.RSA_SHA512,
