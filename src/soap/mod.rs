@@ -376,7 +376,7 @@ fn process(ep: &Endpoint, req: Inbound<'_>, ctx: &mut ReplyContext) -> Result<Re
     let headers = envelope::read_headers(&env.headers);
     remember(&headers.addressing, ctx);
     for ns in &headers.ignored {
-        tracing::debug!(namespace = %ns, "unknown header block ignored");
+        tracing::debug!(namespace = ?ns, "unknown header block ignored");
         ctx.ignored_headers.push((*ns).to_owned());
     }
     if let Some(e) = headers.refused {
