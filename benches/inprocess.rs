@@ -88,6 +88,7 @@ impl Fixture {
             },
             public_url: URL.into(),
             to_aliases: vec![],
+            own_oins: vec![],
             allowed_oins: [CLIENT_OIN.to_owned()].into_iter().collect(),
             security: security.map(Arc::new),
             role: dkd::soap::Role::Gemeente,

@@ -50,6 +50,7 @@ pub fn endpoint() -> &'static Endpoint {
             },
             public_url: URL.into(),
             to_aliases: vec![],
+            own_oins: vec![],
             allowed_oins: [OIN.to_owned()].into_iter().collect(),
             security: None,
             role: dkd::soap::Role::Gemeente,

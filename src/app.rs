@@ -106,10 +106,11 @@ impl App {
             dn: cfg.server.service_dn.clone(),
             window_days: cfg.retention.window_days,
         };
+        let own_oins = own_oins(cfg)?;
         let (role, verwijsindex) = match cfg.role {
             Role::Gemeente => (EndpointRole::Gemeente, None),
             Role::Ib => {
-                let ib = Arc::new(ib_role(cfg, &service)?);
+                let ib = Arc::new(ib_role(cfg, &service, &public_url)?);
                 let url = cfg
                     .ib
                     .verwijsindex_url
@@ -125,6 +126,7 @@ impl App {
                     service: service.clone(),
                     public_url: url.clone(),
                     to_aliases: Vec::new(),
+                    own_oins: own_oins.clone(),
                     allowed_oins: gemeente_oins.iter().cloned().collect(),
                     security: security_for(cfg, &gemeente_oins)?.map(Arc::new),
                     role: EndpointRole::IbVerwijsindex(ib.clone()),
@@ -141,6 +143,7 @@ impl App {
             service,
             public_url: public_url.clone(),
             to_aliases: cfg.server.to_aliases.clone(),
+            own_oins,
             allowed_oins: cfg.auth.allowed_oins.iter().cloned().collect(),
             security: security(cfg)?.map(Arc::new),
             role,
@@ -478,8 +481,29 @@ fn outgoing_security(
     Ok((Some(Arc::new(signer)), Some(Arc::new(policy))))
 }
 
-/// The IB role from `[ib]`.
-fn ib_role(cfg: &Config, service: &Service) -> Result<crate::service::ib::Ib, StartError> {
+/// dkd's own OINs: those of its TLS certificate and of its signing certificate.
+fn own_oins(cfg: &Config) -> Result<Vec<String>, StartError> {
+    let mut oins = Vec::new();
+    for path in std::iter::once(&cfg.tls.cert).chain(cfg.security.sign_cert.as_ref()) {
+        let certs = tls::load_certs(path)?;
+        if let Some(oin) = certs
+            .first()
+            .and_then(|c| crate::certs::oin_of(c).ok().flatten())
+        {
+            if !oins.contains(&oin) {
+                oins.push(oin);
+            }
+        }
+    }
+    Ok(oins)
+}
+
+/// The IB role from `[ib]`; `public_url` is its GSDDossierReintegratie endpoint.
+fn ib_role(
+    cfg: &Config,
+    service: &Service,
+    public_url: &str,
+) -> Result<crate::service::ib::Ib, StartError> {
     use crate::service::ib::Ib;
     let ca = cfg.ib.gemeente_ca.as_ref().unwrap_or(&cfg.tls.client_ca);
     let tls = tls::client_config(ca, &cfg.tls.cert, &cfg.tls.key)?;
@@ -494,6 +518,7 @@ fn ib_role(cfg: &Config, service: &Service) -> Result<crate::service::ib::Ib, St
             verify,
             timeout: route_timeout,
             pool: crate::http::client::Pool::default(),
+            own_address: public_url.to_owned(),
         }),
     })
 }

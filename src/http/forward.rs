@@ -24,6 +24,22 @@ pub struct HttpForward {
     pub timeout: Duration,
     /// Connections to the gemeenten kept open between questions.
     pub pool: client::Pool,
+    /// The IB's own address (its GSDDossierReintegratie endpoint): the forwarded question's
+    /// `wsa:From`, with the original requester's OIN.
+    pub own_address: String,
+}
+
+/// The `wsa:From` of a forwarded question: the IB asks, on behalf of the requester whose OIN it
+/// names (the gemeente answers to the IB, and records whom it answered for).
+pub fn forwarded_from(own_address: &str, requester: &str) -> String {
+    match crate::soap::envelope::oin_from_address(requester) {
+        Some(oin) => {
+            let sep = if own_address.contains('?') { '&' } else { '?' };
+            format!("{own_address}{sep}oin={oin}")
+        }
+        // Not reached: the router only forwards a request whose From carries an OIN.
+        None => requester.to_owned(),
+    }
 }
 
 /// A client error in the words the FWI uses.
@@ -50,6 +66,7 @@ impl Forward for HttpForward {
                 .as_deref()
                 .ok_or_else(|| "geen URL geconfigureerd".to_owned())?;
             let message_id = crate::soap::new_message_id();
+            let from_address = forwarded_from(&self.own_address, from_address);
             let mut body = String::new();
             gsd::write_request(bsn.as_str(), &mut body);
             let now = time::OffsetDateTime::now_utc();
@@ -57,7 +74,7 @@ impl Forward for HttpForward {
                 self.signer.as_deref(),
                 &Outgoing {
                     to: url,
-                    from_address,
+                    from_address: &from_address,
                     action: gsd::ACTION_REQUEST,
                     body: &body,
                     message_id: &message_id,
@@ -86,5 +103,26 @@ impl Forward for HttpForward {
             })?;
             gsd::parse_response(&body).map_err(|e| format!("ongeldig antwoord: {e}"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_from;
+
+    #[test]
+    fn a_forwarded_question_comes_from_the_ib_for_the_requester() {
+        let ib = "https://ib.example/GSDDossierReintegratie-v0200";
+        assert_eq!(
+            forwarded_from(ib, "https://uwv.example/x?OIN=00000099000000000002"),
+            "https://ib.example/GSDDossierReintegratie-v0200?oin=00000099000000000002"
+        );
+        assert_eq!(
+            forwarded_from(
+                "https://ib.example/p?a=1",
+                "https://u/?oin=00000099000000000002"
+            ),
+            "https://ib.example/p?a=1&oin=00000099000000000002"
+        );
     }
 }

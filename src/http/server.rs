@@ -7,7 +7,7 @@ use crate::soap::{
     self, fault::SoapError, Answer, Endpoint, Inbound, Request as SoapRequest, Role,
 };
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -306,6 +306,59 @@ async fn cpu<T: Send + 'static>(
     }
 }
 
+/// The frames of a request body as they arrive, kept outside the read so a body cut off by the
+/// limit or the read timeout still shows its first bytes.
+#[derive(Default)]
+struct BodyRead {
+    frames: Vec<Bytes>,
+    len: usize,
+}
+
+impl BodyRead {
+    /// The bytes read so far.
+    fn prefix(&self) -> Vec<u8> {
+        self.frames.concat()
+    }
+
+    /// The whole body; one frame (the common case) is handed on without a copy.
+    fn into_bytes(mut self) -> Bytes {
+        match self.frames.len() {
+            0 => Bytes::new(),
+            1 => self.frames.pop().unwrap_or_default(),
+            _ => Bytes::from(self.frames.concat()),
+        }
+    }
+}
+
+/// Why a request body was not read in full.
+enum BodyFailure {
+    /// More than the limit arrived (what fits is kept).
+    TooLarge,
+    /// The connection failed.
+    Read(hyper::Error),
+}
+
+async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    read: &mut BodyRead,
+) -> Result<(), BodyFailure> {
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyFailure::Read)?.into_data() else {
+            continue;
+        };
+        if read.len + data.len() > limit {
+            let room = limit - read.len;
+            read.frames.push(data.slice(..room));
+            read.len = limit;
+            return Err(BodyFailure::TooLarge);
+        }
+        read.len += data.len();
+        read.frames.push(data);
+    }
+    Ok(())
+}
+
 async fn soap_post(
     state: Arc<State>,
     vi: bool,
@@ -325,28 +378,29 @@ async fn soap_post(
         r.from_oin = None;
         r
     } else {
-        let body = Limited::new(req.into_body(), limit);
-        match tokio::time::timeout(state.limits.body_read_timeout, body.collect()).await {
-            Err(_) => soap::reject(
+        let mut read = BodyRead::default();
+        let reading = read_body(req.into_body(), limit, &mut read);
+        let outcome = tokio::time::timeout(state.limits.body_read_timeout, reading).await;
+        match outcome {
+            // What did arrive may still say whom to address the fault to.
+            Err(_) => soap::reject_read(
                 ep,
                 &SoapError::BodyTimeout(state.limits.body_read_timeout.as_secs()),
+                &read.prefix(),
             ),
-            Ok(Err(e))
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                soap::reject(ep, &SoapError::TooLarge(limit))
+            Ok(Err(BodyFailure::TooLarge)) => {
+                soap::reject_read(ep, &SoapError::TooLarge(limit), &read.prefix())
             }
-            Ok(Err(e)) => {
+            Ok(Err(BodyFailure::Read(e))) => {
                 tracing::info!(error = %e, "request body could not be read");
                 soap::reject(
                     ep,
                     &SoapError::InvalidEnvelope("the request body could not be read".into()),
                 )
             }
-            Ok(Ok(collected)) => {
+            Ok(Ok(())) => {
                 let owned = OwnedInbound {
-                    body: collected.to_bytes(),
+                    body: read.into_bytes(),
                     content_type,
                     soap_action,
                     tls_oin: oin.clone(),
@@ -424,6 +478,7 @@ async fn soap_post(
         oin.as_deref().unwrap_or("-"),
         elapsed,
     );
+    state.metrics.ignored_headers(&out.ignored_headers);
     let audit = crate::store::AuditRecord {
         at: time::OffsetDateTime::now_utc().unix_timestamp(),
         operation: ep.operation().into(),

@@ -12,6 +12,13 @@ pub const BUCKETS: [f64; 12] = [
 /// How many recent faults the status page shows.
 const RECENT: usize = 20;
 
+/// How many distinct namespaces of ignored header blocks get a label of their own; the rest, and
+/// any namespace longer than [`MAX_NAMESPACE_LABEL`], count as `other`. The namespaces come from
+/// the clients: unbounded, they would grow the registry and `/metrics` without limit.
+pub const MAX_IGNORED_NAMESPACES: usize = 16;
+/// The longest namespace that gets a label of its own, in bytes.
+pub const MAX_NAMESPACE_LABEL: usize = 200;
+
 /// A recent fault, for the status page.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecentFault {
@@ -31,6 +38,8 @@ struct Inner {
     count: u64,
     sum: f64,
     recent: std::collections::VecDeque<RecentFault>,
+    ignored_headers: BTreeMap<String, u64>,
+    ignored_other: u64,
 }
 
 /// The registry.
@@ -74,6 +83,29 @@ impl Metrics {
         g.sum += seconds;
     }
 
+    /// Counts unknown header blocks that were ignored, by namespace (`""`: none).
+    pub fn ignored_headers<S: AsRef<str>>(&self, namespaces: &[S]) {
+        if namespaces.is_empty() {
+            return;
+        }
+        let Ok(mut g) = self.inner.lock() else { return };
+        for ns in namespaces {
+            let ns = ns.as_ref();
+            let known = g.ignored_headers.len();
+            match g.ignored_headers.get_mut(ns) {
+                Some(n) => *n += 1,
+                // A namespace named "other" would repeat the overflow's series.
+                None if known < MAX_IGNORED_NAMESPACES
+                    && ns.len() <= MAX_NAMESPACE_LABEL
+                    && ns != "other" =>
+                {
+                    g.ignored_headers.insert(ns.to_owned(), 1);
+                }
+                None => g.ignored_other += 1,
+            }
+        }
+    }
+
     /// The most recent faults, newest first.
     pub fn recent_faults(&self) -> Vec<RecentFault> {
         self.inner
@@ -115,6 +147,18 @@ impl Metrics {
         for (code, n) in &g.faults {
             out.push_str(&format!("dkd_faults_total{{code=\"{code}\"}} {n}\n"));
         }
+        out.push_str("# HELP dkd_ignored_headers_total Unknown SOAP header blocks ignored (no mustUnderstand), by namespace; namespaces beyond the first 16 count as \"other\".\n# TYPE dkd_ignored_headers_total counter\n");
+        for (ns, n) in &g.ignored_headers {
+            out.push_str("dkd_ignored_headers_total{namespace=\"");
+            label_value(ns, out);
+            out.push_str(&format!("\"}} {n}\n"));
+        }
+        if g.ignored_other > 0 {
+            out.push_str(&format!(
+                "dkd_ignored_headers_total{{namespace=\"other\"}} {}\n",
+                g.ignored_other
+            ));
+        }
         out.push_str("# HELP dkd_request_duration_seconds Time from request headers to response.\n# TYPE dkd_request_duration_seconds histogram\n");
         for (i, b) in BUCKETS.iter().enumerate() {
             out.push_str(&format!(
@@ -134,6 +178,19 @@ impl Metrics {
             "# HELP dkd_audit_dropped_total Audit records dropped because the audit queue was full.\n# TYPE dkd_audit_dropped_total counter\ndkd_audit_dropped_total {}\n",
             self.audit_dropped.load(std::sync::atomic::Ordering::Relaxed)
         ));
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and line feed escaped (the text format's
+/// rules); other control characters cannot occur in a namespace name XML accepted.
+fn label_value(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
     }
 }
 
@@ -164,5 +221,37 @@ mod tests {
             "{s}"
         );
         assert_eq!(m.recent_faults().len(), 1);
+    }
+
+    #[test]
+    fn ignored_header_namespaces_are_a_bounded_label_set() {
+        let m = Metrics::default();
+        let many: Vec<String> = (0..100).map(|i| format!("urn:x:{i}")).collect();
+        m.ignored_headers(&many);
+        m.ignored_headers(&["urn:x:0", "a\"b\\c\nd"]);
+        m.ignored_headers(&["x".repeat(MAX_NAMESPACE_LABEL + 1)]);
+        let mut s = String::new();
+        m.render(&mut s);
+        let lines: Vec<&str> = s
+            .lines()
+            .filter(|l| l.starts_with("dkd_ignored_headers_total{"))
+            .collect();
+        assert_eq!(lines.len(), MAX_IGNORED_NAMESPACES + 1, "{s}");
+        assert!(
+            s.contains("dkd_ignored_headers_total{namespace=\"urn:x:0\"} 2\n"),
+            "{s}"
+        );
+        // 84 beyond the cap, the quoted one and the over-long one.
+        assert!(
+            s.contains("dkd_ignored_headers_total{namespace=\"other\"} 86\n"),
+            "{s}"
+        );
+        let m = Metrics::default();
+        m.ignored_headers(&["a\"b\\c\nd", "other", ""]);
+        let mut s = String::new();
+        m.render(&mut s);
+        assert!(s.contains("{namespace=\"a\\\"b\\\\c\\nd\"} 1\n"), "{s}");
+        assert!(s.contains("{namespace=\"\"} 1\n"), "{s}");
+        assert!(s.contains("{namespace=\"other\"} 1\n"), "{s}");
     }
 }

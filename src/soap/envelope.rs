@@ -124,38 +124,62 @@ pub struct Addressing {
     pub from_without_address: bool,
 }
 
-/// Reads the WS-Addressing headers and enforces the header policy: only WS-Addressing and
-/// `wsse:Security`, and no unknown `mustUnderstand` blocks.
-pub fn read_headers(headers: &[Element]) -> Result<(Addressing, Option<&Element>), SoapError> {
-    let mut a = Addressing::default();
-    let mut security = None;
+/// What [`read_headers`] found in the Header.
+#[derive(Debug, Default)]
+pub struct Headers<'a> {
+    /// The WS-Addressing headers.
+    pub addressing: Addressing,
+    /// The `wsse:Security` block.
+    pub security: Option<&'a Element>,
+    /// The namespace of each unknown block that was ignored (`""` for none), in document order.
+    pub ignored: Vec<&'a str>,
+    /// The first block the policy refuses. Kept apart from the addressing so the refusal can
+    /// still be addressed to the caller: every WS-Addressing header is read first.
+    pub refused: Option<SoapError>,
+}
+
+/// Reads the WS-Addressing headers and applies the header policy: dkd acts on WS-Addressing and
+/// `wsse:Security`; an unknown block marked `mustUnderstand` is refused, any other unknown block
+/// is ignored (SOAP 1.1 §4.2.3, WS-I BP) — it is never trusted, and the signature check still
+/// demands that its References resolve to the very Body, Timestamp and WS-Addressing nodes, so a
+/// foreign block cannot carry a signed part away.
+pub fn read_headers(headers: &[Element]) -> Headers<'_> {
+    let mut out = Headers::default();
     for h in headers {
         match h.ns.as_deref() {
-            Some(NS_WSA) => read_wsa(h, &mut a)?,
+            Some(NS_WSA) => {
+                if let Err(e) = read_wsa(h, &mut out.addressing) {
+                    out.refused.get_or_insert(e);
+                }
+            }
             Some(NS_WSSE) if h.local == "Security" => {
-                if security.is_some() {
-                    return Err(SoapError::InvalidEnvelope(
+                if out.security.is_some() {
+                    out.refused.get_or_insert(SoapError::InvalidEnvelope(
                         "more than one wsse:Security header".into(),
                     ));
+                } else {
+                    out.security = Some(h);
                 }
-                security = Some(h);
             }
-            _ => {
+            ns => {
                 let mu = h.attr(Some(NS_SOAP11), "mustUnderstand");
                 if matches!(mu, Some("1") | Some("true")) {
-                    return Err(SoapError::MustUnderstand(h.qname()));
-                }
-                if h.ns.as_deref() == Some(NS_WSA_2004) {
-                    return Err(SoapError::ForeignHeader(format!(
+                    out.refused
+                        .get_or_insert(SoapError::MustUnderstand(h.qname()));
+                } else if ns == Some(NS_WSA_2004) {
+                    // Not foreign: the blocks dkd acts on, in the wrong version. Ignoring them
+                    // would answer "MessageID missing" to a client that sent one.
+                    out.refused.get_or_insert(SoapError::ForeignHeader(format!(
                         "{} (WS-Addressing must use {NS_WSA})",
                         h.qname()
                     )));
+                } else {
+                    out.ignored.push(ns.unwrap_or(""));
                 }
-                return Err(SoapError::ForeignHeader(h.qname()));
             }
         }
     }
-    Ok((a, security))
+    out
 }
 
 fn read_wsa(h: &Element, a: &mut Addressing) -> Result<(), SoapError> {
@@ -189,6 +213,99 @@ fn read_wsa(h: &Element, a: &mut Addressing) -> Result<(), SoapError> {
     }
     *target = Some(value);
     Ok(())
+}
+
+/// The longest WS-Addressing value [`addressing_of_prefix`] keeps.
+const MAX_PREFIX_VALUE: usize = 4096;
+
+/// The `wsa:MessageID`, `wsa:To` and `wsa:From/wsa:Address` that can be read from the start of a
+/// message refused before it was read in full (its body over the limit), so the refusal can still
+/// be addressed. One streaming pass over the Header, no tree; it stops at the Body, at the end of
+/// the bytes and at anything it does not take (a reference, CDATA, a malformed token, a value over
+/// 4 KiB), keeping what it read before. The values are only echoed, never trusted.
+pub fn addressing_of_prefix(bytes: &[u8]) -> Addressing {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    let mut a = Addressing::default();
+    // The limit may cut a character in two.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    let mut reader = xml::tokenizer(text);
+    let mut depth = 0usize;
+    // The header being read (depth 3) or From's Address (depth 4), and its text so far.
+    let mut current: Option<(&'static str, String)> = None;
+    while let Ok((resolved, event)) = reader.read_resolved_event() {
+        let ns = match resolved {
+            ResolveResult::Bound(n) => Some(n.into_inner()),
+            _ => None,
+        };
+        match event {
+            Event::Start(s) => {
+                depth += 1;
+                let local = s.local_name();
+                let local = local.as_ref();
+                match depth {
+                    1 if ns == Some(NS_SOAP11.as_bytes()) && local == b"Envelope" => {}
+                    2 if ns == Some(NS_SOAP11.as_bytes()) && local == b"Header" => {}
+                    3 if ns == Some(NS_WSA.as_bytes()) => {
+                        // From's own text is whitespace; only its Address counts.
+                        current = match local {
+                            b"MessageID" => Some(("MessageID", String::new())),
+                            b"To" => Some(("To", String::new())),
+                            b"From" => Some(("FromElement", String::new())),
+                            _ => None,
+                        };
+                    }
+                    4 if ns == Some(NS_WSA.as_bytes())
+                        && local == b"Address"
+                        && matches!(current, Some(("FromElement", _))) =>
+                    {
+                        current = Some(("From", String::new()));
+                    }
+                    1 | 2 => break,
+                    _ => {}
+                }
+            }
+            Event::Text(t) => {
+                if let Some((name, value)) = current.as_mut() {
+                    if *name != "FromElement" {
+                        let Ok(piece) = t.decode() else { break };
+                        if value.len() + piece.len() > MAX_PREFIX_VALUE {
+                            break;
+                        }
+                        value.push_str(&piece);
+                    }
+                }
+            }
+            Event::End(_) => {
+                if let Some((name, value)) = current.take() {
+                    let slot = match name {
+                        "MessageID" if depth == 3 => Some(&mut a.message_id),
+                        "To" if depth == 3 => Some(&mut a.to),
+                        "From" if depth == 4 => Some(&mut a.from),
+                        _ => None,
+                    };
+                    if let Some(slot) = slot {
+                        if slot.is_none() && xml::check_chars(&value).is_ok() {
+                            *slot = Some(value.trim().to_owned());
+                        }
+                    } else if name == "FromElement" && depth > 3 {
+                        // The end of another child of From: its Address may still follow.
+                        current = Some((name, value));
+                    }
+                }
+                if depth <= 2 {
+                    break;
+                }
+                depth -= 1;
+            }
+            Event::Empty(_) | Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
+            _ => break,
+        }
+    }
+    a
 }
 
 /// Extracts the OIN from a `wsa:From` address such as `http://host/path?oin=00000001234567890000`
@@ -246,6 +363,78 @@ mod tests {
         );
         assert_eq!(oin_from_address("http://x/y?oin=123"), None);
         assert_eq!(oin_from_address("http://x/y"), None);
+    }
+
+    const WSA_DECL: &str = "xmlns:wsa=\"http://www.w3.org/2005/08/addressing\"";
+
+    fn start_of_request() -> String {
+        format!(
+            "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"{NS_SOAP11}\" {WSA_DECL}><s:Header>\
+             <x:Trace xmlns:x=\"urn:x\"><wsa:MessageID>urn:uuid:inner</wsa:MessageID></x:Trace>\
+             <wsa:MessageID>urn:uuid:1</wsa:MessageID><wsa:To> https://dkd/x </wsa:To>\
+             <wsa:From><wsa:ReferenceParameters/><wsa:Address>https://c/?oin=00000099000000000002</wsa:Address></wsa:From>\
+             </s:Header><s:Body><wsa:To>https://body/</wsa:To>"
+        )
+    }
+
+    #[test]
+    fn the_addressing_of_a_cut_off_message_is_read_from_its_header_only() {
+        let full = start_of_request();
+        let a = addressing_of_prefix(full.as_bytes());
+        assert_eq!(a.message_id.as_deref(), Some("urn:uuid:1"));
+        assert_eq!(a.to.as_deref(), Some("https://dkd/x"));
+        assert_eq!(
+            a.from.as_deref(),
+            Some("https://c/?oin=00000099000000000002")
+        );
+        // Cut anywhere, including inside a value or a character: only whole values are kept,
+        // and never one from outside the Header.
+        let wide = full.replace("urn:uuid:1", "urn:uuid:é");
+        for cut in 0..wide.len() {
+            let a = addressing_of_prefix(&wide.as_bytes()[..cut]);
+            for v in [&a.message_id, &a.to, &a.from].into_iter().flatten() {
+                assert!(
+                    [
+                        "urn:uuid:é",
+                        "https://dkd/x",
+                        "https://c/?oin=00000099000000000002"
+                    ]
+                    .contains(&v.as_str()),
+                    "{cut}: {v}"
+                );
+            }
+        }
+        // A reference ends the reading; what came before stays.
+        let a = addressing_of_prefix(full.replace("https://dkd/x", "a&amp;b").as_bytes());
+        assert_eq!(a.message_id.as_deref(), Some("urn:uuid:1"));
+        assert_eq!(a.to, None);
+        assert_eq!(addressing_of_prefix(b"not xml"), Addressing::default());
+    }
+
+    #[test]
+    fn unknown_blocks_are_ignored_unless_marked_must_understand() {
+        let doc = format!(
+            "<s:Envelope xmlns:s=\"{NS_SOAP11}\" {WSA_DECL}><s:Header>\
+             <x:A xmlns:x=\"urn:x\" s:mustUnderstand=\"0\"/><B/>\
+             <wsa:MessageID>urn:uuid:1</wsa:MessageID></s:Header><s:Body><b/></s:Body></s:Envelope>"
+        );
+        let env = parse(doc.as_bytes()).expect("envelope");
+        let h = read_headers(&env.headers);
+        assert_eq!(h.refused, None);
+        assert_eq!(h.ignored, vec!["urn:x", ""]);
+        assert_eq!(h.addressing.message_id.as_deref(), Some("urn:uuid:1"));
+        let doc = doc.replace("s:mustUnderstand=\"0\"", "s:mustUnderstand=\"1\"");
+        let env = parse(doc.as_bytes()).expect("envelope");
+        let h = read_headers(&env.headers);
+        assert_eq!(
+            h.refused,
+            Some(SoapError::MustUnderstand("{urn:x}A".into()))
+        );
+        assert_eq!(
+            h.addressing.message_id.as_deref(),
+            Some("urn:uuid:1"),
+            "read after the refused block, so its fault can be addressed"
+        );
     }
 
     #[test]

@@ -441,10 +441,11 @@ fn attributes(scope: &mut Scope, depth: usize, s: &BytesStart<'_>) -> Option<Att
 /// refuses them.
 pub fn read_fully(bytes: &[u8]) -> Option<Simple> {
     let env = super::envelope::parse(bytes).ok()?;
-    let (addressing, security) = super::envelope::read_headers(&env.headers).ok()?;
-    if security.is_some() {
+    let headers = super::envelope::read_headers(&env.headers);
+    if headers.refused.is_some() || headers.security.is_some() {
         return None;
     }
+    let addressing = headers.addressing;
     let bsn = crate::suwiml::gsd::parse_request(&env.body).ok()?;
     Some(Simple { addressing, bsn })
 }

@@ -38,7 +38,7 @@ pub enum SoapError {
     /// Not UTF-8.
     #[error("not UTF-8: {0}")]
     NotUtf8(String),
-    /// A header block other than WS-Addressing and wsse:Security.
+    /// A header block that claims to be WS-Addressing but is not one of WS-Addressing 1.0's.
     #[error("header block not allowed: {0}")]
     ForeignHeader(String),
     /// A header block with mustUnderstand="1" that dkd does not process.
@@ -129,7 +129,7 @@ pub fn describe(e: &SoapError) -> FaultSpec {
         SoapError::NotUtf8(_) => client("0009", "The message must be UTF-8 encoded".into()),
         SoapError::ForeignHeader(h) => client(
             "0010",
-            format!("Header block {h} is not allowed: only WS-Addressing and wsse:Security"),
+            format!("Header block {h} is not allowed: only the WS-Addressing 1.0 headers are understood"),
         ),
         SoapError::MustUnderstand(h) => FaultSpec {
             faultcode: "soapenv:MustUnderstand",

@@ -31,6 +31,8 @@ pub struct Endpoint {
     pub public_url: String,
     /// Further accepted `wsa:To` values (e.g. the address behind a reverse proxy).
     pub to_aliases: Vec<String>,
+    /// dkd's own (sub-)OINs: `wsa:To` may be the public URL with `?oin=` naming one of them.
+    pub own_oins: Vec<String>,
     /// OINs allowed to call.
     pub allowed_oins: HashSet<String>,
     /// WS-Security: request verification and response signing; `None` when signing is off.
@@ -58,6 +60,24 @@ impl Role {
 }
 
 impl Endpoint {
+    /// Whether a request's `wsa:To` names this endpoint: the public URL or an alias, exactly, or
+    /// either with a query of only `oin`/`OIN` naming dkd's own OIN (TS 4.0, WUS WA001: Suwinet
+    /// clients put the provider's OIN there).
+    pub fn accepts_to(&self, to: &str) -> bool {
+        let names_this =
+            |url: &str| url == self.public_url || self.to_aliases.iter().any(|a| a == url);
+        if names_this(to) {
+            return true;
+        }
+        let Some((url, query)) = to.split_once('?') else {
+            return false;
+        };
+        let Some((key, oin)) = query.split_once('=') else {
+            return false;
+        };
+        names_this(url) && (key == "oin" || key == "OIN") && self.own_oins.iter().any(|o| o == oin)
+    }
+
     /// The operation's name, for logs, metrics and the audit trail.
     pub fn operation(&self) -> &'static str {
         if self.role.is_verwijsindex() {
@@ -213,6 +233,8 @@ pub struct Outbound {
     pub bsn: Option<crate::suwiml::types::Bsn>,
     /// OIN of the request's signing certificate, when verified.
     pub signer_oin: Option<String>,
+    /// The namespace of each unknown header block ignored (`""` for none), for the metrics.
+    pub ignored_headers: Vec<String>,
 }
 
 /// Handles one request whose operation needs no network: everything but the IB's routing. Never
@@ -311,6 +333,14 @@ pub fn reject(ep: &Endpoint, e: &SoapError) -> Outbound {
     fault_response(ep, &ReplyContext::default(), e)
 }
 
+/// [`reject`] for a request refused after part of it arrived (over the body limit, or not in
+/// time): the fault is addressed from the WS-Addressing headers in that part, when it holds them.
+pub fn reject_read(ep: &Endpoint, e: &SoapError, prefix: &[u8]) -> Outbound {
+    let mut ctx = ReplyContext::default();
+    remember(&envelope::addressing_of_prefix(prefix), &mut ctx);
+    fault_response(ep, &ctx, e)
+}
+
 /// What is known about the request when the reply is written.
 #[derive(Debug, Default)]
 struct ReplyContext {
@@ -321,10 +351,17 @@ struct ReplyContext {
     /// The verified request's SignatureValue, echoed in SignatureConfirmation.
     confirm: Option<String>,
     signer_oin: Option<String>,
+    ignored_headers: Vec<String>,
 }
 
 fn process(ep: &Endpoint, req: Inbound<'_>, ctx: &mut ReplyContext) -> Result<Request, SoapError> {
-    check_content_type(req.content_type)?;
+    if let Err(e) = check_content_type(req.content_type) {
+        // Refused either way; read what addressing there is so the fault reaches the caller.
+        if let Ok(env) = envelope::parse(req.body) {
+            remember(&envelope::read_headers(&env.headers).addressing, ctx);
+        }
+        return Err(e);
+    }
     // Signed requests need the tree (the signature's references point into it).
     if ep.security.is_none() && !ep.role.is_verwijsindex() {
         if let Some(simple) = fast::read(req.body) {
@@ -336,8 +373,16 @@ fn process(ep: &Endpoint, req: Inbound<'_>, ctx: &mut ReplyContext) -> Result<Re
         }
     }
     let env = envelope::parse(req.body)?;
-    let (wsa, _security) = envelope::read_headers(&env.headers)?;
-    remember(&wsa, ctx);
+    let headers = envelope::read_headers(&env.headers);
+    remember(&headers.addressing, ctx);
+    for ns in &headers.ignored {
+        tracing::debug!(namespace = ?ns, "unknown header block ignored");
+        ctx.ignored_headers.push((*ns).to_owned());
+    }
+    if let Some(e) = headers.refused {
+        return Err(e);
+    }
+    let wsa = headers.addressing;
     authorise(ep, req.tls_oin)?;
     if let Some(sec) = &ep.security {
         // The bytes already parsed as UTF-8 in envelope::parse.
@@ -442,7 +487,7 @@ fn check_addressing(ep: &Endpoint, wsa: &Addressing) -> Result<(), SoapError> {
         .to
         .as_deref()
         .ok_or(SoapError::AddressingHeaderRequired("To"))?;
-    if to != ep.public_url && !ep.to_aliases.iter().any(|a| a == to) {
+    if !ep.accepts_to(to) {
         return Err(SoapError::InvalidAddressingHeader {
             header: "To",
             reason: format!("this endpoint is {}", ep.public_url),
@@ -530,7 +575,7 @@ fn envelope_for(
     let from = ctx
         .to
         .as_deref()
-        .filter(|t| *t == ep.public_url || ep.to_aliases.iter().any(|a| a == t))
+        .filter(|t| ep.accepts_to(t))
         .unwrap_or(&ep.public_url);
     let to = ctx.from.as_deref().unwrap_or(WSA_ANONYMOUS);
     // Each header is written in its exclusive-C14N form, so the same bytes are digested; all in
@@ -590,6 +635,7 @@ fn envelope_for(
                 from_oin: ctx.from_oin.clone(),
                 bsn: None,
                 signer_oin: ctx.signer_oin.clone(),
+                ignored_headers: ctx.ignored_headers.clone(),
             };
         }
     };
@@ -626,6 +672,7 @@ fn envelope_for(
         from_oin: ctx.from_oin.clone(),
         bsn: None,
         signer_oin: ctx.signer_oin.clone(),
+        ignored_headers: ctx.ignored_headers.clone(),
     }
 }
 
@@ -713,6 +760,7 @@ mod tests {
             },
             public_url: URL.into(),
             to_aliases: vec![],
+            own_oins: vec![],
             allowed_oins: [OIN.to_owned()].into_iter().collect(),
             security: None,
             role: Role::Gemeente,
@@ -780,6 +828,32 @@ mod tests {
                 out.body
             );
             assert_eq!(out.status, 500);
+        }
+    }
+
+    #[test]
+    fn wsa_to_is_the_public_url_an_alias_or_either_naming_dkds_own_oin() {
+        let mut ep = endpoint(Store::temporary().expect("store"));
+        ep.to_aliases = vec!["https://proxy/x".into()];
+        ep.own_oins = vec!["00000001000000000001".into()];
+        for ok in [
+            URL.to_owned(),
+            "https://proxy/x".to_owned(),
+            format!("{URL}?oin=00000001000000000001"),
+            format!("{URL}?OIN=00000001000000000001"),
+            "https://proxy/x?oin=00000001000000000001".to_owned(),
+        ] {
+            assert!(ep.accepts_to(&ok), "{ok}");
+        }
+        for bad in [
+            format!("{URL}?oin=00000001000000000002"),
+            format!("{URL}?oin=00000001000000000001&a=b"),
+            format!("{URL}?Oin=00000001000000000001"),
+            format!("{URL}?oin="),
+            format!("{URL}?"),
+            "https://other/?oin=00000001000000000001".to_owned(),
+        ] {
+            assert!(!ep.accepts_to(&bad), "{bad}");
         }
     }
 

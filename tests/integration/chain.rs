@@ -523,3 +523,67 @@ async fn verwijsindex_updates_are_checked_against_the_configuration() {
     let stranger = post_as("client", url, &env).await.text();
     assert_eq!(fault_codes(&stranger).1, "0002", "{stranger}");
 }
+
+/// One HTTPS request received with the test PKI's server certificate, answered with an empty 500:
+/// the request's bytes (headers and body).
+async fn capture_one(listener: tokio::net::TcpListener) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = pki();
+    let cfg = dkd::http::tls::server_config(
+        &p.path("server.pem"),
+        &p.path("server-key.pem"),
+        &p.path("ca.pem"),
+        &[],
+    )
+    .expect("tls");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let (tcp, _) = listener.accept().await.expect("accept");
+    let mut tls = acceptor.accept(tcp).await.expect("handshake");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Bounded: until the envelope's end, at most 1 MiB.
+    while !String::from_utf8_lossy(&buf).contains("</soapenv:Envelope>") && buf.len() < 1 << 20 {
+        let n = tls.read(&mut chunk).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let _ = tls
+        .write_all(
+            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+    let _ = tls.shutdown().await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn the_ib_forwards_from_its_own_address_with_the_requesters_oin() {
+    let gemeente = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = gemeente.local_addr().expect("addr").port();
+    let captured = tokio::spawn(capture_one(gemeente));
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = ib_config(dir.path(), free_port(), &[("0363", port)]);
+    let ib = start(dir, cfg).await;
+    let update = vi::Request {
+        bsn: Bsn::parse("123456782").expect("bsn"),
+        clusters: vec![Clustering::new("04", IndDkd::Present)],
+        bron: Bron::gemeente("0363"),
+    };
+    let ack = send_update(&ib, &update, true).await;
+    assert!(ack.contains("<Acknowledgement>"), "{ack}");
+    // UWV asks, From https://localhost/dkd?oin=<ALLOWED_OIN>; the gemeente fails, which the
+    // answer names in an FWI.
+    let answer = ask_ib(&ib, "123456782").await;
+    assert!(answer.contains("<fwi:FWI"), "{answer}");
+    let request = captured.await.expect("capture");
+    let body = &request[request.find("<?xml").expect("envelope")..];
+    assert_eq!(
+        element_text(body, "Address"),
+        Some(format!("{}?oin={ALLOWED_OIN}", ib.url)),
+        "{body}"
+    );
+}

@@ -284,29 +284,81 @@ async fn invalid_addressing_headers_are_refused() {
     assert_eq!(post(&server.url, &ok.xml()).await.status, 200);
 }
 
+/// Asserts that a fault is addressed to the caller: RelatesTo its MessageID, To its From, and
+/// From the address it used (`from`).
+fn assert_addressed(text: &str, req: &Req, from: &str, path: &str) {
+    assert_eq!(
+        element_text(text, "RelatesTo"),
+        req.message_id,
+        "{path}: {text}"
+    );
+    assert_eq!(element_text(text, "To"), req.from, "{path}: {text}");
+    assert_eq!(
+        element_text(text, "Address").as_deref(),
+        Some(from),
+        "{path}: {text}"
+    );
+}
+
+/// The header a WCF client adds in debug builds.
+const WCF_DEBUG: &str = "<VsDebuggerCausalityData xmlns=\"http://schemas.microsoft.com/vstudio/diagnostics/servicemodelsink\">uIDPo7m2bkZ0tq5Aq9C0XQAAAAAAAAA</VsDebuggerCausalityData>";
+
 #[tokio::test]
-async fn foreign_header_blocks_are_refused() {
+async fn unknown_header_blocks_without_must_understand_are_ignored() {
+    let server = Server::start().await;
+    let bsn = server.known_bsn();
+    let req = Req {
+        extra_headers: format!(
+            "{WCF_DEBUG}<x:Trace xmlns:x=\"urn:x\" xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" soapenv:mustUnderstand=\"0\">1</x:Trace><Plain>no namespace</Plain>"
+        ),
+        ..Req::new(&server.url, &bsn)
+    };
+    let r = post(&server.url, &req.xml()).await;
+    let text = r.text();
+    assert_eq!(r.status, 200, "{text}");
+    assert_eq!(
+        element_text(&text, "Burgerservicenr").as_deref(),
+        Some(bsn.as_str())
+    );
+    assert_eq!(element_text(&text, "RelatesTo"), req.message_id);
+    let (_, metrics) = http_get(server.ops, "/metrics").await;
+    for ns in [
+        "http://schemas.microsoft.com/vstudio/diagnostics/servicemodelsink",
+        "urn:x",
+        "",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "dkd_ignored_headers_total{{namespace=\"{ns}\"}} 1\n"
+            )),
+            "{ns}: {metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_must_understand_block_is_refused_and_the_fault_addressed() {
     let server = Server::start().await;
     let base = Req::new(&server.url, "123456782");
-    let foreign = Req {
-        extra_headers: "<x:Trace xmlns:x=\"urn:x\">1</x:Trace>".into(),
-        ..base.clone()
-    };
-    assert_eq!(fault_of(&server, &foreign).await.2, "0010");
-    let mu = Req {
-        extra_headers: "<x:Trace xmlns:x=\"urn:x\" xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" soapenv:mustUnderstand=\"1\">1</x:Trace>".into(),
-        ..base.clone()
-    };
-    let (_, fc, code, _) = fault_of(&server, &mu).await;
-    assert_eq!(
-        (fc.as_str(), code.as_str()),
-        ("soapenv:MustUnderstand", "0010")
+    // Before the WS-Addressing headers, so they are read after the block is refused.
+    let xml = base.xml().replace(
+        "<soapenv:Header>",
+        "<soapenv:Header><x:Trace xmlns:x=\"urn:x\" soapenv:mustUnderstand=\"1\">1</x:Trace>",
     );
+    let r = post(&server.url, &xml).await;
+    let text = r.text();
+    let (fc, code) = fault_codes(&text);
+    assert_eq!(
+        (r.status, fc.as_str(), code.as_str()),
+        (500, "soapenv:MustUnderstand", "0010")
+    );
+    assert_addressed(&text, &base, &server.url, "MustUnderstand");
+    // WS-Addressing of the 2004 draft is not foreign: it is refused, naming the right namespace.
     let old_wsa = Req {
         extra_headers:
             "<a:Action xmlns:a=\"http://schemas.xmlsoap.org/ws/2004/08/addressing\">x</a:Action>"
                 .into(),
-        ..base
+        ..base.clone()
     };
     let (_, _, code, text) = fault_of(&server, &old_wsa).await;
     assert_eq!(code, "0010");
@@ -314,6 +366,72 @@ async fn foreign_header_blocks_are_refused() {
         text.contains("2005/08/addressing"),
         "the fault names the right namespace: {text}"
     );
+    assert_addressed(&text, &base, &server.url, "2004 WS-Addressing");
+}
+
+#[tokio::test]
+async fn schema_and_eleven_test_faults_are_addressed() {
+    let server = Server::start().await;
+    let mut schema = Req::new(&server.url, "123456782");
+    schema.body = format!("<gsd:GSDReintegratieInfo xmlns:gsd=\"{NS_GSD}\"/>");
+    let (_, _, code, text) = fault_of(&server, &schema).await;
+    assert_eq!(code, "0004");
+    assert_addressed(&text, &schema, &server.url, "schema");
+    let eleven = Req::new(&server.url, "123456781");
+    let (_, _, code, text) = fault_of(&server, &eleven).await;
+    assert_eq!(code, "0012");
+    assert_addressed(&text, &eleven, &server.url, "11-test");
+}
+
+#[tokio::test]
+async fn a_content_type_fault_is_addressed() {
+    let server = Server::start().await;
+    let req = Req::new(&server.url, "123456782");
+    let r = post_with_headers(
+        &server.url,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        req.xml().as_bytes(),
+    )
+    .await;
+    let text = r.text();
+    assert_eq!(fault_codes(&text).1, "0015");
+    assert_addressed(&text, &req, &server.url, "Content-Type");
+}
+
+#[tokio::test]
+async fn wsa_to_may_carry_dkds_own_oin() {
+    let server = Server::start().await;
+    let bsn = server.known_bsn();
+    for key in ["oin", "OIN"] {
+        let to = format!("{}?{key}={SERVER_OIN}", server.url);
+        let req = Req::new(&to, &bsn);
+        let r = post(&server.url, &req.xml()).await;
+        let text = r.text();
+        assert_eq!(r.status, 200, "{key}: {text}");
+        assert_eq!(
+            element_text(&text, "Address").as_deref(),
+            Some(to.as_str()),
+            "the answer comes from the address the caller used"
+        );
+    }
+    for to in [
+        format!("{}?oin={UNLISTED_OIN}", server.url),
+        format!("{}?oin={SERVER_OIN}&amp;x=1", server.url),
+        format!("https://elsewhere.example/?oin={SERVER_OIN}"),
+    ] {
+        let (status, fc, code, text) = fault_of(&server, &Req::new(&to, &bsn)).await;
+        assert_eq!(
+            (status, fc.as_str(), code.as_str()),
+            (500, "wsa:InvalidAddressingHeader", "0005"),
+            "{to}"
+        );
+        // The To was refused: the fault comes from the service's own address.
+        assert_eq!(
+            element_text(&text, "Address").as_deref(),
+            Some(server.url.as_str()),
+            "{to}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -365,6 +483,8 @@ async fn oin_not_on_allow_list_gets_not_authorised_fault() {
             !text.contains("ClientSuwi"),
             "no data leaks to an unauthorised caller"
         );
+        let req = Req::new(&server.url, &server.known_bsn());
+        assert_addressed(&text, &req, &server.url, cert);
     }
 }
 

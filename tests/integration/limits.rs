@@ -148,6 +148,73 @@ async fn a_chunked_body_over_the_limit_is_cut_off_with_0013() {
     well_behaved(&server).await;
 }
 
+/// The request's envelope up to inside its Body: what arrives of a body cut off by a limit.
+fn envelope_start(req: &Req) -> String {
+    let xml = req.xml();
+    let cut = xml.find("<soapenv:Body>").expect("Body") + "<soapenv:Body>".len();
+    xml[..cut].to_owned()
+}
+
+/// Asserts that a fault answers the request: RelatesTo its MessageID, To its From, From its To.
+fn assert_addressed(text: &str, req: &Req, server: &Server) {
+    let fault = &text[text.find("<?xml").unwrap_or(0)..];
+    assert_eq!(element_text(fault, "RelatesTo"), req.message_id, "{text}");
+    assert_eq!(element_text(fault, "To"), req.from, "{text}");
+    assert_eq!(
+        element_text(fault, "Address").as_deref(),
+        Some(server.url.as_str()),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_addressed_from_its_headers() {
+    let server = Server::start_with(|c| c.server.max_body_bytes = 4096).await;
+    let req = Req::new(&server.url, "123456782");
+    let mut s = tls_stream(&server).await;
+    let head = "POST /GSDDossierReintegratie-v0200 HTTP/1.1\r\nhost: x\r\ncontent-type: text/xml; charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n";
+    s.write_all(head.as_bytes()).await.expect("write");
+    let start = envelope_start(&req);
+    s.write_all(format!("{:x}\r\n{start}\r\n", start.len()).as_bytes())
+        .await
+        .expect("write");
+    let chunk = format!("{:x}\r\n{}\r\n", 1024, " ".repeat(1024));
+    // Bounded: 64 KiB at most, and the server stops reading after 4 KiB.
+    for _ in 0..64 {
+        if s.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    let (buf, closed) = read_until_closed(&mut s).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(closed, "the connection must be closed after the refusal");
+    assert!(text.contains("<Code>0013</Code>"), "{text}");
+    assert_addressed(&text, &req, &server);
+}
+
+#[tokio::test]
+async fn a_body_cut_off_by_the_read_timeout_is_addressed_from_its_headers() {
+    let server = Server::start_with(|c| c.server.body_read_timeout_secs = 1).await;
+    let req = Req::new(&server.url, "123456782");
+    let start = envelope_start(&req);
+    let s = tls_stream(&server).await;
+    let (mut rd, mut wr) = tokio::io::split(s);
+    let head = format!("POST /GSDDossierReintegratie-v0200 HTTP/1.1\r\nhost: x\r\ncontent-type: text/xml; charset=utf-8\r\ncontent-length: {}\r\n\r\n{start}", start.len() + 1000);
+    // The headers, then nothing: the rest never comes.
+    wr.write_all(head.as_bytes()).await.expect("write");
+    wr.flush().await.expect("flush");
+    let (buf, closed) = read_until_closed(&mut rd).await;
+    drop(wr);
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        closed,
+        "a stalled body must be answered and closed within {GUARD:?}"
+    );
+    assert!(text.contains("<Code>0014</Code>"), "{text}");
+    assert_addressed(&text, &req, &server);
+}
+
 #[tokio::test]
 async fn request_headers_that_do_not_fit_the_read_buffer_get_431_and_the_connection_closes() {
     let server = Server::start().await;

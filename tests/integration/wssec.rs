@@ -283,14 +283,114 @@ async fn an_unsigned_addressing_header_is_refused() {
 }
 
 #[tokio::test]
-async fn a_foreign_header_is_refused_even_when_signed_otherwise() {
+async fn an_unsigned_foreign_header_in_a_signed_request_is_ignored() {
     let server = required().await;
-    let req = signed(&server, "123456782").replace(
+    let req = signed(&server, &server.known_bsn()).replace(
         "</soapenv:Header>",
         "<x:Trace xmlns:x=\"urn:x\">1</x:Trace></soapenv:Header>",
     );
-    let (_, code) = fault(&server, &req).await;
-    assert_eq!(code, "0010");
+    let r = post(&server.url, &req).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("<ClientSuwi>"));
+}
+
+#[tokio::test]
+async fn a_signed_body_moved_into_a_foreign_header_is_refused() {
+    let server = required().await;
+    let req = signed(&server, "123456782");
+    // The signed Body goes into a foreign wrapper header (ignored by the header policy, and
+    // where a verifier that finds parts by Id alone still finds it); an unsigned Body asking
+    // about someone else takes its place.
+    let body_start = req.find("<soapenv:Body").expect("body");
+    let body_end = req.find("</soapenv:Body>").expect("/body") + "</soapenv:Body>".len();
+    let signed_body = req[body_start..body_end].to_owned();
+    let mut evil = req.clone();
+    evil.replace_range(
+        body_start..body_end,
+        &format!("<soapenv:Body><gsd:GSDReintegratieInfo xmlns:gsd=\"{NS_GSD}\"><Burgerservicenr>{}</Burgerservicenr></gsd:GSDReintegratieInfo></soapenv:Body>", server.known_bsn()),
+    );
+    evil = evil.replace(
+        "</soapenv:Header>",
+        &format!("<x:Wrapper xmlns:x=\"urn:x\">{signed_body}</x:Wrapper></soapenv:Header>"),
+    );
+    let r = post(&server.url, &evil).await;
+    let text = r.text();
+    assert_eq!(r.status, 500, "{text}");
+    assert!(!text.contains("ClientSuwi"), "{text}");
+    assert_eq!(
+        fault_codes(&text),
+        ("wsse:InvalidSecurity".to_owned(), "0028".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_signed_foreign_header_is_accepted_and_ignored() {
+    use dkd::soap::wssec::{canonical_body, wsa_header};
+    let server = required().await;
+    let bsn = server.known_bsn();
+    let wsu = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+    // Written in its exclusive-C14N form, so the bytes sent are the bytes digested.
+    let trace =
+        format!("<x:Trace xmlns:wsu=\"{wsu}\" xmlns:x=\"urn:x\" wsu:Id=\"_Trace\">1</x:Trace>");
+    let from = format!("http://localhost/dkd?oin={ALLOWED_OIN}");
+    let message_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let mut headers: Vec<(&str, String)> = Vec::new();
+    for (name, id, value) in [
+        ("MessageID", "_MessageID", message_id.as_str()),
+        ("Action", "_Action", ACTION),
+        ("To", "_To", server.url.as_str()),
+    ] {
+        let mut h = String::new();
+        wsa_header(name, Some(id), |o| o.push_str(value), &mut h);
+        headers.push((id, h));
+    }
+    let mut h = String::new();
+    wsa_header(
+        "From",
+        Some("_From"),
+        |o| o.push_str(&format!("<wsa:Address>{from}</wsa:Address>")),
+        &mut h,
+    );
+    headers.push(("_From", h));
+    headers.push(("_Trace", trace));
+    let body = format!("<gsd:GSDReintegratieInfo xmlns:gsd=\"{NS_GSD}\"><Burgerservicenr>{bsn}</Burgerservicenr></gsd:GSDReintegratieInfo>");
+    let canonical = canonical_body("_Body", &body);
+    let mut parts: Vec<(&str, &str)> = headers.iter().map(|(i, h)| (*i, h.as_str())).collect();
+    parts.push(("_Body", &canonical));
+    let security = signer("client")
+        .security_header(&parts, None, OffsetDateTime::now_utc())
+        .expect("sign");
+    let all: String = headers.iter().map(|(_, h)| h.as_str()).collect();
+    let xml = format!(
+        "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Header>{security}{all}</soapenv:Header>{}</soapenv:Envelope>",
+        canonical
+    );
+    assert!(
+        xml.contains("URI=\"#_Trace\""),
+        "the foreign block is signed"
+    );
+    let r = post(&server.url, &xml).await;
+    let text = r.text();
+    assert_eq!(r.status, 200, "{text}");
+    assert_eq!(
+        element_text(&text, "Burgerservicenr").as_deref(),
+        Some(bsn.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_security_fault_is_addressed() {
+    let server = required().await;
+    let req = Req::new(&server.url, "123456782");
+    let r = post(&server.url, &req.xml()).await;
+    let text = r.text();
+    assert_eq!(fault_codes(&text).1, "0020", "{text}");
+    assert_eq!(element_text(&text, "RelatesTo"), req.message_id, "{text}");
+    assert_eq!(element_text(&text, "To"), req.from, "{text}");
+    assert_eq!(
+        element_text(&text, "Address").as_deref(),
+        Some(server.url.as_str())
+    );
 }
 
 #[tokio::test]
