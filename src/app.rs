@@ -77,6 +77,8 @@ impl App {
 
     /// Like [`App::bind`] with an already opened store.
     pub async fn bind_with_store(cfg: &Config, store: Store) -> Result<App, StartError> {
+        // A store served without an identity gets one now, before any command can find it locked.
+        store.identity(role_name(cfg.role))?;
         let pushing = cfg.pushes();
         let store = store.with_outbox(pushing);
         let tls_cfg = tls::server_config(
@@ -399,6 +401,8 @@ async fn bind_admin(
         window_days: cfg.retention.window_days,
         ib: (cfg.role == Role::Ib).then(|| ib_settings(cfg)),
         fetcher,
+        identity: store.identity(role_name(cfg.role))?,
+        role: role_name(cfg.role),
     });
     Ok(Some(Admin {
         listener,
@@ -406,6 +410,14 @@ async fn bind_admin(
         state,
         addr,
     }))
+}
+
+/// The role's name in the configuration, the store identity and the admin API.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Gemeente => "gemeente",
+        Role::Ib => "ib",
+    }
 }
 
 /// Builds the WS-Security setup from `[security]`, or `None` when signing is off.

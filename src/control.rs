@@ -1,6 +1,7 @@
-//! What the store commands (`import`, `report`, `toets`, `sweep`, `audit`) run against: the store
-//! itself, or — when a running `dkd serve` holds it (sled allows one process per store) — that
-//! server's admin API on loopback. Either way the user gets the same result and output.
+//! What the store commands (`import`, `report`, `toets`, `sweep`, `audit`, `sync`, `signals`) run
+//! against: the store itself, or — when a running `dkd serve` holds it (sled allows one process
+//! per store) — that server's admin API on loopback, once its `GET /identity` names the same store.
+//! Either way the user gets the same result and output.
 
 use crate::import::{ImportError, Options, Report};
 use crate::report::GemeenteReport;
@@ -20,7 +21,7 @@ pub enum Backend {
 /// A failure, with the kind that decides the exit code.
 #[derive(Debug)]
 pub struct ControlError {
-    /// `usage`, `store` or `failure`.
+    /// `usage`, `store`, [`OTHER_STORE`] or `failure`.
     pub kind: &'static str,
     /// What to tell the user.
     pub message: String,
@@ -43,12 +44,20 @@ impl From<StoreError> for ControlError {
 }
 
 impl Backend {
-    /// Opens the store, or finds the server that holds it.
+    /// Opens the store, or finds the server that holds it — and makes sure it is that server:
+    /// the admin API on `admin.listen` may belong to another dkd (another store on this machine),
+    /// whose answers would look right and be about the wrong store.
     pub fn open(cfg: &crate::config::Config) -> Result<Backend, ControlError> {
         match Store::open(&cfg.store.path) {
-            Ok(s) => Ok(Backend::Local(s.with_outbox(cfg.pushes()))),
+            Ok(s) => {
+                s.identity(crate::app::role_name(cfg.role))?;
+                Ok(Backend::Local(s.with_outbox(cfg.pushes())))
+            }
             Err(StoreError::Locked(p)) => match cfg.admin.listen.parse::<SocketAddr>() {
-                Ok(a) if a.ip().is_loopback() && a.port() != 0 => Ok(Backend::Remote(a)),
+                Ok(a) if a.ip().is_loopback() && a.port() != 0 => {
+                    check_holder(a, &p, &cfg.store.path)?;
+                    Ok(Backend::Remote(a))
+                }
                 _ => Err(ControlError {
                     kind: "store",
                     message: format!(
@@ -268,6 +277,42 @@ impl Backend {
             Backend::Remote(a) => json(*a, "GET", &format!("/audit?since={since}")),
         }
     }
+}
+
+/// [`ControlError::kind`] when the server reached holds another store than the one configured.
+pub const OTHER_STORE: &str = "other_store";
+
+/// Refuses unless the server whose admin API is at `a` holds the store at `path` (same identity).
+fn check_holder(a: SocketAddr, shown: &str, path: &std::path::Path) -> Result<(), ControlError> {
+    let other = |message: String| ControlError {
+        kind: OTHER_STORE,
+        message,
+    };
+    let Some(ours) = crate::store::identity::read(path)? else {
+        return Err(other(format!(
+            "{shown} is in use by another process, and has no store identity ({}), so this command cannot tell whether the server at {a} holds it; stop that process, or upgrade it to this dkd",
+            crate::store::identity::FILE
+        )));
+    };
+    let (status, body) = call(a, "GET", "/identity", Vec::new())?;
+    if status != 200 {
+        return Err(other(format!(
+            "{shown} is in use, and the server at {a} (admin.listen) does not say which store it holds (HTTP {status}: {}); refusing to run against it",
+            error_text(&body)
+        )));
+    }
+    let served: crate::http::admin::Served = serde_json::from_slice(&body).map_err(|e| {
+        other(format!(
+            "unexpected identity answer from the server at {a}: {e}"
+        ))
+    })?;
+    if served.store.id != ours.id {
+        return Err(other(format!(
+            "{shown} is in use by another process, but the server at {a} (admin.listen) holds another store: {} (role {}, store {}), not {shown} (role {}, store {}); set admin.listen to the admin API of the server that holds {shown}",
+            served.path, served.role, served.store.id, ours.role, ours.id
+        )));
+    }
+    Ok(())
 }
 
 fn encode(s: &str) -> String {

@@ -511,7 +511,7 @@ fn open_store(common: &Common) -> Result<(Config, Backend), ExitCode> {
 fn control_fail(e: &ControlError) -> ExitCode {
     let code = match e.kind {
         "usage" => exit::USAGE,
-        "store" => exit::STORE,
+        "store" | dkd::control::OTHER_STORE => exit::STORE,
         _ => exit::FAILURE,
     };
     fail(code, &e.message)
@@ -1009,9 +1009,16 @@ fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> ExitCode {
             }
         },
     };
-    let (cfg, backend) = match open_store(common) {
-        Ok(x) => x,
-        Err(_) => return ExitCode::from(ERROR),
+    let cfg = match Config::load(common.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => return fail(ERROR, &e.to_string()),
+    };
+    // Like every store command, 5 when the server reached holds another store: no answer
+    // (2) would do, since a JA/NEE about the wrong store must never be taken for one.
+    let backend = match Backend::open(&cfg) {
+        Ok(b) => b,
+        Err(e) if e.kind == dkd::control::OTHER_STORE => return fail(exit::STORE, &e.message),
+        Err(e) => return fail(ERROR, &e.message),
     };
     let hits = match backend.toets(&bsn, date, cfg.retention.window_days) {
         Ok(h) => h,

@@ -40,6 +40,22 @@ pub struct AdminState {
     pub ib: Option<crate::service::ib::IbSettings>,
     /// Gemeente role with `[signals]`: fetches the IB's Toets LKS reports.
     pub fetcher: Option<Arc<crate::fetch::Fetcher>>,
+    /// Which store this server holds (`GET /identity`).
+    pub identity: crate::store::identity::Identity,
+    /// The role this server plays (`gemeente`, `ib`).
+    pub role: &'static str,
+}
+
+/// `GET /identity`: which store the server holds and which role it plays, so a command that found
+/// a store locked can tell whether this server is the one holding it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Served {
+    /// The store's identity.
+    pub store: crate::store::identity::Identity,
+    /// The store directory as the server was configured with it.
+    pub path: String,
+    /// The role the server plays.
+    pub role: String,
 }
 
 /// Largest import file accepted through `POST /imports`.
@@ -54,7 +70,7 @@ fn flag(q: Option<&str>, key: &str) -> bool {
     matches!(query(q, key), Some("1") | Some("true"))
 }
 
-/// The commands `dkd import|report|toets|sweep|audit` forward here while `dkd serve` holds the
+/// The commands `dkd import|report|toets|sweep|audit|sync|signals` forward here while `dkd serve` holds the
 /// store (sled allows one process per store).
 async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
@@ -62,6 +78,18 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
     let q = q.as_deref();
     let today = time::OffsetDateTime::now_utc().date();
     match (req.method().clone(), path.as_str()) {
+        (hyper::Method::GET, "/identity") => reply(
+            StatusCode::OK,
+            json!(Served {
+                store: state.identity.clone(),
+                path: state
+                    .store
+                    .dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+                role: state.role.to_owned(),
+            }),
+        ),
         (hyper::Method::GET, "/report") => {
             match crate::report::build(&state.store, state.window_days, today) {
                 Ok(r) => reply(StatusCode::OK, json!(r)),
@@ -225,7 +253,7 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
         }
         _ => error(
             StatusCode::NOT_FOUND,
-            "use /persons/{bsn}, /imports, /report, /toets/{bsn}, /sweep, /audit, /sync",
+            "use /persons/{bsn}, /identity, /imports, /report, /toets/{bsn}, /sweep, /audit, /sync",
         ),
     }
 }

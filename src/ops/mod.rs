@@ -48,6 +48,7 @@ pub struct OpsState {
     /// IB role: its settings (the portal).
     pub ib: Option<crate::service::ib::IbSettings>,
     cache: Mutex<Option<(Instant, Vec<crate::report::GemeenteReport>)>>,
+    ib_cache: Mutex<Option<(Instant, Vec<crate::report::IbReport>)>>,
 }
 
 impl OpsState {
@@ -68,6 +69,7 @@ impl OpsState {
             started: Instant::now(),
             ib: None,
             cache: Mutex::new(None),
+            ib_cache: Mutex::new(None),
         }
     }
 
@@ -84,6 +86,26 @@ impl OpsState {
         let v = crate::report::build(&self.store, self.thresholds.window_days, today)
             .unwrap_or_default();
         if let Ok(mut g) = self.cache.lock() {
+            *g = Some((Instant::now(), v.clone()));
+        }
+        v
+    }
+
+    /// IB role: the IB's Aanlevermonitor (`dkd report` in the IB role), at most once a minute.
+    fn ib_figures(
+        &self,
+        settings: &crate::service::ib::IbSettings,
+    ) -> Vec<crate::report::IbReport> {
+        if let Ok(g) = self.ib_cache.lock() {
+            if let Some((at, v)) = g.as_ref() {
+                if at.elapsed() < Duration::from_secs(60) {
+                    return v.clone();
+                }
+            }
+        }
+        let today = time::OffsetDateTime::now_utc().date();
+        let v = crate::report::build_ib(&self.store, settings, today).unwrap_or_default();
+        if let Ok(mut g) = self.ib_cache.lock() {
             *g = Some((Instant::now(), v.clone()));
         }
         v
@@ -344,6 +366,85 @@ fn date(t: Option<i64>) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
+/// The gemeente's own Aanlevermonitor: what the IB will see, per gemeente in this store.
+fn gemeente_monitor(h: &mut String, rows: &[crate::report::GemeenteReport]) {
+    h.push_str("<h2>Aanlevermonitor</h2><table id=\"monitor\"><tr><th>gemeente</th><th>persons in index</th><th>oldest mutation</th><th>newest mutation</th><th>leaving in 30 days</th><th>last import</th></tr>");
+    for g in rows {
+        let imp = g
+            .last_import
+            .as_ref()
+            .map(|i| {
+                format!(
+                    "{} {} ({} rows, {} rejected)",
+                    date(Some(i.at)),
+                    esc(&i.file),
+                    i.rows,
+                    i.rejected
+                )
+            })
+            .unwrap_or_else(|| "–".into());
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&g.gemeente),
+            g.persons,
+            date(g.oldest_mutation),
+            date(g.newest_mutation),
+            g.leaving_30_days,
+            imp
+        ));
+    }
+    h.push_str("</table>");
+}
+
+/// The IB's Aanlevermonitor: per gemeente and cluster how it delivers, what the verwijsindex
+/// holds, and whether routing to it works (the figures of `dkd report` in the IB role).
+fn ib_monitor(h: &mut String, rows: &[crate::report::IbReport]) {
+    h.push_str("<h2>Aanlevermonitor</h2><table id=\"ib-monitor\"><tr><th>gemeente</th><th>name</th><th>delivery</th><th>cluster</th><th>BSNs in verwijsindex</th><th>oldest mutation</th><th>newest mutation</th><th>updates received (changed)</th><th>routed queries 31 days: ok</th><th>failed</th><th>last reachability</th><th>last delivery</th><th>recent errors</th></tr>");
+    for r in rows {
+        let delivery = if r.stale {
+            format!(
+                "{} <span class=\"bad stale\">STALE</span>",
+                esc(&r.delivery)
+            )
+        } else {
+            esc(&r.delivery)
+        };
+        let reach = match &r.last_reachability {
+            None => "–".to_owned(),
+            Some(x) => match &x.error {
+                None => format!("<span class=\"ok\">{} reachable</span>", date(Some(x.at))),
+                Some(e) => format!(
+                    "<span class=\"bad\">{} FAILED: {}</span>",
+                    date(Some(x.at)),
+                    esc(e)
+                ),
+            },
+        };
+        let delivered = match (r.last_delivery, r.delivery_rows) {
+            (Some(at), Some(n)) => format!("{} ({n} rows)", date(Some(at))),
+            (Some(at), None) => date(Some(at)),
+            _ => "–".to_owned(),
+        };
+        let errors: Vec<String> = r.recent_errors.iter().map(|e| esc(e)).collect();
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{delivery}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td><td{}>{}</td><td>{reach}</td><td>{delivered}</td><td>{}</td></tr>",
+            esc(&r.gemeente),
+            esc(&r.name),
+            esc(&r.cluster),
+            r.bsns,
+            date(r.oldest_mutation),
+            date(r.newest_mutation),
+            r.updates_received,
+            r.updates_changed,
+            r.queries_succeeded,
+            if r.queries_failed > 0 { " class=\"bad\"" } else { "" },
+            r.queries_failed,
+            if errors.is_empty() { "–".to_owned() } else { errors.join("<br>") }
+        ));
+    }
+    h.push_str("</table>");
+}
+
 fn status_page(state: &OpsState) -> String {
     let checks = state.checks();
     let ready = checks.iter().all(|(_, ok, _)| *ok);
@@ -382,32 +483,11 @@ fn status_page(state: &OpsState) -> String {
             "<p id=\"cert\">Server certificate: {d} days left</p>"
         ));
     }
-    h.push_str("<h2>Aanlevermonitor</h2><table id=\"monitor\"><tr><th>gemeente</th><th>persons in index</th><th>oldest mutation</th><th>newest mutation</th><th>leaving in 30 days</th><th>last import</th></tr>");
-    for g in state.figures() {
-        let imp = g
-            .last_import
-            .as_ref()
-            .map(|i| {
-                format!(
-                    "{} {} ({} rows, {} rejected)",
-                    date(Some(i.at)),
-                    esc(&i.file),
-                    i.rows,
-                    i.rejected
-                )
-            })
-            .unwrap_or_else(|| "–".into());
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&g.gemeente),
-            g.persons,
-            date(g.oldest_mutation),
-            date(g.newest_mutation),
-            g.leaving_30_days,
-            imp
-        ));
+    match &state.ib {
+        Some(settings) => ib_monitor(&mut h, &state.ib_figures(settings)),
+        None => gemeente_monitor(&mut h, &state.figures()),
     }
-    h.push_str("</table><h2>Requests</h2><table id=\"requests\"><tr><th>operation</th><th>outcome</th><th>count</th></tr>");
+    h.push_str("<h2>Requests</h2><table id=\"requests\"><tr><th>operation</th><th>outcome</th><th>count</th></tr>");
     for (op, outcome, n) in state.metrics.totals() {
         h.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>",

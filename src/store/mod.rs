@@ -23,6 +23,7 @@
 
 mod audit;
 pub mod ib;
+pub mod identity;
 pub mod outbox;
 pub mod signals;
 
@@ -212,6 +213,10 @@ pub struct Store {
     /// IB the opposite of the index.
     serial: Arc<Mutex<()>>,
     recovery: Option<Recovery>,
+    /// The store directory (`None`: temporary).
+    dir: Option<Arc<std::path::PathBuf>>,
+    /// The identity, once claimed (shared by all handles).
+    identity: Arc<Mutex<Option<identity::Identity>>>,
 }
 
 fn record_key(bsn: &Bsn, gemeente: &str) -> Vec<u8> {
@@ -322,6 +327,8 @@ impl Store {
             gate: Arc::new(RwLock::new(())),
             serial: Arc::new(Mutex::new(())),
             recovery: None,
+            dir: dir.map(|d| Arc::new(d.to_path_buf())),
+            identity: Arc::new(Mutex::new(None)),
         };
         if let Some(source) = store.meta.get(KEY_JOURNAL)? {
             let chunks = store.roll_back()?;
@@ -333,6 +340,26 @@ impl Store {
             store.journal.clear()?;
         }
         Ok(store)
+    }
+
+    /// The store's identity; a store without one (new, or opened before stores had one) gets
+    /// one for `role` now. Called by whoever opens the store to serve or change it.
+    pub fn identity(&self, role: &str) -> Result<identity::Identity, StoreError> {
+        let mut slot = self.identity.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = slot.as_ref() {
+            return Ok(i.clone());
+        }
+        let i = match &self.dir {
+            Some(d) => identity::read_or_create(d, role)?,
+            None => identity::ephemeral(role),
+        };
+        *slot = Some(i.clone());
+        Ok(i)
+    }
+
+    /// The store directory (`None`: temporary).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref().map(|d| d.as_path())
     }
 
     /// What opening the store rolled back, if a change set had been interrupted.

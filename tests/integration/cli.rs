@@ -108,6 +108,7 @@ fn run_curl(curl: &str) -> Option<String> {
 }
 
 #[test]
+#[cfg_attr(dkd_missing = "curl", ignore = "needs curl (apt-get install curl)")]
 fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
     let dir = tempfile::tempdir().expect("tmp");
     let (_server, banner, curl) = serve_demo(dir.path(), &[], Stdio::null());
@@ -171,6 +172,7 @@ fn serve_keeps_running_when_its_stdout_is_closed() {
 }
 
 #[test]
+#[cfg_attr(dkd_missing = "curl", ignore = "needs curl (apt-get install curl)")]
 fn json_logs_hold_one_object_per_line_with_the_request_facts() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = dir.path().join("stderr.log");
@@ -838,4 +840,96 @@ fn a_server_whose_banner_met_a_full_disk_still_stops_cleanly() {
         se.contains("cannot write to standard output") && !se.contains("panicked"),
         "{se}"
     );
+}
+
+/// `dkd serve --demo` in `dir` with its admin API on `admin`; [`wait_up`] waits for its banner.
+fn spawn_serving(
+    dir: &std::path::Path,
+    admin: &str,
+) -> (Killed, std::io::Lines<BufReader<std::process::ChildStdout>>) {
+    let child = serve_demo_command(dir)
+        .env("DKD_ADMIN__LISTEN", admin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dkd");
+    let mut child = Killed(child);
+    let stdout = child.0.stdout.take().expect("stdout");
+    (child, BufReader::new(stdout).lines())
+}
+
+fn wait_up(mut lines: std::io::Lines<BufReader<std::process::ChildStdout>>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("endpoint :") => break,
+            Some(_) => continue,
+            None => panic!("dkd serve ended early"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+}
+
+#[test]
+fn a_store_command_refuses_a_server_that_holds_another_store() {
+    let (a, b) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let (admin_a, admin_b) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let (_server_a, lines_a) = spawn_serving(a.path(), &admin_a);
+    let (_server_b, lines_b) = spawn_serving(b.path(), &admin_b);
+    wait_up(lines_a);
+    wait_up(lines_b);
+    let run = |dir: &std::path::Path, admin: &str, args: &[&str]| {
+        dkd()
+            .args(args)
+            .current_dir(dir)
+            .env("DKD_ADMIN__LISTEN", admin)
+            .output()
+            .expect("run")
+    };
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lks-0363.csv");
+    let example = example.to_str().expect("path");
+    // The store in `a`, held by server A, but admin.listen pointing at server B: every store
+    // command refuses, with exit 5, and says which store B holds.
+    let commands: [&[&str]; 7] = [
+        &["report", "--format", "json"],
+        &["toets", "123456782"],
+        &["sweep", "--dry-run"],
+        &["audit"],
+        &["sync"],
+        &["signals", "list"],
+        &["import", example, "--mode", "full", "--gemeente", "0363"],
+    ];
+    for args in commands {
+        let out = run(a.path(), &admin_b, args);
+        let (so, se) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {so}\n{se}");
+        assert!(
+            se.contains("holds another store") && se.contains(&admin_b),
+            "{args:?}: {se}"
+        );
+        assert!(so.trim().is_empty(), "{args:?} answered anyway: {so}");
+    }
+    // B's store was not imported into.
+    let g = report_row(
+        &run(b.path(), &admin_b, &["report", "--format", "json"]).stdout,
+        "0363",
+    );
+    assert!(g["last_import"].is_null(), "{g}");
+    // With the admin API of the server that holds it, the same command works.
+    let out = run(a.path(), &admin_a, &["report", "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report_row(&out.stdout, "0363")["persons"].as_u64() > Some(0));
 }

@@ -60,6 +60,10 @@ fn zeep_blocking(url: &str, bsn: &str, cert: &str, expect: &str) -> serde_json::
 }
 
 #[tokio::test]
+#[cfg_attr(
+    dkd_missing = "interop-venv",
+    ignore = "needs the interop venv: bash tests/interop/setup-venv.sh (or DKD_INTEROP_PYTHON)"
+)]
 async fn zeep_reads_client_suwi_through_the_served_wsdl() {
     let server = Server::start().await;
     let bsn = server.known_bsn();
@@ -73,6 +77,10 @@ async fn zeep_reads_client_suwi_through_the_served_wsdl() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    dkd_missing = "interop-venv",
+    ignore = "needs the interop venv: bash tests/interop/setup-venv.sh (or DKD_INTEROP_PYTHON)"
+)]
 async fn zeep_sees_niets_gevonden_and_faults() {
     let server = Server::start().await;
     let v = zeep(&server, "123456782", "client", "nietsgevonden").await;

@@ -5,6 +5,7 @@ mod chain;
 mod cli;
 mod common;
 mod crash;
+mod external;
 mod gsd;
 mod import;
 mod interop;

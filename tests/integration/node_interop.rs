@@ -30,6 +30,10 @@ fn node() -> Option<String> {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    dkd_missing = "node-soap",
+    ignore = "needs node and the node-soap packages: bash tests/interop/node/setup.sh"
+)]
 async fn node_soap_signs_a_request_dkd_accepts_and_verifies_dkds_answer() {
     let (Some(node), Some(modules)) = (node(), node_modules()) else {
         skip("node-soap interop: no node or no packages (bash tests/interop/node/setup.sh)");

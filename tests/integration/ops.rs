@@ -134,10 +134,8 @@ async fn every_answer_is_in_the_audit_trail() {
     assert_eq!(server.store.audit_since(0).count(), 0);
 }
 
-#[tokio::test]
-async fn the_status_page_shows_figures_in_a_real_browser() {
-    let server = Server::start().await;
-    post(&server.url, &Req::new(&server.url, "123456781").xml()).await;
+/// The DOM of `url` as headless Chromium renders it; `None` (skipped) without chromium.
+async fn chromium_dom(url: String) -> Option<String> {
     let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|c| {
@@ -148,9 +146,8 @@ async fn the_status_page_shows_figures_in_a_real_browser() {
         })
     else {
         skip("status page test: no chromium (apt-get install chromium)");
-        return;
+        return None;
     };
-    let url = format!("http://{}/", server.ops);
     let dir = tempfile::tempdir().expect("profile");
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(chromium)
@@ -173,12 +170,26 @@ async fn the_status_page_shows_figures_in_a_real_browser() {
     .await
     .expect("join")
     .expect("chromium runs");
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         dom.contains("id=\"overall\""),
         "page rendered: {dom}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Some(dom)
+}
+
+#[tokio::test]
+#[cfg_attr(
+    dkd_missing = "chromium",
+    ignore = "needs chromium (apt-get install chromium)"
+)]
+async fn the_status_page_shows_figures_in_a_real_browser() {
+    let server = Server::start().await;
+    post(&server.url, &Req::new(&server.url, "123456781").xml()).await;
+    let Some(dom) = chromium_dom(format!("http://{}/", server.ops)).await else {
+        return;
+    };
     assert!(dom.contains(">Ready<"), "{dom}");
     assert!(
         dom.contains("<td>0363</td>"),
@@ -186,4 +197,83 @@ async fn the_status_page_shows_figures_in_a_real_browser() {
     );
     assert!(dom.contains("<td>0012</td>"), "recent fault shown: {dom}");
     assert!(dom.contains("days left"), "certificate expiry shown: {dom}");
+}
+
+/// An IB with a webservice gemeente (0363: two BSNs pushed, one routed query answered, then one
+/// failed) and a batch gemeente that has delivered nothing (0014).
+async fn ib_with_figures() -> crate::chain::Node {
+    use crate::chain::{free_port, ib_config, start};
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = ib_config(dir.path(), free_port(), &[("0363", free_port())]);
+    cfg.ib.gemeenten.push(dkd::config::IbGemeenteConfig {
+        code: "0014".into(),
+        name: "Gemeente Groningen".into(),
+        oins: vec![SERVER_OIN.into()],
+        url: None,
+        delivery: dkd::service::ib::Delivery::Batch,
+    });
+    let node = start(dir, cfg).await;
+    let now = time::OffsetDateTime::now_utc();
+    let day = dkd::suwiml::types::Datum::from_date(now.date());
+    let t = now.unix_timestamp();
+    for bsn in ["123456782", "999900006"] {
+        let bsn = dkd::suwiml::types::Bsn::parse(bsn).expect("bsn");
+        node.store
+            .ib_apply(
+                "0363",
+                &bsn,
+                "04",
+                dkd::suwiml::verwijsindex::IndDkd::Present,
+                SERVER_OIN,
+                t,
+            )
+            .expect("verwijsindex");
+    }
+    node.store
+        .ib_record_route("0363", "04", day.as_str(), None, t)
+        .expect("route");
+    node.store
+        .ib_record_route("0363", "04", day.as_str(), Some("connection refused"), t)
+        .expect("route");
+    node
+}
+
+/// What the IB's page must show of [`ib_with_figures`]: the IB's Aanlevermonitor, not the
+/// gemeente's table of batch deliveries.
+fn assert_ib_monitor(page: &str) {
+    assert!(page.contains("id=\"ib-monitor\""), "{page}");
+    assert!(
+        !page.contains("id=\"monitor\""),
+        "the gemeente's table: {page}"
+    );
+    for (what, needle) in [
+        ("webservice gemeente", "<td>0363</td><td>Gemeente 0363</td><td>webservice</td><td>04</td><td>2</td>"),
+        ("updates received", "<td>2 (2)</td>"),
+        ("routed queries ok / failed", "<td>1</td><td class=\"bad\">1</td>"),
+        ("last reachability", "FAILED: connection refused"),
+        ("batch gemeente, stale", "<td>0014</td><td>Gemeente Groningen</td><td>batch <span class=\"bad stale\">STALE</span></td>"),
+    ] {
+        assert!(page.contains(needle), "{what} ({needle}) not on the page: {page}");
+    }
+}
+
+#[tokio::test]
+async fn the_ib_status_page_shows_the_ib_aanlevermonitor() {
+    let ib = ib_with_figures().await;
+    let (status, page) = http_get(ib.ops, "/").await;
+    assert_eq!(status, 200);
+    assert_ib_monitor(&page);
+}
+
+#[tokio::test]
+#[cfg_attr(
+    dkd_missing = "chromium",
+    ignore = "needs chromium (apt-get install chromium)"
+)]
+async fn the_ib_status_page_shows_the_ib_aanlevermonitor_in_a_real_browser() {
+    let ib = ib_with_figures().await;
+    let Some(dom) = chromium_dom(format!("http://{}/", ib.ops)).await else {
+        return;
+    };
+    assert_ib_monitor(&dom);
 }

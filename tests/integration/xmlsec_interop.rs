@@ -96,6 +96,10 @@ async fn required() -> Server {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    any(dkd_missing = "interop-venv", dkd_missing = "xmlsec1"),
+    ignore = "needs the interop venv (bash tests/interop/setup-venv.sh) and xmlsec1 (apt-get install xmlsec1)"
+)]
 async fn python_xmlsec_signed_request_is_accepted_and_the_response_verifies_independently() {
     let Some(py) = python() else {
         skip("xmlsec interop: no venv (bash tests/interop/setup-venv.sh)");
@@ -128,6 +132,10 @@ async fn python_xmlsec_signed_request_is_accepted_and_the_response_verifies_inde
 }
 
 #[tokio::test]
+#[cfg_attr(
+    dkd_missing = "interop-venv",
+    ignore = "needs the interop venv: bash tests/interop/setup-venv.sh (or DKD_INTEROP_PYTHON)"
+)]
 async fn python_xmlsec_signed_defects_are_refused_with_their_codes() {
     let Some(py) = python() else {
         skip("xmlsec interop: no venv (bash tests/interop/setup-venv.sh)");
@@ -169,6 +177,10 @@ async fn python_xmlsec_signed_defects_are_refused_with_their_codes() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    dkd_missing = "interop-venv",
+    ignore = "needs the interop venv: bash tests/interop/setup-venv.sh (or DKD_INTEROP_PYTHON)"
+)]
 async fn zeep_signs_with_signing_required_and_verifies_the_response() {
     let Some(py) = python() else {
         skip("zeep interop: no venv (bash tests/interop/setup-venv.sh)");
