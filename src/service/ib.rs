@@ -91,7 +91,7 @@ pub const CODE_UNKNOWN_GEMEENTE: &str = "0101";
 pub const CODE_OIN_NOT_FOR_GEMEENTE: &str = "0102";
 /// dkd code: unknown CdClusteringIb.
 pub const CODE_UNKNOWN_CLUSTER: &str = "0103";
-/// dkd code: IndDkd other than 1 or 2.
+/// dkd code: IndDkd other than 1 (ja), 0 or 2 (nee).
 pub const CODE_BAD_IND: &str = "0104";
 /// dkd code: Bron is not a gemeente (CdKolomSuwi ≠ 3).
 pub const CODE_NOT_A_GEMEENTE: &str = "0105";
@@ -173,7 +173,7 @@ impl Ib {
                 return refuse(
                     CODE_BAD_IND,
                     format!(
-                        "IndDkd {:?} moet 1 (aanwezig) of 2 (niet aanwezig) zijn",
+                        "IndDkd {:?} moet 1 (aanwezig) of 0 of 2 (niet aanwezig) zijn",
                         c.ind
                     ),
                 );
