@@ -42,7 +42,9 @@ pub struct Config {
     pub push: PushConfig,
     /// IB role: clusters, gemeenten and routing.
     pub ib: IbConfig,
-    /// Gemeente role: fetching the IB's "Toets LKS" reports.
+    /// Gemeente role: fetching the IB's "Toets LKS" reports (the LKSRi CSV layout is dkd's own;
+    /// in the real chain the signal starts at UWV, and an IB running dkd takes such a file with
+    /// `dkd signals publish`).
     pub signals: SignalsConfig,
 }
 
@@ -126,7 +128,8 @@ impl Default for PushConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IbConfig {
-    /// Known `CdClusteringIb` codes (not public: confirm against the IB's documents).
+    /// Known `CdClusteringIb` codes: dkd's own choice (the codes are not public), confirm
+    /// against the IB's documents.
     pub clusters: Vec<String>,
     /// The cluster whose entries route GSDReintegratieInfo.
     pub reintegratie_cluster: String,
@@ -256,6 +259,7 @@ impl Default for RetentionConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ImportConfig {
     /// `CdTypeRvGsd` values that are loonkostensubsidie: such a provision must carry a loonwaarde.
+    /// The default `24` is dkd's own choice, not a published code.
     pub lks_type_codes: Vec<String>,
     /// Dates later than this many days from today are refused as typos.
     pub max_future_days: u32,
