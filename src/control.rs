@@ -282,7 +282,6 @@ impl Backend {
                     }
                     422 => "invalid",
                     400 | 404 => "usage",
-                    503 => "store",
                     _ => "failure",
                 };
                 Err(ControlError {
