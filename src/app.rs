@@ -606,6 +606,7 @@ fn push_sender(cfg: &Config, store: &Store) -> Result<crate::push::Sender, Start
         store: store.clone(),
         url: p.url.clone(),
         cluster: p.cluster.clone(),
+        ind_dkd_nee: p.ind_dkd_nee(),
         from_address,
         tls: Arc::new(tls),
         signer,

@@ -42,7 +42,9 @@ pub struct Config {
     pub push: PushConfig,
     /// IB role: clusters, gemeenten and routing.
     pub ib: IbConfig,
-    /// Gemeente role: fetching the IB's "Toets LKS" reports.
+    /// Gemeente role: fetching the IB's "Toets LKS" reports (the LKSRi CSV layout is dkd's own;
+    /// in the real chain the signal starts at UWV, and an IB running dkd takes such a file with
+    /// `dkd signals publish`).
     pub signals: SignalsConfig,
 }
 
@@ -88,8 +90,13 @@ pub enum Role {
 pub struct PushConfig {
     /// The IB's IBVerwijsindex-v0300 endpoint; empty: no push (and no outbox).
     pub url: String,
-    /// `CdClusteringIb` of the re-integratie cluster (to confirm against the IB's documents).
+    /// `CdClusteringIb` of the re-integratie cluster. dkd's own choice (the codes are not public):
+    /// confirm it against the IB's documents.
     pub cluster: String,
+    /// How `IndDkd` "no (longer) data" is written: `"0"` (default; the Nee of third-party SuwiML
+    /// code lists for StdIndJN) or `"2"` (interface.md §5). Unconfirmed either way: the official
+    /// XSD only says "one digit". The IB role reads both.
+    pub ind_dkd_nee: String,
     /// Per delivery attempt.
     pub timeout_secs: u64,
     /// Deliveries in flight at once (never two for the same BSN and gemeente).
@@ -107,6 +114,7 @@ impl Default for PushConfig {
         PushConfig {
             url: String::new(),
             cluster: "04".into(),
+            ind_dkd_nee: "0".into(),
             timeout_secs: 10,
             concurrency: 4,
             max_backoff_secs: 300,
@@ -120,7 +128,8 @@ impl Default for PushConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IbConfig {
-    /// Known `CdClusteringIb` codes (not public: confirm against the IB's documents).
+    /// Known `CdClusteringIb` codes: dkd's own choice (the codes are not public), confirm
+    /// against the IB's documents.
     pub clusters: Vec<String>,
     /// The cluster whose entries route GSDReintegratieInfo.
     pub reintegratie_cluster: String,
@@ -168,6 +177,13 @@ pub struct IbGemeenteConfig {
     /// `webservice` (default) or `batch`.
     #[serde(default = "default_delivery")]
     pub delivery: crate::service::ib::Delivery,
+}
+
+impl PushConfig {
+    /// `ind_dkd_nee` as the sender writes it (validated at load; the default otherwise).
+    pub fn ind_dkd_nee(&self) -> crate::suwiml::verwijsindex::Nee {
+        crate::suwiml::verwijsindex::Nee::parse(&self.ind_dkd_nee).unwrap_or_default()
+    }
 }
 
 fn default_delivery() -> crate::service::ib::Delivery {
@@ -243,6 +259,7 @@ impl Default for RetentionConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ImportConfig {
     /// `CdTypeRvGsd` values that are loonkostensubsidie: such a provision must carry a loonwaarde.
+    /// The default `24` is dkd's own choice, not a published code.
     pub lks_type_codes: Vec<String>,
     /// Dates later than this many days from today are refused as typos.
     pub max_future_days: u32,
@@ -517,11 +534,15 @@ impl Config {
                 continue;
             };
             let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-            let is_list = defaults
-                .get(&section)
-                .and_then(|s| s.get(&key))
-                .is_some_and(|d| d.is_array());
-            let value = env_value(&v, is_list);
+            let default = defaults.get(&section).and_then(|s| s.get(&key));
+            let is_list = default.is_some_and(|d| d.is_array());
+            // A text setting stays text even when it looks like a number (`push.ind_dkd_nee=0`).
+            let value = match env_value(&v, is_list) {
+                x if !x.is_str() && default.is_some_and(|d| d.is_str()) => {
+                    toml::Value::String(v.clone())
+                }
+                x => x,
+            };
             let entry = table
                 .entry(section.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -641,6 +662,12 @@ impl Config {
         }
         if self.push.cluster.is_empty() || self.push.cluster.chars().count() > 2 {
             return bad("push.cluster must be 1-2 characters (CdClusteringIb)".into());
+        }
+        if crate::suwiml::verwijsindex::Nee::parse(&self.push.ind_dkd_nee).is_none() {
+            return bad(format!(
+                "push.ind_dkd_nee {:?} must be \"0\" or \"2\" (how IndDkd says no)",
+                self.push.ind_dkd_nee
+            ));
         }
         if self.push.concurrency == 0 || self.push.timeout_secs == 0 {
             return bad("push.concurrency and push.timeout_secs must be at least 1".into());
@@ -825,9 +852,18 @@ mod tests {
         )
         .expect("push");
         assert!(c.pushes());
+        assert_eq!(
+            c.push.ind_dkd_nee(),
+            crate::suwiml::verwijsindex::Nee::Zero,
+            "IndDkd no is 0 unless configured"
+        );
+        let c = Config::load(None, env(&[("DKD_PUSH__IND_DKD_NEE", "2")])).expect("2");
+        assert_eq!(c.push.ind_dkd_nee(), crate::suwiml::verwijsindex::Nee::Two);
         for (k, v, says) in [
             ("DKD_PUSH__URL", "http://ib.example/", "push.url"),
             ("DKD_PUSH__CLUSTER", "004", "push.cluster"),
+            ("DKD_PUSH__IND_DKD_NEE", "1", "push.ind_dkd_nee"),
+            ("DKD_PUSH__IND_DKD_NEE", "N", "push.ind_dkd_nee"),
             (
                 "DKD_IB__REINTEGRATIE_CLUSTER",
                 "09",

@@ -21,7 +21,7 @@ pub enum Backend {
 /// A failure, with the kind that decides the exit code.
 #[derive(Debug)]
 pub struct ControlError {
-    /// `usage`, `store`, [`OTHER_STORE`] or `failure`.
+    /// `usage`, `store`, [`OTHER_STORE`], `invalid` (input refused on its content) or `failure`.
     pub kind: &'static str,
     /// What to tell the user.
     pub message: String,
@@ -240,6 +240,64 @@ impl Backend {
                 Ok(rt.block_on(f.fetch()))
             }
             Backend::Remote(a) => json(*a, "POST", "/signals/fetch"),
+        }
+    }
+
+    /// `dkd signals publish` (IB role): a Toets LKS signal file from outside into `gemeente`'s
+    /// reports. A file with any bad row is refused whole (kind `invalid`), nothing stored.
+    pub fn signals_publish(
+        &self,
+        cfg: &crate::config::Config,
+        gemeente: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<crate::service::ib::Published, ControlError> {
+        use crate::service::ib::PublishError;
+        match self {
+            Backend::Local(s) => {
+                if cfg.role != crate::config::Role::Ib {
+                    return Err(ControlError {
+                        kind: "usage",
+                        message: "signals publish is for the IB role (role = \"ib\")".into(),
+                    });
+                }
+                let settings = crate::app::ib_settings(cfg);
+                let today = time::OffsetDateTime::now_utc().date();
+                crate::service::ib::publish_signals(s, &settings, gemeente, name, &bytes, today)
+                    .map_err(|e| match e {
+                        PublishError::UnknownGemeente(_) => ControlError {
+                            kind: "usage",
+                            message: e.to_string(),
+                        },
+                        PublishError::File(_) => ControlError {
+                            kind: "invalid",
+                            message: e.to_string(),
+                        },
+                        PublishError::Store(e) => e.into(),
+                    })
+            }
+            Backend::Remote(a) => {
+                let q = format!(
+                    "/signals/publish?gemeente={}&name={}",
+                    encode(gemeente),
+                    encode(name)
+                );
+                let (status, body) = call(*a, "POST", &q, bytes)?;
+                let kind = match status {
+                    200 => {
+                        return serde_json::from_slice(&body).map_err(|e| {
+                            failure(format!("unexpected answer from the server: {e}"))
+                        })
+                    }
+                    422 => "invalid",
+                    400 | 404 => "usage",
+                    _ => "failure",
+                };
+                Err(ControlError {
+                    kind,
+                    message: error_text(&body),
+                })
+            }
         }
     }
 

@@ -91,6 +91,19 @@ enum SignalsAction {
         #[command(flatten)]
         common: Common,
     },
+    /// IB role: publish a Toets LKS signal file delivered from outside (e.g. UWV's "LKS
+    /// overdracht re-integratie", in the LKSRi report layout) as the gemeente's report: the
+    /// portal serves it and the gemeente's next fetch takes it. Checked whole first; a bad row
+    /// stores nothing. Exit 0; 1 when the file is refused.
+    Publish {
+        /// The CSV file (header and columns as the portal's reports).
+        file: PathBuf,
+        /// The gemeente (CdPartijSuwi, as in ib.gemeenten) whose report it becomes.
+        #[arg(long)]
+        gemeente: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Record the first day of sickness for a BSN's cases: the milestones count from it.
     SickDay {
         /// The BSN.
@@ -193,7 +206,8 @@ enum Command {
         common: Common,
     },
     /// The IB's "Toets LKS" signals at the gemeente: fetch new reports from the IB portal, list
-    /// the vangnetter cases with their Wvp milestones, record a first sick day.
+    /// the vangnetter cases with their Wvp milestones, record a first sick day. At the IB:
+    /// publish a signal file delivered from outside as a gemeente's report.
     Signals {
         #[command(subcommand)]
         action: SignalsAction,
@@ -943,6 +957,46 @@ fn signals(action: SignalsAction) -> ExitCode {
                 ExitCode::from(exit::FAILURE)
             } else {
                 ExitCode::SUCCESS
+            }
+        }
+        SignalsAction::Publish {
+            file,
+            gemeente,
+            common,
+        } => {
+            let bytes = match std::fs::read(&file) {
+                Ok(b) => b,
+                Err(e) => return fail(exit::FAILURE, &format!("{}: {e}", file.display())),
+            };
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.display().to_string());
+            let (cfg, backend) = match open_store(&common) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            match backend.signals_publish(&cfg, &gemeente, &name, bytes) {
+                Ok(p) => {
+                    say!(
+                        "{} signal(s) in {name}, {} new, for gemeente {}",
+                        p.signals,
+                        p.added,
+                        p.gemeente
+                    );
+                    for r in &p.reports {
+                        say!("  {r}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) if e.kind == "invalid" => {
+                    for line in e.message.lines() {
+                        tell!("error: {line}");
+                    }
+                    tell!("{name}: refused, nothing stored");
+                    ExitCode::from(exit::FAILURE)
+                }
+                Err(e) => control_fail(&e),
             }
         }
         SignalsAction::SickDay { bsn, datum, common } => {

@@ -15,7 +15,7 @@ use crate::soap::wssec::{Signer, VerifyPolicy};
 use crate::store::outbox::OutboxEntry;
 use crate::store::Store;
 use crate::suwiml::model::Bron;
-use crate::suwiml::verwijsindex::{self as vi, Clustering};
+use crate::suwiml::verwijsindex::{self as vi, Clustering, Nee};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +29,8 @@ pub struct Sender {
     pub url: String,
     /// `CdClusteringIb` for the entries.
     pub cluster: String,
+    /// How `IndDkd` "no" is written (`push.ind_dkd_nee`).
+    pub ind_dkd_nee: Nee,
     /// `wsa:From` address (with this gemeente's OIN).
     pub from_address: String,
     /// Mutual-TLS client configuration.
@@ -148,7 +150,7 @@ impl Sender {
     pub async fn deliver(&self, e: &OutboxEntry) -> Delivery {
         let request = vi::Request {
             bsn: e.bsn,
-            clusters: vec![Clustering::new(&self.cluster, e.ind)],
+            clusters: vec![Clustering::with_nee(&self.cluster, e.ind, self.ind_dkd_nee)],
             bron: Bron::gemeente(&e.gemeente),
         };
         let mut body = String::new();
@@ -270,10 +272,19 @@ mod tests {
     /// A fake IB on plain HTTP answering each request with `answer` (with `{mid}` replaced by the
     /// request's MessageID), for `n` requests.
     async fn fake_ib(answer: &'static str, n: usize) -> String {
+        fake_ib_seeing(answer, n).await.0
+    }
+
+    /// [`fake_ib`], handing over each request's text as it arrives.
+    async fn fake_ib_seeing(
+        answer: &'static str,
+        n: usize,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = l.local_addr().expect("addr");
+        let (seen, requests) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             for _ in 0..n {
                 let Ok((mut s, _)) = l.accept().await else {
@@ -292,6 +303,7 @@ mod tests {
                     }
                 }
                 let text = String::from_utf8_lossy(&req);
+                let _ = seen.send(text.clone().into_owned());
                 let mid = text
                     .split_once("<wsa:MessageID")
                     .and_then(|(_, r)| r.split_once('>'))
@@ -306,7 +318,7 @@ mod tests {
                 let _ = s.write_all(resp.as_bytes()).await;
             }
         });
-        format!("http://{addr}/IBVerwijsindex-v0300")
+        (format!("http://{addr}/IBVerwijsindex-v0300"), requests)
     }
 
     const ENVELOPE: &str = "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Header><wsa:RelatesTo xmlns:wsa=\"http://www.w3.org/2005/08/addressing\">{mid}</wsa:RelatesTo></soapenv:Header><soapenv:Body><vi:IBVerwijsindexResponse xmlns:vi=\"http://bkwi.nl/SuwiML/Diensten/IBVerwijsindex/v0300\">BODY</vi:IBVerwijsindexResponse></soapenv:Body></soapenv:Envelope>";
@@ -317,6 +329,7 @@ mod tests {
             store: Store::temporary().expect("store"),
             url,
             cluster: "04".into(),
+            ind_dkd_nee: Nee::default(),
             from_address: "https://g/?oin=00000099000000000001".into(),
             tls,
             signer: None,
@@ -385,6 +398,31 @@ mod tests {
         // A bad URL is configuration: retried, not parked.
         let s = sender("ftp://nowhere".into());
         assert!(matches!(s.deliver(&entry()).await, Delivery::Retry(_)));
+    }
+
+    #[tokio::test]
+    async fn no_longer_present_is_sent_as_ind_dkd_0_unless_configured_2() {
+        let ack = leak(ENVELOPE.replace("BODY", "<Acknowledgement></Acknowledgement>"));
+        let absent = OutboxEntry {
+            ind: IndDkd::Absent,
+            ..entry()
+        };
+        for (nee, wire) in [(None, "0"), (Some(Nee::Two), "2"), (Some(Nee::Zero), "0")] {
+            let (url, mut requests) = fake_ib_seeing(ack, 2).await;
+            let mut s = sender(url);
+            if let Some(n) = nee {
+                s.ind_dkd_nee = n;
+            }
+            assert_eq!(s.deliver(&absent).await, Delivery::Delivered);
+            let sent = requests.recv().await.expect("request");
+            assert!(
+                sent.contains(&format!("<IndDkd>{wire}</IndDkd>")),
+                "{nee:?}: {sent}"
+            );
+            assert_eq!(s.deliver(&entry()).await, Delivery::Delivered);
+            let sent = requests.recv().await.expect("request");
+            assert!(sent.contains("<IndDkd>1</IndDkd>"), "{nee:?}: {sent}");
+        }
     }
 
     #[tokio::test]

@@ -81,9 +81,21 @@ pub fn write_csv(signals: &[Signal]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-/// Reads a report into cases (one per BSN and signal day, with their provisions). Every problem
-/// is reported as `file:line: field: value: reason`; a file with any is refused whole.
-pub fn read_csv(file: &str, bytes: &[u8]) -> Result<Vec<Case>, Vec<String>> {
+/// One row of a report, checked.
+struct Row {
+    line: usize,
+    bsn: Bsn,
+    gemeente: String,
+    day: Datum,
+    tijdstip: String,
+    message_id: String,
+    asking_oin: String,
+    provision: Provision,
+}
+
+/// Reads a report's rows: the header must be [`HEADER`], every row must parse. Every problem is
+/// reported as `file:line: field: value: reason`; a file with any is refused whole.
+fn read_rows(file: &str, bytes: &[u8]) -> Result<Vec<Row>, Vec<String>> {
     let mut r = csv::ReaderBuilder::new()
         .delimiter(b';')
         .has_headers(true)
@@ -98,7 +110,7 @@ pub fn read_csv(file: &str, bytes: &[u8]) -> Result<Vec<Case>, Vec<String>> {
         )),
         Err(e) => errors.push(format!("{file}:1: header: {e}")),
     }
-    let mut cases: Vec<Case> = Vec::new();
+    let mut rows = Vec::new();
     for (i, rec) in r.records().enumerate() {
         let line = i + 2;
         let rec = match rec {
@@ -144,35 +156,148 @@ pub fn read_csv(file: &str, bytes: &[u8]) -> Result<Vec<Case>, Vec<String>> {
             }
             continue;
         };
-        let provision = Provision {
-            registratienr: Some(get(6).to_owned()).filter(|s| !s.is_empty()),
-            start,
-            end,
-            type_code: Some(get(7).to_owned()).filter(|s| !s.is_empty()),
-            description: None,
-            loonwaarde: Some(pct),
-        };
+        rows.push(Row {
+            line,
+            bsn,
+            gemeente: gemeente.to_owned(),
+            day,
+            tijdstip: get(3).to_owned(),
+            message_id: get(4).to_owned(),
+            asking_oin: get(5).to_owned(),
+            provision: Provision {
+                registratienr: Some(get(6).to_owned()).filter(|s| !s.is_empty()),
+                start,
+                end,
+                type_code: Some(get(7).to_owned()).filter(|s| !s.is_empty()),
+                description: None,
+                loonwaarde: Some(pct),
+            },
+        });
+    }
+    if errors.is_empty() {
+        Ok(rows)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads a report into cases (one per BSN and signal day, with their provisions). Every problem
+/// is reported as `file:line: field: value: reason`; a file with any is refused whole.
+pub fn read_csv(file: &str, bytes: &[u8]) -> Result<Vec<Case>, Vec<String>> {
+    let mut cases: Vec<Case> = Vec::new();
+    for row in read_rows(file, bytes)? {
         match cases
             .iter_mut()
-            .find(|c| c.bsn == bsn && c.signal_date == day && c.gemeente == gemeente)
+            .find(|c| c.bsn == row.bsn && c.signal_date == row.day && c.gemeente == row.gemeente)
         {
             Some(c) => {
-                if !c.provisions.contains(&provision) {
-                    c.provisions.push(provision);
+                if !c.provisions.contains(&row.provision) {
+                    c.provisions.push(row.provision);
                 }
             }
             None => cases.push(Case {
-                bsn,
-                gemeente: gemeente.to_owned(),
-                signal_date: day,
+                bsn: row.bsn,
+                gemeente: row.gemeente,
+                signal_date: row.day,
                 first_sick_day: None,
-                provisions: vec![provision],
+                provisions: vec![row.provision],
                 source: file.to_owned(),
             }),
         }
     }
+    Ok(cases)
+}
+
+/// Reads a report delivered from outside (`dkd signals publish`, e.g. UWV's "LKS overdracht
+/// re-integratie" in this layout) into signals for `gemeente`, for the IB to serve as its own.
+/// On top of [`read_csv`]'s checks, each row must be for `gemeente`, carry the time it was signalled
+/// (`TijdstipSignaal`, ISO 8601, on `DatumSignaal`, not after `today`) and an `OINVrager` of 20
+/// digits or none, because the portal writes the report again from exactly these fields. Rows of
+/// one question (BSN, time, MessageID, OIN) make one signal. A file without rows is refused.
+pub fn read_signals(
+    file: &str,
+    bytes: &[u8],
+    gemeente: &str,
+    today: time::Date,
+) -> Result<Vec<Signal>, Vec<String>> {
+    let rows = read_rows(file, bytes)?;
+    let mut errors = Vec::new();
+    if rows.is_empty() {
+        errors.push(format!("{file}: no signal rows after the header"));
+    }
+    let mut signals: Vec<Signal> = Vec::new();
+    for row in rows {
+        let line = row.line;
+        let mut bad = |field: &str, value: &str, why: String| {
+            errors.push(format!("{file}:{line}: {field}: {value:?}: {why}"))
+        };
+        if row.gemeente != gemeente {
+            bad(
+                "CdPartijSuwi",
+                &row.gemeente,
+                format!("the file is published for gemeente {gemeente}"),
+            );
+        }
+        if !(row.asking_oin.is_empty()
+            || (row.asking_oin.len() == 20 && row.asking_oin.bytes().all(|b| b.is_ascii_digit())))
+        {
+            bad(
+                "OINVrager",
+                &row.asking_oin,
+                "must be a 20-digit OIN or empty".into(),
+            );
+        }
+        let at = time::OffsetDateTime::parse(
+            &row.tijdstip,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map(|t| t.to_offset(time::UtcOffset::UTC));
+        let at = match at {
+            Ok(t) if Datum::from_date(t.date()) != row.day => {
+                bad(
+                    "TijdstipSignaal",
+                    &row.tijdstip,
+                    format!("is not on DatumSignaal {} (UTC)", row.day.as_str()),
+                );
+                continue;
+            }
+            Ok(t) if t.date() > today => {
+                bad("TijdstipSignaal", &row.tijdstip, "is in the future".into());
+                continue;
+            }
+            Ok(t) => t.unix_timestamp(),
+            Err(_) => {
+                bad(
+                    "TijdstipSignaal",
+                    &row.tijdstip,
+                    "must be ISO 8601 with a zone, e.g. 2026-11-22T19:42:10.123Z".into(),
+                );
+                continue;
+            }
+        };
+        match signals.iter_mut().find(|s| {
+            s.bsn == row.bsn
+                && s.at == at
+                && s.message_id == row.message_id
+                && s.asking_oin == row.asking_oin
+        }) {
+            Some(s) => {
+                if !s.provisions.contains(&row.provision) {
+                    s.provisions.push(row.provision);
+                }
+            }
+            None => signals.push(Signal {
+                bsn: row.bsn,
+                gemeente: row.gemeente,
+                at,
+                message_id: row.message_id,
+                asking_oin: row.asking_oin,
+                provisions: vec![row.provision],
+            }),
+        }
+    }
     if errors.is_empty() {
-        Ok(cases)
+        Ok(signals)
     } else {
         Err(errors)
     }
@@ -315,5 +440,79 @@ mod tests {
             "{e:?}"
         );
         assert!(read_csv("f.csv", b"a;b\n").is_err());
+    }
+
+    const ROW: &str = "123456782;0363;20261122;2026-11-22T09:15:00Z;uwv-1;00000001234567890000;LKS-77;24;20250101;;45.50";
+
+    fn file(rows: &[&str]) -> String {
+        let mut s = HEADER.join(";") + "\n";
+        for r in rows {
+            s.push_str(r);
+            s.push('\n');
+        }
+        s
+    }
+
+    #[test]
+    fn a_published_file_becomes_signals_one_per_question() {
+        let second = ROW.replace(
+            "LKS-77;24;20250101;;45.50",
+            "LKS-78;24;20250301;20251231;30.00",
+        );
+        let other = ROW
+            .replace("123456782", "111222333")
+            .replace("uwv-1", "uwv-2");
+        let today = date!(2026 - 11 - 22);
+        let got = read_signals(
+            "u.csv",
+            file(&[ROW, &second, ROW, &other]).as_bytes(),
+            "0363",
+            today,
+        )
+        .expect("valid");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].provisions.len(), 2, "a repeated row folds");
+        assert_eq!(
+            (got[0].message_id.as_str(), got[0].asking_oin.as_str()),
+            ("uwv-1", "00000001234567890000")
+        );
+        // The portal writes it back in the same layout, day and time kept.
+        let again = write_csv(&got);
+        assert!(
+            again.contains("123456782;0363;20261122;2026-11-22T09:15:00.000Z;uwv-1;"),
+            "{again}"
+        );
+        assert_eq!(
+            read_signals("u.csv", again.as_bytes(), "0363", today).expect("again"),
+            got
+        );
+    }
+
+    #[test]
+    fn a_published_file_with_any_bad_row_is_refused_with_every_problem_named() {
+        let today = date!(2026 - 11 - 22);
+        for (rows, says) in [
+            (vec![ROW, &ROW.replace("123456782", "123456781")], "u.csv:3: Burgerservicenr"),
+            (vec![&ROW.replace(";0363;", ";0599;")], "u.csv:2: CdPartijSuwi: \"0599\": the file is published for gemeente 0363"),
+            (vec![&ROW.replace("2026-11-22T09", "2026-11-21T09")], "u.csv:2: TijdstipSignaal: \"2026-11-21T09:15:00Z\": is not on DatumSignaal 20261122"),
+            (vec![&ROW.replace("2026-11-22T09:15:00Z", "gisteren")], "TijdstipSignaal: \"gisteren\": must be ISO 8601"),
+            (vec![&ROW.replace("00000001234567890000", "123")], "OINVrager: \"123\""),
+            (vec![&ROW.replace(";45.50", ";")], "PercLoonwaardeTovWml"),
+            (vec![], "no signal rows"),
+        ] {
+            let e = read_signals("u.csv", file(&rows).as_bytes(), "0363", today)
+                .expect_err(says);
+            assert!(e.iter().any(|l| l.contains(says)), "{says}: {e:?}");
+        }
+        let e = read_signals(
+            "u.csv",
+            file(&[ROW]).as_bytes(),
+            "0363",
+            date!(2026 - 11 - 21),
+        )
+        .expect_err("future");
+        assert!(e[0].contains("in the future"), "{e:?}");
+        let e = read_signals("u.csv", ROW.as_bytes(), "0363", today).expect_err("no header");
+        assert!(e[0].starts_with("u.csv:1: header"), "{e:?}");
     }
 }

@@ -61,6 +61,9 @@ pub struct Served {
 /// Largest import file accepted through `POST /imports`.
 const MAX_IMPORT: usize = 1 << 30;
 
+/// Largest signal file accepted through `POST /signals/publish` (a day's report is kilobytes).
+const MAX_SIGNAL_FILE: usize = 64 << 20;
+
 fn query<'q>(q: Option<&'q str>, key: &str) -> Option<&'q str> {
     q?.split('&')
         .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
@@ -166,6 +169,42 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
                     "bsn (9 digits, 11-test) and datum (YYYYMMDD) are required",
                 ),
             }
+        }
+        (hyper::Method::POST, "/signals/publish") => {
+            let Some(settings) = state.ib.clone() else {
+                return error(StatusCode::NOT_FOUND, "this dkd does not play the IB role");
+            };
+            let Some(gemeente) = query(q, "gemeente").map(str::to_owned) else {
+                return error(StatusCode::BAD_REQUEST, "gemeente is required");
+            };
+            let name = query(q, "name").unwrap_or("upload").to_owned();
+            let body = match Limited::new(req.into_body(), MAX_SIGNAL_FILE)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "signal file larger than 64 MiB",
+                    )
+                }
+            };
+            let store = state.store.clone();
+            blocking(move || {
+                use crate::service::ib::{publish_signals, PublishError};
+                match publish_signals(&store, &settings, &gemeente, &name, &body, today) {
+                    Ok(p) => reply(StatusCode::OK, json!(p)),
+                    Err(e @ PublishError::UnknownGemeente(_)) => {
+                        error(StatusCode::NOT_FOUND, e.to_string())
+                    }
+                    Err(e @ PublishError::File(_)) => {
+                        error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+                    }
+                    Err(PublishError::Store(e)) => internal(&e),
+                }
+            })
+            .await
         }
         (hyper::Method::GET, "/audit") => {
             let since = query(q, "since").and_then(|s| s.parse().ok()).unwrap_or(0);

@@ -75,6 +75,38 @@ impl Store {
         Ok(())
     }
 
+    /// Adds signals delivered from outside (`dkd signals publish`) under their gemeente and day,
+    /// in one atomic write: all of them or, on an error, none. A signal equal to one already stored
+    /// (or earlier in `signals`) is skipped, so publishing a file again changes nothing. Returns
+    /// how many were added.
+    pub fn ib_publish_signals(&self, signals: &[Signal]) -> Result<u64, StoreError> {
+        let mut b = sled::Batch::default();
+        let mut known: std::collections::HashMap<(&str, Datum), Vec<Signal>> =
+            std::collections::HashMap::new();
+        let mut added = 0;
+        for s in signals {
+            let day = time::OffsetDateTime::from_unix_timestamp(s.at)
+                .map(|t| Datum::from_date(t.date()))
+                .map_err(|e| StoreError::Io(e.to_string()))?;
+            let there = match known.entry((s.gemeente.as_str(), day)) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(self.ib_signals(&s.gemeente, day.as_str())?)
+                }
+            };
+            if there.contains(s) {
+                continue;
+            }
+            let mut k = day_key(P_SIGNAL, s.gemeente.as_bytes(), day.as_str());
+            k.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+            b.insert(k, json(s)?);
+            there.push(s.clone());
+            added += 1;
+        }
+        self.index.apply_batch(b)?;
+        Ok(added)
+    }
+
     /// The days with signals for a gemeente, oldest first, with their counts.
     pub fn ib_signal_days(&self, gemeente: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let mut out: Vec<(String, u64)> = Vec::new();

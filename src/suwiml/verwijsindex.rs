@@ -1,7 +1,8 @@
 //! The IBVerwijsindex-v0300 bodies: a gemeente tells the IB, per BSN and cluster, whether it holds
-//! DKD data (`IndDkd` 1) or no longer does (2). dkd writes the request in the gemeente role (the
-//! outbox sender) and reads it in the IB role; the response is an empty `Acknowledgement` and/or
-//! an unqualified local `FWI` (not the global `fwi:FWI`: see wsdl/README.md).
+//! DKD data (`IndDkd` 1) or no longer does (0, or 2: see [`Nee`]). dkd writes the request in the
+//! gemeente role (the outbox sender) and reads it in the IB role; the response is an empty
+//! `Acknowledgement` and/or an unqualified local `FWI` (not the global `fwi:FWI`: see
+//! wsdl/README.md).
 
 use super::fwi::{read_fwi, Level, Melding};
 use super::gsd::{read_bron, BodyError};
@@ -23,16 +24,53 @@ pub const ACTION_FAULT: &str = "http://bkwi.nl/SuwiML/Diensten/IBVerwijsindex-v0
 pub enum IndDkd {
     /// `1`: data present.
     Present,
-    /// `2`: no (longer) data.
+    /// "No (longer) data": `0` or `2` on the wire ([`Nee`]).
     Absent,
 }
 
 impl IndDkd {
+    /// The wire value, "no" written as the default [`Nee`].
+    pub fn code(self) -> &'static str {
+        self.wire(Nee::default())
+    }
+
+    /// The wire value, "no" written as `nee`.
+    pub fn wire(self, nee: Nee) -> &'static str {
+        match self {
+            IndDkd::Present => "1",
+            IndDkd::Absent => nee.code(),
+        }
+    }
+}
+
+/// How "no" is written in `IndDkd` (`push.ind_dkd_nee`). The official `StdIndJN` type is only
+/// "one digit" (no enumeration); interface.md says 2 = no, while third-party SuwiML code lists
+/// give 1 = Ja, 0 = Nee. Neither is confirmed by the IB, so dkd reads both and writes the
+/// configured one, `0` by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Nee {
+    /// `0` (the code lists' Nee).
+    #[default]
+    Zero,
+    /// `2` (interface.md §5).
+    Two,
+}
+
+impl Nee {
+    /// `"0"` or `"2"`; anything else is `None`.
+    pub fn parse(s: &str) -> Option<Nee> {
+        match s {
+            "0" => Some(Nee::Zero),
+            "2" => Some(Nee::Two),
+            _ => None,
+        }
+    }
+
     /// The wire value.
     pub fn code(self) -> &'static str {
         match self {
-            IndDkd::Present => "1",
-            IndDkd::Absent => "2",
+            Nee::Zero => "0",
+            Nee::Two => "2",
         }
     }
 }
@@ -42,25 +80,31 @@ impl IndDkd {
 pub struct Clustering {
     /// `CdClusteringIb`: at most two characters.
     pub code: String,
-    /// `IndDkd` as sent: one digit (the schema allows any; only 1 and 2 mean something, which
-    /// the IB checks as content, answering an FWI Fout).
+    /// `IndDkd` as sent: one digit (the schema allows any; only 1, 0 and 2 mean something,
+    /// which the IB checks as content, answering an FWI Fout).
     pub ind: String,
 }
 
 impl Clustering {
-    /// A cluster entry with a meaningful IndDkd.
+    /// A cluster entry with a meaningful IndDkd, "no" written as the default [`Nee`].
     pub fn new(code: &str, ind: IndDkd) -> Clustering {
+        Clustering::with_nee(code, ind, Nee::default())
+    }
+
+    /// A cluster entry with a meaningful IndDkd, "no" written as `nee`.
+    pub fn with_nee(code: &str, ind: IndDkd, nee: Nee) -> Clustering {
         Clustering {
             code: code.to_owned(),
-            ind: ind.code().to_owned(),
+            ind: ind.wire(nee).to_owned(),
         }
     }
 
-    /// The IndDkd, when it is 1 or 2.
+    /// The IndDkd, when it is 1, 0 or 2: "no" is read in both spellings, whichever the sender
+    /// was configured with.
     pub fn ind(&self) -> Option<IndDkd> {
         match self.ind.as_str() {
             "1" => Some(IndDkd::Present),
-            "2" => Some(IndDkd::Absent),
+            "0" | "2" => Some(IndDkd::Absent),
             _ => None,
         }
     }
@@ -318,6 +362,43 @@ mod tests {
             let err = parse_request(&e).expect_err(&bad).to_string();
             assert!(err.contains(expect), "{expect}: {err}");
         }
+    }
+
+    #[test]
+    fn no_is_read_as_0_and_2_and_written_as_configured() {
+        for (wire, ind) in [
+            ("1", Some(IndDkd::Present)),
+            ("0", Some(IndDkd::Absent)),
+            ("2", Some(IndDkd::Absent)),
+            ("3", None),
+            ("9", None),
+        ] {
+            let c = Clustering {
+                code: "04".into(),
+                ind: wire.into(),
+            };
+            assert_eq!(c.ind(), ind, "IndDkd {wire}");
+        }
+        assert_eq!(Clustering::new("04", IndDkd::Absent).ind, "0", "default");
+        assert_eq!(
+            Clustering::with_nee("04", IndDkd::Absent, Nee::Two).ind,
+            "2"
+        );
+        assert_eq!(
+            Clustering::with_nee("04", IndDkd::Present, Nee::Two).ind,
+            "1"
+        );
+        assert_eq!(Nee::parse("0"), Some(Nee::Zero));
+        assert_eq!(Nee::parse("2"), Some(Nee::Two));
+        assert_eq!(Nee::parse("N"), None);
+        // A "0" goes through the schema check of the reader too.
+        let mut s = String::new();
+        let mut r = request();
+        r.clusters = vec![Clustering::new("04", IndDkd::Absent)];
+        write_request(&r, &mut s);
+        assert!(s.contains("<IndDkd>0</IndDkd>"), "{s}");
+        let e = crate::xml::parse(s.as_bytes()).expect("xml");
+        assert_eq!(parse_request(&e).expect("parse"), r);
     }
 
     #[test]

@@ -587,3 +587,43 @@ async fn the_ib_forwards_from_its_own_address_with_the_requesters_oin() {
         "{body}"
     );
 }
+
+/// Issue 21: third-party SuwiML code lists give StdIndJN 0 = Nee, interface.md 2. Neither is
+/// confirmed, so the IB takes both as "no longer present" (and only 1 as present).
+#[tokio::test]
+async fn verwijsindex_no_is_accepted_as_0_and_as_2() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = ib_config(dir.path(), free_port(), &[("0363", 1)]);
+    let ib = start(dir, cfg).await;
+    let bsn = Bsn::parse("123456782").expect("bsn");
+    let update = |ind: &str| vi::Request {
+        bsn,
+        clusters: vec![Clustering {
+            code: "04".into(),
+            ind: ind.into(),
+        }],
+        bron: Bron::gemeente("0363"),
+    };
+    for no in ["0", "2"] {
+        let mut doc = String::new();
+        vi::write_request(&update(no), &mut doc);
+        validate_official(&doc, Schema::VerwijsindexRequest);
+        let ack = send_update(&ib, &update("1"), true).await;
+        assert!(ack.contains("<Acknowledgement>"), "{ack}");
+        assert_eq!(
+            ib.store.ib_gemeenten_for(&bsn, "04").expect("lookup").len(),
+            1
+        );
+        let ack = send_update(&ib, &update(no), true).await;
+        assert!(ack.contains("<Acknowledgement>"), "IndDkd {no}: {ack}");
+        assert!(
+            ib.store
+                .ib_gemeenten_for(&bsn, "04")
+                .expect("lookup")
+                .is_empty(),
+            "IndDkd {no} removes the entry"
+        );
+    }
+    let refused = send_update(&ib, &update("3"), true).await;
+    assert!(refused.contains("<Fout><Code>0104</Code>"), "{refused}");
+}

@@ -230,3 +230,168 @@ async fn batch_and_webservice_merged_signal_recorded_and_fetched_once() {
     let (_, page) = http_get(a.ops, "/").await;
     assert!(page.contains("class=\"bad overdue\""), "{page}");
 }
+
+/// `dkd signals publish FILE --gemeente CODE` as a user runs it.
+fn publish(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    gemeente: &str,
+) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dkd"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DKD_") {
+            c.env_remove(k);
+        }
+    }
+    c.args(["signals", "publish"])
+        .arg(file)
+        .args(["--gemeente", gemeente, "--config"])
+        .arg(config)
+        .output()
+        .expect("dkd signals publish")
+}
+
+async fn publish_async(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    gemeente: &str,
+) -> std::process::Output {
+    let (config, file, gemeente) = (config.to_owned(), file.to_owned(), gemeente.to_owned());
+    tokio::task::spawn_blocking(move || publish(&config, &file, &gemeente))
+        .await
+        .expect("join")
+}
+
+/// Issue 21: in the real chain the Toets LKS signal starts at UWV, not in the IB's routing. The
+/// IB role takes such a file in the report layout, checks it whole, and serves it as the
+/// gemeente's report; the gemeente's fetch takes it like one the IB derived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_file_from_outside_is_published_served_and_fetched() {
+    let (ib_port, admin_port) = (free_port(), free_port());
+    let ib_dir = tempfile::tempdir().expect("dir");
+    let mut ib_cfg = ib_config(ib_dir.path(), ib_port, &[("0363", free_port())]);
+    ib_cfg.admin.listen = format!("127.0.0.1:{admin_port}");
+    let files = tempfile::tempdir().expect("dir");
+    let config = files.path().join("ib.toml");
+    std::fs::write(&config, ib_cfg.to_toml()).expect("config");
+
+    let today = time::OffsetDateTime::now_utc().date();
+    let yesterday = today - time::Duration::days(1);
+    let row = |bsn: &str, d: time::Date, mid: &str| {
+        let day = Datum::from_date(d);
+        format!(
+            "{bsn};0363;{};{}T09:15:00Z;{mid};00000001234567890000;LKS-77;24;20250101;;45.50\n",
+            day.as_str(),
+            d
+        )
+    };
+    let write = |name: &str, rows: &[String]| {
+        let p = files.path().join(name);
+        std::fs::write(&p, dkd::signals::HEADER.join(";") + "\n" + &rows.concat()).expect("write");
+        p
+    };
+    let good = write(
+        "lks-overdracht.csv",
+        &[row("123456782", yesterday, "uwv-1")],
+    );
+    // One bad row refuses the whole file: the good row beside it is not stored either.
+    let broken = write(
+        "broken.csv",
+        &[
+            row("111222333", yesterday, "uwv-2"),
+            row("123456781", yesterday, "uwv-3"),
+        ],
+    );
+    let elsewhere = write(
+        "elsewhere.csv",
+        &[row("111222333", yesterday, "uwv-2").replace(";0363;", ";0599;")],
+    );
+
+    let out = publish(&config, &broken, "0363");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.csv:3: Burgerservicenr: \"123456781\""),
+        "{err}"
+    );
+    assert!(err.contains("nothing stored"), "{err}");
+    let out = publish(&config, &elsewhere, "0363");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("published for gemeente 0363"));
+    let out = publish(&config, &good, "0599");
+    assert_eq!(out.status.code(), Some(2), "unknown gemeente: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in ib.gemeenten"));
+    let out = publish(&config, &files.path().join("missing.csv"), "0363");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    // The good file, locally (no server holds the store yet), twice: the second adds nothing.
+    let report = format!(
+        "Gemeente_0363_LKSRi_rapport_{}.csv",
+        Datum::from_date(yesterday).as_str()
+    );
+    for new in ["1 new", "0 new"] {
+        let out = publish(&config, &good, "0363");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            said.contains(&format!("1 signal(s) in lks-overdracht.csv, {new}")),
+            "{said}"
+        );
+        assert!(said.contains(&report), "{said}");
+    }
+
+    let ib = start(ib_dir, ib_cfg).await;
+    assert_eq!(
+        ib.store.ib_signal_days("0363").expect("days"),
+        [(Datum::from_date(yesterday).as_str().to_owned(), 1)],
+        "only the good file was stored"
+    );
+    let (status, list) = http_get(ib.ops, "/portal/0363/lksri").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains(&report), "{list}");
+    let (status, csv) = http_get(ib.ops, &format!("/portal/0363/lksri/{report}")).await;
+    assert_eq!(status, 200, "{csv}");
+    assert!(
+        csv.contains(";uwv-1;00000001234567890000;LKS-77;24;20250101;;45.50"),
+        "{csv}"
+    );
+
+    // The gemeente's fetch takes it as a vangnetter case dated as the file says.
+    let a_dir = tempfile::tempdir().expect("dir");
+    let mut a_cfg = gemeente_config(a_dir.path(), free_port(), ib_port);
+    a_cfg.signals.portal = format!("http://{}/portal", ib.ops);
+    a_cfg.signals.gemeenten = vec!["0363".into()];
+    let a_store = Store::temporary().expect("store");
+    let f = dkd::app::fetcher(&a_cfg, &a_store)
+        .expect("fetcher")
+        .expect("portal configured");
+    let first = f.fetch().await;
+    assert_eq!(
+        (first.files.as_slice(), first.new_cases),
+        (&[report.clone()][..], 1),
+        "{first:?}"
+    );
+    let cases = a_store.cases().expect("cases");
+    assert_eq!(cases[0].bsn.as_str(), "123456782");
+    assert_eq!(cases[0].signal_date, Datum::from_date(yesterday));
+
+    // While the IB serves (it holds the store), publish goes through its admin API: same checks,
+    // same answer; the next fetch takes the new report.
+    let out = publish_async(&config, &broken, "0363").await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.csv:3: Burgerservicenr"));
+    let todays = write("vandaag.csv", &[row("111222333", today, "uwv-4")]);
+    let out = publish_async(&config, &todays, "0363").await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 new"),
+        "{out:?}"
+    );
+    let next = f.fetch().await;
+    assert_eq!((next.files.len(), next.new_cases), (1, 1), "{next:?}");
+    assert_eq!(a_store.cases().expect("cases").len(), 2);
+}
