@@ -151,6 +151,8 @@ impl App {
             body_read_timeout: Duration::from_secs(cfg.server.body_read_timeout_secs),
             handshake_timeout: Duration::from_secs(cfg.server.tls_handshake_timeout_secs),
             max_connections: cfg.server.max_connections,
+            max_handshakes: cfg.server.max_handshakes,
+            max_handshakes_per_address: cfg.server.max_handshakes_per_address,
             shutdown_grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
         };
         let path = public_url_path(&public_url, GSD_PATH);

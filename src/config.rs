@@ -341,8 +341,15 @@ pub struct ServerConfig {
     pub body_read_timeout_secs: u64,
     /// Time allowed for the TLS handshake.
     pub tls_handshake_timeout_secs: u64,
-    /// Connections served at once; further ones wait in the accept queue.
+    /// Authenticated connections served at once; when all are taken the one idle the longest is
+    /// closed for a newcomer, which waits only while every one has a request in flight.
     pub max_connections: usize,
+    /// Connections still in the TLS handshake at once; when full, a new connection sheds the
+    /// oldest one still in its handshake.
+    pub max_handshakes: usize,
+    /// The same per peer address (IPv6: per /64); a new connection from a full address sheds
+    /// that address's oldest handshake.
+    pub max_handshakes_per_address: usize,
     /// This service's identity in `fwi:*/Bron/DN`.
     pub service_dn: String,
     /// On SIGTERM: how long in-flight requests may take to finish.
@@ -416,6 +423,8 @@ impl Default for ServerConfig {
             body_read_timeout_secs: 30,
             tls_handshake_timeout_secs: 10,
             max_connections: 256,
+            max_handshakes: 128,
+            max_handshakes_per_address: 32,
             service_dn: "CN=dkd,O=Gemeente".into(),
             shutdown_grace_secs: 10,
             crypto_threads: std::thread::available_parallelism()
@@ -584,6 +593,17 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections must be at least 1".into());
+        }
+        if self.server.max_handshakes == 0 {
+            return bad("server.max_handshakes must be at least 1".into());
+        }
+        if self.server.max_handshakes_per_address == 0
+            || self.server.max_handshakes_per_address > self.server.max_handshakes
+        {
+            return bad(format!(
+                "server.max_handshakes_per_address must be 1..=server.max_handshakes ({})",
+                self.server.max_handshakes
+            ));
         }
         if self.security.replay_cache_size == 0 {
             return bad("security.replay_cache_size must be at least 1".into());
@@ -812,6 +832,17 @@ mod tests {
         let e =
             Config::load(None, env(&[("DKD_SERVER__LISTEN", "localhost")])).expect_err("bad addr");
         assert!(e.to_string().contains("server.listen"), "{e}");
+        for (k, v, says) in [
+            ("DKD_SERVER__MAX_HANDSHAKES", "0", "server.max_handshakes"),
+            (
+                "DKD_SERVER__MAX_HANDSHAKES_PER_ADDRESS",
+                "129",
+                "server.max_handshakes_per_address",
+            ),
+        ] {
+            let e = Config::load(None, env(&[(k, v)])).expect_err(k);
+            assert!(e.to_string().contains(says), "{k}: {e}");
+        }
     }
 
     #[test]

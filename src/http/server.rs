@@ -1,6 +1,7 @@
 //! The service listener: accept, TLS handshake (with a timeout and a connection limit), HTTP/1.1,
 //! routing, body limits, and one log line per SOAP request.
 
+use super::conns::{Budget, Handshake, Sizes};
 use super::tls::peer_oin;
 use super::wsdl::Documents;
 use crate::soap::{
@@ -15,7 +16,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 /// Limits of the listener, from `[server]`.
@@ -29,8 +29,12 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// The TLS handshake must finish within this.
     pub handshake_timeout: Duration,
-    /// Connections served at once.
+    /// Authenticated connections served at once.
     pub max_connections: usize,
+    /// Connections in the TLS handshake at once.
+    pub max_handshakes: usize,
+    /// Connections in the TLS handshake at once from one peer address.
+    pub max_handshakes_per_address: usize,
     /// On shutdown: how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
 }
@@ -80,16 +84,18 @@ pub async fn run(
     state: Arc<State>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(state.limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let budget = Budget::new(Sizes {
+        handshakes: state.limits.max_handshakes,
+        per_address: state.limits.max_handshakes_per_address,
+        connections: state.limits.max_connections,
+    });
+    // Every connection task holds a receiver: the sender's `closed` is "all connections gone".
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        // Wait for a free slot before accepting, so excess connections queue in the kernel backlog
-        // instead of being accepted and starved.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut shutdown => break,
-        };
+        // Accepting is never held up by the budget: a connection that cannot be served is shed
+        // (or sheds an older one), so no client waits in the kernel backlog behind sockets that
+        // never finish a handshake.
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -102,26 +108,29 @@ pub async fn run(
             },
             _ = &mut shutdown => break,
         };
+        let Some(handshake) = budget.arrive(peer.ip()) else {
+            tracing::debug!(%peer, "refused: every handshake slot holds a client waiting for a connection slot");
+            state.metrics.connection_shed();
+            continue;
+        };
         let acceptor = acceptor.clone();
         let state = state.clone();
-        let watcher = graceful.watcher();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            serve_connection(tcp, peer, acceptor, state, watcher).await;
+            serve_connection(tcp, peer, acceptor, state, handshake, stop).await;
         });
     }
     // Stop accepting (the listener is dropped here), let in-flight requests finish within the
     // grace period; idle keep-alive connections are closed at once.
     drop(listener);
+    drop(stop_rx);
     let grace = state.limits.shutdown_grace;
     tracing::info!(
-        connections = graceful.count(),
+        connections = stop_tx.receiver_count(),
         "shutting down: finishing in-flight requests"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(grace, stop_tx.closed()).await.is_err() {
         tracing::warn!(
             ?grace,
             "shutdown grace period over; closing remaining connections"
@@ -130,44 +139,100 @@ pub async fn run(
     Ok(())
 }
 
+/// Completes once the server is stopping.
+async fn stopping(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    // A dropped sender means the server is gone: stopping too.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     acceptor: TlsAcceptor,
     state: Arc<State>,
-    watcher: hyper_util::server::graceful::Watcher,
+    handshake: Handshake,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(state.limits.handshake_timeout, acceptor.accept(tcp)).await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "TLS handshake refused");
+    let shed = handshake.shed.clone();
+    // The deadline covers the handshake and the wait for a connection slot after it.
+    let deadline = tokio::time::Instant::now() + state.limits.handshake_timeout;
+    let tls = tokio::select! {
+        r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "TLS handshake refused");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        _ = shed.notified() => {
+            tracing::debug!(%peer, "TLS handshake shed: the handshake budget is full");
+            state.metrics.connection_shed();
             return;
         }
-        Err(_) => {
-            tracing::info!(%peer, "TLS handshake timed out");
-            return;
-        }
+        _ = stopping(&mut stop) => return,
+    };
+    let conn = tokio::select! {
+        r = tokio::time::timeout_at(deadline, handshake.establish()) => match r {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                tracing::debug!(%peer, "shed while waiting for a connection slot");
+                state.metrics.connection_shed();
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "no connection slot freed within the handshake timeout");
+                return;
+            }
+        },
+        _ = stopping(&mut stop) => return,
     };
     let oin: Option<Arc<str>> = peer_oin(tls.get_ref().1.peer_certificates()).map(Arc::from);
     let svc_state = state.clone();
+    let activity = conn.activity();
     let service = hyper::service::service_fn(move |req| {
         let state = svc_state.clone();
         let oin = oin.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(state, oin, req).await) }
+        // Busy from the request head until the answer is handed to hyper: not shed meanwhile.
+        let busy = activity.busy();
+        async move {
+            let r = route(state, oin, req).await;
+            drop(busy);
+            Ok::<_, std::convert::Infallible>(r)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(state.limits.header_read_timeout)
         .max_buf_size(64 * 1024);
-    if let Err(e) = watcher
-        .watch(builder.serve_connection(TokioIo::new(tls), service))
-        .await
-    {
+    let http = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(http);
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            r = http.as_mut() => break r,
+            // Both close gracefully: an idle connection at once, a busy one after its answer.
+            _ = conn.shed.notified(), if !closing => {
+                tracing::debug!(%peer, "idle connection shed: the connection slots are full");
+                state.metrics.connection_shed();
+                http.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = stopping(&mut stop), if !closing => {
+                http.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+    drop(conn);
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

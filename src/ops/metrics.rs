@@ -38,6 +38,7 @@ struct Inner {
 pub struct Metrics {
     inner: Mutex<Inner>,
     audit_dropped: std::sync::atomic::AtomicU64,
+    connections_shed: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -102,6 +103,12 @@ impl Metrics {
             + 1
     }
 
+    /// Counts a connection shed (or refused) to make room under the connection budget.
+    pub fn connection_shed(&self) {
+        self.connections_shed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Appends the request metrics in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let Ok(g) = self.inner.lock() else { return };
@@ -133,6 +140,10 @@ impl Metrics {
         out.push_str(&format!(
             "# HELP dkd_audit_dropped_total Audit records dropped because the audit queue was full.\n# TYPE dkd_audit_dropped_total counter\ndkd_audit_dropped_total {}\n",
             self.audit_dropped.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP dkd_connections_shed_total Connections closed to make room: still in the TLS handshake when the handshake budget was full, or idle when the connection slots were.\n# TYPE dkd_connections_shed_total counter\ndkd_connections_shed_total {}\n",
+            self.connections_shed.load(std::sync::atomic::Ordering::Relaxed)
         ));
     }
 }
