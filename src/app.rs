@@ -79,6 +79,7 @@ impl App {
     pub async fn bind_with_store(cfg: &Config, store: Store) -> Result<App, StartError> {
         let pushing = cfg.pushes();
         let store = store.with_outbox(pushing);
+        store.set_audit_queue(cfg.audit.queue_records);
         let tls_cfg = tls::server_config(
             &cfg.tls.cert,
             &cfg.tls.key,
@@ -153,6 +154,7 @@ impl App {
             max_connections: cfg.server.max_connections,
             max_handshakes: cfg.server.max_handshakes,
             max_handshakes_per_address: cfg.server.max_handshakes_per_address,
+            audit_wait: Duration::from_millis(cfg.audit.wait_ms),
             shutdown_grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
         };
         let path = public_url_path(&public_url, GSD_PATH);

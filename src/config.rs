@@ -206,12 +206,20 @@ impl Default for OpsConfig {
 pub struct AuditConfig {
     /// Days audit records are kept (then deleted by the daily sweep).
     pub retention_days: u32,
+    /// Records that may wait for the audit writer. A request takes room before it is answered;
+    /// `/readyz` fails while over half of it is taken.
+    pub queue_records: usize,
+    /// How long a request waits for room when the queue is full; past that it is answered
+    /// `fwi:FWI/Fout` 0051 (service unavailable) instead of without an audit record.
+    pub wait_ms: u64,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             retention_days: 365,
+            queue_records: crate::store::AUDIT_QUEUE_RECORDS,
+            wait_ms: 1000,
         }
     }
 }
@@ -594,6 +602,12 @@ impl Config {
         if self.server.max_connections == 0 {
             return bad("server.max_connections must be at least 1".into());
         }
+        if self.audit.queue_records == 0 {
+            return bad("audit.queue_records must be at least 1".into());
+        }
+        if self.audit.wait_ms > 60_000 {
+            return bad("audit.wait_ms must be 0..=60000 milliseconds".into());
+        }
         if self.server.max_handshakes == 0 {
             return bad("server.max_handshakes must be at least 1".into());
         }
@@ -834,6 +848,8 @@ mod tests {
         assert!(e.to_string().contains("server.listen"), "{e}");
         for (k, v, says) in [
             ("DKD_SERVER__MAX_HANDSHAKES", "0", "server.max_handshakes"),
+            ("DKD_AUDIT__QUEUE_RECORDS", "0", "audit.queue_records"),
+            ("DKD_AUDIT__WAIT_MS", "60001", "audit.wait_ms"),
             (
                 "DKD_SERVER__MAX_HANDSHAKES_PER_ADDRESS",
                 "129",

@@ -35,6 +35,8 @@ pub struct Limits {
     pub max_handshakes: usize,
     /// Connections in the TLS handshake at once from one peer address.
     pub max_handshakes_per_address: usize,
+    /// How long a request waits for room in the audit queue before it is answered 0051.
+    pub audit_wait: Duration,
     /// On shutdown: how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
 }
@@ -384,6 +386,8 @@ async fn soap_post(
     let limit = state.limits.max_body_bytes;
     let declared = header_text(req.headers().get(hyper::header::CONTENT_LENGTH))
         .and_then(|v| v.parse::<u64>().ok());
+    // Room for the audit record first: without it nobody is answered about a person.
+    let slot = audit_slot(&state, &ep.service.store).await;
     let out = if declared.is_some_and(|n| n > limit as u64) {
         // Refuse before reading: the client learns at once, and we read nothing.
         let mut r = soap::reject(ep, &SoapError::TooLarge(limit));
@@ -423,6 +427,9 @@ async fn soap_post(
                     )
                 };
                 match &ep.role {
+                    _ if slot.is_none() => cpu(&state, vi, move |ep| unavailable(ep, owned.get()))
+                        .await
+                        .unwrap_or_else(|()| internal()),
                     Role::IbRouter(ib) => {
                         match cpu(&state, vi, move |ep| soap::accept(ep, owned.get())).await {
                             Err(()) => internal(),
@@ -499,7 +506,23 @@ async fn soap_post(
         outcome: out.outcome.label().into(),
         code: (!code.is_empty()).then(|| code.to_owned()),
     };
-    queue_audit(&state, &ep.service.store, audit);
+    match slot {
+        Some(slot) => slot.record(audit),
+        None => {
+            let n = state.metrics.audit_refused();
+            // This line is the request's only trace: the trail had no room for its record.
+            tracing::warn!(
+                refused = n,
+                operation = ep.operation(),
+                oin = oin.as_deref().unwrap_or("-"),
+                from_oin = out.from_oin.as_deref().unwrap_or("-"),
+                message_id = out.message_id.as_deref().unwrap_or("-"),
+                bsn = out.bsn.map(|b| b.masked()).as_deref().unwrap_or("-"),
+                outcome = out.outcome.label(),
+                "audit trail full: answered without data (0051), not in the audit trail"
+            );
+        }
+    }
     let close = matches!(
         out.outcome,
         soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014")
@@ -515,16 +538,37 @@ async fn soap_post(
     resp
 }
 
-/// Hands the audit record to the store's writer; the answer never waits for the audit trail.
-fn queue_audit(state: &State, store: &crate::store::Store, audit: crate::store::AuditRecord) {
-    if !store.queue_audit(audit) {
-        let n = state.metrics.audit_dropped();
-        // Once per thousand, so an overload does not also flood the log.
-        if n % 1000 == 1 {
-            tracing::error!(
-                dropped = n,
-                "audit queue full: audit records are being dropped"
-            );
+/// A slot in the audit queue: at once when there is room, else waiting up to
+/// `limits.audit_wait` on a blocking thread (a stalled disk must not stall the async workers).
+async fn audit_slot(state: &State, store: &crate::store::Store) -> Option<crate::store::AuditSlot> {
+    if let Some(slot) = store.audit_slot(Duration::ZERO) {
+        return Some(slot);
+    }
+    let wait = state.limits.audit_wait;
+    if wait.is_zero() {
+        return None;
+    }
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.audit_slot(wait))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The answer when the audit trail has no room: every check on the request as usual, then
+/// "service unavailable" (0051) instead of the operation, so nothing about anyone goes out
+/// unrecorded.
+fn unavailable(ep: &Endpoint, req: Inbound<'_>) -> soap::Outbound {
+    match soap::accept(ep, req) {
+        Err(refused) => *refused,
+        Ok(acc) => {
+            let answer = match (&acc.request, &ep.role) {
+                (SoapRequest::Verwijsindex(_), Role::IbVerwijsindex(ib)) => {
+                    Answer::Verwijsindex(ib.update_unavailable())
+                }
+                _ => Answer::Gsd(ep.service.unavailable()),
+            };
+            soap::respond(ep, acc, answer)
         }
     }
 }

@@ -719,3 +719,72 @@ async fn a_silent_connection_takes_no_connection_slot_and_is_dropped_at_the_hand
     let (_, closed) = read_until_closed(&mut silent).await;
     assert!(closed);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Audit trail
+
+fn readyz_audit(body: &str) -> bool {
+    let v: serde_json::Value = serde_json::from_str(body).expect("json");
+    v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "audit")
+        .and_then(|c| c["ok"].as_bool())
+        .expect("an audit check")
+}
+
+#[tokio::test]
+async fn with_the_audit_writer_stalled_nobody_is_answered_without_a_record() {
+    const ROOM: usize = 3;
+    let server = Server::start_with(|c| {
+        c.audit.queue_records = ROOM;
+        c.audit.wait_ms = 50;
+    })
+    .await;
+    let bsn = server.known_bsn();
+    let ask = |id: String| {
+        let mut req = Req::new(&server.url, &bsn);
+        req.message_id = Some(id);
+        let url = server.url.clone();
+        async move { post(&url, &req.xml()).await }
+    };
+    let id = |i: usize| format!("urn:uuid:00000000-0000-4000-8000-{i:012}");
+    // A stalled disk: the writer takes nothing until released.
+    let hold = server.store.hold_audit_writer();
+    for i in 0..ROOM {
+        let r = ask(id(i)).await;
+        assert_eq!(r.status, 200);
+        assert!(text_of(&r).contains("ClientSuwi"), "{}", text_of(&r));
+    }
+    let (status, ready) = http_get(server.ops, "/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(!readyz_audit(&ready), "{ready}");
+    // No room left: the answer says the service is unavailable, and nothing about the person.
+    let refused = ask(id(ROOM)).await;
+    let body = text_of(&refused);
+    assert_eq!(refused.status, 200, "{body}");
+    assert_eq!(
+        element_text(&body, "Code").as_deref(),
+        Some("0051"),
+        "{body}"
+    );
+    assert!(!body.contains("ClientSuwi"), "{body}");
+    let (_, metrics) = http_get(server.ops, "/metrics").await;
+    assert!(metrics.contains("dkd_audit_refused_total 1\n"), "{metrics}");
+    drop(hold);
+    let store = server.store.clone();
+    let recorded: Vec<String> = tokio::task::spawn_blocking(move || {
+        store
+            .audit_since(0)
+            .map(|r| r.expect("record").message_id.unwrap_or_default())
+            .collect()
+    })
+    .await
+    .expect("read the trail");
+    // Every answer given is in the trail; the refusal is not (there was no room), only logged.
+    assert_eq!(recorded, (0..ROOM).map(id).collect::<Vec<_>>());
+    let (status, ready) = http_get(server.ops, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    well_behaved(&server).await;
+}
