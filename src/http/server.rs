@@ -1,5 +1,5 @@
-//! The service listener: accept, TLS handshake (with a timeout and a connection limit), HTTP/1.1,
-//! routing, body limits, and one log line per SOAP request.
+//! The service listener: accept, TLS handshake (with a timeout, under the connection budget of
+//! `conns`), HTTP/1.1, routing, body limits, the audit slot, and one log line per SOAP request.
 
 use super::conns::{Budget, Handshake, Sizes};
 use super::tls::peer_oin;
