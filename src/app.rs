@@ -81,6 +81,7 @@ impl App {
         store.identity(role_name(cfg.role))?;
         let pushing = cfg.pushes();
         let store = store.with_outbox(pushing);
+        store.set_audit_queue(cfg.audit.queue_records);
         let tls_cfg = tls::server_config(
             &cfg.tls.cert,
             &cfg.tls.key,
@@ -156,6 +157,9 @@ impl App {
             body_read_timeout: Duration::from_secs(cfg.server.body_read_timeout_secs),
             handshake_timeout: Duration::from_secs(cfg.server.tls_handshake_timeout_secs),
             max_connections: cfg.server.max_connections,
+            max_handshakes: cfg.server.max_handshakes,
+            max_handshakes_per_address: cfg.server.max_handshakes_per_address,
+            audit_wait: Duration::from_millis(cfg.audit.wait_ms),
             shutdown_grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
         };
         let path = public_url_path(&public_url, GSD_PATH);

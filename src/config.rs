@@ -222,12 +222,20 @@ impl Default for OpsConfig {
 pub struct AuditConfig {
     /// Days audit records are kept (then deleted by the daily sweep).
     pub retention_days: u32,
+    /// Records that may wait for the audit writer. A request takes room before it is answered;
+    /// `/readyz` fails while over half of it is taken.
+    pub queue_records: usize,
+    /// How long a request waits for room when the queue is full; past that it is answered
+    /// `fwi:FWI/Fout` 0051 (service unavailable) instead of without an audit record.
+    pub wait_ms: u64,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             retention_days: 365,
+            queue_records: crate::store::AUDIT_QUEUE_RECORDS,
+            wait_ms: 1000,
         }
     }
 }
@@ -358,8 +366,15 @@ pub struct ServerConfig {
     pub body_read_timeout_secs: u64,
     /// Time allowed for the TLS handshake.
     pub tls_handshake_timeout_secs: u64,
-    /// Connections served at once; further ones wait in the accept queue.
+    /// Authenticated connections served at once; when all are taken the one idle the longest is
+    /// closed for a newcomer, which waits only while every one has a request in flight.
     pub max_connections: usize,
+    /// Connections still in the TLS handshake at once; when full, a new connection sheds the
+    /// oldest one still in its handshake.
+    pub max_handshakes: usize,
+    /// The same per peer address (IPv6: per /64); a new connection from a full address sheds
+    /// that address's oldest handshake.
+    pub max_handshakes_per_address: usize,
     /// This service's identity in `fwi:*/Bron/DN`.
     pub service_dn: String,
     /// On SIGTERM: how long in-flight requests may take to finish.
@@ -433,6 +448,8 @@ impl Default for ServerConfig {
             body_read_timeout_secs: 30,
             tls_handshake_timeout_secs: 10,
             max_connections: 256,
+            max_handshakes: 128,
+            max_handshakes_per_address: 32,
             service_dn: "CN=dkd,O=Gemeente".into(),
             shutdown_grace_secs: 10,
             crypto_threads: std::thread::available_parallelism()
@@ -605,6 +622,23 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections must be at least 1".into());
+        }
+        if self.audit.queue_records == 0 {
+            return bad("audit.queue_records must be at least 1".into());
+        }
+        if self.audit.wait_ms > 60_000 {
+            return bad("audit.wait_ms must be 0..=60000 milliseconds".into());
+        }
+        if self.server.max_handshakes == 0 {
+            return bad("server.max_handshakes must be at least 1".into());
+        }
+        if self.server.max_handshakes_per_address == 0
+            || self.server.max_handshakes_per_address > self.server.max_handshakes
+        {
+            return bad(format!(
+                "server.max_handshakes_per_address must be 1..=server.max_handshakes ({})",
+                self.server.max_handshakes
+            ));
         }
         if self.security.replay_cache_size == 0 {
             return bad("security.replay_cache_size must be at least 1".into());
@@ -839,6 +873,19 @@ mod tests {
         let e =
             Config::load(None, env(&[("DKD_SERVER__LISTEN", "localhost")])).expect_err("bad addr");
         assert!(e.to_string().contains("server.listen"), "{e}");
+        for (k, v, says) in [
+            ("DKD_SERVER__MAX_HANDSHAKES", "0", "server.max_handshakes"),
+            ("DKD_AUDIT__QUEUE_RECORDS", "0", "audit.queue_records"),
+            ("DKD_AUDIT__WAIT_MS", "60001", "audit.wait_ms"),
+            (
+                "DKD_SERVER__MAX_HANDSHAKES_PER_ADDRESS",
+                "129",
+                "server.max_handshakes_per_address",
+            ),
+        ] {
+            let e = Config::load(None, env(&[(k, v)])).expect_err(k);
+            assert!(e.to_string().contains(says), "{k}: {e}");
+        }
     }
 
     #[test]

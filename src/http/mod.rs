@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod conns;
 pub mod forward;
 pub mod server;
 pub mod tls;

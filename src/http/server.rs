@@ -1,6 +1,7 @@
-//! The service listener: accept, TLS handshake (with a timeout and a connection limit), HTTP/1.1,
-//! routing, body limits, and one log line per SOAP request.
+//! The service listener: accept, TLS handshake (with a timeout, under the connection budget of
+//! `conns`), HTTP/1.1, routing, body limits, the audit slot, and one log line per SOAP request.
 
+use super::conns::{Budget, Handshake, Sizes};
 use super::tls::peer_oin;
 use super::wsdl::Documents;
 use crate::soap::{
@@ -15,7 +16,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 /// Limits of the listener, from `[server]`.
@@ -29,8 +29,14 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// The TLS handshake must finish within this.
     pub handshake_timeout: Duration,
-    /// Connections served at once.
+    /// Authenticated connections served at once.
     pub max_connections: usize,
+    /// Connections in the TLS handshake at once.
+    pub max_handshakes: usize,
+    /// Connections in the TLS handshake at once from one peer address.
+    pub max_handshakes_per_address: usize,
+    /// How long a request waits for room in the audit queue before it is answered 0051.
+    pub audit_wait: Duration,
     /// On shutdown: how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
 }
@@ -80,16 +86,18 @@ pub async fn run(
     state: Arc<State>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(state.limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let budget = Budget::new(Sizes {
+        handshakes: state.limits.max_handshakes,
+        per_address: state.limits.max_handshakes_per_address,
+        connections: state.limits.max_connections,
+    });
+    // Every connection task holds a receiver: the sender's `closed` is "all connections gone".
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        // Wait for a free slot before accepting, so excess connections queue in the kernel backlog
-        // instead of being accepted and starved.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut shutdown => break,
-        };
+        // Accepting is never held up by the budget: a connection that cannot be served is shed
+        // (or sheds an older one), so no client waits in the kernel backlog behind sockets that
+        // never finish a handshake.
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -102,26 +110,29 @@ pub async fn run(
             },
             _ = &mut shutdown => break,
         };
+        let Some(handshake) = budget.arrive(peer.ip()) else {
+            tracing::debug!(%peer, "refused: every handshake slot holds a client waiting for a connection slot");
+            state.metrics.connection_shed();
+            continue;
+        };
         let acceptor = acceptor.clone();
         let state = state.clone();
-        let watcher = graceful.watcher();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            serve_connection(tcp, peer, acceptor, state, watcher).await;
+            serve_connection(tcp, peer, acceptor, state, handshake, stop).await;
         });
     }
     // Stop accepting (the listener is dropped here), let in-flight requests finish within the
     // grace period; idle keep-alive connections are closed at once.
     drop(listener);
+    drop(stop_rx);
     let grace = state.limits.shutdown_grace;
     tracing::info!(
-        connections = graceful.count(),
+        connections = stop_tx.receiver_count(),
         "shutting down: finishing in-flight requests"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(grace, stop_tx.closed()).await.is_err() {
         tracing::warn!(
             ?grace,
             "shutdown grace period over; closing remaining connections"
@@ -130,44 +141,100 @@ pub async fn run(
     Ok(())
 }
 
+/// Completes once the server is stopping.
+async fn stopping(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    // A dropped sender means the server is gone: stopping too.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     acceptor: TlsAcceptor,
     state: Arc<State>,
-    watcher: hyper_util::server::graceful::Watcher,
+    handshake: Handshake,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(state.limits.handshake_timeout, acceptor.accept(tcp)).await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "TLS handshake refused");
+    let shed = handshake.shed.clone();
+    // The deadline covers the handshake and the wait for a connection slot after it.
+    let deadline = tokio::time::Instant::now() + state.limits.handshake_timeout;
+    let tls = tokio::select! {
+        r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "TLS handshake refused");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        _ = shed.notified() => {
+            tracing::debug!(%peer, "TLS handshake shed: the handshake budget is full");
+            state.metrics.connection_shed();
             return;
         }
-        Err(_) => {
-            tracing::info!(%peer, "TLS handshake timed out");
-            return;
-        }
+        _ = stopping(&mut stop) => return,
+    };
+    let conn = tokio::select! {
+        r = tokio::time::timeout_at(deadline, handshake.establish()) => match r {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                tracing::debug!(%peer, "shed while waiting for a connection slot");
+                state.metrics.connection_shed();
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "no connection slot freed within the handshake timeout");
+                return;
+            }
+        },
+        _ = stopping(&mut stop) => return,
     };
     let oin: Option<Arc<str>> = peer_oin(tls.get_ref().1.peer_certificates()).map(Arc::from);
     let svc_state = state.clone();
+    let activity = conn.activity();
     let service = hyper::service::service_fn(move |req| {
         let state = svc_state.clone();
         let oin = oin.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(state, oin, req).await) }
+        // Busy from the request head until the answer is handed to hyper: not shed meanwhile.
+        let busy = activity.busy();
+        async move {
+            let r = route(state, oin, req).await;
+            drop(busy);
+            Ok::<_, std::convert::Infallible>(r)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(state.limits.header_read_timeout)
         .max_buf_size(64 * 1024);
-    if let Err(e) = watcher
-        .watch(builder.serve_connection(TokioIo::new(tls), service))
-        .await
-    {
+    let http = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(http);
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            r = http.as_mut() => break r,
+            // Both close gracefully: an idle connection at once, a busy one after its answer.
+            _ = conn.shed.notified(), if !closing => {
+                tracing::debug!(%peer, "idle connection shed: the connection slots are full");
+                state.metrics.connection_shed();
+                http.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = stopping(&mut stop), if !closing => {
+                http.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+    drop(conn);
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
@@ -372,6 +439,8 @@ async fn soap_post(
     let limit = state.limits.max_body_bytes;
     let declared = header_text(req.headers().get(hyper::header::CONTENT_LENGTH))
         .and_then(|v| v.parse::<u64>().ok());
+    // Room for the audit record first: without it nobody is answered about a person.
+    let slot = audit_slot(&state, &ep.service.store).await;
     let out = if declared.is_some_and(|n| n > limit as u64) {
         // Refuse before reading: the client learns at once, and we read nothing.
         let mut r = soap::reject(ep, &SoapError::TooLarge(limit));
@@ -412,6 +481,9 @@ async fn soap_post(
                     )
                 };
                 match &ep.role {
+                    _ if slot.is_none() => cpu(&state, vi, move |ep| unavailable(ep, owned.get()))
+                        .await
+                        .unwrap_or_else(|()| internal()),
                     Role::IbRouter(ib) => {
                         match cpu(&state, vi, move |ep| soap::accept(ep, owned.get())).await {
                             Err(()) => internal(),
@@ -489,7 +561,23 @@ async fn soap_post(
         outcome: out.outcome.label().into(),
         code: (!code.is_empty()).then(|| code.to_owned()),
     };
-    queue_audit(&state, &ep.service.store, audit);
+    match slot {
+        Some(slot) => slot.record(audit),
+        None => {
+            let n = state.metrics.audit_refused();
+            // This line is the request's only trace: the trail had no room for its record.
+            tracing::warn!(
+                refused = n,
+                operation = ep.operation(),
+                oin = oin.as_deref().unwrap_or("-"),
+                from_oin = out.from_oin.as_deref().unwrap_or("-"),
+                message_id = out.message_id.as_deref().unwrap_or("-"),
+                bsn = out.bsn.map(|b| b.masked()).as_deref().unwrap_or("-"),
+                outcome = out.outcome.label(),
+                "audit trail full: answered without data (0051), not in the audit trail"
+            );
+        }
+    }
     let close = matches!(
         out.outcome,
         soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014")
@@ -505,16 +593,37 @@ async fn soap_post(
     resp
 }
 
-/// Hands the audit record to the store's writer; the answer never waits for the audit trail.
-fn queue_audit(state: &State, store: &crate::store::Store, audit: crate::store::AuditRecord) {
-    if !store.queue_audit(audit) {
-        let n = state.metrics.audit_dropped();
-        // Once per thousand, so an overload does not also flood the log.
-        if n % 1000 == 1 {
-            tracing::error!(
-                dropped = n,
-                "audit queue full: audit records are being dropped"
-            );
+/// A slot in the audit queue: at once when there is room, else waiting up to
+/// `limits.audit_wait` on a blocking thread (a stalled disk must not stall the async workers).
+async fn audit_slot(state: &State, store: &crate::store::Store) -> Option<crate::store::AuditSlot> {
+    if let Some(slot) = store.audit_slot(Duration::ZERO) {
+        return Some(slot);
+    }
+    let wait = state.limits.audit_wait;
+    if wait.is_zero() {
+        return None;
+    }
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.audit_slot(wait))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The answer when the audit trail has no room: every check on the request as usual, then
+/// "service unavailable" (0051) instead of the operation, so nothing about anyone goes out
+/// unrecorded.
+fn unavailable(ep: &Endpoint, req: Inbound<'_>) -> soap::Outbound {
+    match soap::accept(ep, req) {
+        Err(refused) => *refused,
+        Ok(acc) => {
+            let answer = match (&acc.request, &ep.role) {
+                (SoapRequest::Verwijsindex(_), Role::IbVerwijsindex(ib)) => {
+                    Answer::Verwijsindex(ib.update_unavailable())
+                }
+                _ => Answer::Gsd(ep.service.unavailable()),
+            };
+            soap::respond(ep, acc, answer)
         }
     }
 }

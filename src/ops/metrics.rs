@@ -46,7 +46,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
-    audit_dropped: std::sync::atomic::AtomicU64,
+    audit_refused: std::sync::atomic::AtomicU64,
+    connections_shed: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -127,11 +128,17 @@ impl Metrics {
             .unwrap_or_default()
     }
 
-    /// Counts an audit record dropped because the audit queue was full; returns the total.
-    pub fn audit_dropped(&self) -> u64 {
-        self.audit_dropped
+    /// Counts a request answered 0051 because the audit queue had no room; returns the total.
+    pub fn audit_refused(&self) -> u64 {
+        self.audit_refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1
+    }
+
+    /// Counts a connection shed (or refused) to make room under the connection budget.
+    pub fn connection_shed(&self) {
+        self.connections_shed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Appends the request metrics in Prometheus text format.
@@ -175,8 +182,12 @@ impl Metrics {
             g.sum, g.count
         ));
         out.push_str(&format!(
-            "# HELP dkd_audit_dropped_total Audit records dropped because the audit queue was full.\n# TYPE dkd_audit_dropped_total counter\ndkd_audit_dropped_total {}\n",
-            self.audit_dropped.load(std::sync::atomic::Ordering::Relaxed)
+            "# HELP dkd_audit_refused_total Requests answered 0051 (service unavailable) because the audit queue had no room for their record.\n# TYPE dkd_audit_refused_total counter\ndkd_audit_refused_total {}\n",
+            self.audit_refused.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP dkd_connections_shed_total Connections closed to make room: still in the TLS handshake when the handshake budget was full, or idle when the connection slots were.\n# TYPE dkd_connections_shed_total counter\ndkd_connections_shed_total {}\n",
+            self.connections_shed.load(std::sync::atomic::Ordering::Relaxed)
         ));
     }
 }

@@ -135,6 +135,17 @@ impl OpsState {
             Ok(()) => out.push(("store", true, "readable and writable".to_owned())),
             Err(e) => out.push(("store", false, e.to_string())),
         }
+        let audit = self.store.audit_status();
+        let mut detail = format!(
+            "{} of {} records queued for the writer",
+            audit.queued, audit.capacity
+        );
+        if let Some(e) = &audit.failing {
+            detail.push_str(&format!("; writing fails: {e}"));
+        } else if !audit.keeps_up() {
+            detail.push_str(": the trail does not keep up");
+        }
+        out.push(("audit", audit.keeps_up(), detail));
         match self.cert_days() {
             Some(d) if d >= self.thresholds.min_cert_days => {
                 out.push(("certificate", true, format!("{d} days left")))
@@ -296,6 +307,10 @@ fn route(
 fn metrics_text(state: &OpsState) -> String {
     let mut s = String::with_capacity(4096);
     state.metrics.render(&mut s);
+    s.push_str(&format!(
+        "# HELP dkd_audit_queued Audit records waiting for the writer (room taken in the queue).\n# TYPE dkd_audit_queued gauge\ndkd_audit_queued {}\n",
+        state.store.audit_status().queued
+    ));
     s.push_str("# HELP dkd_persons_in_index Persons in the verwijsindex, per gemeente.\n# TYPE dkd_persons_in_index gauge\n");
     for g in state.figures() {
         s.push_str(&format!(

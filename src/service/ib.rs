@@ -130,6 +130,15 @@ impl Ib {
         }
     }
 
+    /// The IBVerwijsindex answer when the update cannot be processed now: `FWI/Fout` 0051.
+    pub fn update_unavailable(&self) -> vi::Answer {
+        vi::Answer::Fwi(vec![self.fout(
+            super::CODE_UNAVAILABLE,
+            "De melding kan op dit moment niet worden verwerkt (service unavailable)".into(),
+            vec![],
+        )])
+    }
+
     /// IBVerwijsindex: checks the update against the configuration and stores it. A refusal on
     /// content is an FWI Fout (the request itself was fine).
     pub fn verwijsindex(&self, caller_oin: &str, r: &vi::Request) -> vi::Answer {
@@ -187,12 +196,7 @@ impl Ib {
                 .ib_apply(&g.code, &r.bsn, &c.code, ind, caller_oin, now)
             {
                 tracing::error!(error = %e, "verwijsindex update could not be stored");
-                return vi::Answer::Fwi(vec![self.fout(
-                    super::CODE_UNAVAILABLE,
-                    "De melding kan op dit moment niet worden verwerkt (service unavailable)"
-                        .into(),
-                    vec![],
-                )]);
+                return self.update_unavailable();
             }
         }
         vi::Answer::Acknowledgement

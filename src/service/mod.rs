@@ -110,15 +110,21 @@ impl Service {
             }
             Err(e) => {
                 tracing::error!(error = %e, bsn = %bsn.masked(), "store lookup failed");
-                Reply::Fwi(vec![Melding {
-                    level: Level::Fout,
-                    code: CODE_UNAVAILABLE.into(),
-                    tekst: "De gegevens kunnen op dit moment niet worden geleverd (service unavailable)"
-                        .into(),
-                    details: Vec::new(),
-                    dn: self.dn.clone(),
-                }])
+                self.unavailable()
             }
         }
+    }
+
+    /// The answer when the service cannot answer now (the store cannot be read, the audit trail
+    /// cannot record the answer): `fwi:FWI/Fout` 0051, an answer (HTTP 200), not a SOAP Fault.
+    pub fn unavailable(&self) -> Reply {
+        Reply::Fwi(vec![Melding {
+            level: Level::Fout,
+            code: CODE_UNAVAILABLE.into(),
+            tekst: "De gegevens kunnen op dit moment niet worden geleverd (service unavailable)"
+                .into(),
+            details: Vec::new(),
+            dn: self.dn.clone(),
+        }])
     }
 }

@@ -8,23 +8,32 @@
 //! grew with the trail (BENCHMARKS.md, "Soak"). Records sled still holds from then are read and
 //! pruned as before ([`super::Store::audit_since`]), so upgrading loses nothing.
 //!
-//! Requests hand their record over without waiting (a bounded queue); readers and
+//! A request takes a [`Slot`] in the queue before it is answered and hands its record over in it,
+//! so no record is ever dropped for want of room: when the queue is full (the writer is far
+//! behind, a stalled disk) the request waits a bounded time for a slot and, past that, the
+//! transport answers "service unavailable" instead of answering without a record. A slot is
+//! freed once its record is written to the file (handed to the kernel). Readers and
 //! [`super::Store::flush`] drain the queue first, so they see every record handed over before they
 //! were called. A record reaches the disk within [`SYNC_EVERY`] (sled's own flush interval is of
 //! the same order) or at a flush. A line torn by a crash is cut off before the next append.
+//!
+//! What a crash can lose: a killed process, the records still queued (normally the last
+//! [`LINGER`]; with a stalled disk, up to the whole queue); a power or kernel failure, also those
+//! written in the last [`SYNC_EVERY`] but not yet synced. Their answers have gone out.
 
 use super::{AuditRecord, StoreError};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::mpsc::{self, Sender, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Records waiting at most. Past this the writer is far behind the requests (a stalled disk):
-/// records are dropped and counted rather than holding up answers or growing without bound.
-const QUEUE_CAPACITY: usize = 16_384;
+/// Records waiting at most, unless configured (`audit.queue_records`). Past this the writer is far
+/// behind the requests (a stalled disk): requests wait for room, then are refused, rather than
+/// being answered without a record or the queue growing without bound.
+pub const QUEUE_CAPACITY: usize = 16_384;
 /// Records taken from the queue per wake-up at most.
 const MAX_BATCH: usize = 1_024;
 /// Pause after a wake-up that found less than `MAX_BATCH`; bounds how late a record is written
@@ -44,8 +53,96 @@ enum Msg {
 }
 
 struct Writer {
-    tx: Option<SyncSender<Msg>>,
+    // Unbounded: records are bounded by the slots, control messages by their callers.
+    tx: Option<Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The queue's room: slots free, and whether the writer is being held (tests: a stalled disk).
+struct Room {
+    state: Mutex<RoomState>,
+    /// Signalled when slots free or a hold ends.
+    changed: Condvar,
+}
+
+struct RoomState {
+    capacity: usize,
+    /// Slots taken: records reserved, queued or being written.
+    taken: usize,
+    held: bool,
+    /// The last write failed (and why); cleared by the next that succeeds.
+    failing: Option<String>,
+}
+
+impl Room {
+    fn lock(&self) -> MutexGuard<'_, RoomState> {
+        // Plain counters, consistent after every statement: a poisoned lock is used as it is.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn release(&self, n: usize) {
+        if n > 0 {
+            let mut st = self.lock();
+            st.taken = st.taken.saturating_sub(n);
+            drop(st);
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// Room for one record in the queue, taken before the request is answered; see the module.
+pub struct Slot {
+    room: Arc<Room>,
+    tx: Sender<Msg>,
+    used: bool,
+}
+
+impl Slot {
+    /// Hands the record to the writer. It cannot be refused: the room was reserved.
+    pub fn record(mut self, r: AuditRecord) {
+        if self.tx.send(Msg::Record(r)).is_ok() {
+            // The writer frees the slot once the record is written.
+            self.used = true;
+        } else {
+            tracing::error!("the audit writer has stopped: an audit record is lost");
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.used {
+            self.room.release(1);
+        }
+    }
+}
+
+/// How the queue keeps up, for `/readyz` and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditStatus {
+    /// Slots taken.
+    pub queued: usize,
+    /// Slots in all.
+    pub capacity: usize,
+    /// Why the last write failed, while writes fail.
+    pub failing: Option<String>,
+}
+
+impl AuditStatus {
+    /// Whether the trail keeps up: under half full, and writing.
+    pub fn keeps_up(&self) -> bool {
+        self.failing.is_none() && self.queued * 2 < self.capacity
+    }
+}
+
+/// Holds the writer until dropped: it takes no record meanwhile, as with a stalled disk.
+pub struct Hold(Arc<Room>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.lock().held = false;
+        self.0.changed.notify_all();
+    }
 }
 
 /// Shared by all clones of a `Store`; the writer thread starts with the first message.
@@ -54,6 +151,7 @@ pub(super) struct AuditQueue {
     /// `fsync`s done, for the tests.
     syncs: std::sync::Arc<std::sync::atomic::AtomicU64>,
     writer: OnceLock<Option<Writer>>,
+    room: Arc<Room>,
     /// A temporary store's trail lives (and goes) with it.
     _temporary: Option<tempfile::TempDir>,
 }
@@ -75,6 +173,15 @@ impl AuditQueue {
             dir,
             syncs: Default::default(),
             writer: OnceLock::new(),
+            room: Arc::new(Room {
+                state: Mutex::new(RoomState {
+                    capacity: QUEUE_CAPACITY,
+                    taken: 0,
+                    held: false,
+                    failing: None,
+                }),
+                changed: Condvar::new(),
+            }),
             _temporary: temporary,
         })
     }
@@ -82,11 +189,12 @@ impl AuditQueue {
     fn writer(&self) -> Option<&Writer> {
         self.writer
             .get_or_init(|| {
-                let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+                let (tx, rx) = mpsc::channel();
                 let files = Files::new(self.dir.clone(), self.syncs.clone());
+                let room = self.room.clone();
                 match std::thread::Builder::new()
                     .name("dkd-audit".into())
-                    .spawn(move || write_loop(files, &rx))
+                    .spawn(move || write_loop(files, &rx, &room))
                 {
                     Ok(t) => Some(Writer {
                         tx: Some(tx),
@@ -101,18 +209,65 @@ impl AuditQueue {
             .as_ref()
     }
 
-    fn sender(&self) -> Result<&SyncSender<Msg>, StoreError> {
+    fn sender(&self) -> Result<&Sender<Msg>, StoreError> {
         self.writer().and_then(|w| w.tx.as_ref()).ok_or_else(gone)
     }
 
-    /// Queues a record without blocking; false when it had to be dropped.
-    pub(super) fn push(&self, r: AuditRecord) -> bool {
-        self.writer().and_then(|w| w.tx.as_ref()).is_some_and(|tx| {
-            match tx.try_send(Msg::Record(r)) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+    /// Sets how many records may wait (`audit.queue_records`, at least 1).
+    pub(super) fn set_capacity(&self, capacity: usize) {
+        self.room.lock().capacity = capacity.max(1);
+        self.room.changed.notify_all();
+    }
+
+    /// A slot for one record, waiting up to `wait` for one to free; `None` when the queue stayed
+    /// full (or the writer cannot run).
+    pub(super) fn slot(&self, wait: Duration) -> Option<Slot> {
+        let tx = self.writer()?.tx.as_ref()?.clone();
+        let deadline = Instant::now() + wait;
+        let mut st = self.room.lock();
+        while st.taken >= st.capacity {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
             }
+            st = self
+                .room
+                .changed
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        st.taken += 1;
+        Some(Slot {
+            room: self.room.clone(),
+            tx,
+            used: false,
         })
+    }
+
+    /// Queues a record if there is room now; false when there is none (nothing queued).
+    pub(super) fn push(&self, r: AuditRecord) -> bool {
+        match self.slot(Duration::ZERO) {
+            Some(s) => {
+                s.record(r);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn status(&self) -> AuditStatus {
+        let st = self.room.lock();
+        AuditStatus {
+            queued: st.taken,
+            capacity: st.capacity,
+            failing: st.failing.clone(),
+        }
+    }
+
+    pub(super) fn hold(&self) -> Hold {
+        self.room.lock().held = true;
+        Hold(self.room.clone())
     }
 
     /// Waits until every record queued before the call is written and on disk.
@@ -377,7 +532,15 @@ fn rewrite_from(path: &Path, before: i64) -> std::io::Result<u64> {
     Ok(dropped)
 }
 
-fn write_loop(mut files: Files, rx: &mpsc::Receiver<Msg>) {
+/// Blocks while a [`Hold`] is held.
+fn wait_while_held(room: &Room) {
+    let mut st = room.lock();
+    while st.held {
+        st = room.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+fn write_loop(mut files: Files, rx: &mpsc::Receiver<Msg>, room: &Room) {
     let mut acks = Vec::new();
     let mut prunes = Vec::new();
     // Records lost to a write error since the last flush, and why: the next flush reports them.
@@ -403,6 +566,7 @@ fn write_loop(mut files: Files, rx: &mpsc::Receiver<Msg>) {
                 Err(_) => break,
             }
         };
+        wait_while_held(room);
         let mut next = Some(first);
         let mut taken = 0;
         let mut result = Ok(());
@@ -434,6 +598,9 @@ fn write_loop(mut files: Files, rx: &mpsc::Receiver<Msg>) {
                 files.flush(false)
             };
         }
+        // Written (or lost to an error, reported at the next flush): the slots are free.
+        room.release(taken);
+        room.lock().failing = result.as_ref().err().map(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, records = skipped, "audit records could not be written");
             // Start over with a freshly opened file at the next record.
@@ -574,6 +741,32 @@ pub(crate) mod tests {
             names,
             ["2023-11-15.jsonl", "2023-11-16.jsonl", "2023-11-17.jsonl"]
         );
+    }
+
+    #[test]
+    fn a_full_queue_refuses_room_and_loses_nothing_while_the_writer_stalls() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let q = AuditQueue::new(Some(dir.path())).expect("queue");
+        q.set_capacity(3);
+        let hold = q.hold();
+        for i in 0..3 {
+            q.slot(Duration::ZERO)
+                .expect("room")
+                .record(record(T0 + i, &i.to_string()));
+        }
+        assert!(!q.status().keeps_up());
+        // No room while the writer stalls, however often asked: nothing is queued past the room.
+        assert!(q.slot(Duration::from_millis(10)).is_none());
+        assert!(!q.push(record(T0 + 9, "refused")));
+        // A slot taken and given back unused frees its room.
+        drop(hold);
+        let unused = q
+            .slot(Duration::from_secs(60))
+            .expect("room once the writer runs");
+        drop(unused);
+        assert_eq!(ids(&q, 0), ["0", "1", "2"]);
+        assert_eq!(q.status().queued, 0);
+        assert!(q.status().keeps_up());
     }
 
     #[test]

@@ -22,6 +22,9 @@
 //! holds a person that cannot be written as a schema-valid ClientSuwi.
 
 mod audit;
+pub use audit::{
+    AuditStatus, Hold as AuditHold, Slot as AuditSlot, QUEUE_CAPACITY as AUDIT_QUEUE_RECORDS,
+};
 pub mod ib;
 pub mod identity;
 pub mod outbox;
@@ -603,12 +606,36 @@ impl Store {
         Ok(out)
     }
 
-    /// Hands an audit record to the background writer without waiting for sled. False when it
-    /// had to be dropped (the queue is full: the writer is far behind) — the caller counts and
-    /// logs that; the answer is never held up by the audit trail.
+    /// Hands an audit record to the background writer if there is room now. False when there is
+    /// none (the queue is full: the writer is far behind); nothing is queued then. A request takes
+    /// its [`AuditSlot`] before it is answered instead ([`Store::audit_slot`]).
     #[must_use]
     pub fn queue_audit(&self, r: AuditRecord) -> bool {
         self.audit.push(r)
+    }
+
+    /// Room in the audit queue for one record, waiting up to `wait` for it (a blocking wait: call
+    /// it off the async workers when `wait` is not zero). `None`: the trail cannot keep up, and
+    /// the request must not be answered about anyone.
+    pub fn audit_slot(&self, wait: std::time::Duration) -> Option<AuditSlot> {
+        self.audit.slot(wait)
+    }
+
+    /// How many audit records may wait for the writer (`audit.queue_records`).
+    pub fn set_audit_queue(&self, records: usize) {
+        self.audit.set_capacity(records);
+    }
+
+    /// Whether the audit trail keeps up (`/readyz`).
+    pub fn audit_status(&self) -> AuditStatus {
+        self.audit.status()
+    }
+
+    /// Holds the audit writer until the guard is dropped, as a stalled disk would: for tests of
+    /// what the service does when the trail cannot keep up.
+    #[doc(hidden)]
+    pub fn hold_audit_writer(&self) -> AuditHold {
+        self.audit.hold()
     }
 
     /// Waits until every queued audit record is written.

@@ -472,21 +472,233 @@ async fn a_slow_body_gets_0014_at_the_body_read_timeout() {
 // ---------------------------------------------------------------------------------------------
 // Connections
 
+/// Longer than any test: a connection the server keeps must not be closed by a timeout, so a
+/// client answered while such connections are held was answered because they made room, not
+/// because a deadline reaped them.
+const FOREVER_SECS: u64 = 3600;
+
+/// How long a real client may take to be answered while the attack is held. The server's
+/// deadlines are [`FOREVER_SECS`]: without room made for it, the client is not answered at all.
+const CEILING: Duration = Duration::from_secs(30);
+
+/// Idle or half-open sockets held by the attack.
+const IDLE: usize = 1000;
+
+/// Makes sure the process may hold `IDLE` sockets on both ends, raising the soft limit of open
+/// files when it is lower (and saying so).
+fn room_for_idle_sockets() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let want = (2 * IDLE + 512) as u64;
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|c| c < want) {
+        let raised = limit.maximum.map_or(want, |m| m.min(want));
+        eprintln!(
+            "raising the soft RLIMIT_NOFILE from {:?} to {raised} for {IDLE} idle connections",
+            limit.current
+        );
+        setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(raised),
+                maximum: limit.maximum,
+            },
+        )
+        .expect("raise RLIMIT_NOFILE");
+    }
+}
+
+/// Opens `IDLE` connections from `sources` in turn, none of which finishes a TLS handshake: two
+/// thirds send nothing, a third the first bytes of a ClientHello. They stay open on this side
+/// until the returned sockets are dropped. Those not connected within [`GUARD`] (a server that
+/// lets the kernel's accept queue fill) are left out; the caller asserts how many it holds
+/// after the real client's turn, so such a server fails on the real client.
+async fn hold_idle(server: &Server, sources: &[std::net::IpAddr]) -> Vec<tokio::net::TcpStream> {
+    room_for_idle_sockets();
+    let mut connecting = tokio::task::JoinSet::new();
+    for i in 0..IDLE {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::new(sources[i % sources.len()], 0))
+            .expect("bind a loopback source address");
+        let addr = server.addr;
+        connecting.spawn(async move {
+            let mut tcp = socket.connect(addr).await.expect("connect");
+            if i % 3 == 2 {
+                // The server may have closed it already; what it sends back is not the point.
+                let _ = tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
+            }
+            tcp
+        });
+    }
+    let mut held = Vec::with_capacity(IDLE);
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while let Ok(Some(r)) = tokio::time::timeout_at(deadline, connecting.join_next()).await {
+        held.push(r.expect("connect task"));
+    }
+    // Still connecting: abandoned, not held.
+    connecting.detach_all();
+    held
+}
+
+/// A signed request for a known person, answered with a ClientSuwi within [`CEILING`].
+async fn real_client_answered(server: &Server) {
+    let r = tokio::time::timeout(
+        CEILING,
+        dkd::http::client::post_soap(
+            client_tls("client"),
+            &server.url,
+            &Req::new(&server.url, &server.known_bsn()).xml(),
+            CEILING,
+        ),
+    )
+    .await
+    .expect("the real client is answered while the idle connections are held")
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", text_of(&r));
+    assert!(text_of(&r).contains("ClientSuwi"), "{}", text_of(&r));
+}
+
+async fn shed_total(server: &Server) -> u64 {
+    let (_, metrics) = http_get(server.ops, "/metrics").await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dkd_connections_shed_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("dkd_connections_shed_total in /metrics")
+}
+
+fn patient(c: &mut dkd::config::Config) {
+    c.server.tls_handshake_timeout_secs = FOREVER_SECS;
+    c.server.header_read_timeout_secs = FOREVER_SECS;
+    c.server.body_read_timeout_secs = FOREVER_SECS;
+}
+
 #[tokio::test]
-async fn a_connection_flood_waits_in_the_backlog_and_is_served_when_slots_free() {
+async fn a_thousand_idle_connections_from_the_clients_own_address_cannot_keep_it_out() {
+    let server = Server::start_with(patient).await;
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let held = hold_idle(&server, &[loopback]).await;
+    real_client_answered(&server).await;
+    assert!(shed_total(&server).await > 0);
+    assert_eq!(held.len(), IDLE, "still held while the client was answered");
+    drop(held);
+    well_behaved(&server).await;
+}
+
+#[tokio::test]
+async fn a_thousand_idle_connections_from_ten_addresses_cannot_keep_a_client_out() {
+    let server = Server::start_with(patient).await;
+    let sources: Vec<std::net::IpAddr> = (2..12).map(|i| [127, 0, 0, i].into()).collect();
+    let held = hold_idle(&server, &sources).await;
+    real_client_answered(&server).await;
+    assert!(shed_total(&server).await > 0);
+    assert_eq!(held.len(), IDLE, "still held while the client was answered");
+    drop(held);
+    well_behaved(&server).await;
+}
+
+type KeptAlive = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+/// An authenticated keep-alive connection that has been answered once.
+async fn kept_alive(server: &Server) -> KeptAlive {
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
+        tls_stream(server).await,
+    ))
+    .await
+    .expect("http handshake");
+    tokio::spawn(conn);
+    ask(server, &mut tx).await.expect("first answer");
+    tx
+}
+
+async fn ask(server: &Server, tx: &mut KeptAlive) -> Result<u16, hyper::Error> {
+    use http_body_util::BodyExt;
+    let path = server
+        .url
+        .split_once("//")
+        .map_or("/", |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
+    let req = hyper::Request::post(path)
+        .header("host", "127.0.0.1")
+        .header("content-type", "text/xml; charset=utf-8")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            Req::new(&server.url, &server.known_bsn()).xml(),
+        )))
+        .expect("request");
+    let resp = tx.send_request(req).await?;
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await?;
+    Ok(status)
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_make_room_for_a_new_client() {
     const CAP: usize = 4;
     let server = Server::start_with(|c| {
+        patient(c);
         c.server.max_connections = CAP;
-        // Longer than the test: the held connections must not be closed for being idle.
-        c.server.header_read_timeout_secs = 60;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..CAP {
+        idle.push(kept_alive(&server).await);
+    }
+    real_client_answered(&server).await;
+    // Only the connection idle the longest (the first) made room; the others still serve.
+    let mut still_served = Vec::new();
+    for tx in &mut idle {
+        still_served.push(ask(&server, tx).await.is_ok_and(|s| s == 200));
+    }
+    assert_eq!(still_served, [false, true, true, true]);
+}
+
+/// A request whose body never comes: in flight until the connection drops.
+async fn busy_connection(
+    server: &Server,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut tls = tls_stream(server).await;
+    let path = server
+        .url
+        .split_once("//")
+        .map_or("/", |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
+    tls.write_all(
+        format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("write head");
+    // hyper says 100 Continue when the request is read: from then on it is in flight.
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(GUARD, tls.read(&mut buf))
+            .await
+            .expect("100 Continue within the guard")
+            .expect("read");
+        assert!(n > 0, "closed before 100 Continue");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    tls
+}
+
+#[tokio::test]
+async fn clients_wait_while_every_connection_has_a_request_in_flight_and_are_served_after() {
+    const CAP: usize = 4;
+    let server = Server::start_with(|c| {
+        patient(c);
+        c.server.max_connections = CAP;
     })
     .await;
     let mut held = Vec::new();
     for _ in 0..CAP {
-        held.push(tls_stream(&server).await);
+        held.push(busy_connection(&server).await);
     }
-    // Twice the cap of well-behaved clients: they connect (the kernel queues them) but get no
-    // TLS answer while every slot is taken.
+    // Twice the cap of well-behaved clients: their handshakes finish, but no connection slot
+    // frees while every one has a request in flight.
     let url = server.url.clone();
     let bsn = server.known_bsn();
     let waiting: Vec<_> = (0..2 * CAP)
@@ -506,7 +718,7 @@ async fn a_connection_flood_waits_in_the_backlog_and_is_served_when_slots_free()
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         waiting.iter().all(|h| !h.is_finished()),
-        "no client may be served while the connection cap is full"
+        "no client may be served while every connection is busy"
     );
     drop(held);
     for h in waiting {
@@ -553,7 +765,7 @@ async fn a_client_that_never_says_hello_is_dropped_at_the_handshake_timeout() {
 }
 
 #[tokio::test]
-async fn a_silent_connection_frees_its_slot_at_the_handshake_timeout() {
+async fn a_silent_connection_takes_no_connection_slot_and_is_dropped_at_the_handshake_timeout() {
     let server = Server::start_with(|c| {
         c.server.max_connections = 1;
         c.server.tls_handshake_timeout_secs = 1;
@@ -562,8 +774,6 @@ async fn a_silent_connection_frees_its_slot_at_the_handshake_timeout() {
     let mut silent = tokio::net::TcpStream::connect(server.addr)
         .await
         .expect("connect");
-    // Give the server time to accept it into the only slot before the real client queues.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let r = dkd::http::client::post_soap(
         client_tls("client"),
         &server.url,
@@ -571,8 +781,77 @@ async fn a_silent_connection_frees_its_slot_at_the_handshake_timeout() {
         GUARD,
     )
     .await
-    .expect("answered once the silent connection is dropped");
+    .expect("answered beside the silent connection");
     assert_eq!(r.status, 200);
     let (_, closed) = read_until_closed(&mut silent).await;
     assert!(closed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit trail
+
+fn readyz_audit(body: &str) -> bool {
+    let v: serde_json::Value = serde_json::from_str(body).expect("json");
+    v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "audit")
+        .and_then(|c| c["ok"].as_bool())
+        .expect("an audit check")
+}
+
+#[tokio::test]
+async fn with_the_audit_writer_stalled_nobody_is_answered_without_a_record() {
+    const ROOM: usize = 3;
+    let server = Server::start_with(|c| {
+        c.audit.queue_records = ROOM;
+        c.audit.wait_ms = 50;
+    })
+    .await;
+    let bsn = server.known_bsn();
+    let ask = |id: String| {
+        let mut req = Req::new(&server.url, &bsn);
+        req.message_id = Some(id);
+        let url = server.url.clone();
+        async move { post(&url, &req.xml()).await }
+    };
+    let id = |i: usize| format!("urn:uuid:00000000-0000-4000-8000-{i:012}");
+    // A stalled disk: the writer takes nothing until released.
+    let hold = server.store.hold_audit_writer();
+    for i in 0..ROOM {
+        let r = ask(id(i)).await;
+        assert_eq!(r.status, 200);
+        assert!(text_of(&r).contains("ClientSuwi"), "{}", text_of(&r));
+    }
+    let (status, ready) = http_get(server.ops, "/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(!readyz_audit(&ready), "{ready}");
+    // No room left: the answer says the service is unavailable, and nothing about the person.
+    let refused = ask(id(ROOM)).await;
+    let body = text_of(&refused);
+    assert_eq!(refused.status, 200, "{body}");
+    assert_eq!(
+        element_text(&body, "Code").as_deref(),
+        Some("0051"),
+        "{body}"
+    );
+    assert!(!body.contains("ClientSuwi"), "{body}");
+    let (_, metrics) = http_get(server.ops, "/metrics").await;
+    assert!(metrics.contains("dkd_audit_refused_total 1\n"), "{metrics}");
+    drop(hold);
+    let store = server.store.clone();
+    let recorded: Vec<String> = tokio::task::spawn_blocking(move || {
+        store
+            .audit_since(0)
+            .map(|r| r.expect("record").message_id.unwrap_or_default())
+            .collect()
+    })
+    .await
+    .expect("read the trail");
+    // Every answer given is in the trail; the refusal is not (there was no room), only logged.
+    assert_eq!(recorded, (0..ROOM).map(id).collect::<Vec<_>>());
+    let (status, ready) = http_get(server.ops, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    well_behaved(&server).await;
 }

@@ -16,7 +16,7 @@ async fn health_and_readiness_pass_on_a_healthy_instance() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(names, vec!["store", "certificate"]);
+    assert_eq!(names, vec!["store", "audit", "certificate"]);
 }
 
 #[tokio::test]
