@@ -273,8 +273,12 @@ impl CheckOptions {
     /// Usage problems the options themselves have.
     pub fn validate(&self) -> Result<(), String> {
         for b in self.bsns.iter().chain(std::iter::once(&self.unknown_bsn)) {
-            crate::suwiml::types::Bsn::parse(b)
-                .map_err(|e| format!("BSN {b:?} is not valid: {e:?}"))?;
+            crate::suwiml::types::Bsn::parse(b).map_err(|e| match e {
+                crate::suwiml::types::BsnError::Format => format!("BSN {b:?} is not 9 digits"),
+                crate::suwiml::types::BsnError::ElevenTest => {
+                    format!("BSN {b:?} fails the 11-test")
+                }
+            })?;
         }
         if self.requests == 0 || self.requests > MAX_REQUESTS {
             return Err(format!("--requests must be 1..={MAX_REQUESTS}"));
@@ -666,7 +670,7 @@ async fn check_wsdl(cx: &mut Ctx<'_>) {
         .filter(|a| a.is(Some(NS_WSDL_SOAP), "address"))
         .filter_map(|a| a.attr(None, "location").map(str::to_owned))
         .collect();
-    let v = if locations.iter().any(|l| *l == cx.o.url) {
+    let v = if locations.contains(&cx.o.url) {
         pass(format!("soap:address {}", cx.o.url))
     } else if locations.is_empty() {
         fail("the WSDL has no soap:address")
@@ -922,8 +926,10 @@ fn judge_known(o: &CheckOptions, r: &Read, bsn: &str) -> Result<(), String> {
                 return Err(format!("{q} inside ClientSuwi is namespace-qualified; children are unqualified in the schema"));
             }
             let p = crate::suwiml::gsd::read_client(c).map_err(|errs| {
-                let (_, e) = &errs[0];
-                format!("ClientSuwi does not follow the schema: {e}")
+                format!(
+                    "ClientSuwi does not follow the schema: {}",
+                    errs.first().map(|(_, e)| e.to_string()).unwrap_or_default()
+                )
             })?;
             p.validate().map_err(|errs| {
                 format!(
@@ -1066,7 +1072,6 @@ fn judge_fault(
 }
 
 async fn check_errors(cx: &mut Ctx<'_>) {
-    let signed = cx.o.signer.is_some();
     let cases: [(&'static str, Variant, bool); 7] = [
         ("errors.malformed-bsn", Variant::Bsn("12345678"), true),
         ("errors.eleven-test", Variant::Bsn("123456789"), true),
@@ -1115,7 +1120,6 @@ async fn check_errors(cx: &mut Ctx<'_>) {
             }
         }
     };
-    let _ = signed;
     cx.record("errors.oversized", t, v);
 }
 
@@ -1416,7 +1420,7 @@ mod tests {
             "{x}"
         );
         assert!(
-            x.contains("message=\"no &lt;OIN&gt; &amp; &quot;x&quot;\""),
+            x.contains("message=\"no &lt;OIN> &amp; &quot;x&quot;\""),
             "{x}"
         );
         assert_eq!(r.exit_code(), 1);

@@ -228,7 +228,7 @@ fn wrap(s: &str, o: &CheckOptions, bsn: &str) -> String {
         return String::new();
     };
     let signed_body = &s[i..j + "</soapenv:Body>".len()];
-    let Some(sec_end) = s.find("</wsse:Security>") else {
+    let Some(sec_end) = s.find("</wsse:Security>").filter(|e| *e < i) else {
         return String::new();
     };
     let other = if bsn == OTHER_BSN {

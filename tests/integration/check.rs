@@ -282,7 +282,7 @@ async fn a_stopped_endpoint_cannot_be_connected_to() {
 /// An HTTPS responder that gets everything wrong at once: TLS 1.3 only, no client certificate
 /// asked, and every request (a WSDL GET included) answered 200 with one fixed, unsigned
 /// NietsGevonden about another message.
-async fn fixed_responder() -> (String, tokio::task::JoinHandle<()>) {
+async fn fixed_responder(wsdl: Option<String>) -> (String, tokio::task::JoinHandle<()>) {
     use hyper_util::rt::TokioIo;
     let p = check_pki().await;
     let cfg = rustls::ServerConfig::builder_with_provider(dkd::http::tls::provider())
@@ -303,26 +303,28 @@ async fn fixed_responder() -> (String, tokio::task::JoinHandle<()>) {
         "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Header><wsa:RelatesTo xmlns:wsa=\"http://www.w3.org/2005/08/addressing\">urn:uuid:fixed</wsa:RelatesTo></soapenv:Header><soapenv:Body><gsd:GSDReintegratieInfoResponse xmlns:gsd=\"{NS_GSD}\"><fwi:NietsGevonden xmlns:fwi=\"http://bkwi.nl/SuwiML/FWI/v0205\"/></gsd:GSDReintegratieInfoResponse></soapenv:Body></soapenv:Envelope>"
     );
     let body = Arc::new(body);
+    let wsdl = Arc::new(wsdl);
     let task = tokio::spawn(async move {
         // Bounded: the check makes a few dozen connections.
         for _ in 0..500 {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
-            let (acceptor, body) = (acceptor.clone(), body.clone());
+            let (acceptor, body, wsdl) = (acceptor.clone(), body.clone(), wsdl.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let service = hyper::service::service_fn(move |_req| {
-                    let body = body.clone();
+                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    let text = match wsdl.as_ref() {
+                        Some(w) if req.method() == hyper::Method::GET => w.clone(),
+                        _ => body.as_ref().clone(),
+                    };
                     async move {
                         hyper::Response::builder()
                             .status(200)
                             .header("content-type", "text/xml; charset=utf-8")
-                            .body(http_body_util::Full::new(bytes::Bytes::from(
-                                body.as_bytes().to_vec(),
-                            )))
+                            .body(http_body_util::Full::new(bytes::Bytes::from(text)))
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -336,7 +338,7 @@ async fn fixed_responder() -> (String, tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn a_responder_with_a_fixed_unsigned_answer_fails_by_name() {
-    let (url, task) = fixed_responder().await;
+    let (url, task) = fixed_responder(None).await;
     let mut o = options(&url).await;
     o.bsns = vec!["999900006".into()];
     let r = run(&o).await;
@@ -511,4 +513,98 @@ async fn the_ib_verwijsindex_endpoint_passes_as_service_verwijsindex() {
         "{}",
         show(&r)
     );
+}
+
+#[tokio::test]
+async fn a_wsdl_for_another_service_fails_operation_and_address() {
+    let wsdl = dkd::http::wsdl::Documents::verwijsindex("https://ib.example/IBVerwijsindex-v0300")
+        .wsdl
+        .clone();
+    let (url, task) = fixed_responder(Some(wsdl)).await;
+    let r = run(&options(&url).await).await;
+    task.abort();
+    assert_eq!(verdict(&r, "wsdl.parses"), Verdict::Pass, "{}", show(&r));
+    assert_eq!(verdict(&r, "wsdl.operation"), Verdict::Fail, "{}", show(&r));
+    assert_eq!(verdict(&r, "wsdl.address"), Verdict::Fail, "{}", show(&r));
+    assert!(
+        r.get("wsdl.operation")
+            .expect("check")
+            .reason
+            .contains("GSDReintegratieInfo"),
+        "{}",
+        show(&r)
+    );
+}
+
+/// `dkd check …` as a CI job runs it: its exit code and stdout.
+async fn cli(args: Vec<String>) -> (i32, String, String) {
+    let p = check_pki().await;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dkd"));
+    c.arg("check")
+        .args(args)
+        .arg("--ca")
+        .arg(p.path("ca.pem"))
+        .arg("--cert")
+        .arg(p.path("client.pem"))
+        .arg("--key")
+        .arg(p.path("client-key.pem"))
+        .args(["--requests", "2"]);
+    let out = tokio::task::spawn_blocking(move || c.output())
+        .await
+        .expect("join")
+        .expect("run dkd check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_command_writes_junit_and_exits_0_1_2_or_3() {
+    let server = dkd("server", SigningMode::Required, |_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("dkd-check.xml");
+    let (code, _, err) = cli(vec![
+        server.url.clone(),
+        "--bsn".into(),
+        server.known_bsn(),
+        "--format".into(),
+        "junit".into(),
+        "--out".into(),
+        file.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("0 failed"), "{err}");
+    let x = std::fs::read_to_string(&file).expect("junit file");
+    assert!(x.contains("failures=\"0\""), "{x}");
+    assert!(
+        x.contains("<testcase classname=\"dkd.check.security\" name=\"security.replay\""),
+        "{x}"
+    );
+
+    let optional = dkd("server", SigningMode::Optional, |_| {}).await;
+    let (code, out, err) = cli(vec![optional.url.clone(), "--format".into(), "json".into()]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let unsigned = v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "security.unsigned")
+        .expect("security.unsigned");
+    assert_eq!(unsigned["verdict"], "fail", "{out}");
+
+    let (code, _, err) = cli(vec![server.url.clone(), "--bsn".into(), "12345".into()]).await;
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = cli(vec!["http://not-https".into()]).await;
+    assert_eq!(code, 2, "{err}");
+
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    let (code, out, _) = cli(vec![format!("https://{addr}/GSDDossierReintegratie-v0200")]).await;
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("cannot connect"), "{out}");
 }
