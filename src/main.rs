@@ -142,6 +142,10 @@ enum Command {
     },
     /// Send one GSDReintegratieInfo to any 2W-be-S endpoint, signed, and check the signed answer.
     Call(CallArgs),
+    /// Compliance run against any GSDDossierReintegratie-v0200 (or IBVerwijsindex-v0300) endpoint:
+    /// TLS, WSDL, answers, errors, security and timing, each check named. Exit 0 all passed, 1 a
+    /// check failed, 2 usage, 3 could not connect.
+    Check(CheckArgs),
     /// Import a backoffice file (CSV or XML) into the verwijsindex, atomically.
     Import {
         /// The file.
@@ -388,6 +392,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Serve { config, demo } => serve(config.as_deref(), demo),
         Command::Demo { dir, port_shift } => demo_chain(&dir, port_shift),
         Command::Call(args) => call(args),
+        Command::Check(args) => check(args),
         Command::Import {
             file,
             format,
@@ -1669,4 +1674,131 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
         );
     }
     say!();
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CheckFormat {
+    Table,
+    Json,
+    Junit,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CheckService {
+    Gsd,
+    Verwijsindex,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Endpoint URL, e.g. https://dkd.gemeente.example:8443/GSDDossierReintegratie-v0200.
+    url: String,
+    /// The service offered at URL.
+    #[arg(long, value_enum, default_value = "gsd")]
+    service: CheckService,
+    /// A BSN the endpoint holds data for (repeat, or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    bsn: Vec<String>,
+    /// A valid BSN the endpoint holds nothing for.
+    #[arg(long, default_value = dkd::check::DEFAULT_UNKNOWN_BSN)]
+    unknown_bsn: String,
+    /// CA bundle to trust for the server's TLS and signing certificates.
+    #[arg(long, default_value = "certs/dev/ca.pem")]
+    ca: PathBuf,
+    /// TLS client certificate (PEM) carrying the caller's OIN; also the signing certificate
+    /// unless --sign-cert is given.
+    #[arg(long, default_value = "certs/dev/client.pem")]
+    cert: PathBuf,
+    /// Its private key.
+    #[arg(long, default_value = "certs/dev/client-key.pem")]
+    key: PathBuf,
+    /// Signing certificate, if it differs from the TLS one.
+    #[arg(long, requires = "sign_key")]
+    sign_cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, requires = "sign_cert")]
+    sign_key: Option<PathBuf>,
+    /// Send requests unsigned (the security checks are skipped).
+    #[arg(long)]
+    unsigned: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: CheckFormat,
+    /// Write the report to FILE instead of standard output (a summary line goes to stderr).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// tls.days-left fails below this many days.
+    #[arg(long, default_value_t = dkd::check::DEFAULT_MIN_DAYS)]
+    min_days: i64,
+    /// Requests measured by timing.latency (at most 1000).
+    #[arg(long, default_value_t = dkd::check::DEFAULT_REQUESTS)]
+    requests: usize,
+    /// timing.latency warns when p99 exceeds this many milliseconds.
+    #[arg(long, default_value_t = dkd::check::DEFAULT_SLOW_MS)]
+    slow_ms: u64,
+    /// Seconds each exchange may take.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Body size errors.oversized sends, in bytes.
+    #[arg(long, default_value_t = dkd::check::DEFAULT_OVERSIZED)]
+    oversized_bytes: usize,
+    /// IBVerwijsindex: the gemeentecode the updates come from (Bron/CdPartijSuwi).
+    #[arg(long, default_value = "")]
+    gemeente: String,
+    /// IBVerwijsindex: the cluster of the updates (CdClusteringIb).
+    #[arg(long, default_value = "04")]
+    cluster: String,
+}
+
+/// `dkd check`: exit 0 all passed, 1 a check failed, 2 usage (bad arguments or unreadable TLS
+/// material), 3 could not connect.
+fn check(a: CheckArgs) -> ExitCode {
+    let sign = a.sign_cert.as_deref().zip(a.sign_key.as_deref());
+    let mut o = match dkd::check::CheckOptions::from_paths(
+        &a.url, &a.cert, &a.key, &a.ca, sign, a.unsigned,
+    ) {
+        Ok(o) => o,
+        Err(e) => return fail(exit::USAGE, &e),
+    };
+    o.service = match a.service {
+        CheckService::Gsd => dkd::check::Service::Gsd,
+        CheckService::Verwijsindex => dkd::check::Service::Verwijsindex,
+    };
+    o.bsns = a.bsn;
+    o.unknown_bsn = a.unknown_bsn;
+    o.min_days = a.min_days;
+    o.requests = a.requests;
+    o.slow = std::time::Duration::from_millis(a.slow_ms);
+    o.timeout = std::time::Duration::from_secs(a.timeout);
+    o.oversized_bytes = a.oversized_bytes;
+    o.gemeente = a.gemeente;
+    o.cluster = a.cluster;
+    if let Err(e) = o.validate() {
+        return fail(exit::USAGE, &e);
+    }
+    let report = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dkd::check::run(&o)),
+        Err(e) => return fail(exit::FAILURE, &e.to_string()),
+    };
+    let text = match a.format {
+        CheckFormat::Table => dkd::check::table(&report),
+        CheckFormat::Json => dkd::check::json(&report),
+        CheckFormat::Junit => dkd::check::junit(&report),
+    };
+    match &a.out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                return fail(exit::FAILURE, &format!("{}: {e}", path.display()));
+            }
+            match &report.connect_error {
+                Some(e) if !report.connected => tell!("{e}"),
+                _ => tell!("{}", dkd::check::summary(&report)),
+            }
+        }
+        None => put!("{text}"),
+    }
+    ExitCode::from(report.exit_code())
 }

@@ -5,16 +5,14 @@
 //! The verdict follows the Nagios plugin convention (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one
 //! status line with perfdata), or is printed as Prometheus metrics.
 //!
-//! The connection is made here rather than through [`crate::http::client`] because the probe reads
-//! the server's certificate from the TLS session.
+//! The connection is made through [`crate::http::inspect`] rather than [`crate::http::client`]
+//! because the probe reads the server's certificate from the TLS session.
 
 use crate::http::client::split_url;
+use crate::http::inspect::{self, authority, HttpAnswer, Progress};
 use crate::http::tls;
 use crate::soap::wssec::{SecurityError, Signer, Verified, VerifyPolicy};
 use crate::xml::{Element, NS_FWI, NS_GSD, NS_SOAP11, NS_WSA};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -437,70 +435,6 @@ fn days_text(days: i64, s: Status, opts: &ProbeOptions) -> String {
     }
 }
 
-/// How far the exchange got (for timeout messages) and the server certificate.
-#[derive(Default)]
-struct Progress {
-    stage: Stage,
-    peer_leaf: Option<Vec<u8>>,
-}
-
-#[derive(Default, Clone, Copy)]
-enum Stage {
-    #[default]
-    Connect,
-    Handshake,
-    Response,
-}
-
-impl Stage {
-    fn describe(self, addr: &str) -> String {
-        match self {
-            Stage::Connect => format!("connecting to {addr}"),
-            Stage::Handshake => format!("TLS handshake with {addr}"),
-            Stage::Response => "waiting for the response".into(),
-        }
-    }
-}
-
-struct HttpAnswer {
-    status: u16,
-    content_type: Option<String>,
-    body: Vec<u8>,
-}
-
-/// `host:port`, with brackets around an IPv6 address.
-fn authority(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-/// An I/O error's text without the ` (os error N)` suffix: `Connection refused`.
-fn io_text(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.rfind(" (os error ") {
-        Some(i) if s.ends_with(')') => s[..i].to_owned(),
-        _ => s,
-    }
-}
-
-/// An error with its causes: `connection error: received fatal alert: CertificateRequired`.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 async fn exchange(
     opts: &ProbeOptions,
     host: &str,
@@ -509,87 +443,28 @@ async fn exchange(
     request: String,
     progress: &mut Progress,
 ) -> Result<HttpAnswer, String> {
-    let addr = authority(host, port);
-    progress.stage = Stage::Connect;
-    let tcp = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("cannot connect to {addr}: {}", io_text(&e)))?;
-    progress.stage = Stage::Handshake;
-    let server_name = rustls_pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|_| format!("{host:?} is not a valid server name"))?;
-    let stream = tokio_rustls::TlsConnector::from(opts.tls.clone())
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| format!("TLS handshake with {addr} failed: {}", io_text(&e)))?;
-    progress.peer_leaf = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.to_vec());
-    progress.stage = Stage::Response;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP with {addr} failed: {}", chain(&e)))?;
-    let driver = tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("host", &addr)
-        .header("content-type", "text/xml; charset=utf-8")
-        .header("soapaction", "\"\"")
-        .header(
-            "user-agent",
-            concat!("dkd-probe/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Full::new(Bytes::from(request)))
-        .map_err(|e| format!("cannot build the request: {e}"))?;
-    let result = async {
-        let resp = sender.send_request(req).await.map_err(|e| {
-            let why = chain(&e);
-            // TLS 1.3: the server checks our certificate after the client's handshake is
-            // done, so its refusal arrives as an alert instead of the response.
-            let hint = [
-                "UnknownCA",
-                "CertificateRequired",
-                "BadCertificate",
-                "CertificateExpired",
-                "CertificateRevoked",
-                "UnsupportedCertificate",
-                "AccessDenied",
-            ]
-            .iter()
-            .any(|a| why.contains(&format!("received fatal alert: {a}")));
-            format!(
-                "no HTTP response from {addr}: {why}{}",
-                if hint {
-                    " (the server refused our client certificate)"
-                } else {
-                    ""
-                }
-            )
-        })?;
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = Limited::new(resp.into_body(), MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the response from {addr} failed: {}", chain(&*e)))?
-            .to_bytes()
-            .to_vec();
-        Ok(HttpAnswer {
-            status,
-            content_type,
-            body,
-        })
-    }
-    .await;
-    driver.abort();
-    result
+    inspect::exchange(
+        opts.tls.clone(),
+        inspect::Exchange {
+            method: "POST",
+            host,
+            port,
+            path,
+            headers: &[
+                ("content-type", "text/xml; charset=utf-8"),
+                ("soapaction", "\"\""),
+                (
+                    "user-agent",
+                    concat!("dkd-probe/", env!("CARGO_PKG_VERSION")),
+                ),
+            ],
+            body: request.into_bytes(),
+            limit: MAX_RESPONSE,
+        },
+        progress,
+    )
+    .await
+    .map_err(|e| e.text)
 }
 
 /// Judges a response that arrived: SOAP structure, answer, correlation, signature.
@@ -1077,7 +952,8 @@ mod tests {
     #[test]
     fn io_text_drops_the_os_error_number() {
         let e = std::io::Error::from_raw_os_error(111);
-        assert!(!io_text(&e).contains("os error"), "{}", io_text(&e));
+        let t = crate::http::inspect::io_text(&e);
+        assert!(!t.contains("os error"), "{t}");
         assert_eq!(one_line("a|b\r\nc"), "a/b  c");
         assert_eq!(quoted(&"x".repeat(300)).chars().count(), MAX_QUOTED + 1);
     }

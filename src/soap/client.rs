@@ -27,6 +27,17 @@ pub fn envelope(
     o: &Outgoing<'_>,
     now: time::OffsetDateTime,
 ) -> Result<String, SecurityError> {
+    envelope_without(signer, o, &[], now)
+}
+
+/// [`envelope`] leaving out the WS-Addressing headers named in `omit` (`"MessageID"`, `"Action"`,
+/// `"To"`): the properly signed but incomplete requests `dkd check` expects a fault for.
+pub fn envelope_without(
+    signer: Option<&Signer>,
+    o: &Outgoing<'_>,
+    omit: &[&str],
+    now: time::OffsetDateTime,
+) -> Result<String, SecurityError> {
     let id = |name: &'static str| signer.map(|_| name);
     let mut headers: Vec<(&str, String)> = Vec::with_capacity(4);
     for (name, hid, value) in [
@@ -34,6 +45,9 @@ pub fn envelope(
         ("Action", "_Action", o.action),
         ("To", "_To", o.to),
     ] {
+        if omit.contains(&name) {
+            continue;
+        }
         let mut h = String::new();
         wssec::wsa_header(name, id(hid), |out| escape(value, out), &mut h);
         headers.push((hid, h));

@@ -963,6 +963,15 @@ pub struct Signer {
     pub ttl: time::Duration,
 }
 
+/// Which PEM input of [`Signer::from_pem`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PemPart {
+    /// The certificate.
+    Cert,
+    /// The private key.
+    Key,
+}
+
 /// Why the signing material could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {reason}")]
@@ -977,14 +986,31 @@ impl Signer {
     /// Loads the signing certificate (PEM, first certificate) and RSA private key (PEM, PKCS#8 or
     /// PKCS#1).
     pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Signer, SignerError> {
-        use rustls_pki_types::pem::PemObject;
-        let err = |p: &std::path::Path, r: String| SignerError {
-            path: p.display().to_string(),
-            reason: r,
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| SignerError {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })
         };
-        let cert_der = CertificateDer::from_pem_file(cert).map_err(|e| err(cert, e.to_string()))?;
-        let key_der = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| err(key, e.to_string()))?;
+        Signer::from_pem(&read(cert)?, &read(key)?).map_err(|(which, reason)| SignerError {
+            path: match which {
+                PemPart::Cert => cert,
+                PemPart::Key => key,
+            }
+            .display()
+            .to_string(),
+            reason,
+        })
+    }
+
+    /// [`Signer::load`] from PEM text in memory (`dkd check` signs with a certificate it made).
+    /// `Err` names the part that is wrong.
+    pub fn from_pem(cert: &[u8], key: &[u8]) -> Result<Signer, (PemPart, String)> {
+        use rustls_pki_types::pem::PemObject;
+        let cert_der =
+            CertificateDer::from_pem_slice(cert).map_err(|e| (PemPart::Cert, e.to_string()))?;
+        let key_der = rustls_pki_types::PrivateKeyDer::from_pem_slice(key)
+            .map_err(|e| (PemPart::Key, e.to_string()))?;
         let key_pair = match &key_der {
             rustls_pki_types::PrivateKeyDer::Pkcs8(k) => {
                 aws_lc_rs::signature::RsaKeyPair::from_pkcs8(k.secret_pkcs8_der())
@@ -993,13 +1019,13 @@ impl Signer {
                 aws_lc_rs::signature::RsaKeyPair::from_der(k.secret_pkcs1_der())
             }
             _ => {
-                return Err(err(
-                    key,
+                return Err((
+                    PemPart::Key,
                     "the signing key must be an RSA key (PKCS#8 or PKCS#1)".into(),
                 ))
             }
         }
-        .map_err(|e| err(key, format!("not a usable RSA key: {e}")))?;
+        .map_err(|e| (PemPart::Key, format!("not a usable RSA key: {e}")))?;
         Ok(Signer {
             key: key_pair,
             cert_b64: base64::engine::general_purpose::STANDARD.encode(cert_der.as_ref()),

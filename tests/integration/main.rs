@@ -2,6 +2,7 @@
 
 mod admin;
 mod chain;
+mod check;
 mod cli;
 mod common;
 mod crash;
