@@ -34,6 +34,7 @@ pub const CHECKS: &[(&str, &str)] = &[
     ("answers.known-bsn", "each --bsn is answered with a schema-valid ClientSuwi for that BSN (IBVerwijsindex: the update is acknowledged)"),
     ("answers.unknown-bsn", "--unknown-bsn is answered with fwi:NietsGevonden"),
     ("answers.addressing", "the answer carries MessageID, RelatesTo = the request's MessageID, the response Action, and To = the request's From"),
+    ("answers.to-oin", "a request whose wsa:To is the URL with ?oin= naming the server certificate's OIN (TS 4.0, WUS WA001) is answered, From = that To"),
     ("answers.signed", "the answer is signed per 2W-be-S (Body, Timestamp, every WS-A header) and confirms the request's SignatureValue"),
     ("errors.malformed-bsn", "an 8-digit Burgerservicenr gets a SOAP 1.1 Fault with fwi:Fout, addressed and signed"),
     ("errors.eleven-test", "a BSN failing the 11-test gets a Fault with fwi:Fout, addressed and signed"),
@@ -303,6 +304,8 @@ struct Ctx<'a> {
     path: String,
     /// The normal client configuration (TLS 1.2 and 1.3, our certificate).
     tls: Arc<rustls::ClientConfig>,
+    /// The OIN in the server certificate, once `tls.oin` has seen it.
+    server_oin: Option<String>,
     out: Vec<Outcome>,
 }
 
@@ -430,6 +433,7 @@ pub async fn run(o: &CheckOptions) -> Report {
         port,
         path,
         tls: tls_cfg,
+        server_oin: None,
         out: Vec::new(),
     };
     check_tls(&mut cx).await;
@@ -565,7 +569,11 @@ async fn check_tls(cx: &mut Ctx<'_>) {
     let v = match &leaf {
         None => skip("no server certificate was seen (see tls.chain)"),
         Some(l) => match crate::certs::oin_of(l) {
-            Ok(Some(oin)) => pass(format!("OIN {oin}")),
+            Ok(Some(oin)) => {
+                let v = pass(format!("OIN {oin}"));
+                cx.server_oin = Some(oin);
+                v
+            }
             Ok(None) => fail("the server certificate's subject has no serialNumber with the organisation's OIN: request a PKIoverheid certificate carrying the OIN"),
             Err(e) => fail(format!("the server certificate cannot be read: {e}")),
         },
@@ -868,6 +876,9 @@ async fn check_answers(cx: &mut Ctx<'_>) {
     };
     cx.record("answers.addressing", t, v);
     let t = Instant::now();
+    let v = to_oin(cx).await;
+    cx.record("answers.to-oin", t, v);
+    let t = Instant::now();
     let v = match verify(cx, &r, b.signature.as_deref(), false) {
         Ok(oin) => pass(format!(
             "signed by OIN {oin}{}",
@@ -880,6 +891,51 @@ async fn check_answers(cx: &mut Ctx<'_>) {
         Err(e) => fail(format!("the answer's signature is refused: {e}")),
     };
     cx.record("answers.signed", t, v);
+}
+
+/// `answers.to-oin`: Suwinet clients address the provider as `URL?oin=<its OIN>`; the endpoint
+/// must take that as its own address and answer From = that To.
+async fn to_oin(cx: &Ctx<'_>) -> (Verdict, String) {
+    let o = cx.o;
+    let Some(oin) = cx.server_oin.as_deref() else {
+        return skip("the server certificate's OIN is not known (see tls.oin)");
+    };
+    if o.url.contains('?') {
+        return skip("the URL already has a query");
+    }
+    let bsn = match o.service {
+        Service::Gsd => o.unknown_bsn.as_str(),
+        Service::Verwijsindex => match o.bsns.first() {
+            Some(b) => b.as_str(),
+            None => return skip("no --bsn given"),
+        },
+    };
+    let to = format!("{}?oin={oin}", o.url);
+    let b = match requests::build_to(o, bsn, Variant::Normal, &to) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot build the request: {e}")),
+    };
+    let r = match cx.post(&b).await.and_then(|a| read(&a)) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    // Whether the answer's content is right is judged by answers.*: here only that the address
+    // was taken as the endpoint's own.
+    if r.body.is(Some(NS_SOAP11), "Fault") {
+        return fail(format!(
+            "wsa:To {to:?} (the URL with the server's own OIN) was refused: {}",
+            fault_text(&r.body)
+        ));
+    }
+    match header_text(&r, "From") {
+        Some(from) if from == to => pass(format!("answered, From = {to}")),
+        Some(from) => fail(format!(
+            "answered, but wsa:From is {from:?}, not the request's wsa:To {to:?}"
+        )),
+        None => fail(format!(
+            "answered wsa:To {to:?} without wsa:From/Address (it must be that To)"
+        )),
+    }
 }
 
 fn tail(bsn: &str) -> &str {

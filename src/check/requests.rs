@@ -97,6 +97,11 @@ fn body(o: &CheckOptions, bsn: &str) -> String {
 
 /// Builds the request for `bsn` with `v` wrong.
 pub fn build(o: &CheckOptions, bsn: &str, v: Variant) -> Result<Built, String> {
+    build_to(o, bsn, v, &o.url)
+}
+
+/// As [`build`], addressed (`wsa:To`) to `to` instead of the checked URL.
+pub fn build_to(o: &CheckOptions, bsn: &str, v: Variant, to: &str) -> Result<Built, String> {
     let message_id = crate::soap::new_message_id();
     let now = time::OffsetDateTime::now_utc();
     let from = from_address(&o.from_oin);
@@ -111,7 +116,7 @@ pub fn build(o: &CheckOptions, bsn: &str, v: Variant) -> Result<Built, String> {
         _ => o.service.action(),
     };
     let out = Outgoing {
-        to: &o.url,
+        to,
         from_address: &from,
         action,
         body: &body,
