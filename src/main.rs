@@ -1628,6 +1628,12 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
     // the status page have the figures.
     say!("  store    : {}", cfg.store.path.display());
     say!("  allowed  : {}", cfg.auth.allowed_oins.join(", "));
+    if cfg.scenario.enabled {
+        say!();
+        say!("  !!! SCENARIO: this gemeente answers wrongly ON PURPOSE, for chain tests only !!!");
+        say!("  scenario : {}", cfg.scenario.summary());
+        say!("             switch it: PUT /scenario on the admin API; never run this in production");
+    }
     if let Some(bsn) = &bsn {
         say!(
             "  demo BSN : {bsn}   (unknown but valid: {})",

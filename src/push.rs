@@ -47,7 +47,12 @@ pub struct Sender {
     pub max_backoff: Duration,
     /// Connections to the IB kept open between deliveries.
     pub pool: client::Pool,
+    /// A scenario pausing the push or withholding a share of the updates.
+    pub scenario: Option<Arc<crate::scenario::Live>>,
 }
+
+/// Why an update withheld by `push = "partial"` is parked (`dkd sync --status` shows it).
+pub const WITHHELD: &str = "withheld on purpose by scenario push = \"partial\"";
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +104,9 @@ impl Sender {
     /// One round: up to `concurrency × 8` entries, at most one per BSN and gemeente. Returns how
     /// many were delivered or parked, or the error that stopped the round (entries after it wait).
     pub async fn round(&self) -> Result<usize, String> {
+        if self.scenario.as_ref().is_some_and(|s| s.push_paused()) {
+            return Ok(0);
+        }
         let batch = self
             .store
             .outbox_pending(self.concurrency * 8)
@@ -110,7 +118,15 @@ impl Sender {
             .collect();
         let mut done = 0;
         for chunk in round.chunks(self.concurrency.max(1)) {
-            let results = join_all(chunk.iter().map(|e| self.deliver(e))).await;
+            let results = join_all(chunk.iter().map(|e| async {
+                match &self.scenario {
+                    Some(s) if s.push(e.bsn.as_str()) == crate::scenario::PushDecision::Withhold => {
+                        Delivery::Refused(WITHHELD.to_owned())
+                    }
+                    _ => self.deliver(e).await,
+                }
+            }))
+            .await;
             let mut failure = None;
             for (e, r) in chunk.iter().zip(results) {
                 let stored = match r {
@@ -338,6 +354,7 @@ mod tests {
             concurrency: 1,
             max_backoff: Duration::from_secs(1),
             pool: client::Pool::default(),
+            scenario: None,
         }
     }
 

@@ -52,7 +52,21 @@ pub struct State {
     /// Threads for signing and verification (one per core).
     /// `None`: verify and sign on the async workers (`server.crypto_threads = 0`).
     pub crypto: Option<super::workers::CryptoPool>,
+    /// Gemeente role with `scenario.enabled`: how answers go wrong on purpose.
+    pub scenario: Option<Arc<crate::scenario::Live>>,
 }
+
+/// Marks a response that must not be sent: the connection is closed instead (`reset` scenario).
+#[derive(Debug, Clone, Copy)]
+struct ScenarioReset;
+
+impl std::fmt::Display for ScenarioReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("closed without an answer by the reset scenario")
+    }
+}
+
+impl std::error::Error for ScenarioReset {}
 
 /// A further endpoint on the listener.
 pub struct Mount {
@@ -155,7 +169,14 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |req| {
         let state = svc_state.clone();
         let oin = oin.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(state, oin, req).await) }
+        async move {
+            let r = route(state, oin, req).await;
+            // hyper ends the connection when the service fails: that is the reset.
+            match r.extensions().get::<ScenarioReset>() {
+                Some(reset) => Err(*reset),
+                None => Ok(r),
+            }
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -447,9 +468,14 @@ async fn soap_post(
                             }
                         }
                     }
-                    _ => cpu(&state, vi, move |ep| soap::handle(ep, owned.get()))
+                    _ => {
+                        let scenario = state.scenario.clone();
+                        cpu(&state, vi, move |ep| {
+                            soap::handle_as(ep, owned.get(), scenario.as_deref())
+                        })
                         .await
-                        .unwrap_or_else(|()| internal()),
+                        .unwrap_or_else(|()| internal())
+                    }
                 }
             }
         }
@@ -458,6 +484,20 @@ async fn soap_post(
         soap::Outcome::Fault(c) => *c,
         _ => "",
     };
+    let mut unanswered = None;
+    if let Some(wire) = out.wire {
+        use crate::scenario::Wire;
+        tracing::info!(effect = ?wire, "scenario applied to this answer");
+        match wire {
+            Wire::Delay(d) => tokio::time::sleep(d).await,
+            Wire::Hang => {
+                tokio::time::sleep(crate::scenario::HANG_LIMIT).await;
+                unanswered = Some(ScenarioReset);
+            }
+            Wire::Reset => unanswered = Some(ScenarioReset),
+            Wire::Unavailable => {}
+        }
+    }
     tracing::info!(
         operation = ep.operation(),
         oin = oin.as_deref().unwrap_or("-"),
@@ -494,6 +534,22 @@ async fn soap_post(
         out.outcome,
         soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014")
     );
+    if let Some(reset) = unanswered {
+        let mut r = text(StatusCode::INTERNAL_SERVER_ERROR, "");
+        r.extensions_mut().insert(reset);
+        return r;
+    }
+    if out.wire == Some(crate::scenario::Wire::Unavailable) {
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable (dkd scenario http-503)\n",
+        );
+        r.headers_mut().insert(
+            "retry-after",
+            hyper::header::HeaderValue::from_static("30"),
+        );
+        return r;
+    }
     let mut resp = xml(out.status, out.body);
     if close {
         // The rest of an oversized or stalled body is not read; the connection cannot be reused.
