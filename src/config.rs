@@ -920,10 +920,7 @@ mod tests {
             ]),
         )
         .expect("enabled");
-        assert_eq!(
-            c.scenario.answer,
-            Some(crate::scenario::AnswerKind::Fault)
-        );
+        assert_eq!(c.scenario.answer, Some(crate::scenario::AnswerKind::Fault));
         assert_eq!(c.scenario.fault_code, "0021");
         assert_eq!(c.scenario.bsns.len(), 2);
         for (pairs, says) in [

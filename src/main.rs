@@ -1632,7 +1632,9 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
         say!();
         say!("  !!! SCENARIO: this gemeente answers wrongly ON PURPOSE, for chain tests only !!!");
         say!("  scenario : {}", cfg.scenario.summary());
-        say!("             switch it: PUT /scenario on the admin API; never run this in production");
+        say!(
+            "             switch it: PUT /scenario on the admin API; never run this in production"
+        );
     }
     if let Some(bsn) = &bsn {
         say!(

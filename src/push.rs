@@ -120,7 +120,9 @@ impl Sender {
         for chunk in round.chunks(self.concurrency.max(1)) {
             let results = join_all(chunk.iter().map(|e| async {
                 match &self.scenario {
-                    Some(s) if s.push(e.bsn.as_str()) == crate::scenario::PushDecision::Withhold => {
+                    Some(s)
+                        if s.push(e.bsn.as_str()) == crate::scenario::PushDecision::Withhold =>
+                    {
                         Delivery::Refused(WITHHELD.to_owned())
                     }
                     _ => self.deliver(e).await,

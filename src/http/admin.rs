@@ -144,7 +144,12 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
             };
             let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(e) => return error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}")),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the body: {e}"),
+                    )
+                }
             };
             match parse_scenario(&body) {
                 Ok(cfg) => {

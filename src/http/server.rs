@@ -544,10 +544,8 @@ async fn soap_post(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service Unavailable (dkd scenario http-503)\n",
         );
-        r.headers_mut().insert(
-            "retry-after",
-            hyper::header::HeaderValue::from_static("30"),
-        );
+        r.headers_mut()
+            .insert("retry-after", hyper::header::HeaderValue::from_static("30"));
         return r;
     }
     let mut resp = xml(out.status, out.body);

@@ -9,13 +9,13 @@ pub mod fast;
 pub mod fault;
 pub mod wssec;
 
+use crate::scenario::Effect;
 use crate::service::ib::Ib;
 use crate::service::Service;
 use crate::suwiml::gsd::{self, BodyError, Reply};
 use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex as vi;
 use crate::xml::{escape, NS_SOAP11, NS_WSA, NS_WSSE, NS_WSU};
-use crate::scenario::Effect;
 use envelope::{is_absolute_uri, oin_from_address, Addressing, WSA_ANONYMOUS};
 use fault::{describe, SoapError};
 use std::collections::HashSet;
@@ -376,7 +376,10 @@ fn other_bsn(bsn: &Bsn) -> Bsn {
 /// Makes a written GSDReintegratieInfoResponse schema-invalid: a ClientSuwi loses its required
 /// Burgerservicenr; any other answer gets an element the schema does not know.
 fn break_schema(body: &mut String) {
-    if let (Some(start), Some(end)) = (body.find("<Burgerservicenr>"), body.find("</Burgerservicenr>")) {
+    if let (Some(start), Some(end)) = (
+        body.find("<Burgerservicenr>"),
+        body.find("</Burgerservicenr>"),
+    ) {
         body.replace_range(start..end + "</Burgerservicenr>".len(), "");
     } else if let Some(i) = body.find('>') {
         body.insert_str(i + 1, "<Onverwacht>scenario</Onverwacht>");
@@ -429,7 +432,15 @@ fn write_answer(
         }
     };
     mutate(&mut body);
-    envelope_as(ep, &acc.ctx, ep.response_action(), &body, 200, outcome, look)
+    envelope_as(
+        ep,
+        &acc.ctx,
+        ep.response_action(),
+        &body,
+        200,
+        outcome,
+        look,
+    )
 }
 
 /// A fresh `urn:uuid:` WS-Addressing MessageID (a version 4 UUID).
@@ -715,7 +726,10 @@ fn envelope_as(
     look: Look,
 ) -> Outbound {
     let signing = ep.security.as_deref().filter(|_| look != Look::Unsigned);
-    let confirm = ctx.confirm.as_deref().filter(|_| look != Look::NoConfirmation);
+    let confirm = ctx
+        .confirm
+        .as_deref()
+        .filter(|_| look != Look::NoConfirmation);
     let id = |name: &'static str| signing.map(|_| name);
     let message_id = new_message_id();
     // The response's From is the address the caller used, so a caller behind an alias sees its own.
