@@ -532,3 +532,87 @@ fn serve_refuses_a_scenario_without_enabled() {
     assert!(stderr.contains("bad-signature"), "{stderr}");
     assert!(!dir.path().join("data").exists(), "no store was opened");
 }
+
+/// `dkd demo --gemeenten 5 --unreliable 0.4` in-process: every gemeente its own endpoint, store,
+/// data and push, registered at the IB; two of them (the first and the third) unreliable. A person
+/// of two reliable gemeenten comes back merged; one of an unreliable gemeente is answered within
+/// the route timeout with an FWI naming it; the IB's monitor lists every gemeente.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_gemeenten_in_one_process_are_routed_merged_and_named_when_unreliable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ib_port = free_port();
+    let mut ib_cfg = ib_config(&dir.path().join("ib"), ib_port, &[]);
+    ib_cfg.ib.route_timeout_secs = 2;
+    let g_cfg = gemeente_config(&dir.path().join("g"), 0, ib_port);
+    let many = dkd::demo::bind_many(dir.path(), ib_cfg, &g_cfg, 5, 0.4, demo_date())
+        .await
+        .expect("bind");
+    let unreliable: Vec<&str> = many
+        .gemeenten
+        .iter()
+        .filter(|g| g.2.is_some())
+        .map(|g| g.0.as_str())
+        .collect();
+    assert_eq!(unreliable, ["1001", "1003"]);
+    let stores: Vec<Store> = many.gemeenten.iter().map(|g| g.1.store().clone()).collect();
+    let ib_store = many.ib.store().clone();
+    let ib_url = many.ib.public_url().to_owned();
+    let merged = many.merged_bsn.clone().expect("a merged BSN");
+    let at_unreliable = many.unreliable_bsn.clone().expect("an unreliable BSN");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(many.run(async move {
+        let _ = rx.await;
+    }));
+    wait_until("every gemeente delivered its outbox", 60, || {
+        stores
+            .iter()
+            .all(|s| s.outbox_status().is_ok_and(|st| st.pending == 0))
+    })
+    .await;
+
+    let s = ask(&ib_url, &merged, Duration::from_secs(10)).await;
+    let Seen::Reply(Reply::Client(p, m)) = &s else {
+        panic!("merged: {s:?}")
+    };
+    let codes: Vec<&str> = p
+        .atl_relaties
+        .iter()
+        .map(|r| r.bron.partij.as_str())
+        .collect();
+    assert_eq!(codes, ["1004", "1005"], "{s:?}");
+    assert!(m.is_empty(), "{m:?}");
+
+    let s = ask(&ib_url, &at_unreliable, Duration::from_secs(10)).await;
+    let Seen::Reply(Reply::Fwi(m)) = &s else {
+        panic!("unreliable: {s:?}")
+    };
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].code == "0052" && m[0].tekst.contains("1001"), "{m:?}");
+
+    let settings = {
+        let mut c = ib_config(dir.path(), ib_port, &[]);
+        c.ib.gemeenten = (0..5)
+            .map(|i| dkd::config::IbGemeenteConfig {
+                code: dkd::demo::many_code(i),
+                name: String::new(),
+                oins: vec![],
+                url: Some("https://x/".into()),
+                delivery: dkd::service::ib::Delivery::Webservice,
+            })
+            .collect();
+        dkd::app::ib_settings(&c)
+    };
+    let report =
+        dkd::report::build_ib(&ib_store, &settings, time::OffsetDateTime::now_utc().date())
+            .expect("report");
+    assert_eq!(report.len(), 5, "{report:?}");
+    assert!(
+        report
+            .iter()
+            .all(|r| r.bsns >= dkd::demo::MANY_PERSONS as u64),
+        "{report:?}"
+    );
+    let first = report.iter().find(|r| r.gemeente == "1001").expect("1001");
+    assert_eq!(first.queries_failed, 1, "{first:?}");
+    drop(tx);
+}
