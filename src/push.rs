@@ -66,6 +66,8 @@ pub enum Delivery {
     /// An answer came, but not a usable one for this entry: retried, and parked after
     /// [`MAX_SUSPECT_ATTEMPTS`] so one entry cannot hold up the queue forever.
     Suspect(String),
+    /// Never sent: withheld by a `push = "partial"` scenario, parked with [`WITHHELD`].
+    Withheld,
 }
 
 /// Attempts after which an entry whose answers stay unusable is parked.
@@ -123,7 +125,7 @@ impl Sender {
                     Some(s)
                         if s.push(e.bsn.as_str()) == crate::scenario::PushDecision::Withhold =>
                     {
-                        Delivery::Refused(WITHHELD.to_owned())
+                        Delivery::Withheld
                     }
                     _ => self.deliver(e).await,
                 }
@@ -140,6 +142,11 @@ impl Sender {
                         tracing::warn!(bsn = %e.bsn.masked(), gemeente = %e.gemeente, reason = %why, "verwijsindex update refused by the IB; parked");
                         done += 1;
                         self.store.outbox_park(e.seq, &why)
+                    }
+                    Delivery::Withheld => {
+                        tracing::info!(bsn = %e.bsn.masked(), gemeente = %e.gemeente, "scenario: verwijsindex update withheld on purpose; parked");
+                        done += 1;
+                        self.store.outbox_park(e.seq, WITHHELD)
                     }
                     Delivery::Suspect(why) if e.attempts + 1 >= MAX_SUSPECT_ATTEMPTS => {
                         let why = format!("after {MAX_SUSPECT_ATTEMPTS} attempts: {why}");
@@ -411,6 +418,7 @@ mod tests {
                 Delivery::Refused(_) => "refused",
                 Delivery::Retry(_) => "retry",
                 Delivery::Suspect(_) => "suspect",
+                Delivery::Withheld => "withheld",
             };
             assert_eq!(got, expect, "{answer}");
         }

@@ -169,94 +169,122 @@ async fn scenario_gemeente(bsn: &str) -> Node {
 
 const BSN: &str = "123456782";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_answer_scenario_does_on_the_wire_what_it_says() {
+fn found(s: &Seen) -> bool {
+    matches!(s, Seen::Reply(Reply::Client(p, _)) if p.bsn.as_str() == BSN)
+}
+
+/// A gemeente answering correctly, switched to `json` through `PUT /scenario`: what a client
+/// checking the answer as the IB does sees (with `timeout`). Cleared again, the answer is the one
+/// from before: nothing was stored.
+async fn on_the_wire(json: &str, timeout: Duration) -> Seen {
     let g = scenario_gemeente(BSN).await;
     let t = Duration::from_secs(10);
-    let found = |s: &Seen| matches!(s, Seen::Reply(Reply::Client(p, _)) if p.bsn.as_str() == BSN);
     let before = ask(&g.url, BSN, t).await;
     assert!(
         found(&before),
         "no scenario yet: the right answer: {before:?}"
     );
-
-    set_scenario(&g, r#"{"answer": "delay", "delay_ms": 3000}"#).await;
-    let s = ask(&g.url, BSN, Duration::from_millis(500)).await;
-    assert!(
-        matches!(s, Seen::Timeout),
-        "delay: too late for a short timeout: {s:?}"
-    );
-    let s = ask(&g.url, BSN, t).await;
-    assert!(found(&s), "delay: the right answer, late: {s:?}");
-
-    set_scenario(&g, r#"{"answer": "hang"}"#).await;
-    let s = ask(&g.url, BSN, Duration::from_secs(1)).await;
-    assert!(matches!(s, Seen::Timeout), "hang: {s:?}");
-
-    set_scenario(&g, r#"{"answer": "reset"}"#).await;
-    let s = ask(&g.url, BSN, t).await;
-    assert!(
-        matches!(&s, Seen::Broken(why) if !why.contains("timeout")),
-        "reset: no answer, no timeout: {s:?}"
-    );
-
-    set_scenario(&g, r#"{"answer": "http-503"}"#).await;
-    let s = ask(&g.url, BSN, t).await;
-    assert!(
-        matches!(&s, Seen::Http(503, body) if !body.contains("Envelope")),
-        "http-503: {s:?}"
-    );
-
-    set_scenario(&g, r#"{"answer": "fault", "fault_code": "0021"}"#).await;
-    let s = ask(&g.url, BSN, t).await;
-    assert!(
-        matches!(&s, Seen::Refused(ResponseError::Fault { code, faultcode, .. }) if code == "0021" && faultcode == "wsse:FailedCheck"),
-        "fault: {s:?}"
-    );
-
-    set_scenario(&g, r#"{"answer": "unsigned"}"#).await;
-    let s = ask(&g.url, BSN, t).await;
-    assert!(
-        matches!(s, Seen::Refused(ResponseError::Security(_))),
-        "unsigned: {s:?}"
-    );
-
-    set_scenario(&g, r#"{"answer": "bad-signature"}"#).await;
-    let s = ask(&g.url, BSN, t).await;
-    assert!(
-        matches!(&s, Seen::Refused(ResponseError::Security(why)) if why.contains("signature")),
-        "bad-signature: {s:?}"
-    );
-
-    set_scenario(&g, r#"{"answer": "no-confirmation"}"#).await;
-    let s = ask(&g.url, BSN, t).await;
-    assert!(
-        matches!(&s, Seen::Refused(ResponseError::Security(why)) if why.contains("SignatureConfirmation")),
-        "no-confirmation: {s:?}"
-    );
-
-    set_scenario(&g, r#"{"answer": "schema-invalid"}"#).await;
-    let s = ask(&g.url, BSN, t).await;
-    assert!(
-        matches!(&s, Seen::Unreadable(why) if why.contains("Burgerservicenr")),
-        "schema-invalid, signed correctly: {s:?}"
-    );
-
-    set_scenario(&g, r#"{"answer": "other-bsn"}"#).await;
-    let s = ask(&g.url, BSN, t).await;
-    assert!(
-        matches!(&s, Seen::Reply(Reply::Client(p, _)) if p.bsn.as_str() != BSN),
-        "other-bsn: {s:?}"
-    );
-
-    // The store was never touched: the scenario cleared, the person is answered as before.
+    set_scenario(&g, json).await;
+    let seen = ask(&g.url, BSN, timeout).await;
     set_scenario(&g, "{}").await;
     let after = ask(&g.url, BSN, t).await;
-    assert!(found(&after), "cleared: {after:?}");
-    match (before, after) {
-        (Seen::Reply(a), Seen::Reply(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(format!("{before:?}"), format!("{after:?}"), "cleared");
+    seen
+}
+
+const T: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn scenario_delay_answers_right_but_late() {
+    let s = on_the_wire(
+        r#"{"answer": "delay", "delay_ms": 3000}"#,
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(
+        matches!(s, Seen::Timeout),
+        "too late for a short timeout: {s:?}"
+    );
+    let s = on_the_wire(r#"{"answer": "delay", "delay_ms": 300}"#, T).await;
+    assert!(found(&s), "the right answer, late: {s:?}");
+}
+
+#[tokio::test]
+async fn scenario_hang_never_answers() {
+    let s = on_the_wire(r#"{"answer": "hang"}"#, Duration::from_secs(1)).await;
+    assert!(matches!(s, Seen::Timeout), "{s:?}");
+}
+
+#[tokio::test]
+async fn scenario_reset_closes_the_connection_unanswered() {
+    let s = on_the_wire(r#"{"answer": "reset"}"#, T).await;
+    assert!(
+        matches!(&s, Seen::Broken(why) if !why.contains("timeout")),
+        "no answer, no timeout: {s:?}"
+    );
+}
+
+#[tokio::test]
+async fn scenario_http_503_is_no_soap() {
+    let s = on_the_wire(r#"{"answer": "http-503"}"#, T).await;
+    assert!(
+        matches!(&s, Seen::Http(503, body) if !body.contains("Envelope")),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn scenario_fault_answers_the_chosen_code() {
+    let s = on_the_wire(r#"{"answer": "fault", "fault_code": "0021"}"#, T).await;
+    assert!(
+        matches!(&s, Seen::Refused(ResponseError::Fault { code, faultcode, .. }) if code == "0021" && faultcode == "wsse:FailedCheck"),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn scenario_unsigned_is_refused_by_the_signature_check() {
+    let s = on_the_wire(r#"{"answer": "unsigned"}"#, T).await;
+    assert!(
+        matches!(s, Seen::Refused(ResponseError::Security(_))),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn scenario_bad_signature_does_not_verify() {
+    let s = on_the_wire(r#"{"answer": "bad-signature"}"#, T).await;
+    assert!(
+        matches!(&s, Seen::Refused(ResponseError::Security(why)) if why.contains("signature")),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn scenario_no_confirmation_lacks_signature_confirmation() {
+    let s = on_the_wire(r#"{"answer": "no-confirmation"}"#, T).await;
+    assert!(
+        matches!(&s, Seen::Refused(ResponseError::Security(why)) if why.contains("SignatureConfirmation")),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn scenario_schema_invalid_is_signed_but_unreadable() {
+    let s = on_the_wire(r#"{"answer": "schema-invalid"}"#, T).await;
+    assert!(
+        matches!(&s, Seen::Unreadable(why) if why.contains("Burgerservicenr")),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn scenario_other_bsn_answers_about_someone_else() {
+    let s = on_the_wire(r#"{"answer": "other-bsn"}"#, T).await;
+    assert!(
+        matches!(&s, Seen::Reply(Reply::Client(p, _)) if p.bsn.as_str() != BSN),
+        "{s:?}"
+    );
 }
 
 #[tokio::test]
