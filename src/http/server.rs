@@ -484,20 +484,6 @@ async fn soap_post(
         soap::Outcome::Fault(c) => *c,
         _ => "",
     };
-    let mut unanswered = None;
-    if let Some(wire) = out.wire {
-        use crate::scenario::Wire;
-        tracing::info!(effect = ?wire, "scenario applied to this answer");
-        match wire {
-            Wire::Delay(d) => tokio::time::sleep(d).await,
-            Wire::Hang => {
-                tokio::time::sleep(crate::scenario::HANG_LIMIT).await;
-                unanswered = Some(ScenarioReset);
-            }
-            Wire::Reset => unanswered = Some(ScenarioReset),
-            Wire::Unavailable => {}
-        }
-    }
     tracing::info!(
         operation = ep.operation(),
         oin = oin.as_deref().unwrap_or("-"),
@@ -534,20 +520,7 @@ async fn soap_post(
         out.outcome,
         soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014")
     );
-    if let Some(reset) = unanswered {
-        let mut r = text(StatusCode::INTERNAL_SERVER_ERROR, "");
-        r.extensions_mut().insert(reset);
-        return r;
-    }
-    if out.wire == Some(crate::scenario::Wire::Unavailable) {
-        let mut r = text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service Unavailable (dkd scenario http-503)\n",
-        );
-        r.headers_mut()
-            .insert("retry-after", hyper::header::HeaderValue::from_static("30"));
-        return r;
-    }
+    let wire = out.wire;
     let mut resp = xml(out.status, out.body);
     if close {
         // The rest of an oversized or stalled body is not read; the connection cannot be reused.
@@ -556,7 +529,44 @@ async fn soap_post(
             hyper::header::HeaderValue::from_static("close"),
         );
     }
-    resp
+    match wire {
+        Some(w) => scenario_wire(w, resp).await,
+        None => resp,
+    }
+}
+
+/// A scenario's transport part, applied to the answer `soap` wrote (`crate::scenario::Wire`).
+async fn scenario_wire(
+    wire: crate::scenario::Wire,
+    resp: Response<Full<Bytes>>,
+) -> Response<Full<Bytes>> {
+    use crate::scenario::Wire;
+    tracing::info!(effect = ?wire, "scenario applied to this answer");
+    let unanswered = || {
+        let mut r = text(StatusCode::INTERNAL_SERVER_ERROR, "");
+        r.extensions_mut().insert(ScenarioReset);
+        r
+    };
+    match wire {
+        Wire::Delay(d) => {
+            tokio::time::sleep(d).await;
+            resp
+        }
+        Wire::Hang => {
+            tokio::time::sleep(crate::scenario::HANG_LIMIT).await;
+            unanswered()
+        }
+        Wire::Reset => unanswered(),
+        Wire::Unavailable => {
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable (dkd scenario http-503)\n",
+            );
+            r.headers_mut()
+                .insert("retry-after", hyper::header::HeaderValue::from_static("30"));
+            r
+        }
+    }
 }
 
 /// Hands the audit record to the store's writer; the answer never waits for the audit trail.
