@@ -410,6 +410,9 @@ pub async fn bind_many(
         cfg.signals.portal = String::new();
         cfg.store.path = dir.join("gemeenten").join(format!("{code}.sled"));
         cfg.push.url = push_url.clone();
+        // One delivery in flight per gemeente: N × 4 signed updates at once would outrun the
+        // push timeout on a small machine and only cause retries.
+        cfg.push.concurrency = 1;
         cfg.push.from_address = Some(format!("https://127.0.0.1/gemeente/{code}?oin={oin}"));
         let scenario = crate::scenario::picks(i as u64, rate_ppm).then(|| {
             k += 1;
