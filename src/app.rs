@@ -164,6 +164,7 @@ impl App {
         };
         let path = public_url_path(&public_url, GSD_PATH);
         let metrics = Arc::new(crate::ops::metrics::Metrics::default());
+        let scenario = crate::scenario::Live::new(&cfg.scenario);
         let state = Arc::new(State {
             endpoint,
             documents: Documents::gsd(&public_url),
@@ -179,14 +180,23 @@ impl App {
                     crate::http::workers::CryptoPool::new(Some(n)).map_err(StartError::Threads)?,
                 ),
             },
+            scenario: scenario.clone(),
         });
         let push = if pushing {
-            Some(push_sender(cfg, &state.endpoint.service.store)?)
+            let mut sender = push_sender(cfg, &state.endpoint.service.store)?;
+            sender.scenario = scenario.clone();
+            Some(sender)
         } else {
             None
         };
         let fetch = fetcher(cfg, &state.endpoint.service.store)?.map(Arc::new);
-        let admin = bind_admin(cfg, &state.endpoint.service.store, fetch.clone()).await?;
+        let admin = bind_admin(
+            cfg,
+            &state.endpoint.service.store,
+            fetch.clone(),
+            scenario.clone(),
+        )
+        .await?;
         let ops = if cfg.ops.listen.is_empty() {
             None
         } else {
@@ -217,6 +227,7 @@ impl App {
                 public_url.clone(),
             );
             ops_state.ib = (cfg.role == Role::Ib).then(|| ib_settings(cfg));
+            ops_state.scenario = scenario.clone();
             Some((l, Arc::new(ops_state), a))
         };
         Ok(App {
@@ -259,6 +270,11 @@ impl App {
             .verwijsindex
             .as_ref()
             .map(|m| m.endpoint.public_url.as_str())
+    }
+
+    /// The scenario this server runs (`scenario.enabled`), switchable while it runs.
+    pub fn scenario(&self) -> Option<&Arc<crate::scenario::Live>> {
+        self.state.scenario.as_ref()
     }
 
     /// The store behind the endpoint.
@@ -343,6 +359,24 @@ impl App {
                 }
             });
         }
+        if let Some(live) = self.state.scenario.clone() {
+            let stop = stopped(stop_rx.clone());
+            let url = self.state.endpoint.public_url.clone();
+            tokio::spawn(async move {
+                // Loud on purpose: nobody must mistake this server for a well-behaved gemeente.
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = &mut stop => return,
+                    }
+                    if live.is_active() {
+                        tracing::warn!(%url, scenario = %live.summary(), "SCENARIO ACTIVE: this gemeente answers wrongly on purpose");
+                    }
+                }
+            });
+        }
         if let Some(sender) = self.push {
             tracing::info!(url = %sender.url, "pushing verwijsindex updates to the IB");
             tokio::spawn(sender.run(stopped(stop_rx.clone())));
@@ -368,6 +402,7 @@ async fn bind_admin(
     cfg: &Config,
     store: &Store,
     fetcher: Option<Arc<crate::fetch::Fetcher>>,
+    scenario: Option<Arc<crate::scenario::Live>>,
 ) -> Result<Option<Admin>, StartError> {
     if cfg.admin.listen.is_empty() {
         return Ok(None);
@@ -407,6 +442,7 @@ async fn bind_admin(
         fetcher,
         identity: store.identity(role_name(cfg.role))?,
         role: role_name(cfg.role),
+        scenario,
     });
     Ok(Some(Admin {
         listener,
@@ -619,5 +655,6 @@ fn push_sender(cfg: &Config, store: &Store) -> Result<crate::push::Sender, Start
         concurrency: p.concurrency,
         max_backoff: Duration::from_secs(p.max_backoff_secs),
         pool: crate::http::client::Pool::default(),
+        scenario: None,
     })
 }

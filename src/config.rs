@@ -46,6 +46,9 @@ pub struct Config {
     /// in the real chain the signal starts at UWV, and an IB running dkd takes such a file with
     /// `dkd signals publish`).
     pub signals: SignalsConfig,
+    /// Gemeente role, for chain tests only: answer (or push) wrongly on purpose. Refused unless
+    /// `scenario.enabled = true`.
+    pub scenario: crate::scenario::ScenarioConfig,
 }
 
 /// `[signals]`
@@ -752,6 +755,17 @@ impl Config {
                 }
             }
         }
+        self.scenario
+            .validate(|c| crate::soap::emulated_fault(c).is_some())
+            .map_err(ConfigError::Invalid)?;
+        if self.scenario.enabled && self.role == Role::Ib {
+            return bad(
+                "scenario: only an emulated gemeente runs a scenario (role = \"gemeente\")".into(),
+            );
+        }
+        if self.scenario.push.is_some() && self.push.url.is_empty() {
+            return bad("scenario.push needs push.url: this gemeente does not push".into());
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(format!(
                 "log.level {:?} is not a valid filter",
@@ -935,6 +949,54 @@ mod tests {
                 .expect("write");
             let e = Config::load(Some(&p), env(&[])).expect_err(block);
             assert!(e.to_string().contains(says), "{block}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_scenario_is_refused_unless_enabled_explicitly() {
+        let e = Config::load(None, env(&[("DKD_SCENARIO__ANSWER", "hang")]))
+            .expect_err("a scenario without enabled");
+        assert!(e.to_string().contains("scenario.enabled = true"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("DKD_SCENARIO__ANSWER", "fault"),
+                ("DKD_SCENARIO__FAULT_CODE", "0021"),
+                ("DKD_SCENARIO__ENABLED", "true"),
+                ("DKD_SCENARIO__BSNS", "123456782,111222333"),
+            ]),
+        )
+        .expect("enabled");
+        assert_eq!(c.scenario.answer, Some(crate::scenario::AnswerKind::Fault));
+        assert_eq!(c.scenario.fault_code, "0021");
+        assert_eq!(c.scenario.bsns.len(), 2);
+        for (pairs, says) in [
+            (
+                vec![("DKD_SCENARIO__ANSWER", "slow")],
+                "unknown variant `slow`, expected one of `delay`",
+            ),
+            (
+                vec![
+                    ("DKD_SCENARIO__ENABLED", "true"),
+                    ("DKD_SCENARIO__ANSWER", "fault"),
+                    ("DKD_SCENARIO__FAULT_CODE", "0051"),
+                ],
+                "scenario.fault_code",
+            ),
+            (
+                vec![("DKD_SCENARIO__ENABLED", "true"), ("DKD_ROLE", "ib")],
+                "only an emulated gemeente",
+            ),
+            (
+                vec![
+                    ("DKD_SCENARIO__ENABLED", "true"),
+                    ("DKD_SCENARIO__PUSH", "paused"),
+                ],
+                "push.url",
+            ),
+        ] {
+            let e = Config::load(None, env(&pairs)).expect_err(says);
+            assert!(e.to_string().contains(says), "{pairs:?}: {e}");
         }
     }
 

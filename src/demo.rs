@@ -282,12 +282,246 @@ pub fn chain_configs(
     (g, ib)
 }
 
+/// Persons each emulated gemeente of `dkd demo --gemeenten N` holds (a tenth of them also held
+/// by the next gemeente, so the IB merges two answers and names a failing one in an FWI).
+pub const MANY_PERSONS: usize = 20;
+
+/// Most gemeenten `dkd demo --gemeenten` emulates.
+pub const MANY_MAX: usize = 2000;
+
+/// The (synthetic) gemeentecode of the `i`-th emulated gemeente: 1001, 1002, …
+pub fn many_code(i: usize) -> String {
+    format!("{:04}", 1001 + i)
+}
+
+/// What the `k`-th unreliable gemeente does wrong: every scenario in turn, so a share of 12 or
+/// more unreliable gemeenten shows each. The delay is longer than the IB's default route timeout.
+pub fn unreliable_scenario(k: usize) -> crate::scenario::ScenarioConfig {
+    use crate::scenario::{AnswerKind, PushKind, ScenarioConfig};
+    let base = ScenarioConfig {
+        enabled: true,
+        delay_ms: 8000,
+        ..ScenarioConfig::default()
+    };
+    let kinds = AnswerKind::ALL.len();
+    match k % (kinds + 2) {
+        i if i < kinds => ScenarioConfig {
+            answer: Some(AnswerKind::ALL[i]),
+            ..base
+        },
+        i if i == kinds => ScenarioConfig {
+            push: Some(PushKind::Paused),
+            ..base
+        },
+        _ => ScenarioConfig {
+            push: Some(PushKind::Partial),
+            ..base
+        },
+    }
+}
+
+/// The synthetic data of `n` emulated gemeenten, [`MANY_PERSONS`] each, every relation under its
+/// own gemeente's Bron; every tenth person also at the next gemeente.
+pub fn many_people(n: usize, today: time::Date) -> Vec<Vec<Person>> {
+    let all = generate(n * MANY_PERSONS, today);
+    let mut out: Vec<Vec<Person>> = vec![Vec::new(); n];
+    let own = |p: &Person, code: &str| {
+        let mut r = p.atl_relaties[0].clone();
+        r.bron = Bron::gemeente(code);
+        Person {
+            bron: Some(Bron::gemeente(code)),
+            atl_relaties: vec![r],
+            ..p.clone()
+        }
+    };
+    for (j, p) in all.iter().enumerate() {
+        let i = j / MANY_PERSONS;
+        out[i].push(own(p, &many_code(i)));
+        if n > 1 && j % 10 == 0 {
+            let next = (i + 1) % n;
+            out[next].push(own(p, &many_code(next)));
+        }
+    }
+    out
+}
+
+/// `dkd demo --gemeenten N`: the IB and N emulated gemeenten in one process.
+pub struct Many {
+    /// The IB.
+    pub ib: crate::app::App,
+    /// Each gemeente: its code, the running server, and its scenario (if unreliable).
+    pub gemeenten: Vec<(
+        String,
+        crate::app::App,
+        Option<crate::scenario::ScenarioConfig>,
+    )>,
+    /// A BSN held by two reliable gemeenten (merged), if there is one.
+    pub merged_bsn: Option<String>,
+    /// A BSN whose gemeente is unreliable, if there is one.
+    pub unreliable_bsn: Option<String>,
+}
+
+/// Binds the IB (configured as `ib`, its gemeenten replaced) and `n` gemeenten (each `gemeente`
+/// with its own listener on a free port, store under `dir/gemeenten/`, data, push to the IB, and
+/// for a share `unreliable` of them, spread evenly, a scenario), filling empty stores.
+///
+/// One listener per gemeente, each a whole [`crate::app::App`]: the IB routes to each over its
+/// own URL exactly as to a real gemeente, with no second router in dkd. All share one TLS and
+/// signing certificate (the OIN in it): generating 340 RSA keys would take most of a minute.
+pub async fn bind_many(
+    dir: &std::path::Path,
+    mut ib: crate::config::Config,
+    gemeente: &crate::config::Config,
+    n: usize,
+    unreliable: f64,
+    today: time::Date,
+) -> Result<Many, crate::app::StartError> {
+    use crate::app::{App, StartError};
+    use crate::config::IbGemeenteConfig;
+    use crate::store::Store;
+    if n == 0 || n > MANY_MAX {
+        return Err(StartError::Config(format!(
+            "--gemeenten must be 1..={MANY_MAX}"
+        )));
+    }
+    if !(0.0..=1.0).contains(&unreliable) {
+        return Err(StartError::Config(
+            "--unreliable must be a share between 0 and 1".into(),
+        ));
+    }
+    let people = many_people(n, today);
+    let rate_ppm = (unreliable * 1e6).round() as u64;
+    let push_url = format!("https://{}{}", ib.server.listen, crate::config::VI_PATH);
+    let oin = crate::certs::DEMO_SERVER_OIN;
+    let mut gemeenten = Vec::with_capacity(n);
+    let mut registry = Vec::with_capacity(n);
+    let mut k = 0;
+    for (i, mine) in people.iter().enumerate() {
+        let code = many_code(i);
+        let mut cfg = gemeente.clone();
+        cfg.server.listen = "127.0.0.1:0".into();
+        cfg.server.public_url = None;
+        cfg.server.service_dn = format!("CN=dkd emulated gemeente {code}");
+        // Per gemeente: no worker threads, admin API or ops listener of its own (the IB's monitor
+        // shows them all), no Toets LKS fetching.
+        cfg.server.crypto_threads = 0;
+        cfg.admin.listen = String::new();
+        cfg.ops.listen = String::new();
+        cfg.signals.portal = String::new();
+        cfg.store.path = dir.join("gemeenten").join(format!("{code}.sled"));
+        cfg.push.url = push_url.clone();
+        // One delivery in flight per gemeente: N × 4 signed updates at once would outrun the
+        // push timeout on a small machine and only cause retries.
+        cfg.push.concurrency = 1;
+        cfg.push.from_address = Some(format!("https://127.0.0.1/gemeente/{code}?oin={oin}"));
+        let scenario = crate::scenario::picks(i as u64, rate_ppm).then(|| {
+            k += 1;
+            unreliable_scenario(k - 1)
+        });
+        cfg.scenario = scenario.clone().unwrap_or_default();
+        cfg.validate()
+            .map_err(|e| StartError::Config(format!("gemeente {code}: {e}")))?;
+        let store = Store::open(&cfg.store.path)?.with_outbox(true);
+        if store.is_empty() {
+            store.put_all(mine, "demo")?;
+        }
+        let app = App::bind_with_store(&cfg, store).await?;
+        registry.push(IbGemeenteConfig {
+            code: code.clone(),
+            name: format!("Emulated {code}"),
+            oins: vec![oin.into()],
+            url: Some(app.public_url().to_owned()),
+            delivery: crate::service::ib::Delivery::Webservice,
+        });
+        gemeenten.push((code, app, scenario));
+    }
+    ib.ib.gemeenten = registry;
+    // Every gemeente keeps a connection to the IB for its push.
+    ib.server.max_connections = ib.server.max_connections.max(2 * n + 64);
+    ib.validate()
+        .map_err(|e| StartError::Config(format!("IB: {e}")))?;
+    let ib_store = Store::open(&ib.store.path)?;
+    let ib_app = App::bind_with_store(&ib, ib_store).await?;
+    let reliable = |i: usize| gemeenten.get(i).is_some_and(|g| g.2.is_none());
+    let at = |i: usize, bsn: &crate::suwiml::types::Bsn| {
+        people
+            .get(i)
+            .is_some_and(|v| v.iter().any(|p| &p.bsn == bsn))
+    };
+    let merged_bsn = (0..n.saturating_sub(1))
+        .filter(|i| reliable(*i) && reliable(*i + 1))
+        .find_map(|i| people[i].iter().find(|p| at(i + 1, &p.bsn)))
+        .map(|p| p.bsn.to_string());
+    let unreliable_bsn = (0..n)
+        .filter(|i| gemeenten[*i].2.as_ref().is_some_and(|s| s.answer.is_some()))
+        .find_map(|i| {
+            people[i]
+                .iter()
+                .find(|p| (0..n).filter(|j| *j != i).all(|j| !at(j, &p.bsn)))
+        })
+        .map(|p| p.bsn.to_string());
+    Ok(Many {
+        ib: ib_app,
+        gemeenten,
+        merged_bsn,
+        unreliable_bsn,
+    })
+}
+
+impl Many {
+    /// Runs every server until `stop` completes.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        let mut tasks = Vec::with_capacity(self.gemeenten.len() + 1);
+        tasks.push(tokio::spawn(self.ib.run(stopped(rx.clone()))));
+        for (_, app, _) in self.gemeenten {
+            tasks.push(tokio::spawn(app.run(stopped(rx.clone()))));
+        }
+        stop.await;
+        let _ = tx.send(true);
+        let mut result = Ok(());
+        for t in tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(e) => result = Err(std::io::Error::other(e.to_string())),
+            }
+        }
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn today() -> time::Date {
         time::macros::date!(2026 - 11 - 22)
+    }
+
+    #[test]
+    fn many_gemeenten_each_hold_their_own_valid_data_and_every_scenario_is_used() {
+        let people = many_people(30, today());
+        assert_eq!(people.len(), 30);
+        for (i, mine) in people.iter().enumerate() {
+            let code = many_code(i);
+            assert!(mine.len() >= MANY_PERSONS, "{code}");
+            for p in mine {
+                p.validate().unwrap_or_else(|e| panic!("{code}: {e:?}"));
+                assert!(p.atl_relaties.iter().all(|r| r.bron.partij == code));
+            }
+        }
+        let names: std::collections::HashSet<String> =
+            (0..12).map(|k| unreliable_scenario(k).summary()).collect();
+        assert_eq!(names.len(), 12, "{names:?}");
+        for k in 0..12 {
+            unreliable_scenario(k)
+                .validate(|c| crate::soap::emulated_fault(c).is_some())
+                .expect("valid");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod probe;
 pub mod push;
 pub mod report;
+pub mod scenario;
 pub mod service;
 pub mod signals;
 pub mod soap;

@@ -139,6 +139,14 @@ enum Command {
         /// Add this to every port (to run beside another demo).
         #[arg(long, default_value_t = 0)]
         port_shift: u16,
+        /// Emulate this many gemeenten (each its own endpoint, data and push) registered at the
+        /// IB, instead of the one demo gemeente.
+        #[arg(long, value_name = "N")]
+        gemeenten: Option<usize>,
+        /// With --gemeenten: the share (0..1) of them running a scenario (answering wrongly on
+        /// purpose, every scenario in turn).
+        #[arg(long, value_name = "P", default_value_t = 0.0, requires = "gemeenten")]
+        unreliable: f64,
     },
     /// Send one GSDReintegratieInfo to any 2W-be-S endpoint, signed, and check the signed answer.
     Call(CallArgs),
@@ -390,7 +398,15 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config, demo } => serve(config.as_deref(), demo),
-        Command::Demo { dir, port_shift } => demo_chain(&dir, port_shift),
+        Command::Demo {
+            dir,
+            port_shift,
+            gemeenten: Some(n),
+            unreliable,
+        } => demo_many(&dir, port_shift, n, unreliable),
+        Command::Demo {
+            dir, port_shift, ..
+        } => demo_chain(&dir, port_shift),
         Command::Call(args) => call(args),
         Command::Check(args) => check(args),
         Command::Import {
@@ -1495,6 +1511,95 @@ fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
     })
 }
 
+/// `dkd demo --gemeenten N [--unreliable P]`: the IB and N emulated gemeenten in one process.
+fn demo_many(dir: &Path, shift: u16, n: usize, unreliable: f64) -> ExitCode {
+    let started = std::time::Instant::now();
+    let (g_cfg, ib_cfg) = dkd::demo::chain_configs(dir, shift);
+    let _log = init_logging(&g_cfg);
+    let dev_dir = PathBuf::from("certs/dev");
+    if !certs::dev_pki_present(&dev_dir) {
+        say!("Generating a development PKI in {} ...", dev_dir.display());
+        if let Err(e) = certs::generate_dev_pki(&dev_dir) {
+            return fail(
+                exit::TLS,
+                &format!("cannot generate the development PKI: {e}"),
+            );
+        }
+    }
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    runtime.block_on(async move {
+        let many =
+            match dkd::demo::bind_many(dir, ib_cfg.clone(), &g_cfg, n, unreliable, today).await {
+                Ok(m) => m,
+                Err(e) => return start_error(e),
+            };
+        let ib_url = many.ib.public_url().to_owned();
+        say!();
+        say!(
+            "dkd {} demo: the IB and {n} emulated gemeenten on this machine (bound in {:.1} s)",
+            env!("CARGO_PKG_VERSION"),
+            started.elapsed().as_secs_f64()
+        );
+        say!("  IB       : {ib_url}");
+        if let Some(a) = many.ib.ops_addr() {
+            say!("  status   : http://{a}/   (the IB's Aanlevermonitor: reachability, failures, BSNs per gemeente)");
+        }
+        let bad: Vec<_> = many
+            .gemeenten
+            .iter()
+            .filter_map(|(code, _, s)| s.as_ref().map(|s| (code, s.summary())))
+            .collect();
+        say!(
+            "  gemeenten: {} .. {} ({} persons each, pushing to the IB), {} of them unreliable:",
+            dkd::demo::many_code(0),
+            dkd::demo::many_code(n - 1),
+            dkd::demo::MANY_PERSONS,
+            bad.len()
+        );
+        for (code, summary) in bad.iter().take(14) {
+            say!("    {code}  SCENARIO {summary}");
+        }
+        if bad.len() > 14 {
+            say!("    … and {} more, every scenario in turn", bad.len() - 14);
+        }
+        let dir_dev = Path::new("certs/dev");
+        let call = |bsn: &str| {
+            format!(
+                "cargo run --release -- call {ib_url} --bsn {bsn} --ca {} --cert {} --key {}",
+                abs(&dir_dev.join(files::CA)),
+                abs(&dir_dev.join(files::CLIENT)),
+                abs(&dir_dev.join(files::CLIENT_KEY)),
+            )
+        };
+        if let Some(bsn) = &many.merged_bsn {
+            say!();
+            say!("A person held by two gemeenten, merged by the IB:");
+            say!("{}", call(bsn));
+        }
+        if let Some(bsn) = &many.unreliable_bsn {
+            say!();
+            say!("A person at an unreliable gemeente: answered within the route timeout, the gemeente named in an FWI:");
+            say!("{}", call(bsn));
+        }
+        say!();
+        say!("The IB's Aanlevermonitor as a table:");
+        say!(
+            "DKD_ROLE=ib DKD_ADMIN__LISTEN={} DKD_STORE__PATH={} cargo run --release -- report",
+            ib_cfg.admin.listen,
+            ib_cfg.store.path.display()
+        );
+        say!();
+        match many.run(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(exit::FAILURE, &e.to_string()),
+        }
+    })
+}
+
 fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store, merged: Option<&str>) {
     let dir = Path::new("certs/dev");
     let bsn = merged.map(str::to_owned).unwrap_or_else(|| {
@@ -1633,6 +1738,14 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
     // the status page have the figures.
     say!("  store    : {}", cfg.store.path.display());
     say!("  allowed  : {}", cfg.auth.allowed_oins.join(", "));
+    if cfg.scenario.enabled {
+        say!();
+        say!("  !!! SCENARIO: this gemeente answers wrongly ON PURPOSE, for chain tests only !!!");
+        say!("  scenario : {}", cfg.scenario.summary());
+        say!(
+            "             switch it: PUT /scenario on the admin API; never run this in production"
+        );
+    }
     if let Some(bsn) = &bsn {
         say!(
             "  demo BSN : {bsn}   (unknown but valid: {})",

@@ -47,7 +47,12 @@ pub struct Sender {
     pub max_backoff: Duration,
     /// Connections to the IB kept open between deliveries.
     pub pool: client::Pool,
+    /// A scenario pausing the push or withholding a share of the updates.
+    pub scenario: Option<Arc<crate::scenario::Live>>,
 }
+
+/// Why an update withheld by `push = "partial"` is parked (`dkd sync --status` shows it).
+pub const WITHHELD: &str = "withheld on purpose by scenario push = \"partial\"";
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +66,8 @@ pub enum Delivery {
     /// An answer came, but not a usable one for this entry: retried, and parked after
     /// [`MAX_SUSPECT_ATTEMPTS`] so one entry cannot hold up the queue forever.
     Suspect(String),
+    /// Never sent: withheld by a `push = "partial"` scenario, parked with [`WITHHELD`].
+    Withheld,
 }
 
 /// Attempts after which an entry whose answers stay unusable is parked.
@@ -99,6 +106,9 @@ impl Sender {
     /// One round: up to `concurrency × 8` entries, at most one per BSN and gemeente. Returns how
     /// many were delivered or parked, or the error that stopped the round (entries after it wait).
     pub async fn round(&self) -> Result<usize, String> {
+        if self.scenario.as_ref().is_some_and(|s| s.push_paused()) {
+            return Ok(0);
+        }
         let batch = self
             .store
             .outbox_pending(self.concurrency * 8)
@@ -110,7 +120,17 @@ impl Sender {
             .collect();
         let mut done = 0;
         for chunk in round.chunks(self.concurrency.max(1)) {
-            let results = join_all(chunk.iter().map(|e| self.deliver(e))).await;
+            let results = join_all(chunk.iter().map(|e| async {
+                match &self.scenario {
+                    Some(s)
+                        if s.push(e.bsn.as_str()) == crate::scenario::PushDecision::Withhold =>
+                    {
+                        Delivery::Withheld
+                    }
+                    _ => self.deliver(e).await,
+                }
+            }))
+            .await;
             let mut failure = None;
             for (e, r) in chunk.iter().zip(results) {
                 let stored = match r {
@@ -122,6 +142,11 @@ impl Sender {
                         tracing::warn!(bsn = %e.bsn.masked(), gemeente = %e.gemeente, reason = %why, "verwijsindex update refused by the IB; parked");
                         done += 1;
                         self.store.outbox_park(e.seq, &why)
+                    }
+                    Delivery::Withheld => {
+                        tracing::info!(bsn = %e.bsn.masked(), gemeente = %e.gemeente, "scenario: verwijsindex update withheld on purpose; parked");
+                        done += 1;
+                        self.store.outbox_park(e.seq, WITHHELD)
                     }
                     Delivery::Suspect(why) if e.attempts + 1 >= MAX_SUSPECT_ATTEMPTS => {
                         let why = format!("after {MAX_SUSPECT_ATTEMPTS} attempts: {why}");
@@ -338,6 +363,7 @@ mod tests {
             concurrency: 1,
             max_backoff: Duration::from_secs(1),
             pool: client::Pool::default(),
+            scenario: None,
         }
     }
 
@@ -392,6 +418,7 @@ mod tests {
                 Delivery::Refused(_) => "refused",
                 Delivery::Retry(_) => "retry",
                 Delivery::Suspect(_) => "suspect",
+                Delivery::Withheld => "withheld",
             };
             assert_eq!(got, expect, "{answer}");
         }

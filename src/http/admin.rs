@@ -44,6 +44,8 @@ pub struct AdminState {
     pub identity: crate::store::identity::Identity,
     /// The role this server plays (`gemeente`, `ib`).
     pub role: &'static str,
+    /// Started with `scenario.enabled = true`: the scenario `GET/PUT /scenario` read and switch.
+    pub scenario: Option<Arc<crate::scenario::Live>>,
 }
 
 /// `GET /identity`: which store the server holds and which role it plays, so a command that found
@@ -67,6 +69,32 @@ const MAX_SIGNAL_FILE: usize = 64 << 20;
 fn query<'q>(q: Option<&'q str>, key: &str) -> Option<&'q str> {
     q?.split('&')
         .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+const NO_SCENARIO: &str =
+    "this server was not started with scenario.enabled = true: it runs no scenario";
+
+fn scenario_json(live: &crate::scenario::Live) -> serde_json::Value {
+    json!({"scenario": live.get(), "active": live.is_active(), "summary": live.summary()})
+}
+
+/// A `PUT /scenario` body: the `[scenario]` keys as JSON. `enabled` may be left out (the server
+/// was started with it); `"enabled": false` or `{}` clears the scenario.
+fn parse_scenario(body: &[u8]) -> Result<crate::scenario::ScenarioConfig, String> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err("the body must be a JSON object with [scenario] keys".into());
+    };
+    let clear = obj.is_empty() || obj.get("enabled") == Some(&serde_json::Value::Bool(false));
+    obj.insert("enabled".into(), serde_json::Value::Bool(true));
+    let cfg: crate::scenario::ScenarioConfig =
+        serde_json::from_value(v).map_err(|e| format!("scenario: {e}"))?;
+    if clear {
+        return Ok(crate::scenario::ScenarioConfig::default());
+    }
+    cfg.validate(|c| crate::soap::emulated_fault(c).is_some())?;
+    Ok(cfg)
 }
 
 fn flag(q: Option<&str>, key: &str) -> bool {
@@ -106,6 +134,32 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
                 Err(e) => internal(&e),
             },
         },
+        (hyper::Method::GET, "/scenario") => match &state.scenario {
+            None => error(StatusCode::NOT_FOUND, NO_SCENARIO),
+            Some(live) => reply(StatusCode::OK, scenario_json(live)),
+        },
+        (hyper::Method::PUT, "/scenario") => {
+            let Some(live) = &state.scenario else {
+                return error(StatusCode::CONFLICT, NO_SCENARIO);
+            };
+            let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the body: {e}"),
+                    )
+                }
+            };
+            match parse_scenario(&body) {
+                Ok(cfg) => {
+                    live.set(cfg);
+                    tracing::warn!(scenario = %live.summary(), "scenario switched through the admin API");
+                    reply(StatusCode::OK, scenario_json(live))
+                }
+                Err(why) => error(StatusCode::BAD_REQUEST, &why),
+            }
+        }
         (hyper::Method::POST, "/sweep") => {
             let (store, window, purge, dry) = (
                 state.store.clone(),

@@ -58,7 +58,21 @@ pub struct State {
     /// Threads for signing and verification (one per core).
     /// `None`: verify and sign on the async workers (`server.crypto_threads = 0`).
     pub crypto: Option<super::workers::CryptoPool>,
+    /// Gemeente role with `scenario.enabled`: how answers go wrong on purpose.
+    pub scenario: Option<Arc<crate::scenario::Live>>,
 }
+
+/// Marks a response that must not be sent: the connection is closed instead (`reset` scenario).
+#[derive(Debug, Clone, Copy)]
+struct ScenarioReset;
+
+impl std::fmt::Display for ScenarioReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("closed without an answer by the reset scenario")
+    }
+}
+
+impl std::error::Error for ScenarioReset {}
 
 /// A further endpoint on the listener.
 pub struct Mount {
@@ -204,7 +218,11 @@ async fn serve_connection(
         async move {
             let r = route(state, oin, req).await;
             drop(busy);
-            Ok::<_, std::convert::Infallible>(r)
+            // hyper ends the connection when the service fails: that is the reset.
+            match r.extensions().get::<ScenarioReset>() {
+                Some(reset) => Err(*reset),
+                None => Ok(r),
+            }
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -519,9 +537,14 @@ async fn soap_post(
                             }
                         }
                     }
-                    _ => cpu(&state, vi, move |ep| soap::handle(ep, owned.get()))
+                    _ => {
+                        let scenario = state.scenario.clone();
+                        cpu(&state, vi, move |ep| {
+                            soap::handle_as(ep, owned.get(), scenario.as_deref())
+                        })
                         .await
-                        .unwrap_or_else(|()| internal()),
+                        .unwrap_or_else(|()| internal())
+                    }
                 }
             }
         }
@@ -582,6 +605,7 @@ async fn soap_post(
         out.outcome,
         soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014")
     );
+    let wire = out.wire;
     let mut resp = xml(out.status, out.body);
     if close {
         // The rest of an oversized or stalled body is not read; the connection cannot be reused.
@@ -590,7 +614,44 @@ async fn soap_post(
             hyper::header::HeaderValue::from_static("close"),
         );
     }
-    resp
+    match wire {
+        Some(w) => scenario_wire(w, resp).await,
+        None => resp,
+    }
+}
+
+/// A scenario's transport part, applied to the answer `soap` wrote (`crate::scenario::Wire`).
+async fn scenario_wire(
+    wire: crate::scenario::Wire,
+    resp: Response<Full<Bytes>>,
+) -> Response<Full<Bytes>> {
+    use crate::scenario::Wire;
+    tracing::info!(effect = ?wire, "scenario applied to this answer");
+    let unanswered = || {
+        let mut r = text(StatusCode::INTERNAL_SERVER_ERROR, "");
+        r.extensions_mut().insert(ScenarioReset);
+        r
+    };
+    match wire {
+        Wire::Delay(d) => {
+            tokio::time::sleep(d).await;
+            resp
+        }
+        Wire::Hang => {
+            tokio::time::sleep(crate::scenario::HANG_LIMIT).await;
+            unanswered()
+        }
+        Wire::Reset => unanswered(),
+        Wire::Unavailable => {
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable (dkd scenario http-503)\n",
+            );
+            r.headers_mut()
+                .insert("retry-after", hyper::header::HeaderValue::from_static("30"));
+            r
+        }
+    }
 }
 
 /// A slot in the audit queue: at once when there is room, else waiting up to

@@ -47,6 +47,8 @@ pub struct OpsState {
     pub started: Instant,
     /// IB role: its settings (the portal).
     pub ib: Option<crate::service::ib::IbSettings>,
+    /// Gemeente role with `scenario.enabled`: shown on `/readyz` and the status page.
+    pub scenario: Option<Arc<crate::scenario::Live>>,
     cache: Mutex<Option<(Instant, Vec<crate::report::GemeenteReport>)>>,
     ib_cache: Mutex<Option<(Instant, Vec<crate::report::IbReport>)>>,
 }
@@ -68,6 +70,7 @@ impl OpsState {
             public_url,
             started: Instant::now(),
             ib: None,
+            scenario: None,
             cache: Mutex::new(None),
             ib_cache: Mutex::new(None),
         }
@@ -177,6 +180,15 @@ impl OpsState {
                 detail.push_str(&format!(": {e}"));
             }
             out.push(("push", ok, detail));
+        }
+        if let Some(live) = &self.scenario {
+            // Ready (a test waits for it), but never mistakable for a well-behaved gemeente.
+            let detail = if live.is_active() {
+                format!("ACTIVE, answers wrongly on purpose: {}", live.summary())
+            } else {
+                "enabled, none active (PUT /scenario on the admin API sets one)".to_owned()
+            };
+            out.push(("scenario", true, detail));
         }
         if self.thresholds.max_import_age_hours > 0 {
             let max = self.thresholds.max_import_age_hours as i64 * 3600;
@@ -471,6 +483,12 @@ fn status_page(state: &OpsState) -> String {
         "<h1>dkd <small>{}</small></h1>",
         env!("CARGO_PKG_VERSION")
     ));
+    if let Some(live) = state.scenario.as_ref().filter(|l| l.is_active()) {
+        h.push_str(&format!(
+            "<p id=\"scenario\" class=\"bad\" style=\"background:#fde7ea;padding:.6em\">SCENARIO ACTIVE: this gemeente answers wrongly on purpose ({})</p>",
+            esc(&live.summary())
+        ));
+    }
     h.push_str(&format!(
         "<p id=\"overall\" class=\"{}\">{}</p>",
         if ready { "ok" } else { "bad" },

@@ -9,6 +9,7 @@ pub mod fast;
 pub mod fault;
 pub mod wssec;
 
+use crate::scenario::Effect;
 use crate::service::ib::Ib;
 use crate::service::Service;
 use crate::suwiml::gsd::{self, BodyError, Reply};
@@ -235,11 +236,24 @@ pub struct Outbound {
     pub signer_oin: Option<String>,
     /// The namespace of each unknown header block ignored (`""` for none), for the metrics.
     pub ignored_headers: Vec<String>,
+    /// A scenario's part for the transport (delay, hang, reset, 503); `None` normally.
+    pub wire: Option<crate::scenario::Wire>,
 }
 
 /// Handles one request whose operation needs no network: everything but the IB's routing. Never
 /// panics on input; every refusal becomes a fault via [`fault::describe`].
 pub fn handle(ep: &Endpoint, req: Inbound<'_>) -> Outbound {
+    handle_as(ep, req, None)
+}
+
+/// [`handle`] for a gemeente that may run a scenario: once the request is accepted, the scenario
+/// decides (once) what this answer gets; the soap layer applies its own part here and hands the
+/// transport's part on in [`Outbound::wire`]. Refusals of bad requests are never affected.
+pub fn handle_as(
+    ep: &Endpoint,
+    req: Inbound<'_>,
+    scenario: Option<&crate::scenario::Live>,
+) -> Outbound {
     let acc = match accept(ep, req) {
         Ok(a) => a,
         Err(out) => return *out,
@@ -257,7 +271,119 @@ pub fn handle(ep: &Endpoint, req: Inbound<'_>) -> Outbound {
             )
         }
     };
-    respond(ep, acc, answer)
+    let effect = match (&ep.role, scenario) {
+        (Role::Gemeente, Some(s)) => s.decide(acc.request.bsn().as_str()),
+        _ => None,
+    };
+    match effect {
+        None => respond(ep, acc, answer),
+        Some(e) => respond_as(ep, acc, answer, &e),
+    }
+}
+
+/// The dkd fault codes a `fault` scenario can answer with.
+pub const EMULATED_FAULTS: [&str; 9] = [
+    "0001", "0002", "0004", "0012", "0020", "0021", "0022", "0026", "0099",
+];
+
+/// The refusal a `fault` scenario with dkd code `code` answers, worded by [`fault::describe`]
+/// like the real one; `None` for a code not in [`EMULATED_FAULTS`].
+pub fn emulated_fault(code: &str) -> Option<SoapError> {
+    use wssec::SecurityError as S;
+    let why = || "emulated by a scenario".to_owned();
+    Some(match code {
+        "0001" => SoapError::InvalidEnvelope(why()),
+        "0002" => SoapError::NotAuthorised(why()),
+        "0004" => SoapError::SchemaInvalid(why()),
+        "0012" => SoapError::BsnElevenTest,
+        "0020" => SoapError::Security(S::Invalid(why())),
+        "0021" => SoapError::Security(S::FailedCheck(why())),
+        "0022" => SoapError::Security(S::Token(why())),
+        "0026" => SoapError::Security(S::Replay(why())),
+        "0099" => SoapError::Internal(why()),
+        _ => return None,
+    })
+}
+
+/// How a response is written: as it should be, or broken by a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    Proper,
+    Unsigned,
+    BadSignature,
+    NoConfirmation,
+}
+
+/// [`respond`] under a scenario's effect. Every change is made to the answer being written, never
+/// to what the store holds.
+fn respond_as(ep: &Endpoint, acc: Accepted, answer: Answer, effect: &Effect) -> Outbound {
+    let look = match effect {
+        Effect::Unsigned => Look::Unsigned,
+        Effect::BadSignature => Look::BadSignature,
+        Effect::NoConfirmation => Look::NoConfirmation,
+        _ => Look::Proper,
+    };
+    let bsn = acc.request.bsn();
+    let mut out = match (effect, answer) {
+        (Effect::Fault(code), _) => {
+            let e = emulated_fault(code).unwrap_or(SoapError::Internal(format!(
+                "scenario fault code {code} cannot be emulated"
+            )));
+            tracing::warn!(code = %code, "scenario: answered with a fault on purpose");
+            fault_response(ep, &acc.ctx, &e)
+        }
+        (Effect::OtherBsn, Answer::Gsd(reply)) => {
+            let other = other_bsn(&bsn);
+            let person = match reply {
+                Reply::Client(p, _) => crate::suwiml::model::Person { bsn: other, ..*p },
+                _ => crate::suwiml::model::Person {
+                    bsn: other,
+                    voornamen: None,
+                    voorletters: None,
+                    voorvoegsel: None,
+                    achternaam: None,
+                    geslacht: None,
+                    geboortedat: None,
+                    bron: None,
+                    atl_relaties: Vec::new(),
+                },
+            };
+            write_answer(
+                ep,
+                &acc,
+                &Answer::Gsd(Reply::Client(Box::new(person), Vec::new())),
+                look,
+                |_| {},
+            )
+        }
+        (Effect::SchemaInvalid, answer) => write_answer(ep, &acc, &answer, look, break_schema),
+        (_, answer) => write_answer(ep, &acc, &answer, look, |_| {}),
+    };
+    out.bsn = Some(bsn);
+    out.wire = effect.wire();
+    out
+}
+
+/// A valid BSN other than `bsn` (the next one up that passes the 11-test).
+fn other_bsn(bsn: &Bsn) -> Bsn {
+    let prefix: u32 = bsn.as_str()[..8].parse().unwrap_or(0);
+    (1..=20)
+        .filter_map(|d| Bsn::from_prefix((prefix + d) % 100_000_000))
+        .find(|b| b != bsn)
+        .unwrap_or(*bsn)
+}
+
+/// Makes a written GSDReintegratieInfoResponse schema-invalid: a ClientSuwi loses its required
+/// Burgerservicenr; any other answer gets an element the schema does not know.
+fn break_schema(body: &mut String) {
+    if let (Some(start), Some(end)) = (
+        body.find("<Burgerservicenr>"),
+        body.find("</Burgerservicenr>"),
+    ) {
+        body.replace_range(start..end + "</Burgerservicenr>".len(), "");
+    } else if let Some(i) = body.find('>') {
+        body.insert_str(i + 1, "<Onverwacht>scenario</Onverwacht>");
+    }
 }
 
 /// The first half of [`handle`]: every check on the request, up to the parsed body.
@@ -275,8 +401,20 @@ pub fn accept(ep: &Endpoint, req: Inbound<'_>) -> Result<Accepted, Box<Outbound>
 
 /// The second half of [`handle`]: the answer written, addressed and signed.
 pub fn respond(ep: &Endpoint, acc: Accepted, answer: Answer) -> Outbound {
+    let mut out = write_answer(ep, &acc, &answer, Look::Proper, |_| {});
+    out.bsn = Some(acc.request.bsn());
+    out
+}
+
+fn write_answer(
+    ep: &Endpoint,
+    acc: &Accepted,
+    answer: &Answer,
+    look: Look,
+    mutate: impl FnOnce(&mut String),
+) -> Outbound {
     let mut body = String::with_capacity(2048);
-    let outcome = match &answer {
+    let outcome = match answer {
         Answer::Gsd(reply) => {
             gsd::write_response(reply, "", &mut body);
             match reply {
@@ -293,9 +431,16 @@ pub fn respond(ep: &Endpoint, acc: Accepted, answer: Answer) -> Outbound {
             }
         }
     };
-    let mut out = envelope_for(ep, &acc.ctx, ep.response_action(), &body, 200, outcome);
-    out.bsn = Some(acc.request.bsn());
-    out
+    mutate(&mut body);
+    envelope_as(
+        ep,
+        &acc.ctx,
+        ep.response_action(),
+        &body,
+        200,
+        outcome,
+        look,
+    )
 }
 
 /// A fresh `urn:uuid:` WS-Addressing MessageID (a version 4 UUID).
@@ -568,7 +713,23 @@ fn envelope_for(
     status: u16,
     outcome: Outcome,
 ) -> Outbound {
-    let signing = ep.security.as_deref();
+    envelope_as(ep, ctx, action, body, status, outcome, Look::Proper)
+}
+
+fn envelope_as(
+    ep: &Endpoint,
+    ctx: &ReplyContext,
+    action: &str,
+    body: &str,
+    status: u16,
+    outcome: Outcome,
+    look: Look,
+) -> Outbound {
+    let signing = ep.security.as_deref().filter(|_| look != Look::Unsigned);
+    let confirm = ctx
+        .confirm
+        .as_deref()
+        .filter(|_| look != Look::NoConfirmation);
     let id = |name: &'static str| signing.map(|_| name);
     let message_id = new_message_id();
     // The response's From is the address the caller used, so a caller behind an alias sees its own.
@@ -615,11 +776,12 @@ fn envelope_for(
             .map(|(i, span)| (*i, &headers[span.clone()]))
             .collect();
         parts.push(("_Body", &canonical_body));
-        sec.signer.security_header(
-            &parts,
-            ctx.confirm.as_deref(),
-            time::OffsetDateTime::now_utc(),
-        )
+        sec.signer
+            .security_header(&parts, confirm, time::OffsetDateTime::now_utc())
+            .map(|h| match look {
+                Look::BadSignature => break_signature(h),
+                _ => h,
+            })
     });
     let security_header = match security_header {
         None => None,
@@ -636,6 +798,7 @@ fn envelope_for(
                 bsn: None,
                 signer_oin: ctx.signer_oin.clone(),
                 ignored_headers: ctx.ignored_headers.clone(),
+                wire: None,
             };
         }
     };
@@ -673,7 +836,20 @@ fn envelope_for(
         bsn: None,
         signer_oin: ctx.signer_oin.clone(),
         ignored_headers: ctx.ignored_headers.clone(),
+        wire: None,
     }
+}
+
+/// A signature that no longer verifies: one base64 character of the SignatureValue changed (the
+/// header stays well-formed, every digest still matches).
+fn break_signature(mut header: String) -> String {
+    const TAG: &str = "<ds:SignatureValue>";
+    if let Some(i) = header.find(TAG).map(|i| i + TAG.len()) {
+        let c = header.as_bytes().get(i).copied().unwrap_or(b'A');
+        let swapped = if c == b'A' { "B" } else { "A" };
+        header.replace_range(i..i + 1, swapped);
+    }
+    header
 }
 
 /// A complete, unsigned GSDReintegratieInfo request: for the start-up banner's curl example, the

@@ -14,6 +14,7 @@ mod limits;
 mod node_interop;
 mod ops;
 mod probe;
+mod scenario;
 mod schemas;
 mod signals;
 mod transport;
