@@ -5,8 +5,6 @@
 //!   unsigned and of a signed GSDReintegratieInfo request;
 //! - `floor/quick_xml_scan`, `floor/sled_scan_prefix_1e3`, `floor/sled_get_1e3`: the least the
 //!   fixed crates cost per unsigned answer (tokenizing the request; finding one record);
-//! - `request/fast_read`: `soap::fast::read` of the same unsigned request (the one-pass reader
-//!   `handle` uses for it instead of the tree);
 //! - `request/handle_unsigned`: `soap::handle`, signing off, a known BSN (parse, WS-A checks, OIN,
 //!   store lookup, response written) — issue 7's "envelope parse + response write" end to end;
 //! - `request/handle_sign_only`: the same unsigned request with signing on (`optional`): the
@@ -202,10 +200,6 @@ fn benches(c: &mut Criterion) {
         let mut g = c.benchmark_group("request");
         g.bench_function("envelope_parse", |b| {
             b.iter(|| dkd::soap::envelope::parse(black_box(unsigned.as_bytes())).is_ok())
-        });
-        assert!(dkd::soap::fast::read(unsigned.as_bytes()).is_some());
-        g.bench_function("fast_read", |b| {
-            b.iter(|| dkd::soap::fast::read(black_box(unsigned.as_bytes())).is_some())
         });
         g.bench_function("handle_unsigned", |b| {
             b.iter(|| handle(&ep, inbound(black_box(&unsigned))).body.len())

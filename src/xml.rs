@@ -347,18 +347,10 @@ pub fn line_of(text: &[u8], pos: usize) -> usize {
         .count()
 }
 
-/// The tokenizer of every XML reader here (this module's tree, `soap::fast`), set up once so they
-/// agree on what is well-formed; a leading byte order mark is skipped.
+/// The tokenizer of every XML reader here (this module's tree, `envelope::addressing_of_prefix`),
+/// set up once so they agree on what is well-formed; a leading byte order mark is skipped.
 pub(crate) fn tokenizer(text: &str) -> quick_xml::NsReader<&[u8]> {
     let mut reader = quick_xml::NsReader::from_str(without_bom(text));
-    configure(reader.config_mut());
-    reader
-}
-
-/// [`tokenizer`] without namespace resolution: the same events, for a reader that keeps its
-/// own (smaller) namespace table.
-pub(crate) fn plain_tokenizer(text: &str) -> quick_xml::Reader<&[u8]> {
-    let mut reader = quick_xml::Reader::from_str(without_bom(text));
     configure(reader.config_mut());
     reader
 }

@@ -5,7 +5,6 @@
 pub mod client;
 pub mod dsig;
 pub mod envelope;
-pub mod fast;
 pub mod fault;
 pub mod wssec;
 
@@ -506,16 +505,6 @@ fn process(ep: &Endpoint, req: Inbound<'_>, ctx: &mut ReplyContext) -> Result<Re
             remember(&envelope::read_headers(&env.headers).addressing, ctx);
         }
         return Err(e);
-    }
-    // Signed requests need the tree (the signature's references point into it).
-    if ep.security.is_none() && !ep.role.is_verwijsindex() {
-        if let Some(simple) = fast::read(req.body) {
-            remember(&simple.addressing, ctx);
-            authorise(ep, req.tls_oin)?;
-            check_addressing(ep, &simple.addressing)?;
-            check_soap_action(req.soap_action, simple.addressing.action.as_deref())?;
-            return Ok(Request::Gsd(simple.bsn));
-        }
     }
     let env = envelope::parse(req.body)?;
     let headers = envelope::read_headers(&env.headers);
