@@ -473,31 +473,14 @@ fn benches(c: &mut Criterion) {
         g.finish();
     }
     {
-        // The per-request info line of `dkd serve` (written to a sink): dkd's subscriber against
-        // tracing-subscriber's defaults, human and JSON.
+        // The per-request info line of `dkd serve` (written to a sink), human and JSON.
         let mut g = c.benchmark_group("log");
         let filter = || tracing_subscriber::EnvFilter::new("info");
         let dkd_format =
             |format| dkd::ops::logging::dispatch(filter(), format, false, std::io::sink);
         let ours = dkd_format(dkd::config::LogFormat::Human);
-        let default: tracing::Dispatch = tracing_subscriber::fmt()
-            .with_env_filter(filter())
-            .with_ansi(false)
-            .with_writer(std::io::sink)
-            .into();
         let json = dkd_format(dkd::config::LogFormat::Json);
-        let json_default: tracing::Dispatch = tracing_subscriber::fmt()
-            .with_env_filter(filter())
-            .with_writer(std::io::sink)
-            .json()
-            .flatten_event(true)
-            .into();
-        for (name, d) in [
-            ("request_line", &ours),
-            ("request_line_tracing_defaults", &default),
-            ("request_line_json", &json),
-            ("request_line_json_tracing_defaults", &json_default),
-        ] {
+        for (name, d) in [("request_line", &ours), ("request_line_json", &json)] {
             tracing::dispatcher::with_default(d, || {
                 g.bench_function(name, |b| {
                     b.iter(|| {

@@ -1298,14 +1298,15 @@ fn fail(code: u8, msg: &str) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Log lines go to stderr through [`dkd::ops::logwriter`]: batched off the request path.
-fn init_logging(cfg: &Config) -> dkd::ops::logwriter::Guard {
+/// Log lines go to stderr through tracing-appender's writer thread, off the request path; the
+/// guard writes what is left when the command ends.
+fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DKD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let (writer, guard) = dkd::ops::logwriter::start(std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     // Colour codes only help a person at a terminal; in a file or journald they are noise (and
     // bytes written per request line).
     let ansi = std::io::stderr().is_terminal();

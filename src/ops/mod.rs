@@ -3,7 +3,6 @@
 //! date before the IB does.
 
 pub mod logging;
-pub mod logwriter;
 pub mod metrics;
 pub mod portal;
 

@@ -444,31 +444,7 @@ fn write_answer(
 
 /// A fresh `urn:uuid:` WS-Addressing MessageID (a version 4 UUID).
 pub fn new_message_id() -> String {
-    // From aws-lc's DRBG, 64 ids' worth per call: uuid's own source is one getrandom system call
-    // per id (1.4 % of the server's CPU for an unsigned answer), and one DRBG call per id still
-    // cost ~0.3 µs (it reseeds with RDRAND on every call).
-    const IDS: usize = 64;
-    thread_local! {
-        static POOL: std::cell::RefCell<([u8; 16 * IDS], usize)> =
-            const { std::cell::RefCell::new(([0; 16 * IDS], IDS)) };
-    }
-    let bytes = POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let (buf, used) = &mut *pool;
-        if *used == IDS {
-            aws_lc_rs::rand::fill(buf).ok()?;
-            *used = 0;
-        }
-        let mut b = [0u8; 16];
-        b.copy_from_slice(&buf[*used * 16..][..16]);
-        *used += 1;
-        Some(b)
-    });
-    let id = match bytes {
-        Some(b) => uuid::Builder::from_random_bytes(b).into_uuid(),
-        None => uuid::Uuid::new_v4(),
-    };
-    format!("urn:uuid:{id}")
+    format!("urn:uuid:{}", uuid::Uuid::new_v4())
 }
 
 /// Builds the fault response for a refusal detected outside [`handle`] (body too large, read

@@ -181,7 +181,7 @@ fn json_logs_hold_one_object_per_line_with_the_request_facts() {
     if run_curl(&curl).is_none() {
         return;
     }
-    // Lines reach stderr within milliseconds (ops::logwriter).
+    // Lines reach stderr within milliseconds (tracing-appender's writer thread).
     let deadline = Instant::now() + Duration::from_secs(10);
     let request = loop {
         let text = std::fs::read_to_string(&log).expect("read log");
