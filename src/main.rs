@@ -1180,10 +1180,24 @@ struct CallArgs {
     /// The BSN to ask about.
     #[arg(long)]
     bsn: String,
+    #[command(flatten)]
+    client: ClientTls,
+    /// OIN for wsa:From; default: the one in the client certificate.
+    #[arg(long)]
+    from_oin: Option<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+/// The caller's TLS and signing material, as `dkd call` and `dkd check` take it.
+#[derive(clap::Args)]
+struct ClientTls {
     /// CA bundle to trust for the server's TLS and signing certificates.
     #[arg(long, default_value = "certs/dev/ca.pem")]
     ca: PathBuf,
-    /// TLS client certificate (PEM); also the signing certificate unless --sign-cert is given.
+    /// TLS client certificate (PEM) carrying the caller's OIN; also the signing certificate
+    /// unless --sign-cert is given.
     #[arg(long, default_value = "certs/dev/client.pem")]
     cert: PathBuf,
     /// Its private key.
@@ -1195,27 +1209,22 @@ struct CallArgs {
     /// Its private key.
     #[arg(long, requires = "sign_cert")]
     sign_key: Option<PathBuf>,
-    /// Send the request unsigned (for endpoints with signing off or optional).
+    /// Send unsigned (for endpoints with signing off or optional; `check` then skips the
+    /// security checks).
     #[arg(long)]
     unsigned: bool,
-    /// OIN for wsa:From; default: the one in the client certificate.
-    #[arg(long)]
-    from_oin: Option<String>,
-    /// Seconds to wait for the answer.
-    #[arg(long, default_value_t = 10)]
-    timeout: u64,
 }
 
 /// `dkd call`: exit 0 for an answer (ClientSuwi or NietsGevonden) with a valid signed response,
 /// 1 for a fault, an FWI Fout or a response that fails its checks, 4 for TLS material problems.
 fn call(a: CallArgs) -> ExitCode {
     use dkd::http::tls;
-    let tls_cfg = match tls::client_config(&a.ca, &a.cert, &a.key) {
+    let tls_cfg = match tls::client_config(&a.client.ca, &a.client.cert, &a.client.key) {
         Ok(c) => std::sync::Arc::new(c),
         Err(e) => return fail(exit::TLS, &e.to_string()),
     };
     let from_oin = match a.from_oin.or_else(|| {
-        tls::load_certs(&a.cert)
+        tls::load_certs(&a.client.cert)
             .ok()
             .and_then(|c| c.first().and_then(|c| certs::oin_of(c).ok().flatten()))
     }) {
@@ -1227,19 +1236,19 @@ fn call(a: CallArgs) -> ExitCode {
             )
         }
     };
-    let signer = if a.unsigned {
+    let signer = if a.client.unsigned {
         None
     } else {
         let (c, k) = (
-            a.sign_cert.as_ref().unwrap_or(&a.cert),
-            a.sign_key.as_ref().unwrap_or(&a.key),
+            a.client.sign_cert.as_ref().unwrap_or(&a.client.cert),
+            a.client.sign_key.as_ref().unwrap_or(&a.client.key),
         );
         match dkd::soap::wssec::Signer::load(c, k) {
             Ok(s) => Some(s),
             Err(e) => return fail(exit::TLS, &e.to_string()),
         }
     };
-    let trust = match tls::signer_trust(&a.ca, &[]) {
+    let trust = match tls::signer_trust(&a.client.ca, &[]) {
         Ok(t) => t,
         Err(e) => return fail(exit::TLS, &e.to_string()),
     };
@@ -1816,25 +1825,8 @@ struct CheckArgs {
     /// A valid BSN the endpoint holds nothing for.
     #[arg(long, default_value = dkd::check::DEFAULT_UNKNOWN_BSN)]
     unknown_bsn: String,
-    /// CA bundle to trust for the server's TLS and signing certificates.
-    #[arg(long, default_value = "certs/dev/ca.pem")]
-    ca: PathBuf,
-    /// TLS client certificate (PEM) carrying the caller's OIN; also the signing certificate
-    /// unless --sign-cert is given.
-    #[arg(long, default_value = "certs/dev/client.pem")]
-    cert: PathBuf,
-    /// Its private key.
-    #[arg(long, default_value = "certs/dev/client-key.pem")]
-    key: PathBuf,
-    /// Signing certificate, if it differs from the TLS one.
-    #[arg(long, requires = "sign_key")]
-    sign_cert: Option<PathBuf>,
-    /// Its private key.
-    #[arg(long, requires = "sign_cert")]
-    sign_key: Option<PathBuf>,
-    /// Send requests unsigned (the security checks are skipped).
-    #[arg(long)]
-    unsigned: bool,
+    #[command(flatten)]
+    client: ClientTls,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: CheckFormat,
@@ -1867,9 +1859,18 @@ struct CheckArgs {
 /// `dkd check`: exit 0 all passed, 1 a check failed, 2 usage (bad arguments or unreadable TLS
 /// material), 3 could not connect.
 fn check(a: CheckArgs) -> ExitCode {
-    let sign = a.sign_cert.as_deref().zip(a.sign_key.as_deref());
+    let sign = a
+        .client
+        .sign_cert
+        .as_deref()
+        .zip(a.client.sign_key.as_deref());
     let mut o = match dkd::check::CheckOptions::from_paths(
-        &a.url, &a.cert, &a.key, &a.ca, sign, a.unsigned,
+        &a.url,
+        &a.client.cert,
+        &a.client.key,
+        &a.client.ca,
+        sign,
+        a.client.unsigned,
     ) {
         Ok(o) => o,
         Err(e) => return fail(exit::USAGE, &e),
