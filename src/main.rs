@@ -75,6 +75,17 @@ enum ConfigAction {
 }
 
 #[derive(Subcommand)]
+enum StoreAction {
+    /// Bring the PostgreSQL schema up to this dkd's version (`dkd serve` does it at start-up
+    /// too). Refuses a schema newer than this dkd. With sled there is nothing to migrate.
+    /// Exit 0 up to date, 4 store error.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
 enum SignalsAction {
     /// Download new <Gemeente>_LKSRi_rapport_<YYYYMMDD>.csv reports from `signals.portal` and
     /// store their cases (a report is fetched once). Exit 0; 1 when a report or list failed.
@@ -280,6 +291,11 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Store tools.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Write the deterministic synthetic demo set as an import file (to try `dkd import`, and for
     /// benchmarks).
     DemoFile {
@@ -480,6 +496,9 @@ fn run(cli: Cli) -> ExitCode {
         Command::Config {
             action: ConfigAction::Check { file },
         } => config_check(&file),
+        Command::Store {
+            action: StoreAction::Migrate { common },
+        } => store_migrate(&common),
         Command::Certs { dir } => match certs::generate_dev_pki(&dir) {
             Ok(()) => {
                 say!("Development PKI written to {}:", dir.display());
@@ -510,6 +529,25 @@ fn run(cli: Cli) -> ExitCode {
                 &format!("cannot generate the development PKI: {e}"),
             ),
         },
+    }
+}
+
+fn store_migrate(common: &Common) -> ExitCode {
+    let cfg = match Config::load(common.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => return fail(exit::CONFIG, &e.to_string()),
+    };
+    let loc = cfg.store.location();
+    match Store::migrate(&loc) {
+        Ok(applied) if applied.is_empty() => {
+            say!("{loc}: schema up to date");
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            say!("{loc}: applied migrations {applied:?}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::STORE, &format!("{loc}: {e}")),
     }
 }
 
@@ -767,6 +805,16 @@ fn config_check(file: &Path) -> ExitCode {
             if cfg.security.sign_key.is_some() {
                 cfg.security.sign_key = Some(PathBuf::from("********"));
             }
+            if let Some(u) = &cfg.store.url {
+                cfg.store.url = Some(dkd::store::mask_url(u));
+            }
+            say!(
+                "# store: {}",
+                match &cfg.store.url {
+                    Some(u) => format!("PostgreSQL at {u}"),
+                    None => format!("sled in {}", cfg.store.path.display()),
+                }
+            );
             say!(
                 "# {} is valid. Effective settings (defaults and DKD_* overrides applied):",
                 file.display()
@@ -1324,9 +1372,10 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
     } else if cfg.auth.allowed_oins.is_empty() {
         tracing::warn!("auth.allowed_oins is empty: every caller will be refused (code 0002)");
     }
-    let store = match Store::open(&cfg.store.path) {
+    // Serving brings a PostgreSQL schema that is behind up to date (and refuses one ahead).
+    let store = match Store::open_at(&cfg.store.location(), true) {
         Ok(s) => s,
-        Err(e) => return fail(exit::STORE, &format!("{}: {e}", cfg.store.path.display())),
+        Err(e) => return fail(exit::STORE, &format!("{}: {e}", cfg.store.location())),
     };
     store.set_outbox(cfg.pushes());
     if demo && store.is_empty() {
@@ -1338,7 +1387,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
         say!(
             "Loaded {} demo persons into {}",
             people.len(),
-            cfg.store.path.display()
+            cfg.store.location()
         );
     }
     let runtime = match runtime() {
@@ -1626,7 +1675,7 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
     }
     // No count here: counting walks the whole index (seconds at 10^6 persons); `dkd report` and
     // the status page have the figures.
-    say!("  store    : {}", cfg.store.path.display());
+    say!("  store    : {}", cfg.store.location());
     say!("  allowed  : {}", cfg.auth.allowed_oins.join(", "));
     if let Some(bsn) = &bsn {
         say!(

@@ -76,6 +76,23 @@ pub(super) fn ephemeral(role: &str) -> Identity {
     Identity::new(role)
 }
 
+/// The identity kept in the store itself (PostgreSQL: key `identity` of `dkd_meta`), created for
+/// `role` by whichever instance comes first; every other instance then reads the same one.
+pub(super) fn in_tree(meta: &super::kv::Tree, role: &str) -> Result<Identity, StoreError> {
+    const KEY: &[u8] = b"identity";
+    let fresh =
+        serde_json::to_vec(&Identity::new(role)).map_err(|e| StoreError::Io(e.to_string()))?;
+    let bytes = meta.transaction(|tx| match tx.get(KEY)? {
+        Some(v) => Ok(v.to_vec()),
+        None => {
+            tx.put(KEY, Some(&fresh))?;
+            Ok(fresh.clone())
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| StoreError::Io(format!("the store's identity cannot be read: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,7 +80,7 @@ impl Store {
     /// (or earlier in `signals`) is skipped, so publishing a file again changes nothing. Returns
     /// how many were added.
     pub fn ib_publish_signals(&self, signals: &[Signal]) -> Result<u64, StoreError> {
-        let mut b = sled::Batch::default();
+        let mut b = super::kv::Batch::default();
         let mut known: std::collections::HashMap<(&str, Datum), Vec<Signal>> =
             std::collections::HashMap::new();
         let mut added = 0;
@@ -161,7 +161,7 @@ impl Store {
     /// the portal listed for it, in one atomic write. A case
     /// already known (same BSN and signal day) is kept as it is. Returns how many were new.
     pub fn add_cases(&self, file: &str, cases: &[Case], signals: u64) -> Result<u64, StoreError> {
-        let mut b = sled::Batch::default();
+        let mut b = super::kv::Batch::default();
         let mut new = 0;
         let mut seen = std::collections::HashSet::new();
         for c in cases {
@@ -192,7 +192,7 @@ impl Store {
 
     /// Records the first sick day on every case of a BSN; returns how many cases it changed.
     pub fn set_first_sick_day(&self, bsn: &Bsn, day: Datum) -> Result<u64, StoreError> {
-        let mut b = sled::Batch::default();
+        let mut b = super::kv::Batch::default();
         let mut n = 0;
         for item in self.index.scan_prefix(day_key(P_CASE, bsn.as_bytes(), "")) {
             let (k, v) = item?;
