@@ -78,7 +78,7 @@ enum ConfigAction {
 enum StoreAction {
     /// Bring the PostgreSQL schema up to this dkd's version (`dkd serve` does it at start-up
     /// too). Refuses a schema newer than this dkd. With sled there is nothing to migrate.
-    /// Exit 0 up to date, 4 store error.
+    /// Exit 0 up to date, 5 store error.
     Migrate {
         #[command(flatten)]
         common: Common,

@@ -71,6 +71,9 @@ mod journal;
 pub(crate) mod kv;
 mod record;
 
+/// For tests: a throw-away schema on a PostgreSQL server (dropped with the guard).
+#[doc(hidden)]
+pub use kv::pg::TempSchema;
 /// The schema version of the PostgreSQL tables this build writes (its migrations, compiled in).
 pub use kv::pg::SCHEMA_VERSION as PG_SCHEMA_VERSION;
 pub use kv::pg::{check_url as check_pg_url, mask_url};
