@@ -99,6 +99,10 @@ impl Sender {
     /// One round: up to `concurrency × 8` entries, at most one per BSN and gemeente. Returns how
     /// many were delivered or parked, or the error that stopped the round (entries after it wait).
     pub async fn round(&self) -> Result<usize, String> {
+        // On a shared store another instance may be the sender now.
+        if !self.store.outbox_lease().map_err(|e| e.to_string())? {
+            return Ok(0);
+        }
         let batch = self
             .store
             .outbox_pending(self.concurrency * 8)

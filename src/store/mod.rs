@@ -312,6 +312,8 @@ pub struct Store {
     identity: Arc<Mutex<Option<identity::Identity>>>,
     /// A test's own PostgreSQL schema, dropped with the last handle.
     _temp: Option<Arc<kv::pg::TempSchema>>,
+    /// This opening of the store (random): who holds the outbox lease.
+    instance: Arc<str>,
 }
 
 fn record_key(bsn: &Bsn, gemeente: &str) -> Vec<u8> {
@@ -435,6 +437,7 @@ impl Store {
             dir: None,
             identity: Arc::new(Mutex::new(None)),
             _temp: temp,
+            instance: uuid::Uuid::new_v4().to_string().into(),
         })
     }
 
@@ -492,6 +495,7 @@ impl Store {
             dir: dir.map(|d| Arc::new(d.to_path_buf())),
             identity: Arc::new(Mutex::new(None)),
             _temp: None,
+            instance: uuid::Uuid::new_v4().to_string().into(),
         };
         if let Some(source) = store.meta.get(KEY_JOURNAL)? {
             let chunks = store.roll_back()?;

@@ -16,6 +16,10 @@ const P_PENDING: u8 = b'o';
 const P_PARKED: u8 = b'p';
 const P_COUNTER: u8 = b'c';
 const COUNTER_SENT: &str = "outbox_sent";
+/// The sender's lease (in `meta`): until (i64 BE unix seconds) ++ the holder's instance id.
+const KEY_LEASE: &[u8] = b"outbox_lease";
+/// How long a sender's lease lasts without renewal: longer than a round with its timeouts.
+pub const LEASE_SECS: i64 = 60;
 
 /// One queued IBVerwijsindex update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +235,40 @@ impl Store {
         }
         b.finish()?;
         Ok(n)
+    }
+
+    /// Whether this store handle may send the outbox now: one sender across every instance on a
+    /// shared (PostgreSQL) store, so per BSN × gemeente updates still go out one at a time and in
+    /// queue order. A lease of [`LEASE_SECS`] in the store, renewed by its holder every round and
+    /// taken over by another instance once it has run out (its holder died or hangs). With sled
+    /// (one process) the handle always has it.
+    pub fn outbox_lease(&self) -> Result<bool, StoreError> {
+        if !self.is_shared() {
+            return Ok(true);
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.outbox_lease_at(now, LEASE_SECS)
+    }
+
+    pub(crate) fn outbox_lease_at(&self, now: i64, secs: i64) -> Result<bool, StoreError> {
+        let me = self.instance.as_bytes();
+        self.meta.transaction(|tx| {
+            let held = tx.get(KEY_LEASE)?;
+            let (holder, until) = match held.as_deref().map(|v| v.split_at_checked(8)) {
+                Some(Some((t, h))) => (
+                    h.to_vec(),
+                    <[u8; 8]>::try_from(t).map(i64::from_be_bytes).unwrap_or(0),
+                ),
+                _ => (Vec::new(), 0),
+            };
+            if holder != me && until > now {
+                return Ok(false);
+            }
+            let mut v = (now + secs).to_be_bytes().to_vec();
+            v.extend_from_slice(me);
+            tx.put(KEY_LEASE, Some(&v))?;
+            Ok(true)
+        })
     }
 
     /// Counts and the oldest pending entry.

@@ -1147,6 +1147,23 @@ mod tests {
         dkd_missing = "postgres",
         ignore = "needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)"
     )]
+    fn one_instance_at_a_time_sends_the_outbox_until_its_lease_runs_out() {
+        let (_temp, a, b) = two_instances();
+        assert!(a.outbox_lease().expect("a takes it"));
+        assert!(!b.outbox_lease().expect("b waits"));
+        assert!(a.outbox_lease().expect("a renews it"));
+        // a died: once its lease has run out, b takes over (and a, back, waits).
+        let later =
+            time::OffsetDateTime::now_utc().unix_timestamp() + crate::store::outbox::LEASE_SECS + 1;
+        assert!(b.outbox_lease_at(later, 60).expect("b takes over"));
+        assert!(!a.outbox_lease_at(later, 60).expect("a waits now"));
+    }
+
+    #[test]
+    #[cfg_attr(
+        dkd_missing = "postgres",
+        ignore = "needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)"
+    )]
     fn change_sets_of_two_instances_are_serialised_and_all_or_nothing() {
         let (_temp, a, b) = two_instances();
         let p = crate::store::tests::person("123456782", &["0363"]);
