@@ -5,18 +5,20 @@ use crate::common::*;
 
 #[tokio::test]
 async fn health_and_readiness_pass_on_a_healthy_instance() {
-    let server = Server::start().await;
-    assert_eq!(http_get(server.ops, "/healthz").await.0, 200);
-    let (status, body) = http_get(server.ops, "/readyz").await;
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let names: Vec<&str> = v["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    assert_eq!(names, vec!["store", "certificate"]);
+    for backend in backends() {
+        let server = Server::start_on(backend, |_| {}).await;
+        assert_eq!(http_get(server.ops, "/healthz").await.0, 200);
+        let (status, body) = http_get(server.ops, "/readyz").await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let names: Vec<&str> = v["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, vec!["store", "certificate"]);
+    }
 }
 
 #[tokio::test]
@@ -73,65 +75,69 @@ async fn readiness_fails_when_the_last_import_is_too_old() {
 
 #[tokio::test]
 async fn metrics_move_with_requests() {
-    let server = Server::start().await;
-    let before = http_get(server.ops, "/metrics").await.1;
-    assert!(before.contains("dkd_build_info{version=\""), "{before}");
-    assert!(before.contains("dkd_certificate_expiry_seconds "));
-    assert!(
-        before.contains("dkd_persons_in_index{gemeente=\"0363\"}"),
-        "{before}"
-    );
-    post(
-        &server.url,
-        &Req::new(&server.url, &server.known_bsn()).xml(),
-    )
-    .await;
-    post(&server.url, &Req::new(&server.url, "123456781").xml()).await;
-    let after = http_get(server.ops, "/metrics").await.1;
-    assert!(
-        after.contains(
-            "dkd_requests_total{operation=\"GSDReintegratieInfo\",outcome=\"found\"} 1\n"
-        ),
-        "{after}"
-    );
-    assert!(
-        after.contains("dkd_faults_total{code=\"0012\"} 1\n"),
-        "{after}"
-    );
-    assert!(
-        after.contains("dkd_request_duration_seconds_count 2\n"),
-        "{after}"
-    );
+    for backend in backends() {
+        let server = Server::start_on(backend, |_| {}).await;
+        let before = http_get(server.ops, "/metrics").await.1;
+        assert!(before.contains("dkd_build_info{version=\""), "{before}");
+        assert!(before.contains("dkd_certificate_expiry_seconds "));
+        assert!(
+            before.contains("dkd_persons_in_index{gemeente=\"0363\"}"),
+            "{before}"
+        );
+        post(
+            &server.url,
+            &Req::new(&server.url, &server.known_bsn()).xml(),
+        )
+        .await;
+        post(&server.url, &Req::new(&server.url, "123456781").xml()).await;
+        let after = http_get(server.ops, "/metrics").await.1;
+        assert!(
+            after.contains(
+                "dkd_requests_total{operation=\"GSDReintegratieInfo\",outcome=\"found\"} 1\n"
+            ),
+            "{after}"
+        );
+        assert!(
+            after.contains("dkd_faults_total{code=\"0012\"} 1\n"),
+            "{after}"
+        );
+        assert!(
+            after.contains("dkd_request_duration_seconds_count 2\n"),
+            "{after}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn every_answer_is_in_the_audit_trail() {
-    let server = Server::start().await;
-    let bsn = server.known_bsn();
-    let req = Req::new(&server.url, &bsn);
-    post(&server.url, &req.xml()).await;
-    post_as("unlisted", &server.url, &Req::new(&server.url, &bsn).xml()).await;
-    let rows: Vec<_> = server
-        .store
-        .audit_since(0)
-        .map(|r| r.expect("record"))
-        .collect();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0].bsn.map(|b| b.to_string()), Some(bsn.clone()));
-    assert_eq!(rows[0].tls_oin.as_deref(), Some(ALLOWED_OIN));
-    assert_eq!(rows[0].from_oin.as_deref(), Some(ALLOWED_OIN));
-    assert_eq!(rows[0].message_id, req.message_id);
-    assert_eq!(rows[0].outcome, "found");
-    assert_eq!(
-        (rows[1].tls_oin.as_deref(), rows[1].code.as_deref()),
-        (Some(UNLISTED_OIN), Some("0002"))
-    );
-    let pruned = server
-        .store
-        .prune_audit(time::OffsetDateTime::now_utc().unix_timestamp() + 1)
-        .expect("prune");
-    assert_eq!(pruned, 2);
-    assert_eq!(server.store.audit_since(0).count(), 0);
+    for backend in backends() {
+        let server = Server::start_on(backend, |_| {}).await;
+        let bsn = server.known_bsn();
+        let req = Req::new(&server.url, &bsn);
+        post(&server.url, &req.xml()).await;
+        post_as("unlisted", &server.url, &Req::new(&server.url, &bsn).xml()).await;
+        let rows: Vec<_> = server
+            .store
+            .audit_since(0)
+            .map(|r| r.expect("record"))
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].bsn.map(|b| b.to_string()), Some(bsn.clone()));
+        assert_eq!(rows[0].tls_oin.as_deref(), Some(ALLOWED_OIN));
+        assert_eq!(rows[0].from_oin.as_deref(), Some(ALLOWED_OIN));
+        assert_eq!(rows[0].message_id, req.message_id);
+        assert_eq!(rows[0].outcome, "found");
+        assert_eq!(
+            (rows[1].tls_oin.as_deref(), rows[1].code.as_deref()),
+            (Some(UNLISTED_OIN), Some("0002"))
+        );
+        let pruned = server
+            .store
+            .prune_audit(time::OffsetDateTime::now_utc().unix_timestamp() + 1)
+            .expect("prune");
+        assert_eq!(pruned, 2);
+        assert_eq!(server.store.audit_since(0).count(), 0);
+    }
 }
 
 /// The DOM of `url` as headless Chromium renders it; `None` (skipped) without chromium.
