@@ -179,6 +179,11 @@ pub fn pg_url() -> Option<String> {
 pub fn open_store(backend: Backend, cfg: &mut Config) -> (Store, Option<dkd::store::TempSchema>) {
     match backend {
         Backend::Sled => (Store::open(&cfg.store.path).expect("store"), None),
+        // The test has pointed it at a database of its own (through a proxy, say).
+        Backend::Postgres if cfg.store.url.is_some() => {
+            let store = Store::open_at(&cfg.store.location(), true).expect("store");
+            (store, None)
+        }
         Backend::Postgres => {
             let url = pg_url().expect("DKD_TEST_PG_URL");
             let (schema, scoped) = dkd::store::TempSchema::create(&url).expect("schema");
@@ -198,7 +203,6 @@ pub struct Server {
     pub admin: std::net::SocketAddr,
     /// The ops listener.
     pub ops: std::net::SocketAddr,
-    pub backend: Backend,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
     _schema: Option<dkd::store::TempSchema>,
@@ -240,7 +244,6 @@ impl Server {
             admin,
             ops,
             store,
-            backend,
             _stop: tx,
             _dir: dir,
             _schema: schema,

@@ -2,6 +2,7 @@
 //! audit trail, the status page in a real browser, and graceful shutdown.
 
 use crate::common::*;
+use std::sync::Arc;
 
 #[tokio::test]
 async fn health_and_readiness_pass_on_a_healthy_instance() {
@@ -282,4 +283,112 @@ async fn the_ib_status_page_shows_the_ib_aanlevermonitor_in_a_real_browser() {
         return;
     };
     assert_ib_monitor(&dom);
+}
+
+/// A TCP proxy to the PostgreSQL server that can be cut: then it drops every connection and
+/// refuses new ones, as a database host that went away would.
+struct Cuttable {
+    addr: std::net::SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Cuttable {
+    /// On a runtime of its own: the server's workers wait for the database inline (the store's
+    /// bridge), and must not be the ones the proxy needs to answer them.
+    fn to(target: String) -> Cuttable {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let addr = l.local_addr().expect("addr");
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (up2, conns2) = (up.clone(), conns.clone());
+        rt.spawn(async move {
+            let l = tokio::net::TcpListener::from_std(l).expect("listener");
+            while let Ok((mut inbound, _)) = l.accept().await {
+                if !up2.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let target = target.clone();
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                conns2.lock().expect("lock").push(h);
+            }
+        });
+        Cuttable {
+            addr,
+            up,
+            conns,
+            _rt: rt,
+        }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for h in self.conns.lock().expect("lock").drain(..) {
+            h.abort();
+        }
+    }
+
+    fn mend(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    dkd_missing = "postgres",
+    ignore = "needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)"
+)]
+async fn while_postgres_is_unreachable_requests_get_0051_and_readyz_says_why_then_it_recovers() {
+    let Some(url) = pg_url() else {
+        skip("needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)");
+        return;
+    };
+    let (_schema, scoped) = dkd::store::TempSchema::create(&url).expect("schema");
+    let authority = |u: &str| -> String {
+        let rest = u.split_once("://").expect("scheme").1;
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        rest.split(['/', '?']).next().expect("host").to_owned()
+    };
+    let proxy = Cuttable::to(authority(&url));
+    let proxied = scoped.replacen(&authority(&url), &proxy.addr.to_string(), 1);
+    let server = Server::start_on(Backend::Postgres, |c| c.store.url = Some(proxied)).await;
+    let bsn = server.known_bsn();
+    let ask = || async {
+        post(&server.url, &Req::new(&server.url, &bsn).xml())
+            .await
+            .text()
+    };
+    assert!(ask().await.contains("ClientSuwi"));
+    assert_eq!(http_get(server.ops, "/readyz").await.0, 200);
+
+    proxy.cut();
+    let text = ask().await;
+    assert!(
+        text.contains("<Fout><Code>0051</Code>"),
+        "the database is gone: {text}"
+    );
+    let (status, body) = http_get(server.ops, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("PostgreSQL"), "names the reason: {body}");
+
+    // dkd reconnects by itself.
+    proxy.mend();
+    assert!(ask().await.contains("ClientSuwi"));
+    let (status, body) = http_get(server.ops, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    // A runtime is not dropped inside another one.
+    std::thread::spawn(move || drop(proxy))
+        .join()
+        .expect("proxy stops");
 }
