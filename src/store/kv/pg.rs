@@ -14,6 +14,7 @@
 //! sets of all instances are serialised, as sled's are within its one process, since each
 //! decides what to write from what it reads.
 
+use super::super::journal::pause_point;
 use super::super::StoreError;
 use super::Val;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -725,6 +726,8 @@ pub(crate) struct Writes {
     tx: Option<TxConn>,
     block: Ops,
     discard: bool,
+    /// Blocks sent so far (the crash tests stop after one).
+    blocks: u64,
 }
 
 /// Writes sent in one statement.
@@ -737,6 +740,7 @@ impl Writes {
             tx: None,
             block: Vec::new(),
             discard: false,
+            blocks: 0,
         }
     }
 
@@ -748,6 +752,7 @@ impl Writes {
             tx: None,
             block: Vec::new(),
             discard: true,
+            blocks: 0,
         }
     }
 
@@ -776,6 +781,9 @@ impl Writes {
         if self.block.len() >= BLOCK_OPS {
             let block = std::mem::take(&mut self.block);
             self.tx()?.write(block)?;
+            self.blocks += 1;
+            // The crash tests kill the process here: blocks written, the transaction open.
+            pause_point(format_args!("pg-block-{}", self.blocks), || {});
         }
         Ok(())
     }
@@ -798,7 +806,10 @@ impl Writes {
         }
         let tx = self.tx()?;
         tx.write(block)?;
-        tx.commit()
+        pause_point(format_args!("commit-point"), || {});
+        tx.commit()?;
+        pause_point(format_args!("committed"), || {});
+        Ok(())
     }
 }
 
