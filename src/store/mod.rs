@@ -59,6 +59,8 @@ macro_rules! on_sled {
 }
 
 mod audit;
+mod copy;
+pub use copy::CopyReport;
 pub mod ib;
 pub mod identity;
 pub mod outbox;

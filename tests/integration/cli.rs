@@ -1020,3 +1020,56 @@ fn on_postgres_store_commands_work_directly_while_two_servers_run() {
     assert!(so.contains("PostgreSQL at postgres://"), "{so}");
     drop(servers);
 }
+
+#[test]
+#[cfg_attr(
+    dkd_missing = "postgres",
+    ignore = "needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)"
+)]
+fn store_copy_moves_a_sled_store_to_postgres_and_may_run_again() {
+    let Some((_schema, url)) = pg_schema() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let sled = dir.path().join("gemeente.sled");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lks-0363.csv");
+    let out = dkd()
+        .arg("import")
+        .arg(&example)
+        .env("DKD_STORE__PATH", &sled)
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = |env: (&str, &str)| {
+        dkd()
+            .args(["report", "--format", "json"])
+            .env(env.0, env.1)
+            .output()
+            .expect("report")
+    };
+    let before = report_row(
+        &report(("DKD_STORE__PATH", sled.to_str().expect("path"))).stdout,
+        "0363",
+    );
+    for _ in 0..2 {
+        let out = dkd()
+            .args(["store", "copy", "--from"])
+            .arg(&sled)
+            .args(["--to", &url])
+            .output()
+            .expect("copy");
+        let so = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{so}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(so.contains("counts verified"), "{so}");
+    }
+    let after = report_row(&report(("DKD_STORE__URL", &url)).stdout, "0363");
+    assert_eq!(before, after, "the same Aanlevermonitor on PostgreSQL");
+}

@@ -56,6 +56,16 @@ impl Db {
         }
     }
 
+    /// Makes the next [`Db::generate_id`] larger than `n` (a copy brought keys holding ids).
+    pub(crate) fn advance_ids_past(&self, n: u64) -> Result<(), StoreError> {
+        match self {
+            // sled's counter only counts up; ids are cheap (an atomic, persisted now and then).
+            Db::Sled(d) => while d.generate_id()? < n {},
+            Db::Pg(p) => p.advance_ids_past(n)?,
+        }
+        Ok(())
+    }
+
     /// Makes what was written durable (PostgreSQL: every commit already is).
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
         match self {

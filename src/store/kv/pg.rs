@@ -268,6 +268,16 @@ impl Pg {
         })
     }
 
+    /// Makes the next id larger than `n`.
+    pub(crate) fn advance_ids_past(&self, n: u64) -> Result<(), StoreError> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.query(
+            "SELECT setval('dkd_ids', greatest($1, (SELECT last_value FROM dkd_ids)))",
+            vec![Box::new(n)],
+        )
+        .map(|_| ())
+    }
+
     /// Runs one statement for its effect.
     pub(crate) fn execute(
         &self,
