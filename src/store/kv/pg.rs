@@ -31,6 +31,8 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Keys per page of a scan: bounded memory for walks over millions of entries.
 const PAGE: i64 = 1000;
+/// The first page is small: most scans (a BSN's entries, "is it empty") want a few keys.
+const FIRST_PAGE: i64 = 16;
 
 fn runtime() -> Result<&'static tokio::runtime::Runtime, StoreError> {
     static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
@@ -311,16 +313,27 @@ impl Pg {
     /// A connection in a transaction of its own (rolled back unless committed).
     pub(crate) fn begin(self: &Arc<Pg>, serialise_change_sets: bool) -> Result<TxConn, StoreError> {
         let pool = self.pool.clone();
-        let conn = self.run(async move {
-            let c = pool.get().await.map_err(pool_err)?;
+        let wait = self.timeout;
+        let run = async move {
+            // Only the connection is bounded by the store's deadline: the lock may be held by a
+            // large import of another instance, which a change set waits for, as on sled.
+            let c = tokio::time::timeout(wait, pool.get())
+                .await
+                .map_err(|_| StoreError::Unavailable("PostgreSQL: no connection in time".into()))?
+                .map_err(pool_err)?;
             let sql = if serialise_change_sets {
-                "BEGIN; SELECT pg_advisory_xact_lock(hashtext(current_schema()), 1)"
+                "BEGIN; SET LOCAL statement_timeout = 0;                  SELECT pg_advisory_xact_lock(hashtext(current_schema()), 1);                  SET LOCAL statement_timeout TO DEFAULT"
             } else {
                 "BEGIN ISOLATION LEVEL SERIALIZABLE"
             };
             c.batch_execute(sql).await.map_err(db_err)?;
             Ok(c)
-        })?;
+        };
+        let conn = if serialise_change_sets {
+            self::run(CHANGE_SET_WAIT, run)
+        } else {
+            self.run(run)
+        }?;
         Ok(TxConn {
             pg: self.clone(),
             conn: Some(Arc::new(conn)),
@@ -328,6 +341,9 @@ impl Pg {
         })
     }
 }
+
+/// How long a change set waits for another instance's to commit (a large import).
+const CHANGE_SET_WAIT: Duration = Duration::from_secs(3600);
 
 /// Waits at most `timeout` for `fut` run on the PostgreSQL runtime.
 fn run<T, F>(timeout: Duration, fut: F) -> Result<T, StoreError>
@@ -512,16 +528,17 @@ impl Table {
             end,
             buf: VecDeque::new(),
             failed: false,
+            limit: FIRST_PAGE,
         }
     }
 
-    fn page(&self, from: Vec<u8>, end: Option<Vec<u8>>) -> Result<Rows, StoreError> {
+    fn page(&self, from: Vec<u8>, end: Option<Vec<u8>>, limit: i64) -> Result<Rows, StoreError> {
         let (pool, sql) = (self.pg.pool.clone(), self.sql.clone());
         self.pg.run(async move {
             let c = pool.get().await.map_err(pool_err)?;
             let rows = match &end {
-                Some(e) => c.query(sql.page.as_str(), &[&from, e, &PAGE]).await,
-                None => c.query(sql.page_open.as_str(), &[&from, &PAGE]).await,
+                Some(e) => c.query(sql.page.as_str(), &[&from, e, &limit]).await,
+                None => c.query(sql.page_open.as_str(), &[&from, &limit]).await,
             }
             .map_err(db_err)?;
             Ok(rows
@@ -558,6 +575,8 @@ pub(crate) struct Pages {
     end: Option<Vec<u8>>,
     buf: VecDeque<(Vec<u8>, Vec<u8>)>,
     failed: bool,
+    /// Keys the next page asks for.
+    limit: i64,
 }
 
 impl Pages {
@@ -565,8 +584,10 @@ impl Pages {
         let Some(from) = self.next.take() else {
             return Ok(());
         };
-        let rows = self.table.page(from, self.end.clone())?;
-        if rows.len() as i64 == PAGE {
+        let limit = self.limit;
+        self.limit = PAGE;
+        let rows = self.table.page(from, self.end.clone(), limit)?;
+        if rows.len() as i64 == limit {
             if let Some((k, _)) = rows.last() {
                 let mut n = k.clone();
                 n.push(0);
@@ -1196,7 +1217,9 @@ mod tests {
             let c = b.put(&p, "import:b.csv").expect("put on b");
             (c, b)
         });
-        std::thread::sleep(Duration::from_millis(200));
+        // Longer than the store's deadline for a statement: a change set waits for another
+        // instance's as long as that one takes (a large import), it does not fail.
+        std::thread::sleep(Duration::from_millis(3500));
         assert!(!other.is_finished(), "b's change set must wait for a's");
         assert_eq!(open.commit().expect("commit").added, 1);
         let (c, b) = other.join().expect("join");
