@@ -590,6 +590,13 @@ impl Store {
         }
     }
 
+    /// Whether a read may have to wait now: for a large change set's commit (sled), or always
+    /// for a network round trip (PostgreSQL). Async code then reads off its worker, so one slow
+    /// read cannot hold up every other connection.
+    pub fn reads_may_wait(&self) -> bool {
+        self.is_shared() || self.is_writing()
+    }
+
     /// Whether a change set holds the store exclusively now (lookups would wait for its commit).
     pub fn is_writing(&self) -> bool {
         matches!(

@@ -318,6 +318,7 @@ impl Cuttable {
                 let target = target.clone();
                 let h = tokio::spawn(async move {
                     if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = (inbound.set_nodelay(true), out.set_nodelay(true));
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
                     }
                 });
@@ -391,4 +392,59 @@ async fn while_postgres_is_unreachable_requests_get_0051_and_readyz_says_why_the
     std::thread::spawn(move || drop(proxy))
         .join()
         .expect("proxy stops");
+}
+
+/// Forwards connections to `target` from a listener served by the current runtime.
+fn proxy_here(target: String) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.set_nonblocking(true).expect("nonblocking");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let l = tokio::net::TcpListener::from_std(l).expect("listener");
+        while let Ok((mut inbound, _)) = l.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = (inbound.set_nodelay(true), out.set_nodelay(true));
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One async worker, which the path to PostgreSQL (a proxy) needs too: a lookup that waited for
+/// the database on that worker would stall it, and with it the proxy, until the deadline (0051).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+#[cfg_attr(
+    dkd_missing = "postgres",
+    ignore = "needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)"
+)]
+async fn a_lookup_waiting_for_postgres_does_not_hold_up_the_async_workers() {
+    let Some(url) = pg_url() else {
+        skip("needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)");
+        return;
+    };
+    let (_schema, scoped) = dkd::store::TempSchema::create(&url).expect("schema");
+    let authority = |u: &str| -> String {
+        let rest = u.split_once("://").expect("scheme").1;
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        rest.split(['/', '?']).next().expect("host").to_owned()
+    };
+    let proxy = proxy_here(authority(&url));
+    let proxied = scoped.replacen(&authority(&url), &proxy.to_string(), 1);
+    let server = Server::start_on(Backend::Postgres, |c| {
+        c.store.url = Some(proxied);
+        // Lookups on the async worker that serves the connection, unless they may wait.
+        c.server.crypto_threads = 0;
+    })
+    .await;
+    let bsn = server.known_bsn();
+    for _ in 0..3 {
+        let text = post(&server.url, &Req::new(&server.url, &bsn).xml())
+            .await
+            .text();
+        assert!(text.contains("ClientSuwi"), "{text}");
+    }
 }
