@@ -5,6 +5,7 @@
 //! and [`pg`] name sled or the PostgreSQL driver; [`super::journal`] is sled's change-set writer.
 
 pub(crate) mod pg;
+mod sled;
 
 use super::StoreError;
 use std::ops::Deref;
