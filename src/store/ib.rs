@@ -331,6 +331,38 @@ mod tests {
     }
 
     on_both! {
+        fn concurrent_updates_and_routed_queries_lose_no_count(s) {
+            let s = s;
+            let bsns: Vec<Bsn> = (100_000_000u64..100_001_000)
+                .filter_map(|n| Bsn::parse(&n.to_string()).ok())
+                .take(24)
+                .collect();
+            assert!(bsns.len() >= 20);
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let (s, bsns) = (s.clone(), bsns.clone());
+                    std::thread::spawn(move || {
+                        for (i, b) in bsns.iter().enumerate().filter(|(i, _)| i % 4 == t) {
+                            s.ib_apply("0363", b, "04", IndDkd::Present, "00000001234567890000", 7)
+                                .expect("apply");
+                            s.ib_record_route("0363", "04", "20261121", (i % 2 == 0).then_some("x"), 7)
+                                .expect("route");
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("thread");
+            }
+            let f = s.ib_index_figures().expect("figures")[&("0363".to_owned(), "04".to_owned())].clone();
+            let n = bsns.len() as u64;
+            assert_eq!((f.bsns, f.received, f.changed), (n, n, n));
+            let d = s.ib_day_figures("20261121").expect("days")[&("0363".to_owned(), "04".to_owned())]["20261121"].clone();
+            assert_eq!(d.succeeded + d.failed, n);
+        }
+    }
+
+    on_both! {
         fn route_figures_per_day(s) {
             let s = s;
             s.ib_record_route("0363", "04", "20261121", None, 1)

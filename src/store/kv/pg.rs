@@ -560,7 +560,12 @@ impl Table {
             tx.sql = Some(self.sql.clone());
             let out = f(&mut tx).and_then(|v| tx.commit().map(|()| v));
             match out {
-                Err(StoreError::Conflict(_)) if tries < 20 => continue,
+                Err(StoreError::Conflict(_)) if tries < 50 => {
+                    // Apart again, a little later each time: the same counters are hot.
+                    let spread = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 5;
+                    std::thread::sleep(Duration::from_millis(tries + spread));
+                    continue;
+                }
                 other => return other,
             }
         }
