@@ -608,7 +608,7 @@ impl Config {
             }
         }
         if let Some(u) = &self.store.url {
-            if let Err(e) = crate::store::check_pg_url(u) {
+            if let Err(e) = crate::store::check_pg_url(u, self.store.ca.is_some()) {
                 return bad(format!(
                     "store.url {:?} is not a PostgreSQL URL: {e}",
                     crate::store::mask_url(u)
@@ -899,6 +899,7 @@ mod tests {
             "mysql://x@h/db",
             "postgres://dkd@db.example:5432",
             "postgres://dkd@db:notaport/db",
+            "postgres://dkd@db/dkd?sslmode=require",
         ] {
             let e = Config::load(None, env(&[("DKD_STORE__URL", bad)])).expect_err(bad);
             assert!(e.to_string().contains("store.url"), "{e}");
@@ -909,6 +910,14 @@ mod tests {
         )
         .expect_err("bad port");
         assert!(!e.to_string().contains("geheim"), "{e}");
+        Config::load(
+            None,
+            env(&[
+                ("DKD_STORE__URL", "postgres://dkd@db/dkd?sslmode=require"),
+                ("DKD_STORE__CA", "/etc/dkd/pg-ca.pem"),
+            ]),
+        )
+        .expect("TLS with the CA to check the server");
         let c = Config::load(None, env(&[("DKD_ROLE", "IB")])).expect("role from env");
         assert_eq!(c.role, Role::Ib);
         assert!(!c.pushes(), "an IB does not push");

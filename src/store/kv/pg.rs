@@ -90,7 +90,7 @@ pub fn mask_url(url: &str) -> String {
 }
 
 /// Checks a URL without connecting: what `dkd config check` refuses.
-pub fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str, has_ca: bool) -> Result<(), String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err("must start with postgres:// or postgresql://".into());
     }
@@ -100,6 +100,12 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
     if cfg.get_dbname().is_none() {
         return Err("names no database (postgres://user@host:port/DATABASE)".into());
+    }
+    if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require && !has_ca {
+        return Err(
+            "sslmode=require needs store.ca, the CA that signed the server's certificate (dkd checks it)"
+                .into(),
+        );
     }
     Ok(())
 }
