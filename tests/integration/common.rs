@@ -175,6 +175,16 @@ pub fn pg_url() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
+/// A throw-away store on `backend` (on PostgreSQL a schema of its own, dropped with the store).
+pub fn temp_store(backend: Backend) -> Store {
+    match backend {
+        Backend::Sled => Store::temporary().expect("store"),
+        Backend::Postgres => {
+            Store::temporary_pg(&pg_url().expect("DKD_TEST_PG_URL")).expect("store")
+        }
+    }
+}
+
 /// Points `cfg` at a store on `backend` and opens it; the guard drops a PostgreSQL schema.
 pub fn open_store(backend: Backend, cfg: &mut Config) -> (Store, Option<dkd::store::TempSchema>) {
     match backend {
