@@ -22,6 +22,9 @@ enum Needs {
     NodeSoap,
     /// The official schemas: `DKD_SHARED_DIR` or `../shared`, with `reference/suwiml/...` in it.
     Shared,
+    /// An environment variable naming a server: `DKD_TEST_PG_URL`, a PostgreSQL server the
+    /// tests may create schemas in (`.ci/pg-cluster.sh` starts a throw-away one).
+    Env(&'static str),
 }
 
 const TOOLS: &[(&str, Needs)] = &[
@@ -35,6 +38,7 @@ const TOOLS: &[(&str, Needs)] = &[
     ("interop-venv", Needs::InteropVenv),
     ("shared", Needs::Shared),
     ("node-soap", Needs::NodeSoap),
+    ("postgres", Needs::Env("DKD_TEST_PG_URL")),
 ];
 
 fn on_path(program: &str) -> bool {
@@ -88,6 +92,7 @@ fn present(needs: &Needs, root: &Path) -> bool {
             watch(&stamp);
             stamp.is_file()
         }
+        Needs::Env(var) => std::env::var_os(var).is_some_and(|v| !v.is_empty()),
         Needs::Shared => {
             let shared = std::env::var_os("DKD_SHARED_DIR")
                 .map(PathBuf::from)
@@ -106,6 +111,7 @@ fn main() {
         "DKD_INTEROP_PYTHON",
         "DKD_INTEROP_NODE_MODULES",
         "DKD_SHARED_DIR",
+        "DKD_TEST_PG_URL",
         "PATH",
     ] {
         println!("cargo::rerun-if-env-changed={var}");

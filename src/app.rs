@@ -71,7 +71,7 @@ struct Admin {
 impl App {
     /// Opens the store, loads TLS material and binds the listener.
     pub async fn bind(cfg: &Config) -> Result<App, StartError> {
-        let store = Store::open(&cfg.store.path)?;
+        let store = Store::open_at(&cfg.store.location(), true)?;
         App::bind_with_store(cfg, store).await
     }
 

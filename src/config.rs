@@ -416,8 +416,28 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Directory of the sled store.
+    /// Directory of the sled store (used when `url` is not set).
     pub path: PathBuf,
+    /// A PostgreSQL database instead of sled: `postgres://user[:password]@host:port/db`
+    /// (`?sslmode=require` for TLS, with `ca`). Any number of dkd instances may share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The CA (PEM) that signed the PostgreSQL server's certificate, for TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    /// Where the store is: PostgreSQL when `url` is set, else the sled directory `path`.
+    pub fn location(&self) -> crate::store::Location {
+        match &self.url {
+            Some(url) => crate::store::Location::Postgres {
+                url: url.clone(),
+                ca: self.ca.clone(),
+            },
+            None => crate::store::Location::Sled(self.path.clone()),
+        }
+    }
 }
 
 /// `[log]`
@@ -477,6 +497,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("data/dkd.sled"),
+            url: None,
+            ca: None,
         }
     }
 }
@@ -604,6 +626,17 @@ impl Config {
             if !u.starts_with("https://") {
                 return bad(format!("server.public_url {u:?} must be an https:// URL"));
             }
+        }
+        if let Some(u) = &self.store.url {
+            if let Err(e) = crate::store::check_pg_url(u, self.store.ca.is_some()) {
+                return bad(format!(
+                    "store.url {:?} is not a PostgreSQL URL: {e}",
+                    crate::store::mask_url(u)
+                ));
+            }
+        }
+        if self.store.ca.is_some() && self.store.url.is_none() {
+            return bad("store.ca is for PostgreSQL over TLS and needs store.url".into());
         }
         if self.server.max_body_bytes < 1024 {
             return bad("server.max_body_bytes must be at least 1024".into());
@@ -904,6 +937,48 @@ mod tests {
 
     #[test]
     fn role_and_the_chain_sections_are_validated() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "DKD_STORE__URL",
+                "postgres://dkd:geheim@db.example:5432/dkd?sslmode=disable",
+            )]),
+        )
+        .expect("store url from env");
+        assert_eq!(
+            c.store.location(),
+            crate::store::Location::Postgres {
+                url: "postgres://dkd:geheim@db.example:5432/dkd?sslmode=disable".into(),
+                ca: None
+            }
+        );
+        assert_eq!(
+            Config::default().store.location(),
+            crate::store::Location::Sled(PathBuf::from("data/dkd.sled"))
+        );
+        for bad in [
+            "mysql://x@h/db",
+            "postgres://dkd@db.example:5432",
+            "postgres://dkd@db:notaport/db",
+            "postgres://dkd@db/dkd?sslmode=require",
+        ] {
+            let e = Config::load(None, env(&[("DKD_STORE__URL", bad)])).expect_err(bad);
+            assert!(e.to_string().contains("store.url"), "{e}");
+        }
+        let e = Config::load(
+            None,
+            env(&[("DKD_STORE__URL", "postgres://dkd:geheim@h/db?port=x")]),
+        )
+        .expect_err("bad port");
+        assert!(!e.to_string().contains("geheim"), "{e}");
+        Config::load(
+            None,
+            env(&[
+                ("DKD_STORE__URL", "postgres://dkd@db/dkd?sslmode=require"),
+                ("DKD_STORE__CA", "/etc/dkd/pg-ca.pem"),
+            ]),
+        )
+        .expect("TLS with the CA to check the server");
         let c = Config::load(None, env(&[("DKD_ROLE", "IB")])).expect("role from env");
         assert_eq!(c.role, Role::Ib);
         assert!(!c.pushes(), "an IB does not push");

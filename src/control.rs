@@ -48,7 +48,8 @@ impl Backend {
     /// the admin API on `admin.listen` may belong to another dkd (another store on this machine),
     /// whose answers would look right and be about the wrong store.
     pub fn open(cfg: &crate::config::Config) -> Result<Backend, ControlError> {
-        match Store::open(&cfg.store.path) {
+        // PostgreSQL has no lock: commands work on it directly while servers run.
+        match Store::open_at(&cfg.store.location(), false) {
             Ok(s) => {
                 s.identity(crate::app::role_name(cfg.role))?;
                 Ok(Backend::Local(s.with_outbox(cfg.pushes())))

@@ -75,6 +75,33 @@ enum ConfigAction {
 }
 
 #[derive(Subcommand)]
+enum StoreAction {
+    /// Bring the PostgreSQL schema up to this dkd's version (`dkd serve` does it at start-up
+    /// too). Refuses a schema newer than this dkd. With sled there is nothing to migrate.
+    /// Exit 0 up to date, 5 store error.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Copy a whole store to another backend: a sled directory to a PostgreSQL URL or back
+    /// (entries, mutations, import history, outbox, audit trail, IB tables, signals, cases, the
+    /// identity). Re-runnable: the target ends as the source; refuses a target holding another
+    /// store; compares the counts per record kind. Stop the servers of the source first.
+    /// Exit 0 copied, 5 store error.
+    Copy {
+        /// Source: a sled directory, or postgres://...
+        #[arg(long)]
+        from: String,
+        /// Target: a postgres://... URL, or a sled directory.
+        #[arg(long)]
+        to: String,
+        /// The CA of a PostgreSQL server reached over TLS.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum SignalsAction {
     /// Download new <Gemeente>_LKSRi_rapport_<YYYYMMDD>.csv reports from `signals.portal` and
     /// store their cases (a report is fetched once). Exit 0; 1 when a report or list failed.
@@ -292,6 +319,11 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Store tools.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Write the deterministic synthetic demo set as an import file (to try `dkd import`, and for
     /// benchmarks).
     DemoFile {
@@ -501,6 +533,12 @@ fn run(cli: Cli) -> ExitCode {
         Command::Config {
             action: ConfigAction::Check { file },
         } => config_check(&file),
+        Command::Store {
+            action: StoreAction::Migrate { common },
+        } => store_migrate(&common),
+        Command::Store {
+            action: StoreAction::Copy { from, to, ca },
+        } => store_copy(&from, &to, ca),
         Command::Certs { dir } => match certs::generate_dev_pki(&dir) {
             Ok(()) => {
                 say!("Development PKI written to {}:", dir.display());
@@ -531,6 +569,62 @@ fn run(cli: Cli) -> ExitCode {
                 &format!("cannot generate the development PKI: {e}"),
             ),
         },
+    }
+}
+
+fn store_copy(from: &str, to: &str, ca: Option<PathBuf>) -> ExitCode {
+    let loc = |s: &str| {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            dkd::store::Location::Postgres {
+                url: s.to_owned(),
+                ca: ca.clone(),
+            }
+        } else {
+            dkd::store::Location::Sled(PathBuf::from(s))
+        }
+    };
+    let (from, to) = (loc(from), loc(to));
+    if from == to {
+        return fail(exit::USAGE, "--from and --to are the same store");
+    }
+    let open = |l: &dkd::store::Location, migrate: bool| {
+        Store::open_at(l, migrate).map_err(|e| fail(exit::STORE, &format!("{l}: {e}")))
+    };
+    let (source, target) = match (open(&from, false), open(&to, true)) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    match source.copy_to(&target) {
+        Ok(r) => {
+            let kinds: Vec<String> = r.kinds.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+            say!(
+                "copied {from} to {to}: records per kind {}, {} audit records, {} stale records removed; counts verified",
+                kinds.join(" "),
+                r.audit,
+                r.removed
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::STORE, &format!("copy {from} to {to}: {e}")),
+    }
+}
+
+fn store_migrate(common: &Common) -> ExitCode {
+    let cfg = match Config::load(common.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => return fail(exit::CONFIG, &e.to_string()),
+    };
+    let loc = cfg.store.location();
+    match Store::migrate(&loc) {
+        Ok(applied) if applied.is_empty() => {
+            say!("{loc}: schema up to date");
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            say!("{loc}: applied migrations {applied:?}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::STORE, &format!("{loc}: {e}")),
     }
 }
 
@@ -788,6 +882,16 @@ fn config_check(file: &Path) -> ExitCode {
             if cfg.security.sign_key.is_some() {
                 cfg.security.sign_key = Some(PathBuf::from("********"));
             }
+            if let Some(u) = &cfg.store.url {
+                cfg.store.url = Some(dkd::store::mask_url(u));
+            }
+            say!(
+                "# store: {}",
+                match &cfg.store.url {
+                    Some(u) => format!("PostgreSQL at {u}"),
+                    None => format!("sled in {}", cfg.store.path.display()),
+                }
+            );
             say!(
                 "# {} is valid. Effective settings (defaults and DKD_* overrides applied):",
                 file.display()
@@ -1355,9 +1459,10 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
     } else if cfg.auth.allowed_oins.is_empty() {
         tracing::warn!("auth.allowed_oins is empty: every caller will be refused (code 0002)");
     }
-    let store = match Store::open(&cfg.store.path) {
+    // Serving brings a PostgreSQL schema that is behind up to date (and refuses one ahead).
+    let store = match Store::open_at(&cfg.store.location(), true) {
         Ok(s) => s,
-        Err(e) => return fail(exit::STORE, &format!("{}: {e}", cfg.store.path.display())),
+        Err(e) => return fail(exit::STORE, &format!("{}: {e}", cfg.store.location())),
     };
     store.set_outbox(cfg.pushes());
     if demo && store.is_empty() {
@@ -1369,7 +1474,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
         say!(
             "Loaded {} demo persons into {}",
             people.len(),
-            cfg.store.path.display()
+            cfg.store.location()
         );
     }
     let runtime = match runtime() {
@@ -1746,7 +1851,7 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
     }
     // No count here: counting walks the whole index (seconds at 10^6 persons); `dkd report` and
     // the status page have the figures.
-    say!("  store    : {}", cfg.store.path.display());
+    say!("  store    : {}", cfg.store.location());
     say!("  allowed  : {}", cfg.auth.allowed_oins.join(", "));
     if cfg.scenario.enabled {
         say!();

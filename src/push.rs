@@ -109,6 +109,10 @@ impl Sender {
         if self.scenario.as_ref().is_some_and(|s| s.push_paused()) {
             return Ok(0);
         }
+        // On a shared store another instance may be the sender now.
+        if !self.store.outbox_lease().map_err(|e| e.to_string())? {
+            return Ok(0);
+        }
         let batch = self
             .store
             .outbox_pending(self.concurrency * 8)

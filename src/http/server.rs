@@ -382,9 +382,10 @@ async fn cpu<T: Send + 'static>(
     let ep = state.mount(vi).0;
     match &state.crypto {
         Some(pool) if ep.security.is_some() => pool.run(job).await.unwrap_or(Err(())),
-        // A large change set holds the store until its commit (seconds, for a big import): the
-        // lookup must not wait for it on an async worker, where it would stall every connection.
-        _ if ep.service.store.is_writing() => {
+        // A large change set holds the store until its commit (seconds, for a big import), and
+        // on PostgreSQL every lookup is a round trip: the lookup must not wait on an async
+        // worker, where it would stall every connection.
+        _ if ep.service.store.reads_may_wait() => {
             tokio::task::spawn_blocking(job).await.unwrap_or(Err(()))
         }
         _ => job(),

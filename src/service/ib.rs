@@ -532,12 +532,13 @@ pub fn publish_signals(
 }
 
 /// A store read from the router's async code. While a large change set holds the store (a batch
-/// delivery being imported) a read waits for its commit: then in a blocking section, so the
+/// delivery being imported) a read waits for its commit, and on PostgreSQL every read is a round
+/// trip: then in a blocking section, so the
 /// worker's other connections carry on (a multi-threaded runtime, which `dkd serve` always runs).
 fn read_store<T>(store: &Store, read: impl FnOnce() -> T) -> T {
     let multi_threaded = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_threaded && store.is_writing() {
+    if multi_threaded && store.reads_may_wait() {
         tokio::task::block_in_place(read)
     } else {
         read()

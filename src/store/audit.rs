@@ -43,7 +43,7 @@ const LINGER: Duration = Duration::from_millis(5);
 const SYNC_EVERY: Duration = Duration::from_millis(500);
 const SUFFIX: &str = ".jsonl";
 
-enum Msg {
+pub(crate) enum Msg {
     Record(AuditRecord),
     /// Acknowledged once everything queued before it is written and synced.
     Flush(SyncSender<Result<(), String>>),
@@ -59,7 +59,9 @@ struct Writer {
 }
 
 /// The queue's room: slots free, and whether the writer is being held (tests: a stalled disk).
-struct Room {
+/// Shared by both writers (the daily files here, the PostgreSQL table in `kv::pg`), so a
+/// request is never answered without room for its record on either backend.
+pub(crate) struct Room {
     state: Mutex<RoomState>,
     /// Signalled when slots free or a hold ends.
     changed: Condvar,
@@ -75,9 +77,82 @@ struct RoomState {
 }
 
 impl Room {
+    pub(crate) fn new() -> Arc<Room> {
+        Arc::new(Room {
+            state: Mutex::new(RoomState {
+                capacity: QUEUE_CAPACITY,
+                taken: 0,
+                held: false,
+                failing: None,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, RoomState> {
         // Plain counters, consistent after every statement: a poisoned lock is used as it is.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes one slot, waiting up to `wait` for one to free; false when the queue stayed full.
+    fn take(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut st = self.lock();
+        while st.taken >= st.capacity {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        st.taken += 1;
+        true
+    }
+
+    pub(crate) fn set_capacity(&self, capacity: usize) {
+        self.lock().capacity = capacity.max(1);
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn status(&self) -> AuditStatus {
+        let st = self.lock();
+        AuditStatus {
+            queued: st.taken,
+            capacity: st.capacity,
+            failing: st.failing.clone(),
+        }
+    }
+
+    pub(crate) fn hold(self: &Arc<Room>) -> Hold {
+        self.lock().held = true;
+        Hold(self.clone())
+    }
+
+    /// The writer's side: waits while the writer is held (a stalled disk, in tests).
+    pub(crate) fn wait_while_held(&self) {
+        let mut st = self.lock();
+        while st.held {
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The writer's side: `n` records are written (or failed with `failing`), their slots free.
+    pub(crate) fn written(&self, n: usize, failing: Option<String>) {
+        self.release(n);
+        self.lock().failing = failing;
+    }
+
+    /// A slot for one record that goes to the writer through `tx`.
+    pub(crate) fn slot(self: &Arc<Room>, tx: SlotTx, wait: Duration) -> Option<Slot> {
+        self.take(wait).then(|| Slot {
+            room: self.clone(),
+            tx,
+            used: false,
+        })
     }
 
     fn release(&self, n: usize) {
@@ -93,14 +168,24 @@ impl Room {
 /// Room for one record in the queue, taken before the request is answered; see the module.
 pub struct Slot {
     room: Arc<Room>,
-    tx: Sender<Msg>,
+    tx: SlotTx,
     used: bool,
+}
+
+/// Where a slot's record goes: this module's file writer, or the PostgreSQL writer.
+pub(crate) enum SlotTx {
+    Files(Sender<Msg>),
+    Pg(Sender<crate::store::kv::pg::AuditMsg>),
 }
 
 impl Slot {
     /// Hands the record to the writer. It cannot be refused: the room was reserved.
     pub fn record(mut self, r: AuditRecord) {
-        if self.tx.send(Msg::Record(r)).is_ok() {
+        let sent = match &self.tx {
+            SlotTx::Files(tx) => tx.send(Msg::Record(r)).is_ok(),
+            SlotTx::Pg(tx) => tx.send(crate::store::kv::pg::AuditMsg::Record(r)).is_ok(),
+        };
+        if sent {
             // The writer frees the slot once the record is written.
             self.used = true;
         } else {
@@ -173,15 +258,7 @@ impl AuditQueue {
             dir,
             syncs: Default::default(),
             writer: OnceLock::new(),
-            room: Arc::new(Room {
-                state: Mutex::new(RoomState {
-                    capacity: QUEUE_CAPACITY,
-                    taken: 0,
-                    held: false,
-                    failing: None,
-                }),
-                changed: Condvar::new(),
-            }),
+            room: Room::new(),
             _temporary: temporary,
         })
     }
@@ -215,34 +292,14 @@ impl AuditQueue {
 
     /// Sets how many records may wait (`audit.queue_records`, at least 1).
     pub(super) fn set_capacity(&self, capacity: usize) {
-        self.room.lock().capacity = capacity.max(1);
-        self.room.changed.notify_all();
+        self.room.set_capacity(capacity);
     }
 
     /// A slot for one record, waiting up to `wait` for one to free; `None` when the queue stayed
     /// full (or the writer cannot run).
     pub(super) fn slot(&self, wait: Duration) -> Option<Slot> {
         let tx = self.writer()?.tx.as_ref()?.clone();
-        let deadline = Instant::now() + wait;
-        let mut st = self.room.lock();
-        while st.taken >= st.capacity {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            st = self
-                .room
-                .changed
-                .wait_timeout(st, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
-        }
-        st.taken += 1;
-        Some(Slot {
-            room: self.room.clone(),
-            tx,
-            used: false,
-        })
+        self.room.slot(SlotTx::Files(tx), wait)
     }
 
     /// Queues a record if there is room now; false when there is none (nothing queued).
@@ -257,17 +314,11 @@ impl AuditQueue {
     }
 
     pub(super) fn status(&self) -> AuditStatus {
-        let st = self.room.lock();
-        AuditStatus {
-            queued: st.taken,
-            capacity: st.capacity,
-            failing: st.failing.clone(),
-        }
+        self.room.status()
     }
 
     pub(super) fn hold(&self) -> Hold {
-        self.room.lock().held = true;
-        Hold(self.room.clone())
+        self.room.hold()
     }
 
     /// Waits until every record queued before the call is written and on disk.
@@ -532,14 +583,6 @@ fn rewrite_from(path: &Path, before: i64) -> std::io::Result<u64> {
     Ok(dropped)
 }
 
-/// Blocks while a [`Hold`] is held.
-fn wait_while_held(room: &Room) {
-    let mut st = room.lock();
-    while st.held {
-        st = room.changed.wait(st).unwrap_or_else(|p| p.into_inner());
-    }
-}
-
 fn write_loop(mut files: Files, rx: &mpsc::Receiver<Msg>, room: &Room) {
     let mut acks = Vec::new();
     let mut prunes = Vec::new();
@@ -566,7 +609,7 @@ fn write_loop(mut files: Files, rx: &mpsc::Receiver<Msg>, room: &Room) {
                 Err(_) => break,
             }
         };
-        wait_while_held(room);
+        room.wait_while_held();
         let mut next = Some(first);
         let mut taken = 0;
         let mut result = Ok(());
@@ -599,8 +642,7 @@ fn write_loop(mut files: Files, rx: &mpsc::Receiver<Msg>, room: &Room) {
             };
         }
         // Written (or lost to an error, reported at the next flush): the slots are free.
-        room.release(taken);
-        room.lock().failing = result.as_ref().err().map(|e| e.to_string());
+        room.written(taken, result.as_ref().err().map(|e| e.to_string()));
         if let Err(e) = &result {
             tracing::error!(error = %e, records = skipped, "audit records could not be written");
             // Start over with a freshly opened file at the next record.

@@ -13,7 +13,6 @@ use super::{Store, StoreError};
 use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex::IndDkd;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::collections::BTreeMap;
 
 const P_VERWIJS: u8 = b'v';
@@ -118,18 +117,15 @@ impl Store {
         let k = verwijs_key(bsn, cluster, gemeente);
         let received = counter_key(&counter_name(gemeente, cluster, "received"));
         let changed_key = counter_key(&counter_name(gemeente, cluster, "changed"));
-        let bump = |tx: &sled::transaction::TransactionalTree,
-                    key: &[u8]|
-         -> Result<(), ConflictableTransactionError<StoreError>> {
+        let bump = |tx: &mut super::kv::Txn<'_>, key: &[u8]| -> Result<(), StoreError> {
             let n = tx
                 .get(key)?
                 .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
                 .map(u64::from_be_bytes)
                 .unwrap_or(0);
-            tx.insert(key, &(n + 1).to_be_bytes())?;
-            Ok(())
+            tx.put(key, Some(&(n + 1).to_be_bytes()))
         };
-        let r = self.index.transaction(|tx| {
+        self.index.transaction(|tx| {
             let old = tx.get(&k)?;
             let changed = match ind {
                 IndDkd::Present => {
@@ -144,23 +140,20 @@ impl Store {
                         received_at: now,
                         oin: oin.to_owned(),
                     };
-                    let v = json(&e).map_err(ConflictableTransactionError::Abort)?;
-                    tx.insert(k.as_slice(), v)?;
+                    tx.put(&k, Some(&json(&e)?))?;
                     old.is_none()
                 }
-                IndDkd::Absent => tx.remove(k.as_slice())?.is_some(),
+                IndDkd::Absent => {
+                    tx.put(&k, None)?;
+                    old.is_some()
+                }
             };
             bump(tx, &received)?;
             if changed {
                 bump(tx, &changed_key)?;
             }
             Ok(changed)
-        });
-        match r {
-            Ok(c) => Ok(c),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-        }
+        })
     }
 
     /// The gemeenten that hold data for a BSN in a cluster, in gemeentecode order.
@@ -236,10 +229,11 @@ impl Store {
         k.extend_from_slice(gemeente.as_bytes());
         k.extend_from_slice(&pad_cluster(cluster));
         k.extend_from_slice(day.as_bytes());
-        // update_and_fetch retries on a concurrent update, so no count is lost.
-        self.index.update_and_fetch(&k, |old| {
-            let mut f: DayFigures = old
-                .and_then(|v| serde_json::from_slice(v).ok())
+        // A transaction, retried on a concurrent update, so no count is lost.
+        self.index.transaction(|tx| {
+            let mut f: DayFigures = tx
+                .get(&k)?
+                .and_then(|v| serde_json::from_slice(&v).ok())
                 .unwrap_or_default();
             match error {
                 None => f.succeeded += 1,
@@ -250,7 +244,7 @@ impl Store {
                     }
                 }
             }
-            serde_json::to_vec(&f).ok()
+            tx.put(&k, Some(&json(&f)?))
         })?;
         let r = Reachability {
             at: now,
@@ -301,57 +295,91 @@ impl Store {
 mod tests {
     use super::*;
 
-    #[test]
-    fn apply_counts_changes_once_and_lists_per_bsn() {
-        let s = Store::temporary().expect("store");
-        let b = Bsn::parse("123456782").expect("bsn");
-        let oin = "00000099000000000002";
-        assert!(s
-            .ib_apply("0363", &b, "04", IndDkd::Present, oin, 100)
-            .expect("a"));
-        assert!(!s
-            .ib_apply("0363", &b, "04", IndDkd::Present, oin, 200)
-            .expect("b"));
-        assert!(s
-            .ib_apply("0599", &b, "04", IndDkd::Present, oin, 300)
-            .expect("c"));
-        let g = s.ib_gemeenten_for(&b, "04").expect("for");
-        assert_eq!(g.len(), 2);
-        assert_eq!(
-            (g[0].0.as_str(), g[0].1.mutated_at, g[0].1.received_at),
-            ("0363", 100, 200)
-        );
-        assert!(s.ib_gemeenten_for(&b, "01").expect("other").is_empty());
-        assert!(s
-            .ib_apply("0363", &b, "04", IndDkd::Absent, oin, 400)
-            .expect("d"));
-        assert!(!s
-            .ib_apply("0363", &b, "04", IndDkd::Absent, oin, 500)
-            .expect("e"));
-        let f = s.ib_index_figures().expect("figures");
-        let a = &f[&("0363".to_owned(), "04".to_owned())];
-        assert_eq!((a.bsns, a.received, a.changed), (0, 4, 2));
-        let m = &f[&("0599".to_owned(), "04".to_owned())];
-        assert_eq!((m.bsns, m.oldest, m.newest), (1, Some(300), Some(300)));
+    on_both! {
+        fn apply_counts_changes_once_and_lists_per_bsn(s) {
+            let s = s;
+            let b = Bsn::parse("123456782").expect("bsn");
+            let oin = "00000099000000000002";
+            assert!(s
+                .ib_apply("0363", &b, "04", IndDkd::Present, oin, 100)
+                .expect("a"));
+            assert!(!s
+                .ib_apply("0363", &b, "04", IndDkd::Present, oin, 200)
+                .expect("b"));
+            assert!(s
+                .ib_apply("0599", &b, "04", IndDkd::Present, oin, 300)
+                .expect("c"));
+            let g = s.ib_gemeenten_for(&b, "04").expect("for");
+            assert_eq!(g.len(), 2);
+            assert_eq!(
+                (g[0].0.as_str(), g[0].1.mutated_at, g[0].1.received_at),
+                ("0363", 100, 200)
+            );
+            assert!(s.ib_gemeenten_for(&b, "01").expect("other").is_empty());
+            assert!(s
+                .ib_apply("0363", &b, "04", IndDkd::Absent, oin, 400)
+                .expect("d"));
+            assert!(!s
+                .ib_apply("0363", &b, "04", IndDkd::Absent, oin, 500)
+                .expect("e"));
+            let f = s.ib_index_figures().expect("figures");
+            let a = &f[&("0363".to_owned(), "04".to_owned())];
+            assert_eq!((a.bsns, a.received, a.changed), (0, 4, 2));
+            let m = &f[&("0599".to_owned(), "04".to_owned())];
+            assert_eq!((m.bsns, m.oldest, m.newest), (1, Some(300), Some(300)));
+        }
     }
 
-    #[test]
-    fn route_figures_per_day() {
-        let s = Store::temporary().expect("store");
-        s.ib_record_route("0363", "04", "20261121", None, 1)
-            .expect("r");
-        s.ib_record_route("0363", "04", "20261122", None, 2)
-            .expect("r");
-        s.ib_record_route("0363", "04", "20261122", Some("timeout"), 3)
-            .expect("r");
-        let f = s.ib_day_figures("20261122").expect("f");
-        let days = &f[&("0363".to_owned(), "04".to_owned())];
-        assert_eq!(days.len(), 1);
-        assert_eq!(
-            (days["20261122"].succeeded, days["20261122"].failed),
-            (1, 1)
-        );
-        let r = s.ib_reachability().expect("reach");
-        assert!(!r["0363"].ok);
+    on_both! {
+        fn concurrent_updates_and_routed_queries_lose_no_count(s) {
+            let s = s;
+            let bsns: Vec<Bsn> = (100_000_000u64..100_001_000)
+                .filter_map(|n| Bsn::parse(&n.to_string()).ok())
+                .take(24)
+                .collect();
+            assert!(bsns.len() >= 20);
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let (s, bsns) = (s.clone(), bsns.clone());
+                    std::thread::spawn(move || {
+                        for (i, b) in bsns.iter().enumerate().filter(|(i, _)| i % 4 == t) {
+                            s.ib_apply("0363", b, "04", IndDkd::Present, "00000001234567890000", 7)
+                                .expect("apply");
+                            s.ib_record_route("0363", "04", "20261121", (i % 2 == 0).then_some("x"), 7)
+                                .expect("route");
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("thread");
+            }
+            let f = s.ib_index_figures().expect("figures")[&("0363".to_owned(), "04".to_owned())].clone();
+            let n = bsns.len() as u64;
+            assert_eq!((f.bsns, f.received, f.changed), (n, n, n));
+            let d = s.ib_day_figures("20261121").expect("days")[&("0363".to_owned(), "04".to_owned())]["20261121"].clone();
+            assert_eq!(d.succeeded + d.failed, n);
+        }
+    }
+
+    on_both! {
+        fn route_figures_per_day(s) {
+            let s = s;
+            s.ib_record_route("0363", "04", "20261121", None, 1)
+                .expect("r");
+            s.ib_record_route("0363", "04", "20261122", None, 2)
+                .expect("r");
+            s.ib_record_route("0363", "04", "20261122", Some("timeout"), 3)
+                .expect("r");
+            let f = s.ib_day_figures("20261122").expect("f");
+            let days = &f[&("0363".to_owned(), "04".to_owned())];
+            assert_eq!(days.len(), 1);
+            assert_eq!(
+                (days["20261122"].succeeded, days["20261122"].failed),
+                (1, 1)
+            );
+            let r = s.ib_reachability().expect("reach");
+            assert!(!r["0363"].ok);
+        }
     }
 }

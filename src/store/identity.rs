@@ -56,10 +56,14 @@ pub fn read(dir: &Path) -> Result<Option<Identity>, StoreError> {
 /// holds the store's lock calls this, so two writers cannot race. Written to a temporary file and
 /// renamed, so a crash leaves no half identity.
 pub(super) fn read_or_create(dir: &Path, role: &str) -> Result<Identity, StoreError> {
+    read_or_write(dir, Identity::new(role))
+}
+
+/// The identity of the store in `dir`, or `identity` written as it when it has none.
+pub(super) fn read_or_write(dir: &Path, identity: Identity) -> Result<Identity, StoreError> {
     if let Some(i) = read(dir)? {
         return Ok(i);
     }
-    let identity = Identity::new(role);
     let path = dir.join(FILE);
     let tmp = dir.join(format!("{FILE}.tmp"));
     let io = |e: std::io::Error| StoreError::Io(format!("{}: {e}", path.display()));
@@ -74,6 +78,32 @@ pub(super) fn read_or_create(dir: &Path, role: &str) -> Result<Identity, StoreEr
 /// For a temporary store: an identity that lives as long as the store.
 pub(super) fn ephemeral(role: &str) -> Identity {
     Identity::new(role)
+}
+
+/// The identity kept in the store itself (PostgreSQL: key `identity` of `dkd_meta`), created for
+/// `role` by whichever instance comes first; every other instance then reads the same one.
+pub(super) fn in_tree(meta: &super::kv::Tree, role: &str) -> Result<Identity, StoreError> {
+    in_tree_or(meta, Identity::new(role))
+}
+
+/// The key of the identity in `dkd_meta`.
+pub(super) const KEY: &[u8] = b"identity";
+
+/// The identity kept in the store, or `identity` written as it when it has none.
+pub(super) fn in_tree_or(
+    meta: &super::kv::Tree,
+    identity: Identity,
+) -> Result<Identity, StoreError> {
+    let fresh = serde_json::to_vec(&identity).map_err(|e| StoreError::Io(e.to_string()))?;
+    let bytes = meta.transaction(|tx| match tx.get(KEY)? {
+        Some(v) => Ok(v.to_vec()),
+        None => {
+            tx.put(KEY, Some(&fresh))?;
+            Ok(fresh.clone())
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| StoreError::Io(format!("the store's identity cannot be read: {e}")))
 }
 
 #[cfg(test)]

@@ -104,7 +104,7 @@ pub(crate) struct Writes<'s> {
 
 /// A value as [`Writes::get`] read it.
 pub(crate) struct Stored {
-    pub(crate) value: Option<sled::IVec>,
+    pub(crate) value: Option<super::kv::Val>,
     /// Read while this change set held the gate: nothing else in the process can write the key
     /// before the writer gets to it (and a change set writes an entry once), so the value can go
     /// into the undo record as it is. A value read under the shared gate may be stale by then.
@@ -112,6 +112,14 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
+    /// A value read outside sled's gate (PostgreSQL: in the change set's own transaction).
+    pub(crate) fn read(value: Option<super::kv::Val>) -> Stored {
+        Stored {
+            value,
+            exclusive: false,
+        }
+    }
+
     fn known(&self) -> Option<Option<&[u8]>> {
         self.exclusive.then_some(self.value.as_deref())
     }
@@ -323,7 +331,7 @@ impl<'s> Writes<'s> {
                 pause_point(format_args!("apply"), || store.flush_quietly());
                 let _exclusive = store.gate.write().unwrap_or_else(PoisonError::into_inner);
                 store.finish_failed_roll_back()?;
-                let mut batch = sled::Batch::default();
+                let mut batch = super::kv::Batch::default();
                 for op in Ops::new(&self.block) {
                     match op? {
                         (k, Some(v), _) => batch.insert(k, v),

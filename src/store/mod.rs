@@ -21,10 +21,49 @@
 //! depend on the number of persons. Records are validated before they are written: the store never
 //! holds a person that cannot be written as a schema-valid ClientSuwi.
 
+/// Defines a store test once and runs it on both backends, `NAME::sled` and `NAME::pg` (the
+/// latter ignored without `DKD_TEST_PG_URL`, a failure with `DKD_REQUIRE_EXTERNAL=1`).
+#[cfg(test)]
+macro_rules! on_both {
+    (fn $name:ident($s:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($s: $crate::store::Store) $body
+            #[test]
+            fn sled() {
+                body($crate::store::Store::temporary().expect("store"))
+            }
+            #[test]
+            #[cfg_attr(
+                dkd_missing = "postgres",
+                ignore = "needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)"
+            )]
+            fn pg() {
+                body($crate::store::tests::pg_store())
+            }
+        }
+    };
+}
+
+/// A store test for sled only (what PostgreSQL does not have: the undo journal, the file lock).
+#[cfg(test)]
+macro_rules! on_sled {
+    (fn $name:ident($s:ident) $body:block) => {
+        #[test]
+        fn $name() {
+            let $s = $crate::store::Store::temporary().expect("store");
+            $body
+        }
+    };
+}
+
 mod audit;
 pub use audit::{
     AuditStatus, Hold as AuditHold, Slot as AuditSlot, QUEUE_CAPACITY as AUDIT_QUEUE_RECORDS,
 };
+mod copy;
+pub use copy::CopyReport;
 pub mod ib;
 pub mod identity;
 pub mod outbox;
@@ -34,11 +73,21 @@ use crate::suwiml::model::{FieldError, Person};
 use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex::IndDkd;
 mod journal;
+pub(crate) mod kv;
 mod record;
 
+/// For tests: a throw-away schema on a PostgreSQL server (dropped with the guard).
+#[doc(hidden)]
+pub use kv::pg::TempSchema;
+/// The schema version of the PostgreSQL tables this build writes (its migrations, compiled in).
+pub use kv::pg::SCHEMA_VERSION as PG_SCHEMA_VERSION;
+pub use kv::pg::{check_url as check_pg_url, mask_url};
+
+use journal::Writes;
+#[cfg(test)]
+use journal::KEY_JOURNAL;
 #[cfg(test)]
 use journal::SMALL_OPS;
-use journal::{pause_point, Ops, Writes, KEY_JOURNAL};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,6 +103,9 @@ pub const SCHEMA_VERSION: u32 = 5;
 const UPGRADABLE_FROM: &[u32] = &[3, 4];
 
 const KEY_SCHEMA_VERSION: &[u8] = b"schema_version";
+/// The longest a store call waits for PostgreSQL (connect, pool, statement): a request whose
+/// database is unreachable is answered (0051) well within the IB's deadline, never left hanging.
+const PG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// sled page cache size.
 const CACHE_BYTES: u64 = 160 * 1024 * 1024;
 const P_RECORD: u8 = b'r';
@@ -91,12 +143,28 @@ pub enum StoreError {
     /// A record failed validation and was not written.
     #[error("record refused: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        StoreError::Io(e.to_string())
-    }
+    /// The database cannot be reached now (or did not answer in time); dkd reconnects by itself.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The PostgreSQL schema is newer than this dkd: another instance runs a later version.
+    #[error("the PostgreSQL schema is at version {found}, newer than this dkd knows ({known}); run the dkd that migrated it, or a later one")]
+    SchemaAhead {
+        /// What the database says.
+        found: u32,
+        /// The newest this build knows.
+        known: u32,
+    },
+    /// The PostgreSQL schema is older than this dkd and was not migrated.
+    #[error("the PostgreSQL schema is at version {found}, this dkd needs {known}: run `dkd store migrate` (or `dkd serve`, which migrates)")]
+    SchemaBehind {
+        /// What the database says.
+        found: u32,
+        /// What this build needs.
+        known: u32,
+    },
+    /// A transaction lost against a concurrent one (retried by the store).
+    #[error("store conflict: {0}")]
+    Conflict(String),
 }
 
 /// What happened to a person's entry in a gemeente's verwijsindex.
@@ -193,17 +261,46 @@ pub struct Recovery {
     pub chunks: u64,
 }
 
+/// Where a store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A sled directory (the embedded default).
+    Sled(std::path::PathBuf),
+    /// A PostgreSQL database, shared by any number of dkd instances.
+    Postgres {
+        /// `postgres://user@host:port/db[?sslmode=...]`.
+        url: String,
+        /// The CA that signed the server's certificate (TLS, sslmode other than disable).
+        ca: Option<std::path::PathBuf>,
+    },
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sled(p) => write!(f, "{}", p.display()),
+            Location::Postgres { url, .. } => f.write_str(&mask_url(url)),
+        }
+    }
+}
+
+/// The audit trail's writer: daily files beside sled, or the PostgreSQL table.
+enum Audit {
+    Files(audit::AuditQueue),
+    Pg(kv::pg::AuditWriter, Arc<kv::pg::Pg>),
+}
+
 /// The verwijsindex. Cheap to clone (sled handles are reference counted).
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    index: sled::Tree,
+    db: kv::Db,
+    index: kv::Tree,
     /// Whether index changes queue an IBVerwijsindex update (see [`outbox`]); shared by all
     /// handles of the same database, like the data.
     outbox: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    audit: std::sync::Arc<audit::AuditQueue>,
-    meta: sled::Tree,
-    journal: sled::Tree,
+    audit: std::sync::Arc<Audit>,
+    meta: kv::Tree,
+    journal: kv::Tree,
     /// Commits (a journaled change set: from its marker to its commit point) take it
     /// exclusively, lookups and change-set comparisons shared: a journaled change set is written
     /// in many sled operations, and nobody in this process may see it half-way (nor may another
@@ -220,6 +317,10 @@ pub struct Store {
     dir: Option<Arc<std::path::PathBuf>>,
     /// The identity, once claimed (shared by all handles).
     identity: Arc<Mutex<Option<identity::Identity>>>,
+    /// A test's own PostgreSQL schema, dropped with the last handle.
+    _temp: Option<Arc<kv::pg::TempSchema>>,
+    /// This opening of the store (random): who holds the outbox lease.
+    instance: Arc<str>,
 }
 
 fn record_key(bsn: &Bsn, gemeente: &str) -> Vec<u8> {
@@ -273,76 +374,72 @@ pub fn split_by_gemeente(p: &Person) -> Vec<(String, Person)> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in a directory.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        // sled's default page cache is 1 GiB; point lookups need far less, and the RSS of a
-        // 10^6-person instance stays under 300 MB with this.
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("could not acquire lock") =>
-                {
-                    StoreError::Locked(path.display().to_string())
-                }
-                other => StoreError::from(other),
-            })?;
-        Store::init(db, Some(path))
-    }
-
-    /// A throwaway in-memory store for tests and benchmarks.
-    pub fn temporary() -> Result<Store, StoreError> {
-        let db = sled::Config::new().temporary(true).open()?;
-        Store::init(db, None)
-    }
-
-    /// `dir`: where the store lives (`None`: temporary); the audit trail has its files there.
-    fn init(db: sled::Db, dir: Option<&Path>) -> Result<Store, StoreError> {
-        let meta = db.open_tree("meta")?;
-        match meta.get(KEY_SCHEMA_VERSION)? {
-            None => {
-                meta.insert(KEY_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
-            }
-            Some(v) => {
-                let found = <[u8; 4]>::try_from(v.as_ref())
-                    .map(u32::from_be_bytes)
-                    .unwrap_or(u32::MAX);
-                if UPGRADABLE_FROM.contains(&found) {
-                    meta.insert(KEY_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
-                } else if found != SCHEMA_VERSION {
-                    return Err(StoreError::SchemaVersion { found });
-                }
+    /// Opens the store at a location. On PostgreSQL, `migrate` brings an older schema up to
+    /// date first (`dkd serve`, `dkd store migrate`); without it an older schema is an error.
+    /// A schema newer than this build is always refused.
+    pub fn open_at(loc: &Location, migrate: bool) -> Result<Store, StoreError> {
+        match loc {
+            Location::Sled(p) => Store::open(p),
+            Location::Postgres { url, ca } => {
+                let pg = kv::pg::Pg::connect(url, ca.as_deref(), PG_TIMEOUT, migrate)?;
+                Store::init_pg(pg, None)
             }
         }
-        let index = db.open_tree("index")?;
-        let audit = std::sync::Arc::new(audit::AuditQueue::new(dir)?);
-        let journal = db.open_tree("journal")?;
-        let mut store = Store {
-            db,
-            index,
+    }
+
+    /// Applies the PostgreSQL migrations the database lacks; returns the versions applied.
+    pub fn migrate(loc: &Location) -> Result<Vec<u32>, StoreError> {
+        match loc {
+            Location::Sled(p) => Store::open(p).map(|_| Vec::new()),
+            Location::Postgres { url, ca } => {
+                let pg = kv::pg::Pg::connect(url, ca.as_deref(), PG_TIMEOUT, true)?;
+                Ok(pg.applied())
+            }
+        }
+    }
+
+    /// A throwaway store in a schema of its own on the PostgreSQL server at `url`, dropped with
+    /// the last handle: for tests.
+    pub fn temporary_pg(url: &str) -> Result<Store, StoreError> {
+        let (temp, scoped) = kv::pg::TempSchema::create(url)?;
+        let pg = kv::pg::Pg::connect(&scoped, None, PG_TIMEOUT, true)?;
+        Store::init_pg(pg, Some(Arc::new(temp)))
+    }
+
+    fn init_pg(
+        pg: Arc<kv::pg::Pg>,
+        temp: Option<Arc<kv::pg::TempSchema>>,
+    ) -> Result<Store, StoreError> {
+        let audit = Audit::Pg(kv::pg::AuditWriter::start(&pg)?, pg.clone());
+        Ok(Store {
+            db: kv::Db::Pg(pg.clone()),
+            index: kv::Tree::Pg(kv::pg::Table::new(&pg, "dkd_index")),
             outbox: Default::default(),
-            audit,
-            meta,
-            journal,
+            audit: Arc::new(audit),
+            meta: kv::Tree::Pg(kv::pg::Table::new(&pg, "dkd_meta")),
+            journal: kv::Tree::Pg(kv::pg::Table::new(&pg, "dkd_journal")),
             gate: Arc::new(RwLock::new(())),
             serial: Arc::new(Mutex::new(())),
             recovery: None,
-            dir: dir.map(|d| Arc::new(d.to_path_buf())),
+            dir: None,
             identity: Arc::new(Mutex::new(None)),
-        };
-        if let Some(source) = store.meta.get(KEY_JOURNAL)? {
-            let chunks = store.roll_back()?;
-            let source = String::from_utf8_lossy(&source).into_owned();
-            tracing::warn!(%source, chunks, "rolled back a change set that was being applied when dkd stopped");
-            store.recovery = Some(Recovery { source, chunks });
-        } else if !store.journal.is_empty() {
-            // A commit finished but died before clearing its journal: garbage.
-            store.journal.clear()?;
+            _temp: temp,
+            instance: uuid::Uuid::new_v4().to_string().into(),
+        })
+    }
+
+    /// Where the store is: its directory, or the PostgreSQL URL with the password masked.
+    pub fn describe(&self) -> String {
+        match (&self.db, &self.dir) {
+            (kv::Db::Pg(pg), _) => pg.shown().to_owned(),
+            (kv::Db::Sled(_), Some(d)) => d.display().to_string(),
+            (kv::Db::Sled(_), None) => "(temporary)".to_owned(),
         }
-        Ok(store)
+    }
+
+    /// Whether the store is on PostgreSQL (shared by instances: no lock, no admin-API detour).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.db, kv::Db::Pg(_))
     }
 
     /// The store's identity; a store without one (new, or opened before stores had one) gets
@@ -352,9 +449,10 @@ impl Store {
         if let Some(i) = slot.as_ref() {
             return Ok(i.clone());
         }
-        let i = match &self.dir {
-            Some(d) => identity::read_or_create(d, role)?,
-            None => identity::ephemeral(role),
+        let i = match (&self.db, &self.dir) {
+            (kv::Db::Pg(_), _) => identity::in_tree(&self.meta, role)?,
+            (_, Some(d)) => identity::read_or_create(d, role)?,
+            (_, None) => identity::ephemeral(role),
         };
         *slot = Some(i.clone());
         Ok(i)
@@ -374,44 +472,25 @@ impl Store {
         self.gate.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Undoes an unfinished commit: journal records newest first, each record's keys last to
-    /// first, so a key written twice ends with the value it had before the commit.
-    fn roll_back(&self) -> Result<u64, StoreError> {
-        let mut chunks = 0u64;
-        for item in self.journal.iter().rev() {
-            let (_, record) = item?;
-            let olds = Ops::new(&record)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| StoreError::Io(format!("journal record: {e}")))?;
-            for (k, old, _) in olds.into_iter().rev() {
-                match old {
-                    Some(v) => self.index.insert(k, v)?,
-                    None => self.index.remove(k)?,
-                };
-            }
-            chunks += 1;
-            pause_point(format_args!("rollback-{chunks}"), || self.flush_quietly());
-        }
-        self.meta.remove(KEY_JOURNAL)?;
-        self.journal.clear()?;
-        self.db.flush()?;
-        Ok(chunks)
-    }
-
-    /// A roll-back at run time that failed half-way (a full disk) leaves the marker and its undo
-    /// records: finish it before the next change set, which would otherwise clear them and leave
-    /// the half-applied writes for good. Called with the gate held exclusively.
-    pub(crate) fn finish_failed_roll_back(&self) -> Result<(), StoreError> {
-        if self.meta.get(KEY_JOURNAL)?.is_some() {
-            let chunks = self.roll_back()?;
-            tracing::warn!(chunks, "finished the roll-back of an earlier change set");
-        }
-        Ok(())
-    }
-
     /// The process-wide change-set lock (see `serial`); taken before the gate.
     pub(crate) fn serial_lock(&self) -> MutexGuard<'_, ()> {
         self.serial.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The writes of something applied like a change set (all or nothing, of any size), but
+    /// outside one: the outbox's re-queueing.
+    pub(crate) fn writes(&self, source: &str) -> kv::Writes<'_> {
+        match &self.db {
+            kv::Db::Pg(pg) => kv::Writes::Pg(kv::pg::Writes::new(pg)),
+            kv::Db::Sled(_) => kv::Writes::Sled(Writes::new(self, source)),
+        }
+    }
+
+    /// Whether a read may have to wait now: for a large change set's commit (sled), or always
+    /// for a network round trip (PostgreSQL). Async code then reads off its worker, so one slow
+    /// read cannot hold up every other connection.
+    pub fn reads_may_wait(&self) -> bool {
+        self.is_shared() || self.is_writing()
     }
 
     /// Whether a change set holds the store exclusively now (lookups would wait for its commit).
@@ -420,10 +499,6 @@ impl Store {
             self.gate.try_read(),
             Err(std::sync::TryLockError::WouldBlock)
         )
-    }
-
-    fn flush_quietly(&self) {
-        let _ = self.db.flush();
     }
 
     /// The entries of a BSN, one per gemeente, in gemeentecode order.
@@ -487,10 +562,14 @@ impl Store {
     /// Starts a set of changes that is applied atomically by [`ChangeSet::commit`]. Waits while
     /// another change set of this process is open: they are built and committed one at a time.
     pub fn changes(&self, source: &str) -> ChangeSet<'_> {
+        let writes = match &self.db {
+            kv::Db::Pg(pg) => kv::Writes::Pg(kv::pg::Writes::new(pg)),
+            kv::Db::Sled(_) => kv::Writes::Sled(Writes::new(self, source)),
+        };
         ChangeSet {
             _serial: self.serial_lock(),
             store: self,
-            writes: Writes::new(self, source),
+            writes,
             source: source.to_owned(),
             now: time::OffsetDateTime::now_utc(),
             counts: Counts::default(),
@@ -574,11 +653,10 @@ impl Store {
         self.index
             .range(start..[P_MUTATION + 1].to_vec())
             .flat_map(|item| {
-                let chunk: Result<Vec<Mutation>, StoreError> =
-                    item.map_err(StoreError::from).and_then(|(_, v)| {
-                        serde_json::from_slice(&v)
-                            .map_err(|e| StoreError::Io(format!("mutation record: {e}")))
-                    });
+                let chunk: Result<Vec<Mutation>, StoreError> = item.and_then(|(_, v)| {
+                    serde_json::from_slice(&v)
+                        .map_err(|e| StoreError::Io(format!("mutation record: {e}")))
+                });
                 match chunk {
                     Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
                     Err(e) => vec![Err(e)],
@@ -589,7 +667,13 @@ impl Store {
     /// Records an import in the history.
     pub fn record_import(&self, r: &ImportRecord) -> Result<(), StoreError> {
         let v = serde_json::to_vec(r).map_err(|e| StoreError::Io(e.to_string()))?;
-        self.index.insert(time_key(P_IMPORT, now_nanos()), v)?;
+        // The sequence keeps two instances' records in one nanosecond apart.
+        let mut k = time_key(P_IMPORT, now_nanos());
+        if let kv::Db::Pg(pg) = &self.db {
+            k.truncate(9);
+            k.extend_from_slice(&pg.generate_id()?.to_be_bytes());
+        }
+        self.index.insert(k, v)?;
         Ok(())
     }
 
@@ -611,36 +695,54 @@ impl Store {
     /// its [`AuditSlot`] before it is answered instead ([`Store::audit_slot`]).
     #[must_use]
     pub fn queue_audit(&self, r: AuditRecord) -> bool {
-        self.audit.push(r)
+        match self.audit.as_ref() {
+            Audit::Files(q) => q.push(r),
+            Audit::Pg(w, _) => w.push(r),
+        }
     }
 
     /// Room in the audit queue for one record, waiting up to `wait` for it (a blocking wait: call
     /// it off the async workers when `wait` is not zero). `None`: the trail cannot keep up, and
     /// the request must not be answered about anyone.
     pub fn audit_slot(&self, wait: std::time::Duration) -> Option<AuditSlot> {
-        self.audit.slot(wait)
+        match self.audit.as_ref() {
+            Audit::Files(q) => q.slot(wait),
+            Audit::Pg(w, _) => w.slot(wait),
+        }
     }
 
     /// How many audit records may wait for the writer (`audit.queue_records`).
     pub fn set_audit_queue(&self, records: usize) {
-        self.audit.set_capacity(records);
+        match self.audit.as_ref() {
+            Audit::Files(q) => q.set_capacity(records),
+            Audit::Pg(w, _) => w.room().set_capacity(records),
+        }
     }
 
     /// Whether the audit trail keeps up (`/readyz`).
     pub fn audit_status(&self) -> AuditStatus {
-        self.audit.status()
+        match self.audit.as_ref() {
+            Audit::Files(q) => q.status(),
+            Audit::Pg(w, _) => w.room().status(),
+        }
     }
 
     /// Holds the audit writer until the guard is dropped, as a stalled disk would: for tests of
     /// what the service does when the trail cannot keep up.
     #[doc(hidden)]
     pub fn hold_audit_writer(&self) -> AuditHold {
-        self.audit.hold()
+        match self.audit.as_ref() {
+            Audit::Files(q) => q.hold(),
+            Audit::Pg(w, _) => w.room().hold(),
+        }
     }
 
     /// Waits until every queued audit record is written.
     pub fn flush_audit(&self) -> Result<(), StoreError> {
-        self.audit.flush()
+        match self.audit.as_ref() {
+            Audit::Files(q) => q.flush(),
+            Audit::Pg(w, _) => w.flush(),
+        }
     }
 
     /// Audit records at or after `since` (unix seconds), oldest first.
@@ -649,9 +751,14 @@ impl Store {
         since: i64,
     ) -> impl Iterator<Item = Result<AuditRecord, StoreError>> + '_ {
         // What was answered before this call is in the trail, queued or not.
-        let files = self
-            .flush_audit()
-            .and_then(|()| self.audit.read_since(since));
+        type Records = Box<dyn Iterator<Item = Result<AuditRecord, StoreError>>>;
+        let files = self.flush_audit().and_then(|()| match self.audit.as_ref() {
+            Audit::Files(q) => q.read_since(since).map(|r| Box::new(r) as Records),
+            // Every instance's records, from the shared table.
+            Audit::Pg(_, pg) => {
+                kv::pg::audit::since(pg, since).map(|v| Box::new(v.into_iter().map(Ok)) as Records)
+            }
+        });
         let (failed, files) = match files {
             Ok(f) => (None, Some(f)),
             Err(e) => (Some(Err(e)), None),
@@ -671,10 +778,13 @@ impl Store {
 
     /// Deletes audit records older than `before` (unix seconds); returns how many.
     pub fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
-        let mut n = self.audit.prune(before)?;
+        let mut n = match self.audit.as_ref() {
+            Audit::Files(q) => q.prune(before)?,
+            Audit::Pg(_, pg) => kv::pg::audit::prune(pg, before)?,
+        };
         let mut end = vec![P_AUDIT];
         end.extend_from_slice(&before.saturating_mul(1_000_000_000).max(0).to_be_bytes());
-        let mut batch = sled::Batch::default();
+        let mut batch = kv::Batch::default();
         for item in self.index.range(vec![P_AUDIT]..end) {
             let (k, _) = item?;
             batch.remove(k);
@@ -736,7 +846,7 @@ pub struct Counts {
 pub struct ChangeSet<'s> {
     _serial: MutexGuard<'s, ()>,
     store: &'s Store,
-    writes: Writes<'s>,
+    writes: kv::Writes<'s>,
     source: String,
     now: time::OffsetDateTime,
     counts: Counts,
@@ -1026,47 +1136,55 @@ pub(crate) mod tests {
         assert_eq!(ids(&store), ["file"]);
     }
 
-    #[test]
-    fn a_sweep_waits_for_an_open_import_instead_of_undoing_its_renewal() {
-        let s = Store::temporary().expect("store").with_outbox(true);
-        let mut old = person("123456782", &["0363"]);
-        for r in &mut old.atl_relaties {
-            for p in &mut r.provisions {
-                p.start = Datum::parse("20180101").expect("date");
-                p.end = Some(Datum::parse("20200101").expect("date"));
+    on_both! {
+        fn a_sweep_waits_for_an_open_import_instead_of_undoing_its_renewal(s) {
+            let s = s.with_outbox(true);
+            let mut old = person("123456782", &["0363"]);
+            for r in &mut old.atl_relaties {
+                for p in &mut r.provisions {
+                    p.start = Datum::parse("20180101").expect("date");
+                    p.end = Some(Datum::parse("20200101").expect("date"));
+                }
             }
+            s.put(&old, "t").expect("put");
+            let renewed = person("123456782", &["0363"]);
+            let import = {
+                let mut c = s.changes("import:renewal.csv");
+                c.upsert(&renewed).expect("upsert");
+                c
+            };
+            let sweeper = {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let today = time::macros::date!(2026 - 11 - 22);
+                    crate::service::sweep(&s, 730, true, today, false).expect("sweep")
+                })
+            };
+            // Without serialisation the sweep reads the expired entry now and removes it after the
+            // renewal is committed.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            import.commit().expect("commit");
+            let report = sweeper.join().expect("join");
+            assert_eq!(report.removed, 0);
+            assert_eq!(s.get(&renewed.bsn).expect("get"), Some(renewed.clone()));
+            let last = s
+                .outbox_pending(10)
+                .expect("pending")
+                .pop()
+                .expect("queued");
+            assert_eq!(last.ind, IndDkd::Present);
         }
-        s.put(&old, "t").expect("put");
-        let renewed = person("123456782", &["0363"]);
-        let import = {
-            let mut c = s.changes("import:renewal.csv");
-            c.upsert(&renewed).expect("upsert");
-            c
-        };
-        let sweeper = {
-            let s = s.clone();
-            std::thread::spawn(move || {
-                let today = time::macros::date!(2026 - 11 - 22);
-                crate::service::sweep(&s, 730, true, today, false).expect("sweep")
-            })
-        };
-        // Without serialisation the sweep reads the expired entry now and removes it after the
-        // renewal is committed.
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        import.commit().expect("commit");
-        let report = sweeper.join().expect("join");
-        assert_eq!(report.removed, 0);
-        assert_eq!(s.get(&renewed.bsn).expect("get"), Some(renewed.clone()));
-        let last = s
-            .outbox_pending(10)
-            .expect("pending")
-            .pop()
-            .expect("queued");
-        assert_eq!(last.ind, IndDkd::Present);
     }
 
     use super::*;
     use crate::suwiml::model::{AtlRelatie, Bron, Provision};
+
+    /// A store in a fresh schema on the test server (`DKD_TEST_PG_URL`), dropped afterwards.
+    pub(crate) fn pg_store() -> Store {
+        let url = std::env::var("DKD_TEST_PG_URL")
+            .expect("DKD_TEST_PG_URL names the PostgreSQL server for the tests");
+        Store::temporary_pg(&url).expect("a temporary schema on DKD_TEST_PG_URL")
+    }
     use crate::suwiml::types::{Datum, Percentage};
 
     /// Opens the store at `path` once an earlier handle in this process has let go of it: sled
@@ -1145,56 +1263,60 @@ pub(crate) mod tests {
         assert_eq!(tie.achternaam.as_deref(), Some("Tweede"));
     }
 
-    #[test]
-    fn put_then_get_round_trips_across_gemeenten() {
-        let s = Store::temporary().expect("store");
-        let p = person("123456782", &["0363", "0599"]);
-        let c = s.put(&p, "test").expect("put");
-        assert_eq!(c.added, 2);
-        assert_eq!(s.get(&p.bsn).expect("get"), Some(p.clone()));
-        assert_eq!(s.entries(&p.bsn).expect("entries").len(), 2);
-        assert_eq!(s.gemeente_bsns("0599").expect("bsns"), vec![p.bsn]);
-        assert_eq!(
-            s.get(&Bsn::parse("111222333").expect("bsn")).expect("get"),
-            None
-        );
+    on_both! {
+        fn put_then_get_round_trips_across_gemeenten(s) {
+            let s = s;
+            let p = person("123456782", &["0363", "0599"]);
+            let c = s.put(&p, "test").expect("put");
+            assert_eq!(c.added, 2);
+            assert_eq!(s.get(&p.bsn).expect("get"), Some(p.clone()));
+            assert_eq!(s.entries(&p.bsn).expect("entries").len(), 2);
+            assert_eq!(s.gemeente_bsns("0599").expect("bsns"), vec![p.bsn]);
+            assert_eq!(
+                s.get(&Bsn::parse("111222333").expect("bsn")).expect("get"),
+                None
+            );
+        }
     }
 
-    #[test]
-    fn same_data_twice_records_no_mutation() {
-        let s = Store::temporary().expect("store");
-        let p = person("123456782", &["0363"]);
-        s.put(&p, "a").expect("put");
-        let c = s.put(&p, "b").expect("put again");
-        assert_eq!((c.added, c.changed, c.unchanged), (0, 0, 1));
-        assert_eq!(s.mutations_since(0).count(), 1);
+    on_both! {
+        fn same_data_twice_records_no_mutation(s) {
+            let s = s;
+            let p = person("123456782", &["0363"]);
+            s.put(&p, "a").expect("put");
+            let c = s.put(&p, "b").expect("put again");
+            assert_eq!((c.added, c.changed, c.unchanged), (0, 0, 1));
+            assert_eq!(s.mutations_since(0).count(), 1);
+        }
     }
 
-    #[test]
-    fn invalid_record_is_refused_and_nothing_written() {
-        let s = Store::temporary().expect("store");
-        let mut p = person("123456782", &["0363"]);
-        p.atl_relaties[0].provisions[0].end = Some(Datum::parse("20230101").expect("date"));
-        assert!(matches!(s.put(&p, "t"), Err(StoreError::Invalid(_))));
-        assert!(s.is_empty());
-        let good = person("111222333", &["0363"]);
-        assert!(s.put_all(&[good, p], "t").is_err());
-        assert!(s.is_empty(), "a refused batch writes nothing");
+    on_both! {
+        fn invalid_record_is_refused_and_nothing_written(s) {
+            let s = s;
+            let mut p = person("123456782", &["0363"]);
+            p.atl_relaties[0].provisions[0].end = Some(Datum::parse("20230101").expect("date"));
+            assert!(matches!(s.put(&p, "t"), Err(StoreError::Invalid(_))));
+            assert!(s.is_empty());
+            let good = person("111222333", &["0363"]);
+            assert!(s.put_all(&[good, p], "t").is_err());
+            assert!(s.is_empty(), "a refused batch writes nothing");
+        }
     }
 
-    #[test]
-    fn remove_archives_or_purges_and_records_the_change() {
-        let s = Store::temporary().expect("store");
-        let p = person("123456782", &["0363", "0599"]);
-        s.put(&p, "t").expect("put");
-        let mut c = s.changes("sweep");
-        assert!(c.remove(&p.bsn, "0363", true).expect("remove"));
-        c.commit().expect("commit");
-        let left = s.get(&p.bsn).expect("get").expect("still in 0599");
-        assert_eq!(left.atl_relaties.len(), 1);
-        assert_eq!(s.index.scan_prefix([P_ARCHIVE]).count(), 1);
-        let kinds: Vec<Change> = s.mutations_since(0).map(|m| m.expect("m").change).collect();
-        assert_eq!(kinds, vec![Change::Added, Change::Added, Change::Removed]);
+    on_both! {
+        fn remove_archives_or_purges_and_records_the_change(s) {
+            let s = s;
+            let p = person("123456782", &["0363", "0599"]);
+            s.put(&p, "t").expect("put");
+            let mut c = s.changes("sweep");
+            assert!(c.remove(&p.bsn, "0363", true).expect("remove"));
+            c.commit().expect("commit");
+            let left = s.get(&p.bsn).expect("get").expect("still in 0599");
+            assert_eq!(left.atl_relaties.len(), 1);
+            assert_eq!(s.index.scan_prefix([P_ARCHIVE]).count(), 1);
+            let kinds: Vec<Change> = s.mutations_since(0).map(|m| m.expect("m").change).collect();
+            assert_eq!(kinds, vec![Change::Added, Change::Added, Change::Removed]);
+        }
     }
 
     fn dump(s: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -1216,7 +1338,9 @@ pub(crate) mod tests {
     fn big_change_set<'s>(s: &'s Store, people: &[Person], stop: Option<u64>) -> ChangeSet<'s> {
         let mut c = s.changes("import:big.csv");
         if let Some(n) = stop {
-            c.writes.stop_after(n);
+            if let kv::Writes::Sled(w) = &mut c.writes {
+                w.stop_after(n);
+            }
         }
         for (i, p) in people.iter().enumerate() {
             match i % 4 {
@@ -1259,53 +1383,60 @@ pub(crate) mod tests {
         assert!(s.index.scan_prefix([P_ARCHIVE]).count() > 0);
     }
 
-    #[test]
-    fn a_change_set_after_an_unfinished_roll_back_finishes_it_first() {
-        let s = Store::temporary().expect("store");
-        let people = demo(3000);
-        s.put_all(&people, "t").expect("put_all");
-        let before: Vec<_> = people.iter().map(|p| s.get(&p.bsn).expect("get")).collect();
-        // What a run-time roll-back that failed half-way leaves: the marker and undo records.
-        assert!(crash_big_change_set(&s, &people, Some(2)) > 0);
-        assert!(s.meta.get(KEY_JOURNAL).expect("meta").is_some());
-        let newcomer = demo(3001).pop().expect("one more");
-        s.put(&newcomer, "admin").expect("put");
-        assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta"), None);
-        for (p, was) in people.iter().zip(before) {
-            assert_eq!(s.get(&p.bsn).expect("get"), was, "{:?} not restored", p.bsn);
+    // sled only: PostgreSQL has no undo journal (a change set is a transaction).
+    on_sled! {
+        fn a_change_set_after_an_unfinished_roll_back_finishes_it_first(s) {
+            let s = s;
+            let people = demo(3000);
+            s.put_all(&people, "t").expect("put_all");
+            let before: Vec<_> = people.iter().map(|p| s.get(&p.bsn).expect("get")).collect();
+            // What a run-time roll-back that failed half-way leaves: the marker and undo records.
+            assert!(crash_big_change_set(&s, &people, Some(2)) > 0);
+            assert!(s.meta.get(KEY_JOURNAL).expect("meta").is_some());
+            let newcomer = demo(3001).pop().expect("one more");
+            s.put(&newcomer, "admin").expect("put");
+            assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta"), None);
+            for (p, was) in people.iter().zip(before) {
+                assert_eq!(s.get(&p.bsn).expect("get"), was, "{:?} not restored", p.bsn);
+            }
+            assert_eq!(s.get(&newcomer.bsn).expect("get"), Some(newcomer.clone()));
         }
-        assert_eq!(s.get(&newcomer.bsn).expect("get"), Some(newcomer.clone()));
     }
 
-    #[test]
-    fn a_large_change_set_shows_as_writing_and_holds_off_a_resend_until_its_commit() {
-        let s = Store::temporary().expect("store").with_outbox(true);
-        let people = demo(3000);
-        s.put_all(&people, "t").expect("put_all");
-        assert!(!s.is_writing());
-        let c = big_change_set(&s, &people, None);
-        // Journaled: lookups would wait for the commit, so the server must not do them inline.
-        assert!(s.is_writing());
-        let resend = {
-            let s = s.clone();
-            std::thread::spawn(move || s.outbox_enqueue_all().expect("enqueue all"))
-        };
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        assert!(
-            !resend.is_finished(),
-            "a full resend must wait for the open change set"
-        );
-        c.commit().expect("commit");
-        assert!(!s.is_writing());
-        // It walked the committed index: as many "present" updates as entries.
-        assert_eq!(resend.join().expect("join"), s.len() as u64);
+    on_both! {
+        fn a_large_change_set_shows_as_writing_and_holds_off_a_resend_until_its_commit(s) {
+            let s = s.with_outbox(true);
+            let people = demo(3000);
+            s.put_all(&people, "t").expect("put_all");
+            assert!(!s.is_writing());
+            let c = big_change_set(&s, &people, None);
+            // Journaled: lookups would wait for the commit, so the server must not do them inline.
+            // On PostgreSQL lookups read the last commit meanwhile: nothing waits.
+            assert_eq!(s.is_writing(), !s.is_shared());
+            let resend = {
+                let s = s.clone();
+                std::thread::spawn(move || s.outbox_enqueue_all().expect("enqueue all"))
+            };
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert!(
+                !resend.is_finished(),
+                "a full resend must wait for the open change set"
+            );
+            c.commit().expect("commit");
+            assert!(!s.is_writing());
+            // It walked the committed index: as many "present" updates as entries.
+            assert_eq!(resend.join().expect("join"), s.len() as u64);
+        }
     }
 
     /// Builds the big change set and ends it as a crash would; returns the chunks written.
     fn crash_big_change_set(s: &Store, people: &[Person], stop: Option<u64>) -> u64 {
         let mut c = big_change_set(s, people, stop);
         c.pack_mutations().expect("pack");
-        c.writes.crash()
+        match std::mem::replace(&mut c.writes, kv::Writes::Pg(kv::pg::Writes::inert())) {
+            kv::Writes::Sled(w) => w.crash(),
+            kv::Writes::Pg(_) => 0,
+        }
     }
 
     #[test]
@@ -1351,61 +1482,65 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn a_change_set_that_fails_half_way_is_rolled_back_at_once() {
-        let s = Store::temporary().expect("store");
-        let people = demo(2500);
-        s.put_all(&people, "t").expect("put_all");
-        let before = dump(&s);
-        let mut c = big_change_set(&s, &people, None);
-        // Chunks were written while it was built (the writer may still be at work).
-        assert!(s.meta.get(KEY_JOURNAL).expect("meta").is_some());
-        // people[2] was upserted already: a second time is an error.
-        assert!(matches!(c.upsert(&people[2]), Err(StoreError::Invalid(_))));
-        drop(c);
-        assert!(dump(&s) == before, "not the old state");
-        assert!(s.journal.is_empty());
-        assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta"), None);
-        // The gate is free again.
-        assert!(s.get(&people[0].bsn).expect("get").is_some());
-    }
-
-    #[test]
-    fn discarded_writes_are_rolled_back_and_the_counts_stay() {
-        let s = Store::temporary().expect("store");
-        let people = demo(2500);
-        s.put_all(&people, "t").expect("put_all");
-        let before = dump(&s);
-        let mut c = big_change_set(&s, &people, None);
-        let counts = c.counts();
-        c.discard_writes().expect("discard");
-        assert!(dump(&s) == before, "rolled back at once");
-        c.upsert(&demo(4100)[4050]).expect("upsert after discard");
-        let after = c.commit().expect("commit writes nothing");
-        assert_eq!(after.added, counts.added + 1);
-        assert!(dump(&s) == before, "nothing written");
-        assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta"), None);
-    }
-
-    #[test]
-    fn a_key_written_twice_rolls_back_to_its_value_before_the_commit() {
-        let s = Store::temporary().expect("store");
-        s.index.insert(b"zkey", b"original").expect("insert");
-        let mut w = Writes::new(&s, "test");
-        w.insert(b"zkey", b"first").expect("op");
-        for i in 0..3000u32 {
-            w.insert(&i.to_be_bytes(), b"x").expect("op");
+    on_both! {
+        fn a_change_set_that_fails_half_way_is_rolled_back_at_once(s) {
+            let s = s;
+            let people = demo(2500);
+            s.put_all(&people, "t").expect("put_all");
+            let before = dump(&s);
+            let mut c = big_change_set(&s, &people, None);
+            // Chunks were written while it was built (the writer may still be at work; on
+            // PostgreSQL into its open transaction).
+            assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta").is_some(), !s.is_shared());
+            // people[2] was upserted already: a second time is an error.
+            assert!(matches!(c.upsert(&people[2]), Err(StoreError::Invalid(_))));
+            drop(c);
+            assert!(dump(&s) == before, "not the old state");
+            assert!(s.journal.is_empty());
+            assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta"), None);
+            // The gate is free again.
+            assert!(s.get(&people[0].bsn).expect("get").is_some());
         }
-        w.remove(b"zkey").expect("op");
-        let chunks = w.crash();
-        assert!(chunks >= 3);
-        assert_eq!(s.index.get(b"zkey").expect("get"), None);
-        s.roll_back().expect("roll back");
-        assert_eq!(
-            s.index.get(b"zkey").expect("get").as_deref(),
-            Some(&b"original"[..])
-        );
-        assert_eq!(s.index.len(), 1);
+    }
+
+    on_both! {
+        fn discarded_writes_are_rolled_back_and_the_counts_stay(s) {
+            let s = s;
+            let people = demo(2500);
+            s.put_all(&people, "t").expect("put_all");
+            let before = dump(&s);
+            let mut c = big_change_set(&s, &people, None);
+            let counts = c.counts();
+            c.discard_writes().expect("discard");
+            assert!(dump(&s) == before, "rolled back at once");
+            c.upsert(&demo(4100)[4050]).expect("upsert after discard");
+            let after = c.commit().expect("commit writes nothing");
+            assert_eq!(after.added, counts.added + 1);
+            assert!(dump(&s) == before, "nothing written");
+            assert_eq!(s.meta.get(KEY_JOURNAL).expect("meta"), None);
+        }
+    }
+
+    on_both! {
+        fn a_key_written_twice_rolls_back_to_its_value_before_the_commit(s) {
+            let s = s;
+            s.index.insert(b"zkey", b"original").expect("insert");
+            let mut w = Writes::new(&s, "test");
+            w.insert(b"zkey", b"first").expect("op");
+            for i in 0..3000u32 {
+                w.insert(&i.to_be_bytes(), b"x").expect("op");
+            }
+            w.remove(b"zkey").expect("op");
+            let chunks = w.crash();
+            assert!(chunks >= 3);
+            assert_eq!(s.index.get(b"zkey").expect("get"), None);
+            s.roll_back().expect("roll back");
+            assert_eq!(
+                s.index.get(b"zkey").expect("get").as_deref(),
+                Some(&b"original"[..])
+            );
+            assert_eq!(s.index.len(), 1);
+        }
     }
 
     #[test]
@@ -1415,7 +1550,7 @@ pub(crate) mod tests {
             let s = open_when_free(dir.path()).expect("open");
             put_json_era(&s, &person("123456782", &["0363"]), "0363");
             s.meta
-                .insert(KEY_SCHEMA_VERSION, &3u32.to_be_bytes())
+                .insert(KEY_SCHEMA_VERSION, 3u32.to_be_bytes())
                 .expect("set");
             s.flush().expect("flush");
         }
@@ -1445,96 +1580,101 @@ pub(crate) mod tests {
             .expect("raw");
     }
 
-    #[test]
-    fn entries_are_written_in_the_binary_format() {
-        let s = Store::temporary().expect("store");
-        let p = person("123456782", &["0363", "0599"]);
-        s.put(&p, "t").expect("put");
-        for g in ["0363", "0599"] {
-            let payload = stored_payload(&s, &p.bsn, g);
-            assert_eq!(payload.first(), Some(&record::TAG_V1), "{g}");
-        }
-        // What a large (journaled) change set writes, too.
-        let people = demo(1500);
-        s.put_all(&people, "t").expect("put_all");
-        for e in s.index.scan_prefix([P_RECORD]) {
-            let (_, v) = e.expect("read");
-            assert_eq!(split_value(&v).1.first(), Some(&record::TAG_V1));
-        }
-    }
-
-    #[test]
-    fn a_json_entry_of_an_older_dkd_still_reads() {
-        let s = Store::temporary().expect("store");
-        let p = person("123456782", &["0363"]);
-        let mut q = person("111222333", &["0599"]);
-        q.voornamen = Some("Zoë 😀".into());
-        q.atl_relaties[0].provisions[0].end = Some(Datum::parse("20261231").expect("date"));
-        put_json_era(&s, &p, "0363");
-        put_json_era(&s, &q, "0599");
-        assert_eq!(stored_payload(&s, &p.bsn, "0363").first(), Some(&b'{'));
-        assert_eq!(s.get(&p.bsn).expect("get"), Some(p.clone()));
-        assert_eq!(s.get(&q.bsn).expect("get"), Some(q.clone()));
-        let all: Vec<Person> = s.all_entries().map(|e| e.expect("entry").person).collect();
-        assert_eq!(all, vec![q, p]);
-    }
-
-    #[test]
-    fn a_payload_of_neither_format_is_corrupt_and_says_why() {
-        let s = Store::temporary().expect("store");
-        let bsn = Bsn::parse("123456782").expect("bsn");
-        for (raw, why) in [
-            (&b"\x02abc"[..], "unknown record format (first byte 0x02"),
-            (&b""[..], "empty record"),
-            (&br#"{"bsn":"#[..], "JSON record"),
-            (&b"\x01\x05"[..], "binary record: option tag 0x05 at byte 1"),
-        ] {
-            s.put_raw(&bsn, "0363", raw).expect("raw");
-            match s.get(&bsn) {
-                Err(StoreError::Corrupt { suffix, reason }) => {
-                    assert_eq!(suffix, "782");
-                    assert!(reason.contains(why), "{reason:?} lacks {why:?}");
-                }
-                other => panic!("{raw:?}: {other:?}"),
+    on_both! {
+        fn entries_are_written_in_the_binary_format(s) {
+            let s = s;
+            let p = person("123456782", &["0363", "0599"]);
+            s.put(&p, "t").expect("put");
+            for g in ["0363", "0599"] {
+                let payload = stored_payload(&s, &p.bsn, g);
+                assert_eq!(payload.first(), Some(&record::TAG_V1), "{g}");
             }
-            assert!(s.all_entries().next().is_some_and(|e| e.is_err()));
+            // What a large (journaled) change set writes, too.
+            let people = demo(1500);
+            s.put_all(&people, "t").expect("put_all");
+            for e in s.index.scan_prefix([P_RECORD]) {
+                let (_, v) = e.expect("read");
+                assert_eq!(split_value(&v).1.first(), Some(&record::TAG_V1));
+            }
         }
     }
 
-    #[test]
-    fn a_json_entry_reimported_unchanged_records_nothing() {
-        let s = Store::temporary().expect("store").with_outbox(true);
-        let p = person("123456782", &["0363", "0599"]);
-        for (g, part) in split_by_gemeente(&p) {
-            put_json_era(&s, &part, &g);
+    on_both! {
+        fn a_json_entry_of_an_older_dkd_still_reads(s) {
+            let s = s;
+            let p = person("123456782", &["0363"]);
+            let mut q = person("111222333", &["0599"]);
+            q.voornamen = Some("Zoë 😀".into());
+            q.atl_relaties[0].provisions[0].end = Some(Datum::parse("20261231").expect("date"));
+            put_json_era(&s, &p, "0363");
+            put_json_era(&s, &q, "0599");
+            assert_eq!(stored_payload(&s, &p.bsn, "0363").first(), Some(&b'{'));
+            assert_eq!(s.get(&p.bsn).expect("get"), Some(p.clone()));
+            assert_eq!(s.get(&q.bsn).expect("get"), Some(q.clone()));
+            let all: Vec<Person> = s.all_entries().map(|e| e.expect("entry").person).collect();
+            assert_eq!(all, vec![q, p]);
         }
-        let c = s.put(&p, "import:same.csv").expect("put");
-        assert_eq!((c.added, c.changed, c.unchanged), (0, 0, 2));
-        assert_eq!(s.mutations_since(0).count(), 0, "no mutation recorded");
-        assert!(s.outbox_pending(10).expect("outbox").is_empty());
-        // Left as it was: nothing was written.
-        assert_eq!(stored_payload(&s, &p.bsn, "0363").first(), Some(&b'{'));
-        assert_eq!(s.get(&p.bsn).expect("get"), Some(p.clone()));
     }
 
-    #[test]
-    fn a_json_entry_with_other_content_is_changed_and_rewritten_in_binary() {
-        let s = Store::temporary().expect("store").with_outbox(true);
-        let p = person("123456782", &["0363"]);
-        put_json_era(&s, &p, "0363");
-        let mut q = p.clone();
-        q.achternaam = Some("Pietersen".into());
-        let c = s.put(&q, "import:changed.csv").expect("put");
-        assert_eq!((c.added, c.changed, c.unchanged), (0, 1, 0));
-        assert_eq!(
-            stored_payload(&s, &p.bsn, "0363").first(),
-            Some(&record::TAG_V1)
-        );
-        assert_eq!(s.get(&p.bsn).expect("get"), Some(q.clone()));
-        // And from now on the byte comparison finds it unchanged.
-        let c = s.put(&q, "import:changed.csv").expect("put");
-        assert_eq!(c.unchanged, 1);
-        assert_eq!(s.mutations_since(0).count(), 1);
+    on_both! {
+        fn a_payload_of_neither_format_is_corrupt_and_says_why(s) {
+            let s = s;
+            let bsn = Bsn::parse("123456782").expect("bsn");
+            for (raw, why) in [
+                (&b"\x02abc"[..], "unknown record format (first byte 0x02"),
+                (&b""[..], "empty record"),
+                (&br#"{"bsn":"#[..], "JSON record"),
+                (&b"\x01\x05"[..], "binary record: option tag 0x05 at byte 1"),
+            ] {
+                s.put_raw(&bsn, "0363", raw).expect("raw");
+                match s.get(&bsn) {
+                    Err(StoreError::Corrupt { suffix, reason }) => {
+                        assert_eq!(suffix, "782");
+                        assert!(reason.contains(why), "{reason:?} lacks {why:?}");
+                    }
+                    other => panic!("{raw:?}: {other:?}"),
+                }
+                assert!(s.all_entries().next().is_some_and(|e| e.is_err()));
+            }
+        }
+    }
+
+    on_both! {
+        fn a_json_entry_reimported_unchanged_records_nothing(s) {
+            let s = s.with_outbox(true);
+            let p = person("123456782", &["0363", "0599"]);
+            for (g, part) in split_by_gemeente(&p) {
+                put_json_era(&s, &part, &g);
+            }
+            let c = s.put(&p, "import:same.csv").expect("put");
+            assert_eq!((c.added, c.changed, c.unchanged), (0, 0, 2));
+            assert_eq!(s.mutations_since(0).count(), 0, "no mutation recorded");
+            assert!(s.outbox_pending(10).expect("outbox").is_empty());
+            // Left as it was: nothing was written.
+            assert_eq!(stored_payload(&s, &p.bsn, "0363").first(), Some(&b'{'));
+            assert_eq!(s.get(&p.bsn).expect("get"), Some(p.clone()));
+        }
+    }
+
+    on_both! {
+        fn a_json_entry_with_other_content_is_changed_and_rewritten_in_binary(s) {
+            let s = s.with_outbox(true);
+            let p = person("123456782", &["0363"]);
+            put_json_era(&s, &p, "0363");
+            let mut q = p.clone();
+            q.achternaam = Some("Pietersen".into());
+            let c = s.put(&q, "import:changed.csv").expect("put");
+            assert_eq!((c.added, c.changed, c.unchanged), (0, 1, 0));
+            assert_eq!(
+                stored_payload(&s, &p.bsn, "0363").first(),
+                Some(&record::TAG_V1)
+            );
+            assert_eq!(s.get(&p.bsn).expect("get"), Some(q.clone()));
+            // And from now on the byte comparison finds it unchanged.
+            let c = s.put(&q, "import:changed.csv").expect("put");
+            assert_eq!(c.unchanged, 1);
+            assert_eq!(s.mutations_since(0).count(), 1);
+        }
     }
 
     #[test]
@@ -1545,7 +1685,7 @@ pub(crate) mod tests {
             let s = open_when_free(dir.path()).expect("open");
             put_json_era(&s, &p, "0363");
             s.meta
-                .insert(KEY_SCHEMA_VERSION, &4u32.to_be_bytes())
+                .insert(KEY_SCHEMA_VERSION, 4u32.to_be_bytes())
                 .expect("set");
             s.flush().expect("flush");
             dump(&s)
@@ -1571,9 +1711,8 @@ pub(crate) mod tests {
         {
             let s = open_when_free(dir.path()).expect("reopen");
             assert_eq!(s.len(), 1);
-            s.db.open_tree("meta")
-                .expect("meta")
-                .insert(KEY_SCHEMA_VERSION, &99u32.to_be_bytes())
+            s.meta
+                .insert(KEY_SCHEMA_VERSION, 99u32.to_be_bytes())
                 .expect("set");
             s.flush().expect("flush");
         }
@@ -1586,7 +1725,7 @@ pub(crate) mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let s = open_when_free(dir.path()).expect("open");
             s.meta
-                .insert(KEY_SCHEMA_VERSION, &found.to_be_bytes())
+                .insert(KEY_SCHEMA_VERSION, found.to_be_bytes())
                 .expect("set");
             s.flush().expect("flush");
             drop(s);

@@ -16,6 +16,10 @@ const P_PENDING: u8 = b'o';
 const P_PARKED: u8 = b'p';
 const P_COUNTER: u8 = b'c';
 const COUNTER_SENT: &str = "outbox_sent";
+/// The sender's lease (in `meta`): until (i64 BE unix seconds) ++ the holder's instance id.
+const KEY_LEASE: &[u8] = b"outbox_lease";
+/// How long a sender's lease lasts without renewal: longer than a round with its timeouts.
+pub const LEASE_SECS: i64 = 60;
 
 /// One queued IBVerwijsindex update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,11 +132,11 @@ impl Store {
 
     /// Removes a delivered entry and counts it.
     pub fn outbox_delivered(&self, seq: u64) -> Result<(), StoreError> {
-        let mut b = sled::Batch::default();
+        let mut b = super::kv::Batch::default();
         b.remove(&key(P_PENDING, seq)[..]);
         // One sender per store, so this read-then-write of the counter does not race.
         let sent = self.counter(COUNTER_SENT)? + 1;
-        b.insert(counter_key(COUNTER_SENT), &sent.to_be_bytes());
+        b.insert(counter_key(COUNTER_SENT), sent.to_be_bytes());
         self.index.apply_batch(b)?;
         Ok(())
     }
@@ -158,7 +162,7 @@ impl Store {
         let mut e = decode(&k, &v)?;
         e.attempts = e.attempts.saturating_add(1);
         e.last_error = Some(reason.to_owned());
-        let mut b = sled::Batch::default();
+        let mut b = super::kv::Batch::default();
         b.remove(&k[..]);
         b.insert(&key(P_PARKED, seq)[..], encode(&e)?);
         self.index.apply_batch(b)?;
@@ -172,7 +176,7 @@ impl Store {
         // Like a change set, it decides what to write from what it reads.
         let _serial = self.serial_lock();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut b = super::journal::Writes::new(self, "outbox:unpark");
+        let mut b = self.writes("outbox:unpark");
         let mut seen = std::collections::HashSet::new();
         let mut n = 0;
         for item in self.index.scan_prefix([P_PARKED]) {
@@ -213,7 +217,7 @@ impl Store {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         // One entry per index entry: with 10^6 persons a single sled batch would hold gigabytes,
         // so this is journaled like a large change set.
-        let mut b = super::journal::Writes::new(self, "outbox:enqueue-all");
+        let mut b = self.writes("outbox:enqueue-all");
         let mut n = 0;
         for entry in self.all_entries() {
             let entry = entry?;
@@ -231,6 +235,40 @@ impl Store {
         }
         b.finish()?;
         Ok(n)
+    }
+
+    /// Whether this store handle may send the outbox now: one sender across every instance on a
+    /// shared (PostgreSQL) store, so per BSN × gemeente updates still go out one at a time and in
+    /// queue order. A lease of [`LEASE_SECS`] in the store, renewed by its holder every round and
+    /// taken over by another instance once it has run out (its holder died or hangs). With sled
+    /// (one process) the handle always has it.
+    pub fn outbox_lease(&self) -> Result<bool, StoreError> {
+        if !self.is_shared() {
+            return Ok(true);
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.outbox_lease_at(now, LEASE_SECS)
+    }
+
+    pub(crate) fn outbox_lease_at(&self, now: i64, secs: i64) -> Result<bool, StoreError> {
+        let me = self.instance.as_bytes();
+        self.meta.transaction(|tx| {
+            let held = tx.get(KEY_LEASE)?;
+            let (holder, until) = match held.as_deref().map(|v| v.split_at_checked(8)) {
+                Some(Some((t, h))) => (
+                    h.to_vec(),
+                    <[u8; 8]>::try_from(t).map(i64::from_be_bytes).unwrap_or(0),
+                ),
+                _ => (Vec::new(), 0),
+            };
+            if holder != me && until > now {
+                return Ok(false);
+            }
+            let mut v = (now + secs).to_be_bytes().to_vec();
+            v.extend_from_slice(me);
+            tx.put(KEY_LEASE, Some(&v))?;
+            Ok(true)
+        })
     }
 
     /// Counts and the oldest pending entry.
@@ -274,68 +312,71 @@ mod tests {
     use super::*;
     use crate::store::tests::person;
 
-    #[test]
-    fn index_changes_queue_updates_in_the_same_write() {
-        let s = Store::temporary().expect("store").with_outbox(true);
-        let p = person("123456782", &["0363", "0599"]);
-        s.put(&p, "t").expect("put");
-        // Unchanged data and changed data queue nothing; only entering and leaving the index do.
-        s.put(&p, "t").expect("again");
-        let mut q = p.clone();
-        q.voornamen = Some("Piet".into());
-        s.put(&q, "t").expect("changed");
-        let mut c = s.changes("sweep");
-        c.remove(&p.bsn, "0363", false).expect("remove");
-        c.commit().expect("commit");
-        let pending = s.outbox_pending(10).expect("pending");
-        let got: Vec<(&str, IndDkd)> = pending
-            .iter()
-            .map(|e| (e.gemeente.as_str(), e.ind))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("0363", IndDkd::Present),
-                ("0599", IndDkd::Present),
-                ("0363", IndDkd::Absent)
-            ]
-        );
-        assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+    on_both! {
+        fn index_changes_queue_updates_in_the_same_write(s) {
+            let s = s.with_outbox(true);
+            let p = person("123456782", &["0363", "0599"]);
+            s.put(&p, "t").expect("put");
+            // Unchanged data and changed data queue nothing; only entering and leaving the index do.
+            s.put(&p, "t").expect("again");
+            let mut q = p.clone();
+            q.voornamen = Some("Piet".into());
+            s.put(&q, "t").expect("changed");
+            let mut c = s.changes("sweep");
+            c.remove(&p.bsn, "0363", false).expect("remove");
+            c.commit().expect("commit");
+            let pending = s.outbox_pending(10).expect("pending");
+            let got: Vec<(&str, IndDkd)> = pending
+                .iter()
+                .map(|e| (e.gemeente.as_str(), e.ind))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("0363", IndDkd::Present),
+                    ("0599", IndDkd::Present),
+                    ("0363", IndDkd::Absent)
+                ]
+            );
+            assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+        }
     }
 
-    #[test]
-    fn park_unpark_keeps_queue_order_and_counts() {
-        let s = Store::temporary().expect("store").with_outbox(true);
-        s.put(&person("123456782", &["0363"]), "t").expect("put");
-        s.put(&person("111222333", &["0363"]), "t").expect("put");
-        let q = s.outbox_pending(10).expect("pending");
-        s.outbox_park(q[0].seq, "refused").expect("park");
-        s.outbox_failed(q[1].seq, "unreachable").expect("fail");
-        let st = s.outbox_status().expect("status");
-        assert_eq!((st.pending, st.parked), (1, 1));
-        assert_eq!(st.last_error.as_deref(), Some("unreachable"));
-        s.outbox_delivered(q[1].seq).expect("done");
-        // Meanwhile the parked person left the index: the retry sends what is true now.
-        let mut c = s.changes("sweep");
-        c.remove(&q[0].bsn, "0363", false).expect("remove");
-        c.commit().expect("commit");
-        let queued = s.outbox_pending(10).expect("pending");
-        s.outbox_delivered(queued[0].seq).expect("done");
-        assert_eq!(s.outbox_unpark_all().expect("unpark"), 1);
-        let again = s.outbox_pending(10).expect("pending");
-        assert_eq!(again.len(), 1);
-        assert_eq!((again[0].bsn, again[0].ind), (q[0].bsn, IndDkd::Absent));
-        assert!(again[0].seq > q[1].seq);
-        assert_eq!(s.outbox_status().expect("status").sent, 2);
+    on_both! {
+        fn park_unpark_keeps_queue_order_and_counts(s) {
+            let s = s.with_outbox(true);
+            s.put(&person("123456782", &["0363"]), "t").expect("put");
+            s.put(&person("111222333", &["0363"]), "t").expect("put");
+            let q = s.outbox_pending(10).expect("pending");
+            s.outbox_park(q[0].seq, "refused").expect("park");
+            s.outbox_failed(q[1].seq, "unreachable").expect("fail");
+            let st = s.outbox_status().expect("status");
+            assert_eq!((st.pending, st.parked), (1, 1));
+            assert_eq!(st.last_error.as_deref(), Some("unreachable"));
+            s.outbox_delivered(q[1].seq).expect("done");
+            // Meanwhile the parked person left the index: the retry sends what is true now.
+            let mut c = s.changes("sweep");
+            c.remove(&q[0].bsn, "0363", false).expect("remove");
+            c.commit().expect("commit");
+            let queued = s.outbox_pending(10).expect("pending");
+            s.outbox_delivered(queued[0].seq).expect("done");
+            assert_eq!(s.outbox_unpark_all().expect("unpark"), 1);
+            let again = s.outbox_pending(10).expect("pending");
+            assert_eq!(again.len(), 1);
+            assert_eq!((again[0].bsn, again[0].ind), (q[0].bsn, IndDkd::Absent));
+            assert!(again[0].seq > q[1].seq);
+            assert_eq!(s.outbox_status().expect("status").sent, 2);
+        }
     }
 
-    #[test]
-    fn outbox_off_queues_nothing_but_full_resend_works() {
-        let s = Store::temporary().expect("store");
-        s.put(&person("123456782", &["0363", "0599"]), "t")
-            .expect("put");
-        assert!(s.outbox_pending(10).expect("pending").is_empty());
-        assert_eq!(s.outbox_enqueue_all().expect("full"), 2);
-        assert_eq!(s.outbox_status().expect("status").pending, 2);
+    on_both! {
+        fn outbox_off_queues_nothing_but_full_resend_works(s) {
+            let s = s;
+            s.put(&person("123456782", &["0363", "0599"]), "t")
+                .expect("put");
+            assert!(s.outbox_pending(10).expect("pending").is_empty());
+            assert_eq!(s.outbox_enqueue_all().expect("full"), 2);
+            assert_eq!(s.outbox_status().expect("status").pending, 2);
+        }
     }
 }

@@ -80,7 +80,7 @@ impl Store {
     /// (or earlier in `signals`) is skipped, so publishing a file again changes nothing. Returns
     /// how many were added.
     pub fn ib_publish_signals(&self, signals: &[Signal]) -> Result<u64, StoreError> {
-        let mut b = sled::Batch::default();
+        let mut b = super::kv::Batch::default();
         let mut known: std::collections::HashMap<(&str, Datum), Vec<Signal>> =
             std::collections::HashMap::new();
         let mut added = 0;
@@ -161,7 +161,7 @@ impl Store {
     /// the portal listed for it, in one atomic write. A case
     /// already known (same BSN and signal day) is kept as it is. Returns how many were new.
     pub fn add_cases(&self, file: &str, cases: &[Case], signals: u64) -> Result<u64, StoreError> {
-        let mut b = sled::Batch::default();
+        let mut b = super::kv::Batch::default();
         let mut new = 0;
         let mut seen = std::collections::HashSet::new();
         for c in cases {
@@ -192,7 +192,7 @@ impl Store {
 
     /// Records the first sick day on every case of a BSN; returns how many cases it changed.
     pub fn set_first_sick_day(&self, bsn: &Bsn, day: Datum) -> Result<u64, StoreError> {
-        let mut b = sled::Batch::default();
+        let mut b = super::kv::Batch::default();
         let mut n = 0;
         for item in self.index.scan_prefix(day_key(P_CASE, bsn.as_bytes(), "")) {
             let (k, v) = item?;
@@ -204,5 +204,67 @@ impl Store {
         }
         self.index.apply_batch(b)?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal(bsn: &str, at: i64, id: &str) -> Signal {
+        Signal {
+            bsn: Bsn::parse(bsn).expect("bsn"),
+            gemeente: "0363".into(),
+            at,
+            message_id: id.into(),
+            asking_oin: "00000001234567890000".into(),
+            provisions: Vec::new(),
+        }
+    }
+
+    on_both! {
+        fn signals_by_gemeente_and_day_and_cases_once_each(s) {
+            let s = s;
+            // 2026-11-21 and 2026-11-22, UTC noon.
+            let (d1, d2) = (1_795_262_400, 1_795_348_800);
+            s.ib_record_signal(&signal("123456782", d1, "m-1")).expect("record");
+            let published = [signal("111222333", d2, "m-2"), signal("123456782", d2, "m-3")];
+            assert_eq!(s.ib_publish_signals(&published).expect("publish"), 2);
+            assert_eq!(s.ib_publish_signals(&published).expect("again"), 0, "a repeat adds nothing");
+            assert_eq!(
+                s.ib_signal_days("0363").expect("days"),
+                [("20261121".to_owned(), 1), ("20261122".to_owned(), 2)]
+            );
+            let ids: Vec<String> = s
+                .ib_signals("0363", "20261122")
+                .expect("signals")
+                .into_iter()
+                .map(|x| x.message_id)
+                .collect();
+            assert_eq!(ids, ["m-2", "m-3"], "in the order recorded");
+
+            let case = |bsn: &str, day: &str| Case {
+                bsn: Bsn::parse(bsn).expect("bsn"),
+                gemeente: "0363".into(),
+                signal_date: Datum::parse(day).expect("day"),
+                first_sick_day: None,
+                provisions: Vec::new(),
+                source: "0363_LKSRi_rapport_20261122.csv".into(),
+            };
+            let file = "0363_LKSRi_rapport_20261122.csv";
+            assert_eq!(s.fetched(file).expect("fetched"), None);
+            let cases = [case("123456782", "20261122"), case("111222333", "20261122")];
+            assert_eq!(s.add_cases(file, &cases, 2).expect("add"), 2);
+            assert_eq!(s.add_cases(file, &cases, 3).expect("again"), 0);
+            assert_eq!(s.fetched(file).expect("fetched"), Some(3));
+            let sick = Datum::parse("20261101").expect("day");
+            assert_eq!(s.set_first_sick_day(&cases[0].bsn, sick).expect("sick day"), 1);
+            let stored = s.cases().expect("cases");
+            assert_eq!(stored.len(), 2);
+            assert_eq!(
+                stored.iter().find(|c| c.bsn == cases[0].bsn).and_then(|c| c.first_sick_day),
+                Some(sick)
+            );
+        }
     }
 }

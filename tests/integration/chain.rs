@@ -20,6 +20,7 @@ pub struct Node {
     pub ops: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
+    _schema: Option<dkd::store::TempSchema>,
 }
 
 /// A port that was free a moment ago (for wiring instances that must know each other's URL).
@@ -32,7 +33,12 @@ pub fn free_port() -> u16 {
 }
 
 pub async fn start(dir: tempfile::TempDir, cfg: Config) -> Node {
-    let store = Store::open(&cfg.store.path).expect("store");
+    start_on(Backend::Sled, dir, cfg).await
+}
+
+/// [`start`] on a store of `backend`.
+pub async fn start_on(backend: Backend, dir: tempfile::TempDir, mut cfg: Config) -> Node {
+    let (store, schema) = crate::common::open_store(backend, &mut cfg);
     let app = App::bind_with_store(&cfg, store.clone())
         .await
         .expect("bind");
@@ -44,6 +50,7 @@ pub async fn start(dir: tempfile::TempDir, cfg: Config) -> Node {
         ops: app.ops_addr().expect("ops"),
         _stop: tx,
         _dir: dir,
+        _schema: schema,
     };
     tokio::spawn(app.run(async move {
         let _ = rx.await;
@@ -204,166 +211,170 @@ async fn the_ib_routes_to_a_gemeente_when_both_sign_with_tls_server_certificates
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_route_merge_and_a_gemeente_down() {
-    let (ib_port, a_port, b_port) = (free_port(), free_port(), free_port());
-    let ib_dir = tempfile::tempdir().expect("dir");
-    let ib_cfg = ib_config(
-        ib_dir.path(),
-        ib_port,
-        &[("0363", a_port), ("0599", b_port)],
-    );
-    let settings = dkd::app::ib_settings(&ib_cfg);
-    let ib = start(ib_dir, ib_cfg).await;
-    let a_dir = tempfile::tempdir().expect("dir");
-    let a_cfg = gemeente_config(a_dir.path(), a_port, ib_port);
-    let a = start(a_dir, a_cfg).await;
-    let b_dir = tempfile::tempdir().expect("dir");
-    let b_cfg = gemeente_config(b_dir.path(), b_port, ib_port);
-    let b = start(b_dir, b_cfg).await;
+    for backend in backends() {
+        let (ib_port, a_port, b_port) = (free_port(), free_port(), free_port());
+        let ib_dir = tempfile::tempdir().expect("dir");
+        let ib_cfg = ib_config(
+            ib_dir.path(),
+            ib_port,
+            &[("0363", a_port), ("0599", b_port)],
+        );
+        let settings = dkd::app::ib_settings(&ib_cfg);
+        let ib = start_on(backend, ib_dir, ib_cfg).await;
+        let a_dir = tempfile::tempdir().expect("dir");
+        let a_cfg = gemeente_config(a_dir.path(), a_port, ib_port);
+        let a = start_on(backend, a_dir, a_cfg).await;
+        let b_dir = tempfile::tempdir().expect("dir");
+        let b_cfg = gemeente_config(b_dir.path(), b_port, ib_port);
+        let b = start_on(backend, b_dir, b_cfg).await;
 
-    // One person known in both gemeenten, one only in Amsterdam (0363).
-    let both = "123456782";
-    let only_a = "111222333";
-    a.store.put(&person(both, &["0363"]), "test").expect("put");
-    a.store
-        .put(&person(only_a, &["0363"]), "test")
-        .expect("put");
-    b.store.put(&person(both, &["0599"]), "test").expect("put");
-    wait_until("both gemeenten delivered their outbox", 30, || {
-        outbox_empty(&a.store) && outbox_empty(&b.store)
-    })
-    .await;
-    let bsn = Bsn::parse(both).expect("bsn");
-    let at_ib = ib.store.ib_gemeenten_for(&bsn, "04").expect("lookup");
-    let codes: Vec<&str> = at_ib.iter().map(|(g, _)| g.as_str()).collect();
-    assert_eq!(codes, ["0363", "0599"]);
-    assert!(at_ib.iter().all(|(_, e)| e.oin == SERVER_OIN));
+        // One person known in both gemeenten, one only in Amsterdam (0363).
+        let both = "123456782";
+        let only_a = "111222333";
+        a.store.put(&person(both, &["0363"]), "test").expect("put");
+        a.store
+            .put(&person(only_a, &["0363"]), "test")
+            .expect("put");
+        b.store.put(&person(both, &["0599"]), "test").expect("put");
+        wait_until("both gemeenten delivered their outbox", 30, || {
+            outbox_empty(&a.store) && outbox_empty(&b.store)
+        })
+        .await;
+        let bsn = Bsn::parse(both).expect("bsn");
+        let at_ib = ib.store.ib_gemeenten_for(&bsn, "04").expect("lookup");
+        let codes: Vec<&str> = at_ib.iter().map(|(g, _)| g.as_str()).collect();
+        assert_eq!(codes, ["0363", "0599"]);
+        assert!(at_ib.iter().all(|(_, e)| e.oin == SERVER_OIN));
 
-    // Routed and merged: one ClientSuwi, an AtlRelatie per gemeente, each with its own Bron.
-    let answer = ask_ib(&ib, both).await;
-    assert!(answer.contains("<ClientSuwi>"), "{answer}");
-    assert_eq!(bsns(&answer, "CdPartijSuwi").len(), 3, "{answer}");
-    assert_eq!(
-        bsns(&answer, "RegistratienrRvGsd"),
-        ["LKS-0363", "LKS-0599"]
-    );
-    assert!(!answer.contains("FWI"), "{answer}");
-    validate_official(&body_child(&answer), Schema::Response);
-    assert!(
-        element_text(&answer, "RelatesTo").is_some(),
-        "the IB answers with WS-Addressing: {answer}"
-    );
-    assert!(answer.contains("<ds:SignatureValue>"), "signed: {answer}");
+        // Routed and merged: one ClientSuwi, an AtlRelatie per gemeente, each with its own Bron.
+        let answer = ask_ib(&ib, both).await;
+        assert!(answer.contains("<ClientSuwi>"), "{answer}");
+        assert_eq!(bsns(&answer, "CdPartijSuwi").len(), 3, "{answer}");
+        assert_eq!(
+            bsns(&answer, "RegistratienrRvGsd"),
+            ["LKS-0363", "LKS-0599"]
+        );
+        assert!(!answer.contains("FWI"), "{answer}");
+        validate_official(&body_child(&answer), Schema::Response);
+        assert!(
+            element_text(&answer, "RelatesTo").is_some(),
+            "the IB answers with WS-Addressing: {answer}"
+        );
+        assert!(answer.contains("<ds:SignatureValue>"), "signed: {answer}");
 
-    // Not in the verwijsindex at all.
-    let none = ask_ib(&ib, "999999990").await;
-    assert!(none.contains("NietsGevonden"), "{none}");
+        // Not in the verwijsindex at all.
+        let none = ask_ib(&ib, "999999990").await;
+        assert!(none.contains("NietsGevonden"), "{none}");
 
-    // Gemeente 0599 goes down: a partial answer naming it, and the failure is counted.
-    drop(b);
-    let partial = ask_ib(&ib, both).await;
-    assert_eq!(
-        bsns(&partial, "RegistratienrRvGsd"),
-        ["LKS-0363"],
-        "{partial}"
-    );
-    assert!(
-        partial.contains("<Waarschuwing><Code>0052</Code>"),
-        "{partial}"
-    );
-    assert!(partial.contains("Gemeente 0599"), "{partial}");
-    validate_official(&body_child(&partial), Schema::Response);
-    let days = ib.store.ib_day_figures("00000000").expect("figures");
-    let b_days = &days[&("0599".to_owned(), "04".to_owned())];
-    let failed: u64 = b_days.values().map(|d| d.failed).sum();
-    let ok: u64 = b_days.values().map(|d| d.succeeded).sum();
-    assert_eq!((ok, failed), (1, 1));
-    assert!(!ib.store.ib_reachability().expect("reach")["0599"].ok);
+        // Gemeente 0599 goes down: a partial answer naming it, and the failure is counted.
+        drop(b);
+        let partial = ask_ib(&ib, both).await;
+        assert_eq!(
+            bsns(&partial, "RegistratienrRvGsd"),
+            ["LKS-0363"],
+            "{partial}"
+        );
+        assert!(
+            partial.contains("<Waarschuwing><Code>0052</Code>"),
+            "{partial}"
+        );
+        assert!(partial.contains("Gemeente 0599"), "{partial}");
+        validate_official(&body_child(&partial), Schema::Response);
+        let days = ib.store.ib_day_figures("00000000").expect("figures");
+        let b_days = &days[&("0599".to_owned(), "04".to_owned())];
+        let failed: u64 = b_days.values().map(|d| d.failed).sum();
+        let ok: u64 = b_days.values().map(|d| d.succeeded).sum();
+        assert_eq!((ok, failed), (1, 1));
+        assert!(!ib.store.ib_reachability().expect("reach")["0599"].ok);
 
-    // The IB's Aanlevermonitor shows it all per gemeente.
-    let report = dkd::report::build_ib(
-        &ib.store,
-        &settings,
-        demo_date().max(time::OffsetDateTime::now_utc().date()),
-    )
-    .expect("report");
-    let row = |g: &str| report.iter().find(|r| r.gemeente == g).expect("row");
-    assert_eq!((row("0363").bsns, row("0363").updates_received), (2, 2));
-    assert_eq!(
-        (row("0599").queries_succeeded, row("0599").queries_failed),
-        (1, 1)
-    );
-    assert!(
-        row("0599").recent_errors[0].contains("niet bereikbaar"),
-        "{report:?}"
-    );
-    let table = dkd::report::ib_table(&report);
-    assert!(table.contains("FAILED"), "{table}");
+        // The IB's Aanlevermonitor shows it all per gemeente.
+        let report = dkd::report::build_ib(
+            &ib.store,
+            &settings,
+            demo_date().max(time::OffsetDateTime::now_utc().date()),
+        )
+        .expect("report");
+        let row = |g: &str| report.iter().find(|r| r.gemeente == g).expect("row");
+        assert_eq!((row("0363").bsns, row("0363").updates_received), (2, 2));
+        assert_eq!(
+            (row("0599").queries_succeeded, row("0599").queries_failed),
+            (1, 1)
+        );
+        assert!(
+            row("0599").recent_errors[0].contains("niet bereikbaar"),
+            "{report:?}"
+        );
+        let table = dkd::report::ib_table(&report);
+        assert!(table.contains("FAILED"), "{table}");
 
-    // Only Amsterdam holds the other person; Amsterdam goes down too: FWI Fout alone.
-    drop(a);
-    let failed = ask_ib(&ib, only_a).await;
-    assert!(!failed.contains("ClientSuwi"), "{failed}");
-    assert!(failed.contains("<Fout><Code>0052</Code>"), "{failed}");
-    validate_official(&body_child(&failed), Schema::Response);
+        // Only Amsterdam holds the other person; Amsterdam goes down too: FWI Fout alone.
+        drop(a);
+        let failed = ask_ib(&ib, only_a).await;
+        assert!(!failed.contains("ClientSuwi"), "{failed}");
+        assert!(failed.contains("<Fout><Code>0052</Code>"), "{failed}");
+        validate_official(&body_child(&failed), Schema::Response);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ib_down_during_a_push_then_up_every_update_arrives_once() {
-    let (ib_port, g_port) = (free_port(), free_port());
-    let g_dir = tempfile::tempdir().expect("dir");
-    let g_cfg = gemeente_config(g_dir.path(), g_port, ib_port);
-    let g = start(g_dir, g_cfg).await;
-    let people: Vec<Person> = dkd::demo::generate(40, demo_date())
-        .into_iter()
-        .map(|mut p| {
-            p.atl_relaties.truncate(1);
-            p.atl_relaties[0].bron = Bron::gemeente("0363");
-            p
+    for backend in backends() {
+        let (ib_port, g_port) = (free_port(), free_port());
+        let g_dir = tempfile::tempdir().expect("dir");
+        let g_cfg = gemeente_config(g_dir.path(), g_port, ib_port);
+        let g = start_on(backend, g_dir, g_cfg).await;
+        let people: Vec<Person> = dkd::demo::generate(40, demo_date())
+            .into_iter()
+            .map(|mut p| {
+                p.atl_relaties.truncate(1);
+                p.atl_relaties[0].bron = Bron::gemeente("0363");
+                p
+            })
+            .collect();
+        g.store.put_all(&people, "test").expect("put");
+        let mut c = g.store.changes("test");
+        c.remove(&people[0].bsn, "0363", false).expect("remove");
+        c.commit().expect("commit");
+        // 40 entered, one left again: 41 updates, delivered in order per person.
+        wait_until("the sender has failed against the absent IB", 20, || {
+            g.store
+                .outbox_status()
+                .is_ok_and(|s| s.pending == 41 && s.last_error.is_some())
         })
-        .collect();
-    g.store.put_all(&people, "test").expect("put");
-    let mut c = g.store.changes("test");
-    c.remove(&people[0].bsn, "0363", false).expect("remove");
-    c.commit().expect("commit");
-    // 40 entered, one left again: 41 updates, delivered in order per person.
-    wait_until("the sender has failed against the absent IB", 20, || {
-        g.store
-            .outbox_status()
-            .is_ok_and(|s| s.pending == 41 && s.last_error.is_some())
-    })
-    .await;
-    // The operator sees it before the IB does: metrics and readiness.
-    let (_, metrics) = http_get(g.ops, "/metrics").await;
-    assert!(metrics.contains("dkd_outbox_pending 41\n"), "{metrics}");
-    assert!(
-        metrics.contains("dkd_outbox_delivered_total 0\n"),
-        "{metrics}"
-    );
-    let (status, ready) = http_get(g.ops, "/readyz").await;
-    assert_eq!(
-        status, 200,
-        "parked: none, and younger than the hour: {ready}"
-    );
-    assert!(ready.contains("41 pending"), "{ready}");
-    let ib_dir = tempfile::tempdir().expect("dir");
-    let ib_cfg = ib_config(ib_dir.path(), ib_port, &[("0363", g_port)]);
-    let ib = start(ib_dir, ib_cfg).await;
-    wait_until("the outbox is delivered after the IB came up", 30, || {
-        outbox_empty(&g.store)
-    })
-    .await;
-    let st = g.store.outbox_status().expect("status");
-    assert_eq!((st.sent, st.parked), (41, 0));
-    let f = ib.store.ib_index_figures().expect("figures");
-    let fig = &f[&("0363".to_owned(), "04".to_owned())];
-    // Exactly once: 41 received, 41 changes, and the index holds what the gemeente holds.
-    assert_eq!((fig.received, fig.changed, fig.bsns), (41, 41, 39));
-    assert_eq!(fig.bsns as usize, g.store.len());
-    assert!(ib
-        .store
-        .ib_gemeenten_for(&people[0].bsn, "04")
-        .expect("lookup")
-        .is_empty());
+        .await;
+        // The operator sees it before the IB does: metrics and readiness.
+        let (_, metrics) = http_get(g.ops, "/metrics").await;
+        assert!(metrics.contains("dkd_outbox_pending 41\n"), "{metrics}");
+        assert!(
+            metrics.contains("dkd_outbox_delivered_total 0\n"),
+            "{metrics}"
+        );
+        let (status, ready) = http_get(g.ops, "/readyz").await;
+        assert_eq!(
+            status, 200,
+            "parked: none, and younger than the hour: {ready}"
+        );
+        assert!(ready.contains("41 pending"), "{ready}");
+        let ib_dir = tempfile::tempdir().expect("dir");
+        let ib_cfg = ib_config(ib_dir.path(), ib_port, &[("0363", g_port)]);
+        let ib = start_on(backend, ib_dir, ib_cfg).await;
+        wait_until("the outbox is delivered after the IB came up", 30, || {
+            outbox_empty(&g.store)
+        })
+        .await;
+        let st = g.store.outbox_status().expect("status");
+        assert_eq!((st.sent, st.parked), (41, 0));
+        let f = ib.store.ib_index_figures().expect("figures");
+        let fig = &f[&("0363".to_owned(), "04".to_owned())];
+        // Exactly once: 41 received, 41 changes, and the index holds what the gemeente holds.
+        assert_eq!((fig.received, fig.changed, fig.bsns), (41, 41, 39));
+        assert_eq!(fig.bsns as usize, g.store.len());
+        assert!(ib
+            .store
+            .ib_gemeenten_for(&people[0].bsn, "04")
+            .expect("lookup")
+            .is_empty());
+    }
 }
 
 /// Sends an IBVerwijsindex update to the IB as the test's server certificate (the gemeente OIN).

@@ -933,3 +933,143 @@ fn a_store_command_refuses_a_server_that_holds_another_store() {
     );
     assert!(report_row(&out.stdout, "0363")["persons"].as_u64() > Some(0));
 }
+
+/// A fresh schema on the test server (`DKD_TEST_PG_URL`) and its URL; `None` (skipped, or a
+/// failure with DKD_REQUIRE_EXTERNAL=1) without one.
+fn pg_schema() -> Option<(dkd::store::TempSchema, String)> {
+    match std::env::var("DKD_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => {
+            Some(dkd::store::TempSchema::create(&url).expect("a schema on DKD_TEST_PG_URL"))
+        }
+        _ => {
+            skip("needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)");
+            None
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(
+    dkd_missing = "postgres",
+    ignore = "needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)"
+)]
+fn on_postgres_store_commands_work_directly_while_two_servers_run() {
+    let Some((_schema, url)) = pg_schema() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = |args: &[&str]| {
+        dkd()
+            .args(args)
+            .current_dir(dir.path())
+            .env("DKD_STORE__URL", &url)
+            .output()
+            .expect("run")
+    };
+    // A command does not create the schema; `dkd store migrate` does.
+    let out = run(&["report", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(5), "schema behind: a store error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dkd store migrate"));
+    let out = run(&["store", "migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let child = serve_demo_command(dir.path())
+            .env("DKD_STORE__URL", &url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dkd");
+        let mut child = Killed(child);
+        let stdout = child.0.stdout.take().expect("stdout");
+        wait_up(BufReader::new(stdout).lines());
+        servers.push(child);
+    }
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lks-0363.csv");
+    let out = run(&[
+        "import",
+        example.to_str().expect("path"),
+        "--mode",
+        "full",
+        "--gemeente",
+        "0363",
+    ]);
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(
+        so.contains("rows read") && !se.contains("admin API"),
+        "directly, not through a server: {so}\n{se}"
+    );
+    let g = report_row(&run(&["report", "--format", "json"]).stdout, "0363");
+    assert_eq!(g["last_import"]["mode"], "full", "{g}");
+    let out = run(&["audit"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["config", "check", "/dev/null"]);
+    let so = String::from_utf8_lossy(&out.stdout);
+    assert!(so.contains("PostgreSQL at postgres://"), "{so}");
+    drop(servers);
+}
+
+#[test]
+#[cfg_attr(
+    dkd_missing = "postgres",
+    ignore = "needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)"
+)]
+fn store_copy_moves_a_sled_store_to_postgres_and_may_run_again() {
+    let Some((_schema, url)) = pg_schema() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let sled = dir.path().join("gemeente.sled");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lks-0363.csv");
+    let out = dkd()
+        .arg("import")
+        .arg(&example)
+        .env("DKD_STORE__PATH", &sled)
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = |env: (&str, &str)| {
+        dkd()
+            .args(["report", "--format", "json"])
+            .env(env.0, env.1)
+            .output()
+            .expect("report")
+    };
+    let before = report_row(
+        &report(("DKD_STORE__PATH", sled.to_str().expect("path"))).stdout,
+        "0363",
+    );
+    for _ in 0..2 {
+        let out = dkd()
+            .args(["store", "copy", "--from"])
+            .arg(&sled)
+            .args(["--to", &url])
+            .output()
+            .expect("copy");
+        let so = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{so}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(so.contains("counts verified"), "{so}");
+    }
+    let after = report_row(&report(("DKD_STORE__URL", &url)).stdout, "0363");
+    assert_eq!(before, after, "the same Aanlevermonitor on PostgreSQL");
+}

@@ -150,6 +150,60 @@ pub fn base_config(store_dir: &Path) -> Config {
     cfg
 }
 
+/// The store backends a test runs on: sled, and PostgreSQL on the server `DKD_TEST_PG_URL` names
+/// (a schema of its own per server, dropped after). Without that variable the PostgreSQL run is
+/// skipped loudly, and is a failure with DKD_REQUIRE_EXTERNAL=1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sled,
+    Postgres,
+}
+
+pub fn backends() -> Vec<Backend> {
+    if pg_url().is_some() {
+        return vec![Backend::Sled, Backend::Postgres];
+    }
+    skip(
+        "the PostgreSQL run of this test needs DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)",
+    );
+    vec![Backend::Sled]
+}
+
+pub fn pg_url() -> Option<String> {
+    std::env::var("DKD_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A throw-away store on `backend` (on PostgreSQL a schema of its own, dropped with the store).
+pub fn temp_store(backend: Backend) -> Store {
+    match backend {
+        Backend::Sled => Store::temporary().expect("store"),
+        Backend::Postgres => {
+            Store::temporary_pg(&pg_url().expect("DKD_TEST_PG_URL")).expect("store")
+        }
+    }
+}
+
+/// Points `cfg` at a store on `backend` and opens it; the guard drops a PostgreSQL schema.
+pub fn open_store(backend: Backend, cfg: &mut Config) -> (Store, Option<dkd::store::TempSchema>) {
+    match backend {
+        Backend::Sled => (Store::open(&cfg.store.path).expect("store"), None),
+        // The test has pointed it at a database of its own (through a proxy, say).
+        Backend::Postgres if cfg.store.url.is_some() => {
+            let store = Store::open_at(&cfg.store.location(), true).expect("store");
+            (store, None)
+        }
+        Backend::Postgres => {
+            let url = pg_url().expect("DKD_TEST_PG_URL");
+            let (schema, scoped) = dkd::store::TempSchema::create(&url).expect("schema");
+            cfg.store.url = Some(scoped);
+            let store = Store::open_at(&cfg.store.location(), true).expect("store");
+            (store, Some(schema))
+        }
+    }
+}
+
 /// A running server; stops when dropped.
 pub struct Server {
     pub url: String,
@@ -161,6 +215,7 @@ pub struct Server {
     pub ops: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
+    _schema: Option<dkd::store::TempSchema>,
 }
 
 impl Server {
@@ -170,10 +225,15 @@ impl Server {
 
     /// Starts a server with the demo set (dated [`demo_date`]) and a tweaked configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
+        Server::start_on(Backend::Sled, tweak).await
+    }
+
+    /// [`Server::start_with`] on a store of `backend`.
+    pub async fn start_on(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = base_config(dir.path());
         tweak(&mut cfg);
-        let store = Store::open(&cfg.store.path).expect("store");
+        let (store, schema) = open_store(backend, &mut cfg);
         store
             .put_all(&dkd::demo::generate(1200, demo_date()), "demo")
             .expect("demo data");
@@ -196,6 +256,7 @@ impl Server {
             store,
             _stop: tx,
             _dir: dir,
+            _schema: schema,
         }
     }
 

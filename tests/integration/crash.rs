@@ -598,3 +598,92 @@ async fn keeps_serving_while_an_import_is_open(
         h.abort();
     }
 }
+
+/// The same on PostgreSQL: an import killed with blocks of its change set written into its open
+/// transaction, just before its COMMIT, and just after it; each time the database holds exactly
+/// the old state, or the new one once the commit has passed, and nothing needs rolling back.
+#[test]
+#[cfg_attr(
+    dkd_missing = "postgres",
+    ignore = "needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)"
+)]
+fn sigkill_in_each_phase_of_an_import_on_postgres_leaves_old_or_new_state() {
+    let Some(server) = crate::common::pg_url() else {
+        crate::common::skip("needs postgres: DKD_TEST_PG_URL");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let today = time::OffsetDateTime::now_utc().date();
+    let before = dkd::demo::generate(3000, today);
+    let mut csv = String::new();
+    dkd::import::csv_format::write(&before, &mut csv);
+    let old_file = dir.path().join("old.csv");
+    std::fs::write(&old_file, csv).expect("write");
+    let mut after = dkd::demo::generate(5000, today);
+    for p in after.iter_mut().step_by(2) {
+        p.voornamen = Some("Anders".into());
+    }
+    let mut csv = String::new();
+    dkd::import::csv_format::write(&after, &mut csv);
+    let new_file = dir.path().join("new.csv");
+    std::fs::write(&new_file, csv).expect("write");
+    let import = |file: &std::path::Path, url: &str| {
+        let mut c = dkd();
+        c.arg("import")
+            .arg(file)
+            .env("DKD_STORE__URL", url)
+            .env("DKD_PUSH__URL", "https://127.0.0.1:9/IBVerwijsindex-v0300");
+        c
+    };
+    // A schema holding the old state.
+    let base = || {
+        let (schema, url) = dkd::store::TempSchema::create(&server).expect("schema");
+        let loc = dkd::store::Location::Postgres {
+            url: url.clone(),
+            ca: None,
+        };
+        Store::migrate(&loc).expect("migrate");
+        assert!(import(&old_file, &url)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run")
+            .success());
+        (schema, url, loc)
+    };
+    let (_s0, url0, loc0) = base();
+    let old_state = state(&Store::open_at(&loc0, false).expect("open"));
+    let out = import(&new_file, &url0).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_state = state(&Store::open_at(&loc0, false).expect("open"));
+    assert_ne!(old_state.0, new_state.0);
+    assert!(
+        new_state.3.len() > old_state.3.len() + 1000,
+        "the outbox is in it"
+    );
+    for (phase, is_new) in [
+        ("pg-block-1", false),
+        ("pg-block-3", false),
+        ("commit-point", false),
+        ("committed", true),
+    ] {
+        let (_schema, url, loc) = base();
+        assert!(
+            kill_at(import(&new_file, &url), phase),
+            "the import never reached {phase}"
+        );
+        let store = Store::open_at(&loc, false).expect("readable after SIGKILL");
+        assert_eq!(store.recovery(), None, "nothing to roll back on PostgreSQL");
+        let got = state(&store);
+        let want = if is_new { &new_state } else { &old_state };
+        // The import history is written after the commit: a kill just after it has none.
+        assert_eq!(
+            (&got.0, got.1, &got.3),
+            (&want.0, want.1, &want.3),
+            "SIGKILL at {phase}"
+        );
+    }
+}

@@ -11,68 +11,74 @@ async fn fault_of(server: &Server, req: &Req) -> (u16, String, String, String) {
 
 #[tokio::test]
 async fn known_bsn_returns_client_suwi_with_reply_addressing() {
-    let server = Server::start().await;
-    let bsn = server.known_bsn();
-    let req = Req::new(&server.url, &bsn);
-    let r = post(&server.url, &req.xml()).await;
-    let text = r.text();
-    assert_eq!(r.status, 200, "{text}");
-    assert_eq!(r.content_type.as_deref(), Some("text/xml; charset=utf-8"));
-    assert_eq!(
-        element_text(&text, "Burgerservicenr").as_deref(),
-        Some(bsn.as_str())
-    );
-    assert!(
-        text.contains("<PercLoonwaardeTovWml><Percentage>"),
-        "LKS loonwaarde present: {text}"
-    );
-    // WS-Addressing reply rules (Transactiestandaard 4.0).
-    assert_eq!(element_text(&text, "RelatesTo"), req.message_id);
-    assert_eq!(
-        element_text(&text, "Action").as_deref(),
-        Some("http://bkwi.nl/SuwiML/Diensten/GSDDossierReintegratie-v0200/GSDReintegratieInfoResponse")
-    );
-    assert_eq!(element_text(&text, "To"), req.from);
-    assert_eq!(
-        element_text(&text, "Address").as_deref(),
-        Some(server.url.as_str())
-    );
-    let mid = element_text(&text, "MessageID").expect("MessageID");
-    assert!(
-        mid.starts_with("urn:uuid:") && Some(&mid) != req.message_id.as_ref(),
-        "new MessageID: {mid}"
-    );
-    let body = body_child(&text);
-    validate_official(&body, Schema::Response);
-    validate_own(&body, "GSDDossierReintegratie-v0200.xsd");
-    golden("gsd-clientsuwi.xml", &normalise(&text, &server.url));
+    for backend in backends() {
+        let server = Server::start_on(backend, |_| {}).await;
+        let bsn = server.known_bsn();
+        let req = Req::new(&server.url, &bsn);
+        let r = post(&server.url, &req.xml()).await;
+        let text = r.text();
+        assert_eq!(r.status, 200, "{text}");
+        assert_eq!(r.content_type.as_deref(), Some("text/xml; charset=utf-8"));
+        assert_eq!(
+            element_text(&text, "Burgerservicenr").as_deref(),
+            Some(bsn.as_str())
+        );
+        assert!(
+            text.contains("<PercLoonwaardeTovWml><Percentage>"),
+            "LKS loonwaarde present: {text}"
+        );
+        // WS-Addressing reply rules (Transactiestandaard 4.0).
+        assert_eq!(element_text(&text, "RelatesTo"), req.message_id);
+        assert_eq!(
+            element_text(&text, "Action").as_deref(),
+            Some("http://bkwi.nl/SuwiML/Diensten/GSDDossierReintegratie-v0200/GSDReintegratieInfoResponse")
+        );
+        assert_eq!(element_text(&text, "To"), req.from);
+        assert_eq!(
+            element_text(&text, "Address").as_deref(),
+            Some(server.url.as_str())
+        );
+        let mid = element_text(&text, "MessageID").expect("MessageID");
+        assert!(
+            mid.starts_with("urn:uuid:") && Some(&mid) != req.message_id.as_ref(),
+            "new MessageID: {mid}"
+        );
+        let body = body_child(&text);
+        validate_official(&body, Schema::Response);
+        validate_own(&body, "GSDDossierReintegratie-v0200.xsd");
+        golden("gsd-clientsuwi.xml", &normalise(&text, &server.url));
+    }
 }
 
 #[tokio::test]
 async fn each_answer_gets_a_fresh_message_id() {
-    let server = Server::start().await;
-    let req = Req::new(&server.url, &server.known_bsn());
-    let a = element_text(&post(&server.url, &req.xml()).await.text(), "MessageID");
-    let b = element_text(&post(&server.url, &req.xml()).await.text(), "MessageID");
-    assert_ne!(a, b);
+    for backend in backends() {
+        let server = Server::start_on(backend, |_| {}).await;
+        let req = Req::new(&server.url, &server.known_bsn());
+        let a = element_text(&post(&server.url, &req.xml()).await.text(), "MessageID");
+        let b = element_text(&post(&server.url, &req.xml()).await.text(), "MessageID");
+        assert_ne!(a, b);
+    }
 }
 
 #[tokio::test]
 async fn valid_unknown_bsn_returns_niets_gevonden() {
-    let server = Server::start().await;
-    let r = post(&server.url, &Req::new(&server.url, "123456782").xml()).await;
-    let text = r.text();
-    assert_eq!(r.status, 200, "{text}");
-    assert!(
-        text.contains(
-            "<fwi:NietsGevonden xmlns:fwi=\"http://bkwi.nl/SuwiML/FWI/v0205\"></fwi:NietsGevonden>"
-        ),
-        "{text}"
-    );
-    assert!(!text.contains("ClientSuwi"));
-    let body = body_child(&text);
-    validate_official(&body, Schema::Response);
-    golden("gsd-nietsgevonden.xml", &normalise(&text, &server.url));
+    for backend in backends() {
+        let server = Server::start_on(backend, |_| {}).await;
+        let r = post(&server.url, &Req::new(&server.url, "123456782").xml()).await;
+        let text = r.text();
+        assert_eq!(r.status, 200, "{text}");
+        assert!(
+            text.contains(
+                "<fwi:NietsGevonden xmlns:fwi=\"http://bkwi.nl/SuwiML/FWI/v0205\"></fwi:NietsGevonden>"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("ClientSuwi"));
+        let body = body_child(&text);
+        validate_official(&body, Schema::Response);
+        golden("gsd-nietsgevonden.xml", &normalise(&text, &server.url));
+    }
 }
 
 #[tokio::test]
