@@ -804,8 +804,14 @@ fn readyz_audit(body: &str) -> bool {
 #[tokio::test]
 async fn with_the_audit_writer_stalled_nobody_is_answered_without_a_record() {
     const ROOM: usize = 3;
-    let server = Server::start_with(|c| {
-        c.audit.queue_records = ROOM;
+    for backend in backends() {
+        stalled_audit_writer(backend, ROOM).await;
+    }
+}
+
+async fn stalled_audit_writer(backend: Backend, room: usize) {
+    let server = Server::start_on(backend, |c| {
+        c.audit.queue_records = room;
         c.audit.wait_ms = 50;
     })
     .await;
@@ -819,7 +825,7 @@ async fn with_the_audit_writer_stalled_nobody_is_answered_without_a_record() {
     let id = |i: usize| format!("urn:uuid:00000000-0000-4000-8000-{i:012}");
     // A stalled disk: the writer takes nothing until released.
     let hold = server.store.hold_audit_writer();
-    for i in 0..ROOM {
+    for i in 0..room {
         let r = ask(id(i)).await;
         assert_eq!(r.status, 200);
         assert!(text_of(&r).contains("ClientSuwi"), "{}", text_of(&r));
@@ -828,7 +834,7 @@ async fn with_the_audit_writer_stalled_nobody_is_answered_without_a_record() {
     assert_eq!(status, 503, "{ready}");
     assert!(!readyz_audit(&ready), "{ready}");
     // No room left: the answer says the service is unavailable, and nothing about the person.
-    let refused = ask(id(ROOM)).await;
+    let refused = ask(id(room)).await;
     let body = text_of(&refused);
     assert_eq!(refused.status, 200, "{body}");
     assert_eq!(
@@ -850,7 +856,7 @@ async fn with_the_audit_writer_stalled_nobody_is_answered_without_a_record() {
     .await
     .expect("read the trail");
     // Every answer given is in the trail; the refusal is not (there was no room), only logged.
-    assert_eq!(recorded, (0..ROOM).map(id).collect::<Vec<_>>());
+    assert_eq!(recorded, (0..room).map(id).collect::<Vec<_>>());
     let (status, ready) = http_get(server.ops, "/readyz").await;
     assert_eq!(status, 200, "{ready}");
     well_behaved(&server).await;
