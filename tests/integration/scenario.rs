@@ -631,6 +631,17 @@ async fn many_gemeenten_in_one_process_are_routed_merged_and_named_when_unreliab
             .all(|s| s.outbox_status().is_ok_and(|st| st.pending == 0))
     })
     .await;
+    // Each gemeente pushed under its own OIN, in its TLS certificate and its wsa:From alike.
+    let pushed: std::collections::BTreeSet<(Option<String>, Option<String>)> = ib_store
+        .audit_since(0)
+        .map(|r| r.expect("audit record"))
+        .filter(|r| r.operation == "IBVerwijsindex")
+        .map(|r| (r.tls_oin, r.from_oin))
+        .collect();
+    let own: std::collections::BTreeSet<(Option<String>, Option<String>)> = (0..5)
+        .map(|i| (Some(dkd::demo::many_oin(i)), Some(dkd::demo::many_oin(i))))
+        .collect();
+    assert_eq!(pushed, own);
 
     let s = ask(&ib_url, &merged, Duration::from_secs(10)).await;
     let Seen::Reply(Reply::Client(p, m)) = &s else {
