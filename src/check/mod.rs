@@ -880,8 +880,8 @@ async fn check_answers(cx: &mut Ctx<'_>) {
         );
         return;
     };
-    // A Fault is judged by answers.known-bsn/unknown-bsn; here only whether it is addressed as
-    // a Fault must be (its own Action).
+    // Whether a Fault should have come is for answers.known-bsn/unknown-bsn to say; here a Fault
+    // is judged as addressed when it carries the Fault Action.
     let action = if r.body.is(Some(NS_SOAP11), "Fault") {
         o.service.fault_action()
     } else {
