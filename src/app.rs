@@ -364,16 +364,14 @@ impl App {
             let url = self.state.endpoint.public_url.clone();
             tokio::spawn(async move {
                 // Loud on purpose: nobody must mistake this server for a well-behaved gemeente.
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                let mut tick = tokio::time::interval(crate::scenario::WARN_EVERY);
                 tokio::pin!(stop);
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {}
                         _ = &mut stop => return,
                     }
-                    if live.is_active() {
-                        tracing::warn!(%url, scenario = %live.summary(), "SCENARIO ACTIVE: this gemeente answers wrongly on purpose");
-                    }
+                    crate::scenario::warn_if_active(&live, &url);
                 }
             });
         }

@@ -2,8 +2,8 @@
 //! (`dkd certs`, `serve --demo`, tests). Never used for production keys.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
 use std::path::{Path, PathBuf};
 
@@ -120,7 +120,8 @@ pub struct Issued {
 
 /// A development CA that can issue server and client certificates.
 pub struct DevCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
     key_pem: String,
 }
 
@@ -171,14 +172,40 @@ impl DevCa {
             KeyUsagePurpose::DigitalSignature,
         ];
         validity(&mut params, 3650);
-        let issuer = CertifiedIssuer::self_signed(params, key)?;
-        Ok(DevCa { issuer, key_pem })
+        let cert_pem = params.self_signed(&key)?.pem();
+        Ok(DevCa {
+            issuer: Issuer::new(params, key),
+            cert_pem,
+            key_pem,
+        })
+    }
+
+    /// A CA made earlier (its certificate and key in PEM, as [`DevCa::issued`] gives them), to
+    /// issue more certificates under it; `Err` when the key is not the certificate's.
+    pub fn load(cert_pem: &str, key_pem: &str) -> Result<DevCa, CertError> {
+        use rustls_pki_types::pem::PemObject;
+        let key = KeyPair::from_pem(key_pem)?;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| CertError::Parse(e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| CertError::Parse(e.to_string()))?;
+        if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(CertError::Parse(
+                "the CA key does not belong to the CA certificate".into(),
+            ));
+        }
+        let issuer = Issuer::from_ca_cert_der(&der, key)?;
+        Ok(DevCa {
+            issuer,
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+        })
     }
 
     /// The CA certificate and key.
     pub fn issued(&self) -> Issued {
         Issued {
-            cert_pem: self.issuer.pem(),
+            cert_pem: self.cert_pem.clone(),
             key_pem: self.key_pem.clone(),
         }
     }
@@ -192,6 +219,36 @@ impl DevCa {
         days: i64,
     ) -> Result<Issued, CertError> {
         let key = rsa_key()?;
+        let cert_pem = self.server_cert(&key, cn, names, oin, days)?;
+        Ok(Issued {
+            cert_pem,
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A TLS server certificate like [`DevCa::server`] for an existing key (PEM): one CA
+    /// signature, no key generation, so many parties can each get their own certificate (their
+    /// own OIN) at once. The certificate in PEM.
+    pub fn server_for_key(
+        &self,
+        key_pem: &str,
+        cn: &str,
+        names: &[&str],
+        oin: Option<&str>,
+        days: i64,
+    ) -> Result<String, CertError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        self.server_cert(&key, cn, names, oin, days)
+    }
+
+    fn server_cert(
+        &self,
+        key: &KeyPair,
+        cn: &str,
+        names: &[&str],
+        oin: Option<&str>,
+        days: i64,
+    ) -> Result<String, CertError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         for n in names {
             params
@@ -212,11 +269,7 @@ impl DevCa {
         ];
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, days);
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(params.signed_by(key, &self.issuer)?.pem())
     }
 
     /// A TLS client (and message-signing) certificate carrying an OIN.
@@ -427,6 +480,33 @@ mod tests {
         assert_eq!(oin_of(&der(&none.cert_pem)).expect("parse"), None);
         let d = days_left(&der(&c.cert_pem), time::OffsetDateTime::now_utc()).expect("days");
         assert!((9..=10).contains(&d), "{d}");
+    }
+
+    #[test]
+    fn a_loaded_ca_issues_many_oins_for_one_key_and_refuses_a_key_not_its_own() {
+        let made = DevCa::new("t").expect("ca");
+        let shared = made
+            .server("s", &["localhost"], Some(DEMO_SERVER_OIN), 10)
+            .expect("server");
+        let files = made.issued();
+        let ca = DevCa::load(&files.cert_pem, &files.key_pem).expect("load");
+        let ca_der = der(&files.cert_pem);
+        let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca_der).expect("ca");
+        let key = KeyPair::from_pem(&shared.key_pem).expect("key");
+        for oin in ["00000099000000001001", "00000099000000001002"] {
+            let pem = ca
+                .server_for_key(&shared.key_pem, "g", &["127.0.0.1"], Some(oin), 10)
+                .expect("issue");
+            let d = der(&pem);
+            assert_eq!(oin_of(&d).expect("parse").as_deref(), Some(oin));
+            let (_, c) = x509_parser::parse_x509_certificate(&d).expect("cert");
+            assert_eq!(c.issuer().as_raw(), ca_cert.subject().as_raw());
+            assert_eq!(c.public_key().raw, key.subject_public_key_info().as_slice());
+        }
+        let e = DevCa::load(&files.cert_pem, &shared.key_pem)
+            .err()
+            .expect("another key");
+        assert!(e.to_string().contains("does not belong"), "{e}");
     }
 
     #[test]

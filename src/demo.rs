@@ -294,6 +294,12 @@ pub fn many_code(i: usize) -> String {
     format!("{:04}", 1001 + i)
 }
 
+/// The (synthetic) OIN of the `i`-th emulated gemeente, in its own certificate: the test OIN
+/// range `00000099…`, ending in its gemeentecode (`00000099000000001001` for 1001).
+pub fn many_oin(i: usize) -> String {
+    format!("00000099{:012}", 1001 + i)
+}
+
 /// What the `k`-th unreliable gemeente does wrong: every scenario in turn, so a share of 12 or
 /// more unreliable gemeenten shows each. The delay is longer than the IB's default route timeout.
 pub fn unreliable_scenario(k: usize) -> crate::scenario::ScenarioConfig {
@@ -366,8 +372,11 @@ pub struct Many {
 /// for a share `unreliable` of them, spread evenly, a scenario), filling empty stores.
 ///
 /// One listener per gemeente, each a whole [`crate::app::App`]: the IB routes to each over its
-/// own URL exactly as to a real gemeente, with no second router in dkd. All share one TLS and
-/// signing certificate (the OIN in it): generating 340 RSA keys would take most of a minute.
+/// own URL exactly as to a real gemeente, with no second router in dkd. Each has a TLS and
+/// signing certificate of its own with its own OIN ([`many_oin`]), issued by the CA of
+/// `gemeente.tls.client_ca` (its key next to it, as `dkd certs` writes it) for the key of
+/// `gemeente.tls.key`, which they all share: a certificate is one CA signature, while 340 RSA
+/// key generations would take most of a minute.
 pub async fn bind_many(
     dir: &std::path::Path,
     mut ib: crate::config::Config,
@@ -392,13 +401,50 @@ pub async fn bind_many(
     let people = many_people(n, today);
     let rate_ppm = (unreliable * 1e6).round() as u64;
     let push_url = format!("https://{}{}", ib.server.listen, crate::config::VI_PATH);
-    let oin = crate::certs::DEMO_SERVER_OIN;
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| {
+            StartError::Config(format!(
+                "--gemeenten issues each emulated gemeente its own certificate: {}: {e}",
+                path.display()
+            ))
+        })
+    };
+    let ca_cert = &gemeente.tls.client_ca;
+    let ca_key = ca_cert.with_file_name(crate::certs::files::CA_KEY);
+    let ca = crate::certs::DevCa::load(&read(ca_cert)?, &read(&ca_key)?).map_err(|e| {
+        StartError::Config(format!(
+            "--gemeenten: the CA {} with key {}: {e}",
+            ca_cert.display(),
+            ca_key.display()
+        ))
+    })?;
+    let shared_key = read(&gemeente.tls.key)?;
+    let cert_dir = dir.join("gemeenten");
+    std::fs::create_dir_all(&cert_dir)
+        .map_err(|e| StartError::Config(format!("--gemeenten: {}: {e}", cert_dir.display())))?;
     let mut gemeenten = Vec::with_capacity(n);
     let mut registry = Vec::with_capacity(n);
     let mut k = 0;
     for (i, mine) in people.iter().enumerate() {
         let code = many_code(i);
+        let oin = many_oin(i);
         let mut cfg = gemeente.clone();
+        let cert = ca
+            .server_for_key(
+                &shared_key,
+                &format!("dkd emulated gemeente {code}"),
+                &["localhost", "127.0.0.1"],
+                Some(&oin),
+                825,
+            )
+            .map_err(|e| StartError::Config(format!("gemeente {code}: certificate: {e}")))?;
+        cfg.tls.cert = cert_dir.join(format!("{code}.pem"));
+        crate::certs::write_file(&cfg.tls.cert, &cert, false).map_err(|e| {
+            StartError::Config(format!("gemeente {code}: {}: {e}", cfg.tls.cert.display()))
+        })?;
+        // It signs with the certificate that carries its OIN.
+        cfg.security.sign_cert = None;
+        cfg.security.sign_key = None;
         cfg.server.listen = "127.0.0.1:0".into();
         cfg.server.public_url = None;
         cfg.server.service_dn = format!("CN=dkd emulated gemeente {code}");
@@ -429,7 +475,7 @@ pub async fn bind_many(
         registry.push(IbGemeenteConfig {
             code: code.clone(),
             name: format!("Emulated {code}"),
-            oins: vec![oin.into()],
+            oins: vec![oin],
             url: Some(app.public_url().to_owned()),
             delivery: crate::service::ib::Delivery::Webservice,
         });

@@ -251,9 +251,37 @@ pub enum Wire {
     Unavailable,
 }
 
+impl Wire {
+    /// The outcome recorded (audit trail, log, metrics) when the client gets no SOAP answer at
+    /// all; `None` for a delay, which still delivers the answer.
+    pub fn unanswered(self) -> Option<&'static str> {
+        match self {
+            Wire::Delay(_) => None,
+            Wire::Hang => Some("scenario:hang"),
+            Wire::Reset => Some("scenario:reset"),
+            Wire::Unavailable => Some("scenario:http-503"),
+        }
+    }
+}
+
 /// The longest a `hang` holds a request: the client has given up long before, and the task must
 /// end some time.
 pub const HANG_LIMIT: Duration = Duration::from_secs(600);
+
+/// How often a server whose scenario is active says so in its log ([`warn_if_active`]), the
+/// first time at start-up.
+pub const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// The log line that keeps anyone reading the log from mistaking this server for a well-behaved
+/// gemeente: a warning naming the endpoint and what goes wrong, only while something does.
+/// Whether it was written.
+pub fn warn_if_active(live: &Live, url: &str) -> bool {
+    if !live.is_active() {
+        return false;
+    }
+    tracing::warn!(%url, scenario = %live.summary(), "SCENARIO ACTIVE: this gemeente answers wrongly on purpose");
+    true
+}
 
 /// What the push does with one update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -478,6 +506,55 @@ mod tests {
         ] {
             assert!(bad.validate(|c| c == "0099").is_err(), "{bad:?}");
         }
+    }
+
+    /// Collects what a `tracing` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_periodic_warning_names_the_scenario_only_while_one_is_active() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let live = Live::new(&ScenarioConfig {
+            enabled: true,
+            answer: Some(AnswerKind::Fault),
+            fault_code: "0021".into(),
+            ..ScenarioConfig::default()
+        })
+        .expect("enabled");
+        let url = "https://127.0.0.1:8443/GSDDossierReintegratie-v0200";
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(warn_if_active(&live, url));
+            live.set(ScenarioConfig::default());
+            assert!(
+                !warn_if_active(&live, url),
+                "cleared: nothing to warn about"
+            );
+        });
+        let text = String::from_utf8(out.0.lock().expect("log").clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        for part in ["WARN", "SCENARIO ACTIVE", url, "answer = fault (0021)"] {
+            assert!(lines[0].contains(part), "{part}: {text}");
+        }
+        assert_eq!(WARN_EVERY, Duration::from_secs(60));
     }
 
     #[test]

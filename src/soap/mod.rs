@@ -201,6 +201,9 @@ pub enum Outcome {
     FwiFout,
     /// A SOAP Fault with this dkd code.
     Fault(&'static str),
+    /// Nothing usable reached the client: a scenario hung, closed or answered 503 instead
+    /// (`scenario:hang`, `scenario:reset`, `scenario:http-503`).
+    Scenario(&'static str),
 }
 
 impl Outcome {
@@ -212,6 +215,7 @@ impl Outcome {
             Outcome::NotFound => "not_found",
             Outcome::FwiFout => "fwi_fout",
             Outcome::Fault(_) => "fault",
+            Outcome::Scenario(label) => label,
         }
     }
 }
@@ -360,6 +364,10 @@ fn respond_as(ep: &Endpoint, acc: Accepted, answer: Answer, effect: &Effect) -> 
     };
     out.bsn = Some(bsn);
     out.wire = effect.wire();
+    // The audit trail and the log say what the client got, not what was written and withheld.
+    if let Some(label) = out.wire.and_then(crate::scenario::Wire::unanswered) {
+        out.outcome = Outcome::Scenario(label);
+    }
     out
 }
 

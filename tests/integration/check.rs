@@ -6,6 +6,7 @@ use crate::common::*;
 use dkd::certs::DevCa;
 use dkd::check::{run, CheckOptions, Report, Verdict, CHECKS};
 use dkd::config::Config;
+use dkd::scenario::{AnswerKind, ScenarioConfig};
 use dkd::soap::wssec::SigningMode;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -610,4 +611,236 @@ async fn the_command_writes_junit_and_exits_0_1_2_or_3() {
     let (code, out, _) = cli(vec![format!("https://{addr}/GSDDossierReintegratie-v0200")]).await;
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("cannot connect"), "{out}");
+}
+
+/// dkd (signing required) running the scenario `answer` for every request it accepts, checked
+/// with its known BSN and `tune`d options: the proof that each scenario is seen by `dkd check`,
+/// by the name of the check it breaks. Requests the endpoint must refuse (errors.*, security.*)
+/// are refused before a scenario decides anything, so those checks keep passing.
+async fn under_scenario(
+    answer: AnswerKind,
+    scenario: impl FnOnce(&mut ScenarioConfig),
+    tune: impl FnOnce(&mut CheckOptions),
+) -> Report {
+    let mut cfg = ScenarioConfig {
+        enabled: true,
+        answer: Some(answer),
+        ..ScenarioConfig::default()
+    };
+    scenario(&mut cfg);
+    let server = dkd("server", SigningMode::Required, move |c| c.scenario = cfg).await;
+    let mut o = options(&server.url).await;
+    o.bsns = vec![server.known_bsn()];
+    o.requests = 2;
+    tune(&mut o);
+    let r = run(&o).await;
+    eprintln!("scenario {}:\n{}", answer.name(), show(&r));
+    assert_eq!(
+        r.outcomes.len(),
+        CHECKS.len(),
+        "scenario {}: every check is reported\n{}",
+        answer.name(),
+        show(&r)
+    );
+    r
+}
+
+/// Asserts that under scenario `answer` exactly `names` failed, naming the scenario otherwise.
+fn scenario_fails(answer: AnswerKind, r: &Report, names: &[&str]) {
+    let s = answer.name();
+    assert!(r.connected, "scenario {s}:\n{}", show(r));
+    for (n, _) in CHECKS {
+        let v = verdict(r, n);
+        if names.contains(n) {
+            assert_eq!(
+                v,
+                Verdict::Fail,
+                "scenario {s}: {n} should fail\n{}",
+                show(r)
+            );
+        } else {
+            assert_ne!(
+                v,
+                Verdict::Fail,
+                "scenario {s}: {n} should not fail\n{}",
+                show(r)
+            );
+        }
+    }
+    assert_eq!(r.exit_code(), 1, "scenario {s}");
+}
+
+/// Every check that sends a request dkd accepts and answers about a BSN: each is hit by a
+/// transport scenario (nothing SOAP comes back). answers.addressing and answers.signed judge
+/// the last answer that arrived, so with none they are skipped, not failed.
+const ANSWERED: [&str; 5] = [
+    "answers.known-bsn",
+    "answers.unknown-bsn",
+    "answers.to-oin",
+    "security.replay",
+    "timing.latency",
+];
+
+#[tokio::test]
+async fn check_under_scenario_delay_warns_on_timing_latency() {
+    // 300 ms late against a 100 ms threshold: every answer is right, only slow.
+    let a = AnswerKind::Delay;
+    let r = under_scenario(
+        a,
+        |s| s.delay_ms = 300,
+        |o| o.slow = Duration::from_millis(100),
+    )
+    .await;
+    assert!(r.connected, "{}", show(&r));
+    assert_eq!(verdict(&r, "timing.latency"), Verdict::Warn, "{}", show(&r));
+    assert!(
+        r.get("timing.latency")
+            .expect("check")
+            .reason
+            .contains("above 100 ms"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.outcomes.iter().all(|o| o.verdict != Verdict::Fail),
+        "a late right answer breaks nothing else\n{}",
+        show(&r)
+    );
+}
+
+#[tokio::test]
+async fn check_under_scenario_hang_fails_every_answered_check() {
+    // No answer within the 1 s --timeout, for each request dkd accepts.
+    let a = AnswerKind::Hang;
+    let r = under_scenario(a, |_| {}, |o| o.timeout = Duration::from_secs(1)).await;
+    scenario_fails(a, &r, &ANSWERED);
+    assert_eq!(verdict(&r, "answers.signed"), Verdict::Skip, "{}", show(&r));
+    assert!(
+        r.get("answers.known-bsn")
+            .expect("check")
+            .reason
+            .contains("no answer within"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[tokio::test]
+async fn check_under_scenario_reset_fails_every_answered_check() {
+    // The connection closes after each accepted request: no answer at all.
+    let a = AnswerKind::Reset;
+    let r = under_scenario(a, |_| {}, |_| {}).await;
+    scenario_fails(a, &r, &ANSWERED);
+    assert_eq!(
+        verdict(&r, "answers.addressing"),
+        Verdict::Skip,
+        "{}",
+        show(&r)
+    );
+}
+
+#[tokio::test]
+async fn check_under_scenario_http_503_fails_every_answered_check() {
+    // HTTP 503 with plain text: an answer, but no SOAP. timing.latency must not time it as one.
+    let a = AnswerKind::Http503;
+    let r = under_scenario(a, |_| {}, |_| {}).await;
+    scenario_fails(a, &r, &ANSWERED);
+    assert!(
+        r.get("timing.latency")
+            .expect("check")
+            .reason
+            .contains("503"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[tokio::test]
+async fn check_under_scenario_fault_fails_the_answer_checks() {
+    // Every accepted request answered with a (proper, signed) Fault 0021: nothing is answered.
+    let a = AnswerKind::Fault;
+    let r = under_scenario(a, |s| s.fault_code = "0021".into(), |_| {}).await;
+    scenario_fails(
+        a,
+        &r,
+        &[
+            "answers.known-bsn",
+            "answers.unknown-bsn",
+            "answers.to-oin",
+            "security.replay",
+        ],
+    );
+    assert!(
+        r.get("answers.known-bsn")
+            .expect("check")
+            .reason
+            .contains("0021"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[tokio::test]
+async fn check_under_scenario_unsigned_fails_answers_signed() {
+    // The right answer without wsse:Security.
+    let a = AnswerKind::Unsigned;
+    let r = under_scenario(a, |_| {}, |_| {}).await;
+    scenario_fails(a, &r, &["answers.signed"]);
+}
+
+#[tokio::test]
+async fn check_under_scenario_bad_signature_fails_answers_signed() {
+    // Signed, but the SignatureValue does not verify.
+    let a = AnswerKind::BadSignature;
+    let r = under_scenario(a, |_| {}, |_| {}).await;
+    scenario_fails(a, &r, &["answers.signed"]);
+}
+
+#[tokio::test]
+async fn check_under_scenario_no_confirmation_fails_answers_signed() {
+    // Signed, without the SignatureConfirmation of the (signed) request.
+    let a = AnswerKind::NoConfirmation;
+    let r = under_scenario(a, |_| {}, |_| {}).await;
+    scenario_fails(a, &r, &["answers.signed"]);
+    assert!(
+        r.get("answers.signed")
+            .expect("check")
+            .reason
+            .contains("SignatureConfirmation"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[tokio::test]
+async fn check_under_scenario_schema_invalid_fails_known_and_unknown_bsn() {
+    // The ClientSuwi loses its Burgerservicenr; NietsGevonden gets an element the schema lacks.
+    let a = AnswerKind::SchemaInvalid;
+    let r = under_scenario(a, |_| {}, |_| {}).await;
+    scenario_fails(a, &r, &["answers.known-bsn", "answers.unknown-bsn"]);
+    assert!(
+        r.get("answers.known-bsn")
+            .expect("check")
+            .reason
+            .contains("schema"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[tokio::test]
+async fn check_under_scenario_other_bsn_fails_known_and_unknown_bsn() {
+    // A ClientSuwi about someone else: for the known BSN and, instead of NietsGevonden, for the
+    // unknown one.
+    let a = AnswerKind::OtherBsn;
+    let r = under_scenario(a, |_| {}, |_| {}).await;
+    scenario_fails(a, &r, &["answers.known-bsn", "answers.unknown-bsn"]);
+    assert!(
+        r.get("answers.known-bsn")
+            .expect("check")
+            .reason
+            .contains("another BSN"),
+        "{}",
+        show(&r)
+    );
 }

@@ -125,6 +125,34 @@ fn serve_demo_prints_a_curl_command_that_returns_a_client_suwi() {
     );
 }
 
+/// A server started with a scenario says so in its start-up banner, loudly, with what goes wrong
+/// and how to switch it; one without a scenario says nothing of the kind.
+#[test]
+fn the_banner_of_a_server_with_a_scenario_says_it_answers_wrongly_on_purpose() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (server, banner, _) = serve_demo(
+        dir.path(),
+        &[
+            ("DKD_SCENARIO__ENABLED", "true"),
+            ("DKD_SCENARIO__ANSWER", "fault"),
+            ("DKD_SCENARIO__FAULT_CODE", "0021"),
+        ],
+        Stdio::null(),
+    );
+    drop(server);
+    for part in [
+        "SCENARIO: this gemeente answers wrongly ON PURPOSE",
+        "scenario : answer = fault (0021)",
+        "PUT /scenario",
+        "never run this in production",
+    ] {
+        assert!(banner.contains(part), "{part}:\n{banner}");
+    }
+    let plain = tempfile::tempdir().expect("tmp");
+    let (_server, banner, _) = serve_demo(plain.path(), &[], Stdio::null());
+    assert!(!banner.contains("SCENARIO"), "{banner}");
+}
+
 /// The ops listener's `/healthz` answer, once `dkd serve` (`child`) listens on `ops`; panics if
 /// it exits first or does not answer within a minute.
 fn healthz_once_up(ops: &str, child: &mut std::process::Child) -> String {

@@ -287,6 +287,40 @@ async fn scenario_other_bsn_answers_about_someone_else() {
     );
 }
 
+/// Under a transport scenario the client gets no SOAP answer at all, so the audit trail must not
+/// say `found`: it names the scenario. A delay still delivers the answer, so it stays `found`.
+#[tokio::test]
+async fn the_audit_trail_names_a_transport_scenario_instead_of_found() {
+    let g = scenario_gemeente(BSN).await;
+    let cases = [
+        (
+            r#"{"answer": "hang"}"#,
+            Duration::from_secs(1),
+            "scenario:hang",
+        ),
+        (r#"{"answer": "reset"}"#, T, "scenario:reset"),
+        (r#"{"answer": "http-503"}"#, T, "scenario:http-503"),
+        (r#"{"answer": "delay", "delay_ms": 50}"#, T, "found"),
+        ("{}", T, "found"),
+    ];
+    for (json, timeout, _) in cases {
+        set_scenario(&g, json).await;
+        let seen = ask(&g.url, BSN, timeout).await;
+        assert_eq!(
+            found(&seen),
+            json.contains("delay") || json == "{}",
+            "{json}: {seen:?}"
+        );
+    }
+    let outcomes: Vec<String> = g
+        .store
+        .audit_since(0)
+        .map(|r| r.expect("record").outcome)
+        .collect();
+    let expected: Vec<&str> = cases.iter().map(|c| c.2).collect();
+    assert_eq!(outcomes, expected);
+}
+
 #[tokio::test]
 async fn rate_and_listed_bsns_pick_the_requests_put_scenario_switches_mid_run() {
     let g = scenario_gemeente(BSN).await;
@@ -597,6 +631,17 @@ async fn many_gemeenten_in_one_process_are_routed_merged_and_named_when_unreliab
             .all(|s| s.outbox_status().is_ok_and(|st| st.pending == 0))
     })
     .await;
+    // Each gemeente pushed under its own OIN, in its TLS certificate and its wsa:From alike.
+    let pushed: std::collections::BTreeSet<(Option<String>, Option<String>)> = ib_store
+        .audit_since(0)
+        .map(|r| r.expect("audit record"))
+        .filter(|r| r.operation == "IBVerwijsindex")
+        .map(|r| (r.tls_oin, r.from_oin))
+        .collect();
+    let own: std::collections::BTreeSet<(Option<String>, Option<String>)> = (0..5)
+        .map(|i| (Some(dkd::demo::many_oin(i)), Some(dkd::demo::many_oin(i))))
+        .collect();
+    assert_eq!(pushed, own);
 
     let s = ask(&ib_url, &merged, Duration::from_secs(10)).await;
     let Seen::Reply(Reply::Client(p, m)) = &s else {
