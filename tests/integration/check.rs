@@ -106,6 +106,15 @@ fn verdict(r: &Report, name: &str) -> Verdict {
         .verdict
 }
 
+/// Asserts that check `name`'s reason says `needle`: the sentence a supplier acts on.
+fn assert_reason(r: &Report, name: &str, needle: &str) {
+    let reason = &r
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} missing\n{}", show(r)))
+        .reason;
+    assert!(reason.contains(needle), "{name}: {reason:?}\n{}", show(r));
+}
+
 /// Asserts that exactly `names` failed: a check breaks by its own name, and only its own.
 fn only_failed(r: &Report, names: &[&str]) {
     assert!(r.connected, "{}", show(r));
@@ -184,14 +193,7 @@ async fn signing_off_fails_the_signature_and_every_security_check() {
         "{}",
         show(&r)
     );
-    assert!(
-        r.get("errors.eleven-test")
-            .expect("check")
-            .reason
-            .contains("signature"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "errors.eleven-test", "signature");
 }
 
 #[tokio::test]
@@ -215,14 +217,7 @@ async fn a_short_certificate_fails_days_left_and_one_without_oin_fails_oin() {
     let short = dkd("short", SigningMode::Required, |_| {}).await;
     let r = run(&options(&short.url).await).await;
     only_failed(&r, &["tls.days-left"]);
-    assert!(
-        r.get("tls.days-left")
-            .expect("check")
-            .reason
-            .contains("renew"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "tls.days-left", "renew");
 
     // Signing with a certificate that does carry the OIN: a signer without one is refused anyway
     // (answers.signed), and that is not what this case is about.
@@ -258,14 +253,7 @@ async fn a_wrong_public_url_fails_wsdl_address() {
     .await;
     let r = run(&options(&seen).await).await;
     only_failed(&r, &["wsdl.address"]);
-    assert!(
-        r.get("wsdl.address")
-            .expect("check")
-            .reason
-            .contains("127.0.0.1"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "wsdl.address", "127.0.0.1");
     drop(server);
 }
 
@@ -436,14 +424,7 @@ async fn swapped_bsns_fail_the_two_answer_checks() {
     o.unknown_bsn = server.known_bsn();
     let r = run(&o).await;
     only_failed(&r, &["answers.known-bsn", "answers.unknown-bsn"]);
-    assert!(
-        r.get("answers.known-bsn")
-            .expect("check")
-            .reason
-            .contains("NietsGevonden"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "answers.known-bsn", "NietsGevonden");
 }
 
 #[tokio::test]
@@ -509,14 +490,7 @@ async fn the_ib_verwijsindex_endpoint_passes_as_service_verwijsindex() {
         "{}",
         show(&r)
     );
-    assert!(
-        r.get("answers.known-bsn")
-            .expect("check")
-            .reason
-            .contains("0101"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "answers.known-bsn", "0101");
 }
 
 #[tokio::test]
@@ -530,14 +504,7 @@ async fn a_wsdl_for_another_service_fails_operation_and_address() {
     assert_eq!(verdict(&r, "wsdl.parses"), Verdict::Pass, "{}", show(&r));
     assert_eq!(verdict(&r, "wsdl.operation"), Verdict::Fail, "{}", show(&r));
     assert_eq!(verdict(&r, "wsdl.address"), Verdict::Fail, "{}", show(&r));
-    assert!(
-        r.get("wsdl.operation")
-            .expect("check")
-            .reason
-            .contains("GSDReintegratieInfo"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "wsdl.operation", "GSDReintegratieInfo");
 }
 
 /// `dkd check …` as a CI job runs it: its exit code and stdout.
@@ -693,14 +660,7 @@ async fn check_under_scenario_delay_warns_on_timing_latency() {
     .await;
     assert!(r.connected, "{}", show(&r));
     assert_eq!(verdict(&r, "timing.latency"), Verdict::Warn, "{}", show(&r));
-    assert!(
-        r.get("timing.latency")
-            .expect("check")
-            .reason
-            .contains("above 100 ms"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "timing.latency", "above 100 ms");
     assert!(
         r.outcomes.iter().all(|o| o.verdict != Verdict::Fail),
         "a late right answer breaks nothing else\n{}",
@@ -715,14 +675,7 @@ async fn check_under_scenario_hang_fails_every_answered_check() {
     let r = under_scenario(a, |_| {}, |o| o.timeout = Duration::from_secs(1)).await;
     scenario_fails(a, &r, &ANSWERED);
     assert_eq!(verdict(&r, "answers.signed"), Verdict::Skip, "{}", show(&r));
-    assert!(
-        r.get("answers.known-bsn")
-            .expect("check")
-            .reason
-            .contains("no answer within"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "answers.known-bsn", "no answer within");
 }
 
 #[tokio::test]
@@ -745,14 +698,7 @@ async fn check_under_scenario_http_503_fails_every_answered_check() {
     let a = AnswerKind::Http503;
     let r = under_scenario(a, |_| {}, |_| {}).await;
     scenario_fails(a, &r, &ANSWERED);
-    assert!(
-        r.get("timing.latency")
-            .expect("check")
-            .reason
-            .contains("503"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "timing.latency", "503");
 }
 
 #[tokio::test]
@@ -770,14 +716,7 @@ async fn check_under_scenario_fault_fails_the_answer_checks() {
             "security.replay",
         ],
     );
-    assert!(
-        r.get("answers.known-bsn")
-            .expect("check")
-            .reason
-            .contains("0021"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "answers.known-bsn", "0021");
 }
 
 #[tokio::test]
@@ -802,14 +741,7 @@ async fn check_under_scenario_no_confirmation_fails_answers_signed() {
     let a = AnswerKind::NoConfirmation;
     let r = under_scenario(a, |_| {}, |_| {}).await;
     scenario_fails(a, &r, &["answers.signed"]);
-    assert!(
-        r.get("answers.signed")
-            .expect("check")
-            .reason
-            .contains("SignatureConfirmation"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "answers.signed", "SignatureConfirmation");
 }
 
 #[tokio::test]
@@ -818,14 +750,7 @@ async fn check_under_scenario_schema_invalid_fails_known_and_unknown_bsn() {
     let a = AnswerKind::SchemaInvalid;
     let r = under_scenario(a, |_| {}, |_| {}).await;
     scenario_fails(a, &r, &["answers.known-bsn", "answers.unknown-bsn"]);
-    assert!(
-        r.get("answers.known-bsn")
-            .expect("check")
-            .reason
-            .contains("schema"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "answers.known-bsn", "schema");
 }
 
 #[tokio::test]
@@ -835,12 +760,5 @@ async fn check_under_scenario_other_bsn_fails_known_and_unknown_bsn() {
     let a = AnswerKind::OtherBsn;
     let r = under_scenario(a, |_| {}, |_| {}).await;
     scenario_fails(a, &r, &["answers.known-bsn", "answers.unknown-bsn"]);
-    assert!(
-        r.get("answers.known-bsn")
-            .expect("check")
-            .reason
-            .contains("another BSN"),
-        "{}",
-        show(&r)
-    );
+    assert_reason(&r, "answers.known-bsn", "another BSN");
 }
