@@ -595,7 +595,6 @@ pub fn ib_settings(cfg: &Config) -> crate::service::ib::IbSettings {
             .collect(),
         clusters: cfg.ib.clusters.clone(),
         reintegratie_cluster: cfg.ib.reintegratie_cluster.clone(),
-        route_timeout: Duration::from_secs(cfg.ib.route_timeout_secs),
         dn: cfg.server.service_dn.clone(),
         window_days: cfg.retention.window_days,
         stale_after_days: cfg.ib.stale_after_days,

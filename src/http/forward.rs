@@ -20,7 +20,7 @@ pub struct HttpForward {
     pub signer: Option<Arc<Signer>>,
     /// Checks the gemeente's signed answer; `None` with signing off.
     pub verify: Option<Arc<VerifyPolicy>>,
-    /// The transport's own limit (the router applies the route timeout around it).
+    /// The route timeout: the whole question, from connecting to the checked answer.
     pub timeout: Duration,
     /// Connections to the gemeenten kept open between questions.
     pub pool: client::Pool,
@@ -61,48 +61,63 @@ impl Forward for HttpForward {
         from_address: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<Reply, ForwardError>> + Send + 'a>> {
         Box::pin(async move {
-            let url = gemeente
-                .url
-                .as_deref()
-                .ok_or_else(|| "geen URL geconfigureerd".to_owned())?;
-            let message_id = crate::soap::new_message_id();
-            let from_address = forwarded_from(&self.own_address, from_address);
-            let mut body = String::new();
-            gsd::write_request(bsn.as_str(), &mut body);
-            let now = time::OffsetDateTime::now_utc();
-            let request = envelope(
-                self.signer.as_deref(),
-                &Outgoing {
-                    to: url,
-                    from_address: &from_address,
-                    action: gsd::ACTION_REQUEST,
-                    body: &body,
-                    message_id: &message_id,
-                },
-                now,
-            )
-            .map_err(|e| format!("ondertekenen mislukt: {e}"))?;
-            let sig = signature_value(&request);
-            let resp = self
-                .pool
-                .post_soap(self.tls.clone(), url, &request, self.timeout)
-                .await
-                .map_err(|e| describe_client_error(&e))?;
-            let text =
-                String::from_utf8(resp.body).map_err(|_| "antwoord is geen UTF-8".to_owned())?;
-            let body = read_response(
-                &text,
-                &message_id,
-                sig.as_deref(),
-                self.verify.as_deref(),
-                time::OffsetDateTime::now_utc(),
-            )
-            .map_err(|e| match e {
-                ResponseError::Fault { code, text, .. } => format!("SOAP Fault {code}: {text}"),
-                other => other.to_string(),
-            })?;
-            gsd::parse_response(&body).map_err(|e| format!("ongeldig antwoord: {e}"))
+            // The router waits for every gemeente at once and needs each answer, or its
+            // failure, within the route timeout: the deadline covers the whole question.
+            match tokio::time::timeout(self.timeout, self.ask(gemeente, bsn, from_address)).await {
+                Ok(r) => r,
+                Err(_) => Err(describe_client_error(&ClientError::Timeout(self.timeout))),
+            }
         })
+    }
+}
+
+impl HttpForward {
+    async fn ask(
+        &self,
+        gemeente: &Gemeente,
+        bsn: &Bsn,
+        from_address: &str,
+    ) -> Result<Reply, ForwardError> {
+        let url = gemeente
+            .url
+            .as_deref()
+            .ok_or_else(|| "geen URL geconfigureerd".to_owned())?;
+        let message_id = crate::soap::new_message_id();
+        let from_address = forwarded_from(&self.own_address, from_address);
+        let mut body = String::new();
+        gsd::write_request(bsn.as_str(), &mut body);
+        let now = time::OffsetDateTime::now_utc();
+        let request = envelope(
+            self.signer.as_deref(),
+            &Outgoing {
+                to: url,
+                from_address: &from_address,
+                action: gsd::ACTION_REQUEST,
+                body: &body,
+                message_id: &message_id,
+            },
+            now,
+        )
+        .map_err(|e| format!("ondertekenen mislukt: {e}"))?;
+        let sig = signature_value(&request);
+        let resp = self
+            .pool
+            .post_soap(self.tls.clone(), url, &request, self.timeout)
+            .await
+            .map_err(|e| describe_client_error(&e))?;
+        let text = String::from_utf8(resp.body).map_err(|_| "antwoord is geen UTF-8".to_owned())?;
+        let body = read_response(
+            &text,
+            &message_id,
+            sig.as_deref(),
+            self.verify.as_deref(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .map_err(|e| match e {
+            ResponseError::Fault { code, text, .. } => format!("SOAP Fault {code}: {text}"),
+            other => other.to_string(),
+        })?;
+        gsd::parse_response(&body).map_err(|e| format!("ongeldig antwoord: {e}"))
     }
 }
 

@@ -14,7 +14,6 @@ use crate::suwiml::verwijsindex::{self as vi, IndDkd};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How a gemeente delivers its DKD data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,8 +49,6 @@ pub struct IbSettings {
     pub clusters: Vec<String>,
     /// The cluster whose entries route GSDReintegratieInfo.
     pub reintegratie_cluster: String,
-    /// How long one gemeente may take to answer.
-    pub route_timeout: Duration,
     /// The IB's DN for FWI `Bron/DN`.
     pub dn: String,
     /// The LKS look-back in days (for batch deliveries and the Toets LKS signal).
@@ -295,7 +292,7 @@ impl Ib {
             .any(|g| g.delivery == Delivery::Batch);
         // Without batch gemeenten there is no stored delivery to look in.
         if has_batch && cluster == self.settings.reintegratie_cluster {
-            for e in read_store(&self.store, || self.store.entries(bsn))? {
+            for e in self.store.read_may_block(|| self.store.entries(bsn))? {
                 if self
                     .gemeente(&e.gemeente)
                     .is_some_and(|g| g.delivery == Delivery::Batch)
@@ -358,18 +355,8 @@ impl Ib {
         let reply = match g.delivery {
             Delivery::Batch => Ok(self.batch_answer(g, bsn)),
             Delivery::Webservice => {
-                match tokio::time::timeout(
-                    self.settings.route_timeout,
-                    self.forward.forward(g, bsn, from_address),
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(format!(
-                        "geen antwoord binnen {} s",
-                        self.settings.route_timeout.as_secs_f64()
-                    )),
-                }
+                // `Forward` gives up within the route timeout itself (`http::forward`).
+                self.forward.forward(g, bsn, from_address).await
             }
         };
         match reply {
@@ -402,7 +389,7 @@ impl Ib {
     /// A batch gemeente's answer from its stored delivery (issue 8 fills these).
     fn batch_answer(&self, g: &Gemeente, bsn: &Bsn) -> Reply {
         let today = time::OffsetDateTime::now_utc().date();
-        match read_store(&self.store, || self.store.entries(bsn)) {
+        match self.store.read_may_block(|| self.store.entries(bsn)) {
             Ok(entries) => {
                 let mine: Vec<_> = entries
                     .into_iter()
@@ -531,20 +518,6 @@ pub fn publish_signals(
     })
 }
 
-/// A store read from the router's async code. While a large change set holds the store (a batch
-/// delivery being imported) a read waits for its commit, and on PostgreSQL every read is a round
-/// trip: then in a blocking section, so the
-/// worker's other connections carry on (a multi-threaded runtime, which `dkd serve` always runs).
-fn read_store<T>(store: &Store, read: impl FnOnce() -> T) -> T {
-    let multi_threaded = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_threaded && store.reads_may_wait() {
-        tokio::task::block_in_place(read)
-    } else {
-        read()
-    }
-}
-
 /// Runs the futures concurrently on this task and collects their outputs in order.
 pub async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     let mut pinned: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
@@ -627,7 +600,6 @@ mod tests {
                 gemeenten: vec![g("0363"), g("0599")],
                 clusters: vec!["04".into()],
                 reintegratie_cluster: "04".into(),
-                route_timeout: Duration::from_secs(5),
                 dn: "CN=ib".into(),
                 window_days: 730,
                 stale_after_days: 35,

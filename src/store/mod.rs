@@ -493,6 +493,20 @@ impl Store {
         self.is_shared() || self.is_writing()
     }
 
+    /// Runs `read` from async code. When it may wait ([`Store::reads_may_wait`]: a large change
+    /// set's commit, or a PostgreSQL round trip) and the runtime is multi-threaded (as `dkd serve`
+    /// always is), in a blocking section, so the worker's other connections carry on. Here, not in
+    /// `service`, because only the store knows when its reads wait.
+    pub fn read_may_block<T>(&self, read: impl FnOnce() -> T) -> T {
+        let multi_threaded = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_threaded && self.reads_may_wait() {
+            tokio::task::block_in_place(read)
+        } else {
+            read()
+        }
+    }
+
     /// Whether a change set holds the store exclusively now (lookups would wait for its commit).
     pub fn is_writing(&self) -> bool {
         matches!(

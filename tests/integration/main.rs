@@ -10,6 +10,7 @@ mod external;
 mod gsd;
 mod import;
 mod interop;
+mod layers;
 mod limits;
 mod node_interop;
 mod ops;

@@ -1,0 +1,79 @@
+//! The layer rules of ARCHITECTURE.md, checked on the source so they stay true: the envelope
+//! (`soap`), the messages (`suwiml`) and the operations (`service`) never name the transport
+//! (hyper), the runtime (tokio) or a store engine; only `store` names sled or the PostgreSQL
+//! driver; only `soap::wssec` and `soap::dsig` name uppsala. Test modules (after
+//! `#[cfg(test)]`) and comments are not the product and are left out.
+
+use std::path::{Path, PathBuf};
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read src") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The product code of a file: up to its test module, without comment lines.
+fn product_code(p: &Path) -> String {
+    let text = std::fs::read_to_string(p).expect("read source");
+    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    code.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn names(code: &str, krate: &str) -> bool {
+    [format!("{krate}::"), format!("use {krate}")]
+        .iter()
+        .any(|n| code.contains(n.as_str()))
+}
+
+#[test]
+fn each_layer_names_only_what_it_may() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    assert!(files.len() > 20, "found the sources: {files:?}");
+    let mut broken = Vec::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let code = product_code(f);
+        let inner = ["soap/", "suwiml/", "service/"]
+            .iter()
+            .any(|d| rel.starts_with(d));
+        let mut forbidden: Vec<&str> = Vec::new();
+        if inner {
+            forbidden.extend([
+                "hyper",
+                "tokio",
+                "sled",
+                "tokio_postgres",
+                "deadpool_postgres",
+            ]);
+        } else if !rel.starts_with("store/") {
+            forbidden.extend(["sled", "tokio_postgres", "deadpool_postgres"]);
+        }
+        if rel != "soap/wssec.rs" && rel != "soap/dsig.rs" {
+            forbidden.push("uppsala");
+        }
+        for k in forbidden {
+            if names(&code, k) {
+                broken.push(format!("src/{rel} names {k}"));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "layer rules broken:\n{}",
+        broken.join("\n")
+    );
+}
