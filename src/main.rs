@@ -1440,14 +1440,8 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("certs/dev"));
-        if !certs::dev_pki_present(&dev_dir) {
-            say!("Generating a development PKI in {} ...", dev_dir.display());
-            if let Err(e) = certs::generate_dev_pki(&dev_dir) {
-                return fail(
-                    exit::TLS,
-                    &format!("cannot generate the development PKI: {e}"),
-                );
-            }
+        if let Err(code) = ensure_dev_pki(&dev_dir) {
+            return code;
         }
         if cfg.auth.allowed_oins.is_empty() {
             cfg.auth.allowed_oins.push(DEMO_CLIENT_OIN.to_owned());
@@ -1528,19 +1522,26 @@ fn start_error(e: StartError) -> ExitCode {
     }
 }
 
+/// The development PKI the demo commands run on (`certs/dev`), generated when missing.
+fn ensure_dev_pki(dev_dir: &Path) -> Result<(), ExitCode> {
+    if !certs::dev_pki_present(dev_dir) {
+        say!("Generating a development PKI in {} ...", dev_dir.display());
+        certs::generate_dev_pki(dev_dir).map_err(|e| {
+            fail(
+                exit::TLS,
+                &format!("cannot generate the development PKI: {e}"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// `dkd demo`: both roles in one process.
 fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
     let (g_cfg, ib_cfg) = dkd::demo::chain_configs(dir, shift);
     let _log = init_logging(&g_cfg);
-    let dev_dir = PathBuf::from("certs/dev");
-    if !certs::dev_pki_present(&dev_dir) {
-        say!("Generating a development PKI in {} ...", dev_dir.display());
-        if let Err(e) = certs::generate_dev_pki(&dev_dir) {
-            return fail(
-                exit::TLS,
-                &format!("cannot generate the development PKI: {e}"),
-            );
-        }
+    if let Err(code) = ensure_dev_pki(Path::new("certs/dev")) {
+        return code;
     }
     let open = |cfg: &Config| match Store::open(&cfg.store.path) {
         Ok(s) => Ok(s.with_outbox(cfg.pushes())),
@@ -1631,15 +1632,8 @@ fn demo_many(dir: &Path, shift: u16, n: usize, unreliable: f64) -> ExitCode {
     let started = std::time::Instant::now();
     let (g_cfg, ib_cfg) = dkd::demo::chain_configs(dir, shift);
     let _log = init_logging(&g_cfg);
-    let dev_dir = PathBuf::from("certs/dev");
-    if !certs::dev_pki_present(&dev_dir) {
-        say!("Generating a development PKI in {} ...", dev_dir.display());
-        if let Err(e) = certs::generate_dev_pki(&dev_dir) {
-            return fail(
-                exit::TLS,
-                &format!("cannot generate the development PKI: {e}"),
-            );
-        }
+    if let Err(code) = ensure_dev_pki(Path::new("certs/dev")) {
+        return code;
     }
     let runtime = match runtime() {
         Ok(r) => r,
