@@ -3,6 +3,7 @@
 # unprivileged user (CI runs as root, which PostgreSQL refuses), on a free loopback port, trust
 # authentication on 127.0.0.1 only. Prints the URL on stdout; `stop DIR` ends it.
 #   url=$(bash .ci/pg-cluster.sh start DIR)    bash .ci/pg-cluster.sh stop DIR
+# PG_FSYNC=on: durable commits (benchmarks); the tests run with fsync off.
 set -euo pipefail
 cmd=${1:?start|stop} dir=${2:?folder}
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
@@ -19,7 +20,7 @@ start)
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     "${as[@]}" "$bin/initdb" -D "$dir/data" -U dkd -A trust --no-sync -E UTF8 >"$dir/initdb.log" 2>&1
     "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='$dir' -c fsync=off -c max_connections=300" \
+        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='$dir' -c fsync=${PG_FSYNC:-off} -c max_connections=300" \
         start >/dev/null
     echo "postgres://dkd@127.0.0.1:$port/postgres"
     ;;

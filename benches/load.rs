@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage: cargo bench --bench load -- <command> [--key value ...]
   run        --url URL --certs DIR [--mode unsigned|signed|raw|signed-raw] [--store demo|big] [--conns 32]
              [--secs 10] [--warmup 2] [--rate 0] [--pool N] [--threads 2] [--label L]
+             [--connect HOST:PORT,HOST:PORT] [--server-pid PID[,PID...]]
   responder  --certs DIR --size BYTES [--sign 1] [--listen 127.0.0.1:0]   (prints LISTENING <addr>)
   rsa        --certs DIR [--threads 2] [--secs 5] [--label L]
   wait       --url URL --certs DIR [--timeout 120]
@@ -174,17 +175,33 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 struct Target {
     addr: String,
+    /// Other instances serving the same public URL (`--connect`): connections go round-robin
+    /// over `addr` and these, as a balancer in front of them would spread them.
+    more: Vec<String>,
+    next: AtomicUsize,
     path: String,
     tls: Arc<rustls::ClientConfig>,
 }
 
 impl Target {
+    fn new(addr: String, path: String, tls: Arc<rustls::ClientConfig>) -> Target {
+        Target {
+            addr,
+            more: Vec::new(),
+            next: AtomicUsize::new(0),
+            path,
+            tls,
+        }
+    }
+
     async fn connect(&self) -> Result<Sender, String> {
-        let tcp = tokio::net::TcpStream::connect(&self.addr)
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % (1 + self.more.len());
+        let addr = if i == 0 { &self.addr } else { &self.more[i - 1] };
+        let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
-        let host = self.addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("");
+        let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("");
         let name = rustls_pki_types::ServerName::try_from(host.to_owned())
             .map_err(|e| format!("server name: {e}"))?;
         let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
@@ -484,11 +501,12 @@ fn cpu_now(server_pid: &str) -> Cpu {
         nice: g(1),
         total: busy + g(3) + g(4),
         me: proc_ticks("self"),
-        server: if server_pid.is_empty() {
-            0
-        } else {
-            proc_ticks(server_pid)
-        },
+        // Several pids (`--server-pid A,B,...`): two dkd instances and their database count as one server.
+        server: server_pid
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(proc_ticks)
+            .sum(),
     }
 }
 
@@ -541,11 +559,14 @@ fn run(o: &Opts) {
     let (addr, path) = split_url(&url);
     let tls = client_tls(&certs);
     let rt = runtime(threads);
-    let target = Target {
-        addr: addr.clone(),
-        path,
-        tls,
-    };
+    let mut target = Target::new(addr.clone(), path, tls);
+    // --connect A,B: the instances behind one public URL (the signed requests name the URL).
+    let connect = o.str("connect", "");
+    if !connect.is_empty() {
+        let mut all: Vec<String> = connect.split(',').map(str::to_owned).collect();
+        target.addr = all.remove(0);
+        target.more = all;
+    }
     let client_signer = || {
         dkd::soap::wssec::Signer::load(
             &certs.join(dkd::certs::files::CLIENT),

@@ -177,11 +177,7 @@ pub fn soak(o: &Opts) {
     let csv_path = o.str("csv", "");
     let (addr, path) = split_url(&url);
     let rt = runtime(o.num("threads", 2));
-    let target = Target {
-        addr,
-        path,
-        tls: client_tls(&certs),
-    };
+    let target = Target::new(addr, path, client_tls(&certs));
     let signer = Arc::new(
         dkd::soap::wssec::Signer::load(
             &certs.join(dkd::certs::files::CLIENT),
