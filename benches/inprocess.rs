@@ -31,7 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use common::CLIENT_OIN;
 use criterion::{criterion_group, criterion_main, Criterion};
 use dkd::certs::files;
-use dkd::service::Service;
+use dkd::gemeente::service::Service;
 use dkd::soap::wssec::{ReplayCache, Signer, SigningMode, VerifyPolicy};
 use dkd::soap::{handle, Endpoint, Inbound, Outcome, Security};
 use dkd::store::Store;
@@ -82,7 +82,7 @@ impl Fixture {
             service: Service {
                 store: self.store.clone(),
                 dn: "CN=dkd,O=Gemeente".into(),
-                window_days: dkd::service::retention::DEFAULT_WINDOW_DAYS,
+                window_days: dkd::retention::DEFAULT_WINDOW_DAYS,
             },
             public_url: URL.into(),
             to_aliases: vec![],
@@ -160,7 +160,7 @@ fn bench_signed_pool<S>(
 
 fn fixture() -> Fixture {
     let store = Store::temporary().expect("store");
-    let people = dkd::demo::generate(1_000, common::today());
+    let people = dkd::chain::demo::generate(1_000, common::today());
     store.put_all(&people, "bench").expect("put_all");
     let pki = common::dev_pki();
     let mut f = Fixture {

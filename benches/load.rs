@@ -196,7 +196,11 @@ impl Target {
 
     async fn connect(&self) -> Result<Sender, String> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % (1 + self.more.len());
-        let addr = if i == 0 { &self.addr } else { &self.more[i - 1] };
+        let addr = if i == 0 {
+            &self.addr
+        } else {
+            &self.more[i - 1]
+        };
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
@@ -283,7 +287,7 @@ async fn answered(
 fn candidates(store: &str) -> Vec<dkd::suwiml::types::Bsn> {
     match store {
         "big" => common::spread(&common::big_bsns(common::BIG_N), 512),
-        _ => common::spread(&common::demo_bsns(dkd::demo::DEMO_PERSONS), 512),
+        _ => common::spread(&common::demo_bsns(dkd::chain::demo::DEMO_PERSONS), 512),
     }
 }
 

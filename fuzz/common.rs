@@ -5,7 +5,7 @@
 //! so an input behaves the same whether it runs first or after a million others.
 
 use dkd::import::{Format, Mode, Options, Rules};
-use dkd::service::Service;
+use dkd::gemeente::service::Service;
 use dkd::soap::wssec::{ReplayCache, SigningMode, VerifyPolicy};
 use dkd::soap::Endpoint;
 use dkd::store::Store;
@@ -40,7 +40,7 @@ pub fn endpoint() -> &'static Endpoint {
         let store = Store::temporary().expect("temporary store");
         let today = OffsetDateTime::now_utc().date();
         store
-            .put_all(&dkd::demo::generate(20, today), "fuzz")
+            .put_all(&dkd::chain::demo::generate(20, today), "fuzz")
             .expect("demo persons");
         Endpoint {
             service: Service {
@@ -61,7 +61,7 @@ pub fn endpoint() -> &'static Endpoint {
 /// BSNs of the endpoint's demo persons (for seeds that reach the `ClientSuwi` answer).
 pub fn demo_bsns() -> Vec<String> {
     let today = OffsetDateTime::now_utc().date();
-    dkd::demo::generate(20, today)
+    dkd::chain::demo::generate(20, today)
         .iter()
         .map(|p| p.bsn.as_str().to_owned())
         .collect()

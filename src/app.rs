@@ -2,10 +2,10 @@
 //! the integration tests, so the tests exercise exactly what users run.
 
 use crate::config::{Config, Role, GSD_PATH, VI_PATH};
+use crate::gemeente::service::Service;
 use crate::http::admin::AdminState;
 use crate::http::server::{self, Limits, Mount, State};
 use crate::http::{tls, wsdl::Documents};
-use crate::service::Service;
 use crate::soap::wssec::{ReplayCache, Signer, SigningMode, VerifyPolicy};
 use crate::soap::{Endpoint, Role as EndpointRole, Security};
 use crate::store::Store;
@@ -56,8 +56,8 @@ pub struct App {
     )>,
     retention: crate::config::RetentionConfig,
     audit_days: u32,
-    push: Option<crate::push::Sender>,
-    fetcher: Option<(Arc<crate::fetch::Fetcher>, u64)>,
+    push: Option<crate::gemeente::push::Sender>,
+    fetcher: Option<(Arc<crate::gemeente::fetch::Fetcher>, u64)>,
 }
 
 /// The bound admin listener.
@@ -164,7 +164,7 @@ impl App {
         };
         let path = public_url_path(&public_url, GSD_PATH);
         let metrics = Arc::new(crate::ops::metrics::Metrics::default());
-        let scenario = crate::scenario::Live::new(&cfg.scenario);
+        let scenario = crate::chain::scenario::Live::new(&cfg.scenario);
         let state = Arc::new(State {
             endpoint,
             documents: Documents::gsd(&public_url),
@@ -273,7 +273,7 @@ impl App {
     }
 
     /// The scenario this server runs (`scenario.enabled`), switchable while it runs.
-    pub fn scenario(&self) -> Option<&Arc<crate::scenario::Live>> {
+    pub fn scenario(&self) -> Option<&Arc<crate::chain::scenario::Live>> {
         self.state.scenario.as_ref()
     }
 
@@ -326,7 +326,7 @@ impl App {
                     match tokio::task::spawn_blocking(move || {
                         let pruned = s.prune_audit(cutoff)?;
                         tracing::info!(pruned, "audit records past retention deleted");
-                        crate::service::sweep(&s, r.window_days, r.purge, today, false)
+                        crate::gemeente::service::sweep(&s, r.window_days, r.purge, today, false)
                     })
                     .await
                     {
@@ -364,14 +364,14 @@ impl App {
             let url = self.state.endpoint.public_url.clone();
             tokio::spawn(async move {
                 // Loud on purpose: nobody must mistake this server for a well-behaved gemeente.
-                let mut tick = tokio::time::interval(crate::scenario::WARN_EVERY);
+                let mut tick = tokio::time::interval(crate::chain::scenario::WARN_EVERY);
                 tokio::pin!(stop);
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {}
                         _ = &mut stop => return,
                     }
-                    crate::scenario::warn_if_active(&live, &url);
+                    crate::chain::scenario::warn_if_active(&live, &url);
                 }
             });
         }
@@ -399,8 +399,8 @@ impl App {
 async fn bind_admin(
     cfg: &Config,
     store: &Store,
-    fetcher: Option<Arc<crate::fetch::Fetcher>>,
-    scenario: Option<Arc<crate::scenario::Live>>,
+    fetcher: Option<Arc<crate::gemeente::fetch::Fetcher>>,
+    scenario: Option<Arc<crate::chain::scenario::Live>>,
 ) -> Result<Option<Admin>, StartError> {
     if cfg.admin.listen.is_empty() {
         return Ok(None);
@@ -553,8 +553,8 @@ fn ib_role(
     cfg: &Config,
     service: &Service,
     public_url: &str,
-) -> Result<crate::service::ib::Ib, StartError> {
-    use crate::service::ib::Ib;
+) -> Result<crate::ib::service::Ib, StartError> {
+    use crate::ib::service::Ib;
     let ca = cfg.ib.gemeente_ca.as_ref().unwrap_or(&cfg.tls.client_ca);
     let tls = tls::client_config(ca, &cfg.tls.cert, &cfg.tls.key)?;
     let (signer, verify) = outgoing_security(cfg, ca)?;
@@ -562,7 +562,7 @@ fn ib_role(
     Ok(Ib {
         store: service.store.clone(),
         settings: ib_settings(cfg),
-        forward: Arc::new(crate::http::forward::HttpForward {
+        forward: Arc::new(crate::ib::forward::HttpForward {
             tls: Arc::new(tls),
             signer,
             verify,
@@ -574,8 +574,8 @@ fn ib_role(
 }
 
 /// The IB role's settings from `[ib]`.
-pub fn ib_settings(cfg: &Config) -> crate::service::ib::IbSettings {
-    use crate::service::ib::{Gemeente, IbSettings};
+pub fn ib_settings(cfg: &Config) -> crate::ib::service::IbSettings {
+    use crate::ib::service::{Gemeente, IbSettings};
     IbSettings {
         gemeenten: cfg
             .ib
@@ -602,13 +602,16 @@ pub fn ib_settings(cfg: &Config) -> crate::service::ib::IbSettings {
 }
 
 /// The Toets LKS report fetcher from `[signals]`, when a portal is configured (gemeente role).
-pub fn fetcher(cfg: &Config, store: &Store) -> Result<Option<crate::fetch::Fetcher>, StartError> {
+pub fn fetcher(
+    cfg: &Config,
+    store: &Store,
+) -> Result<Option<crate::gemeente::fetch::Fetcher>, StartError> {
     if cfg.role != Role::Gemeente || cfg.signals.portal.is_empty() {
         return Ok(None);
     }
     let ca = cfg.signals.server_ca.as_ref().unwrap_or(&cfg.tls.client_ca);
     let tls = tls::client_config(ca, &cfg.tls.cert, &cfg.tls.key)?;
-    Ok(Some(crate::fetch::Fetcher {
+    Ok(Some(crate::gemeente::fetch::Fetcher {
         store: store.clone(),
         portal: cfg.signals.portal.clone(),
         gemeenten: cfg.signals.gemeenten.clone(),
@@ -618,7 +621,7 @@ pub fn fetcher(cfg: &Config, store: &Store) -> Result<Option<crate::fetch::Fetch
 }
 
 /// The outbox sender from `[push]`.
-fn push_sender(cfg: &Config, store: &Store) -> Result<crate::push::Sender, StartError> {
+fn push_sender(cfg: &Config, store: &Store) -> Result<crate::gemeente::push::Sender, StartError> {
     let p = &cfg.push;
     let ca = p.server_ca.as_ref().unwrap_or(&cfg.tls.client_ca);
     let tls = tls::client_config(ca, &cfg.tls.cert, &cfg.tls.key)?;
@@ -639,7 +642,7 @@ fn push_sender(cfg: &Config, store: &Store) -> Result<crate::push::Sender, Start
             format!("https://{}/?oin={oin}", cfg.server.listen)
         }
     };
-    Ok(crate::push::Sender {
+    Ok(crate::gemeente::push::Sender {
         store: store.clone(),
         url: p.url.clone(),
         cluster: p.cluster.clone(),

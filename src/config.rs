@@ -48,7 +48,7 @@ pub struct Config {
     pub signals: SignalsConfig,
     /// Gemeente role, for chain tests only: answer (or push) wrongly on purpose. Refused unless
     /// `scenario.enabled = true`.
-    pub scenario: crate::scenario::ScenarioConfig,
+    pub scenario: crate::chain::scenario::ScenarioConfig,
 }
 
 /// `[signals]`
@@ -179,7 +179,7 @@ pub struct IbGemeenteConfig {
     pub url: Option<String>,
     /// `webservice` (default) or `batch`.
     #[serde(default = "default_delivery")]
-    pub delivery: crate::service::ib::Delivery,
+    pub delivery: crate::ib::service::Delivery,
 }
 
 impl PushConfig {
@@ -189,8 +189,8 @@ impl PushConfig {
     }
 }
 
-fn default_delivery() -> crate::service::ib::Delivery {
-    crate::service::ib::Delivery::Webservice
+fn default_delivery() -> crate::ib::service::Delivery {
+    crate::ib::service::Delivery::Webservice
 }
 
 /// `[ops]`
@@ -258,7 +258,7 @@ pub struct RetentionConfig {
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
-            window_days: crate::service::retention::DEFAULT_WINDOW_DAYS,
+            window_days: crate::retention::DEFAULT_WINDOW_DAYS,
             purge: true,
             sweep_interval_hours: 24,
         }
@@ -279,7 +279,7 @@ pub struct ImportConfig {
 impl Default for ImportConfig {
     fn default() -> Self {
         ImportConfig {
-            lks_type_codes: vec![crate::demo::TYPE_LKS.to_owned()],
+            lks_type_codes: vec![crate::chain::demo::TYPE_LKS.to_owned()],
             max_future_days: 366,
         }
     }
@@ -771,7 +771,7 @@ impl Config {
                         g.code
                     ))
                 }
-                (None, crate::service::ib::Delivery::Webservice) => {
+                (None, crate::ib::service::Delivery::Webservice) => {
                     return bad(format!(
                         "ib.gemeenten {}: a webservice gemeente needs a url",
                         g.code
@@ -1042,7 +1042,10 @@ mod tests {
             ]),
         )
         .expect("enabled");
-        assert_eq!(c.scenario.answer, Some(crate::scenario::AnswerKind::Fault));
+        assert_eq!(
+            c.scenario.answer,
+            Some(crate::chain::scenario::AnswerKind::Fault)
+        );
         assert_eq!(c.scenario.fault_code, "0021");
         assert_eq!(c.scenario.bsns.len(), 2);
         for (pairs, says) in [

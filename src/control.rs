@@ -3,9 +3,9 @@
 //! per store) — that server's admin API on loopback, once its `GET /identity` names the same store.
 //! Either way the user gets the same result and output.
 
+use crate::gemeente::service::{SweepReport, ToetsHit};
 use crate::import::{ImportError, Options, Report};
 use crate::report::GemeenteReport;
-use crate::service::{SweepReport, ToetsHit};
 use crate::store::{AuditRecord, Store, StoreError};
 use crate::suwiml::types::Bsn;
 use std::net::SocketAddr;
@@ -148,7 +148,7 @@ impl Backend {
     /// The IB's Aanlevermonitor (IB role).
     pub fn report_ib(
         &self,
-        settings: &crate::service::ib::IbSettings,
+        settings: &crate::ib::service::IbSettings,
         today: time::Date,
     ) -> Result<Vec<crate::report::IbReport>, ControlError> {
         match self {
@@ -165,7 +165,7 @@ impl Backend {
         window_days: u32,
     ) -> Result<Vec<ToetsHit>, ControlError> {
         match self {
-            Backend::Local(s) => Ok(crate::service::toets(s, bsn, datum, window_days)?),
+            Backend::Local(s) => Ok(crate::gemeente::service::toets(s, bsn, datum, window_days)?),
             Backend::Remote(a) => json(
                 *a,
                 "GET",
@@ -186,7 +186,7 @@ impl Backend {
         dry_run: bool,
     ) -> Result<SweepReport, ControlError> {
         match self {
-            Backend::Local(s) => Ok(crate::service::sweep(
+            Backend::Local(s) => Ok(crate::gemeente::service::sweep(
                 s,
                 window_days,
                 purge,
@@ -208,11 +208,11 @@ impl Backend {
     /// `dkd sync`: the outbox status, or one of its actions.
     pub fn sync(
         &self,
-        action: crate::push::SyncAction,
-    ) -> Result<crate::push::SyncReport, ControlError> {
-        use crate::push::SyncAction;
+        action: crate::gemeente::push::SyncAction,
+    ) -> Result<crate::gemeente::push::SyncReport, ControlError> {
+        use crate::gemeente::push::SyncAction;
         match self {
-            Backend::Local(s) => Ok(crate::push::sync(s, action)?),
+            Backend::Local(s) => Ok(crate::gemeente::push::sync(s, action)?),
             Backend::Remote(a) => match action {
                 SyncAction::Status => json(*a, "GET", "/sync"),
                 SyncAction::RetryParked => json(*a, "POST", "/sync/retry-parked"),
@@ -225,7 +225,7 @@ impl Backend {
     pub fn signals_fetch(
         &self,
         cfg: &crate::config::Config,
-    ) -> Result<crate::fetch::FetchReport, ControlError> {
+    ) -> Result<crate::gemeente::fetch::FetchReport, ControlError> {
         match self {
             Backend::Local(s) => {
                 let f = crate::app::fetcher(cfg, s)
@@ -252,8 +252,8 @@ impl Backend {
         gemeente: &str,
         name: &str,
         bytes: Vec<u8>,
-    ) -> Result<crate::service::ib::Published, ControlError> {
-        use crate::service::ib::PublishError;
+    ) -> Result<crate::ib::service::Published, ControlError> {
+        use crate::ib::service::PublishError;
         match self {
             Backend::Local(s) => {
                 if cfg.role != crate::config::Role::Ib {
@@ -264,7 +264,7 @@ impl Backend {
                 }
                 let settings = crate::app::ib_settings(cfg);
                 let today = time::OffsetDateTime::now_utc().date();
-                crate::service::ib::publish_signals(s, &settings, gemeente, name, &bytes, today)
+                crate::ib::service::publish_signals(s, &settings, gemeente, name, &bytes, today)
                     .map_err(|e| match e {
                         PublishError::UnknownGemeente(_) => ControlError {
                             kind: "usage",

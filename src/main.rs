@@ -305,10 +305,10 @@ enum Command {
         #[arg(long, value_enum, default_value = "nagios")]
         format: ProbeFormat,
         /// WARNING when the server certificate has fewer days left.
-        #[arg(long, default_value_t = dkd::probe::DEFAULT_WARNING_DAYS)]
+        #[arg(long, default_value_t = dkd::tools::probe::DEFAULT_WARNING_DAYS)]
         warning_days: i64,
         /// CRITICAL when the server certificate has fewer days left.
-        #[arg(long, default_value_t = dkd::probe::DEFAULT_CRITICAL_DAYS)]
+        #[arg(long, default_value_t = dkd::tools::probe::DEFAULT_CRITICAL_DAYS)]
         critical_days: i64,
         /// Seconds before giving up (CRITICAL).
         #[arg(long, default_value_t = 10)]
@@ -328,7 +328,7 @@ enum Command {
     /// benchmarks).
     DemoFile {
         /// Number of persons.
-        #[arg(long, default_value_t = dkd::demo::DEMO_PERSONS)]
+        #[arg(long, default_value_t = dkd::chain::demo::DEMO_PERSONS)]
         persons: usize,
         /// Output file; its extension (.csv or .xml) chooses the format.
         #[arg(long)]
@@ -421,7 +421,7 @@ fn main() -> ExitCode {
     let lost = match &cli.command {
         Command::Serve { .. } | Command::Demo { .. } => Lost::Said,
         Command::Toets { .. } => Lost::Unanswered(TOETS_ERROR),
-        Command::Probe { .. } => Lost::Unanswered(dkd::probe::Status::Unknown.exit_code()),
+        Command::Probe { .. } => Lost::Unanswered(dkd::tools::probe::Status::Unknown.exit_code()),
         _ => Lost::Fails,
     };
     finish(run(cli), lost)
@@ -491,7 +491,7 @@ fn run(cli: Cli) -> ExitCode {
             critical_days,
             timeout,
         } => {
-            let opts = dkd::probe::ProbeOptions::from_paths(
+            let opts = dkd::tools::probe::ProbeOptions::from_paths(
                 &url,
                 &cert,
                 &key,
@@ -513,18 +513,18 @@ fn run(cli: Cli) -> ExitCode {
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(dkd::probe::probe(o)),
-                    Err(e) => dkd::probe::ProbeResult::unknown(e.to_string()),
+                    Ok(rt) => rt.block_on(dkd::tools::probe::probe(o)),
+                    Err(e) => dkd::tools::probe::ProbeResult::unknown(e.to_string()),
                 },
-                Err(e) => dkd::probe::ProbeResult::unknown(e),
+                Err(e) => dkd::tools::probe::ProbeResult::unknown(e),
             };
             let out = match format {
-                ProbeFormat::Nagios => dkd::probe::nagios_line(&result) + "\n",
-                ProbeFormat::Prometheus => dkd::probe::prometheus(&result),
+                ProbeFormat::Nagios => dkd::tools::probe::nagios_line(&result) + "\n",
+                ProbeFormat::Prometheus => dkd::tools::probe::prometheus(&result),
             };
             put!("{out}");
             match (format, result.status) {
-                (ProbeFormat::Prometheus, s) if s != dkd::probe::Status::Unknown => {
+                (ProbeFormat::Prometheus, s) if s != dkd::tools::probe::Status::Unknown => {
                     ExitCode::SUCCESS
                 }
                 (_, s) => ExitCode::from(s.exit_code()),
@@ -694,7 +694,7 @@ fn import(
             );
         };
         match cfg.ib.gemeenten.iter().find(|x| &x.code == g) {
-            Some(x) if x.delivery == dkd::service::ib::Delivery::Batch => {}
+            Some(x) if x.delivery == dkd::ib::service::Delivery::Batch => {}
             Some(_) => {
                 return fail(
                     exit::USAGE,
@@ -904,7 +904,7 @@ fn config_check(file: &Path) -> ExitCode {
 }
 
 fn demo_file(persons: usize, out: &Path) -> ExitCode {
-    let people = dkd::demo::generate(persons, time::OffsetDateTime::now_utc().date());
+    let people = dkd::chain::demo::generate(persons, time::OffsetDateTime::now_utc().date());
     let mut s = String::with_capacity(persons * 300);
     let xml = out
         .extension()
@@ -967,7 +967,7 @@ fn sweep(dry_run: bool, common: &Common) -> ExitCode {
 }
 
 fn sync(retry_parked: bool, full: bool, as_json: bool, common: &Common) -> ExitCode {
-    use dkd::push::SyncAction;
+    use dkd::gemeente::push::SyncAction;
     let (cfg, backend) = match open_store(common) {
         Ok(x) => x,
         Err(code) => return code,
@@ -1356,7 +1356,7 @@ fn call(a: CallArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(exit::TLS, &e.to_string()),
     };
-    let opts = dkd::call::CallOptions {
+    let opts = dkd::tools::call::CallOptions {
         url: a.url,
         bsn: a.bsn,
         from_oin,
@@ -1372,7 +1372,7 @@ fn call(a: CallArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(exit::FAILURE, &e.to_string()),
     };
-    let r = match runtime.block_on(dkd::call::call(opts)) {
+    let r = match runtime.block_on(dkd::tools::call::call(opts)) {
         Ok(r) => r,
         Err(e) => return fail(exit::FAILURE, &e.to_string()),
     };
@@ -1461,7 +1461,7 @@ fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
     store.set_outbox(cfg.pushes());
     if demo && store.is_empty() {
         let today = time::OffsetDateTime::now_utc().date();
-        let people = dkd::demo::generate(dkd::demo::DEMO_PERSONS, today);
+        let people = dkd::chain::demo::generate(dkd::chain::demo::DEMO_PERSONS, today);
         if let Err(e) = store.put_all(&people, "demo").and_then(|_| store.flush()) {
             return fail(exit::STORE, &format!("cannot load the demo set: {e}"));
         }
@@ -1538,7 +1538,7 @@ fn ensure_dev_pki(dev_dir: &Path) -> Result<(), ExitCode> {
 
 /// `dkd demo`: both roles in one process.
 fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
-    let (g_cfg, ib_cfg) = dkd::demo::chain_configs(dir, shift);
+    let (g_cfg, ib_cfg) = dkd::chain::demo::chain_configs(dir, shift);
     let _log = init_logging(&g_cfg);
     if let Err(code) = ensure_dev_pki(Path::new("certs/dev")) {
         return code;
@@ -1555,8 +1555,10 @@ fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
         (Err(code), _) | (_, Err(code)) => return code,
     };
     let today = time::OffsetDateTime::now_utc().date();
-    let (webservice, batch) =
-        dkd::demo::split_batch(dkd::demo::generate(dkd::demo::DEMO_PERSONS, today));
+    let (webservice, batch) = dkd::chain::demo::split_batch(dkd::chain::demo::generate(
+        dkd::chain::demo::DEMO_PERSONS,
+        today,
+    ));
     if g_store.is_empty() {
         // The outbox is on: every person entering the index queues an update for the IB.
         if let Err(e) = g_store
@@ -1573,7 +1575,7 @@ fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
         let opts = dkd::import::Options {
             format: dkd::import::Format::Csv,
             mode: dkd::import::Mode::Full,
-            gemeente: Some(dkd::demo::DEMO_BATCH_GEMEENTE.into()),
+            gemeente: Some(dkd::chain::demo::DEMO_BATCH_GEMEENTE.into()),
             dry_run: false,
             strict: true,
             rules: dkd::import::Rules {
@@ -1584,7 +1586,10 @@ fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
             window_days: ib_cfg.retention.window_days,
             today,
         };
-        let file = format!("{}_verzamelbestand.csv", dkd::demo::DEMO_BATCH_GEMEENTE);
+        let file = format!(
+            "{}_verzamelbestand.csv",
+            dkd::chain::demo::DEMO_BATCH_GEMEENTE
+        );
         if let Err(e) = dkd::import::import(&ib_store, &file, csv.as_bytes(), &opts, &mut |_| {}) {
             return fail(
                 exit::STORE,
@@ -1630,7 +1635,7 @@ fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
 /// `dkd demo --gemeenten N [--unreliable P]`: the IB and N emulated gemeenten in one process.
 fn demo_many(dir: &Path, shift: u16, n: usize, unreliable: f64) -> ExitCode {
     let started = std::time::Instant::now();
-    let (g_cfg, ib_cfg) = dkd::demo::chain_configs(dir, shift);
+    let (g_cfg, ib_cfg) = dkd::chain::demo::chain_configs(dir, shift);
     let _log = init_logging(&g_cfg);
     if let Err(code) = ensure_dev_pki(Path::new("certs/dev")) {
         return code;
@@ -1642,7 +1647,7 @@ fn demo_many(dir: &Path, shift: u16, n: usize, unreliable: f64) -> ExitCode {
     let today = time::OffsetDateTime::now_utc().date();
     runtime.block_on(async move {
         let many =
-            match dkd::demo::bind_many(dir, ib_cfg.clone(), &g_cfg, n, unreliable, today).await {
+            match dkd::chain::demo::bind_many(dir, ib_cfg.clone(), &g_cfg, n, unreliable, today).await {
                 Ok(m) => m,
                 Err(e) => return start_error(e),
             };
@@ -1664,9 +1669,9 @@ fn demo_many(dir: &Path, shift: u16, n: usize, unreliable: f64) -> ExitCode {
             .collect();
         say!(
             "  gemeenten: {} .. {} ({} persons each, pushing to the IB), {} of them unreliable:",
-            dkd::demo::many_code(0),
-            dkd::demo::many_code(n - 1),
-            dkd::demo::MANY_PERSONS,
+            dkd::chain::demo::many_code(0),
+            dkd::chain::demo::many_code(n - 1),
+            dkd::chain::demo::MANY_PERSONS,
             bad.len()
         );
         for (code, summary) in bad.iter().take(14) {
@@ -1717,7 +1722,7 @@ fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store, merged
             .ok()
             .and_then(|v| v.into_iter().next())
             .map(|p| p.bsn.to_string())
-            .unwrap_or_else(|| dkd::demo::UNKNOWN_BSN.into())
+            .unwrap_or_else(|| dkd::chain::demo::UNKNOWN_BSN.into())
     });
     let ib_url = ib.public_url();
     // Store commands find the running demo through its admin API; say where when it moved.
@@ -1738,7 +1743,7 @@ fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store, merged
     say!("  IB       : {ib_url}   (routes to the gemeenten in its verwijsindex)");
     say!(
         "             gemeente {} delivers a batch file instead: the IB answers for it",
-        dkd::demo::DEMO_BATCH_GEMEENTE
+        dkd::chain::demo::DEMO_BATCH_GEMEENTE
     );
     if let Some(v) = ib.verwijsindex_url() {
         say!("             {v}   (the gemeente's updates arrive here)");
@@ -1765,7 +1770,7 @@ fn print_chain_banner(g: &App, ib: &App, g_cfg: &Config, g_store: &Store, merged
     say!("the IB signs the routed request and checks the gemeente's signed answer, and merges");
     say!(
         "it with gemeente {}'s batch delivery into one ClientSuwi.",
-        dkd::demo::DEMO_BATCH_GEMEENTE
+        dkd::chain::demo::DEMO_BATCH_GEMEENTE
     );
     say!();
     say!("The answer holds LKS, so the IB records a Toets LKS signal (portal:");
@@ -1858,7 +1863,7 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
     if let Some(bsn) = &bsn {
         say!(
             "  demo BSN : {bsn}   (unknown but valid: {})",
-            dkd::demo::UNKNOWN_BSN
+            dkd::chain::demo::UNKNOWN_BSN
         );
     }
     if demo {
@@ -1866,7 +1871,7 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
         let request = dkd::soap::example_request(
             url,
             DEMO_CLIENT_OIN,
-            bsn.as_deref().unwrap_or(dkd::demo::UNKNOWN_BSN),
+            bsn.as_deref().unwrap_or(dkd::chain::demo::UNKNOWN_BSN),
             &dkd::soap::new_message_id(),
         );
         say!();
@@ -1889,7 +1894,7 @@ fn print_banner(app: &App, cfg: &Config, demo: bool) {
         say!();
         say!(
             "cargo run --release -- call {url} --bsn {} --ca {} --cert {} --key {}",
-            bsn.as_deref().unwrap_or(dkd::demo::UNKNOWN_BSN),
+            bsn.as_deref().unwrap_or(dkd::chain::demo::UNKNOWN_BSN),
             abs(&dir.join(files::CA)),
             abs(&dir.join(files::CLIENT)),
             abs(&dir.join(files::CLIENT_KEY)),
@@ -1922,7 +1927,7 @@ struct CheckArgs {
     #[arg(long, value_delimiter = ',')]
     bsn: Vec<String>,
     /// A valid BSN the endpoint holds nothing for.
-    #[arg(long, default_value = dkd::check::DEFAULT_UNKNOWN_BSN)]
+    #[arg(long, default_value = dkd::tools::check::DEFAULT_UNKNOWN_BSN)]
     unknown_bsn: String,
     #[command(flatten)]
     client: ClientTls,
@@ -1933,19 +1938,19 @@ struct CheckArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// tls.days-left fails below this many days.
-    #[arg(long, default_value_t = dkd::check::DEFAULT_MIN_DAYS)]
+    #[arg(long, default_value_t = dkd::tools::check::DEFAULT_MIN_DAYS)]
     min_days: i64,
     /// Requests measured by timing.latency (at most 1000).
-    #[arg(long, default_value_t = dkd::check::DEFAULT_REQUESTS)]
+    #[arg(long, default_value_t = dkd::tools::check::DEFAULT_REQUESTS)]
     requests: usize,
     /// timing.latency warns when p99 exceeds this many milliseconds.
-    #[arg(long, default_value_t = dkd::check::DEFAULT_SLOW_MS)]
+    #[arg(long, default_value_t = dkd::tools::check::DEFAULT_SLOW_MS)]
     slow_ms: u64,
     /// Seconds each exchange may take.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
     /// Body size errors.oversized sends, in bytes.
-    #[arg(long, default_value_t = dkd::check::DEFAULT_OVERSIZED)]
+    #[arg(long, default_value_t = dkd::tools::check::DEFAULT_OVERSIZED)]
     oversized_bytes: usize,
     /// IBVerwijsindex: the gemeentecode the updates come from (Bron/CdPartijSuwi).
     #[arg(long, default_value = "")]
@@ -1963,7 +1968,7 @@ fn check(a: CheckArgs) -> ExitCode {
         .sign_cert
         .as_deref()
         .zip(a.client.sign_key.as_deref());
-    let mut o = match dkd::check::CheckOptions::from_paths(
+    let mut o = match dkd::tools::check::CheckOptions::from_paths(
         &a.url,
         &a.client.cert,
         &a.client.key,
@@ -1975,8 +1980,8 @@ fn check(a: CheckArgs) -> ExitCode {
         Err(e) => return fail(exit::USAGE, &e),
     };
     o.service = match a.service {
-        CheckService::Gsd => dkd::check::Service::Gsd,
-        CheckService::Verwijsindex => dkd::check::Service::Verwijsindex,
+        CheckService::Gsd => dkd::tools::check::Service::Gsd,
+        CheckService::Verwijsindex => dkd::tools::check::Service::Verwijsindex,
     };
     o.bsns = a.bsn;
     o.unknown_bsn = a.unknown_bsn;
@@ -1994,13 +1999,13 @@ fn check(a: CheckArgs) -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(dkd::check::run(&o)),
+        Ok(rt) => rt.block_on(dkd::tools::check::run(&o)),
         Err(e) => return fail(exit::FAILURE, &e.to_string()),
     };
     let text = match a.format {
-        CheckFormat::Table => dkd::check::table(&report),
-        CheckFormat::Json => dkd::check::json(&report),
-        CheckFormat::Junit => dkd::check::junit(&report),
+        CheckFormat::Table => dkd::tools::check::table(&report),
+        CheckFormat::Json => dkd::tools::check::json(&report),
+        CheckFormat::Junit => dkd::tools::check::junit(&report),
     };
     match &a.out {
         Some(path) => {
@@ -2009,7 +2014,7 @@ fn check(a: CheckArgs) -> ExitCode {
             }
             match &report.connect_error {
                 Some(e) if !report.connected => tell!("{e}"),
-                _ => tell!("{}", dkd::check::summary(&report)),
+                _ => tell!("{}", dkd::tools::check::summary(&report)),
             }
         }
         None => put!("{text}"),

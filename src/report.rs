@@ -1,6 +1,6 @@
 //! `dkd report`: the gemeente's own Aanlevermonitor — what the IB will see, seen first.
 
-use crate::service::retention::{keep_until, Keep};
+use crate::retention::{keep_until, Keep};
 use crate::store::{ImportRecord, Store, StoreError};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -175,7 +175,7 @@ pub struct IbReport {
 /// and every gemeente/cluster the index or the figures mention, over the last 31 days.
 pub fn build_ib(
     store: &Store,
-    settings: &crate::service::ib::IbSettings,
+    settings: &crate::ib::service::IbSettings,
     today: time::Date,
 ) -> Result<Vec<IbReport>, StoreError> {
     let mut by: BTreeMap<(String, String), IbReport> = BTreeMap::new();
@@ -213,7 +213,7 @@ pub fn build_ib(
     for g in settings
         .gemeenten
         .iter()
-        .filter(|g| g.delivery == crate::service::ib::Delivery::Batch)
+        .filter(|g| g.delivery == crate::ib::service::Delivery::Batch)
     {
         let r = by
             .entry((g.code.clone(), settings.reintegratie_cluster.clone()))
@@ -237,8 +237,8 @@ pub fn build_ib(
             r.name = conf.map(|x| x.name.clone()).unwrap_or_default();
             r.delivery = conf
                 .map(|x| match x.delivery {
-                    crate::service::ib::Delivery::Webservice => "webservice".to_owned(),
-                    crate::service::ib::Delivery::Batch => "batch".to_owned(),
+                    crate::ib::service::Delivery::Webservice => "webservice".to_owned(),
+                    crate::ib::service::Delivery::Batch => "batch".to_owned(),
                 })
                 .unwrap_or_default();
             r.url = conf.and_then(|x| x.url.clone());

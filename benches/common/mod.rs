@@ -1,6 +1,6 @@
 //! Shared by the bench targets (`inprocess`, `load`): the benchmark data sets.
 //!
-//! - the **demo set** (`dkd::demo::generate`, 10^3 persons), exactly what `dkd serve --demo` loads;
+//! - the **demo set** (`dkd::chain::demo::generate`, 10^3 persons), exactly what `dkd serve --demo` loads;
 //! - the **large set** (10^6 persons): `demo::generate(1_000_000, today)` (BSNs `9999xxxx`, then
 //!   `10000000`.., each with its check digit), written with `Store::open` + `put_all` in batches
 //!   of 10,000 and cached in `target/bench-store-1e6` (a marker file says it is complete).
@@ -30,7 +30,7 @@ pub fn today() -> time::Date {
 
 /// The demo set's BSNs (as `serve --demo` loads them).
 pub fn demo_bsns(n: usize) -> Vec<Bsn> {
-    dkd::demo::generate(n, today())
+    dkd::chain::demo::generate(n, today())
         .into_iter()
         .map(|p| p.bsn)
         .collect()
@@ -100,7 +100,7 @@ pub fn open_big_store(n: usize) -> Store {
     );
     let started = Instant::now();
     let store = Store::open(&dir).expect("create the large store");
-    let people = dkd::demo::generate(n, today());
+    let people = dkd::chain::demo::generate(n, today());
     let expected = big_bsns(n);
     assert!(
         people.len() == n && people.iter().zip(&expected).all(|(p, b)| p.bsn == *b),

@@ -37,15 +37,15 @@ pub struct AdminState {
     /// The LKS look-back.
     pub window_days: u32,
     /// IB role: its settings (for the IB report).
-    pub ib: Option<crate::service::ib::IbSettings>,
+    pub ib: Option<crate::ib::service::IbSettings>,
     /// Gemeente role with `[signals]`: fetches the IB's Toets LKS reports.
-    pub fetcher: Option<Arc<crate::fetch::Fetcher>>,
+    pub fetcher: Option<Arc<crate::gemeente::fetch::Fetcher>>,
     /// Which store this server holds (`GET /identity`).
     pub identity: crate::store::identity::Identity,
     /// The role this server plays (`gemeente`, `ib`).
     pub role: &'static str,
     /// Started with `scenario.enabled = true`: the scenario `GET/PUT /scenario` read and switch.
-    pub scenario: Option<Arc<crate::scenario::Live>>,
+    pub scenario: Option<Arc<crate::chain::scenario::Live>>,
 }
 
 /// `GET /identity`: which store the server holds and which role it plays, so a command that found
@@ -74,13 +74,13 @@ fn query<'q>(q: Option<&'q str>, key: &str) -> Option<&'q str> {
 const NO_SCENARIO: &str =
     "this server was not started with scenario.enabled = true: it runs no scenario";
 
-fn scenario_json(live: &crate::scenario::Live) -> serde_json::Value {
+fn scenario_json(live: &crate::chain::scenario::Live) -> serde_json::Value {
     json!({"scenario": live.get(), "active": live.is_active(), "summary": live.summary()})
 }
 
 /// A `PUT /scenario` body: the `[scenario]` keys as JSON. `enabled` may be left out (the server
 /// was started with it); `"enabled": false` or `{}` clears the scenario.
-fn parse_scenario(body: &[u8]) -> Result<crate::scenario::ScenarioConfig, String> {
+fn parse_scenario(body: &[u8]) -> Result<crate::chain::scenario::ScenarioConfig, String> {
     let mut v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let Some(obj) = v.as_object_mut() else {
@@ -88,10 +88,10 @@ fn parse_scenario(body: &[u8]) -> Result<crate::scenario::ScenarioConfig, String
     };
     let clear = obj.is_empty() || obj.get("enabled") == Some(&serde_json::Value::Bool(false));
     obj.insert("enabled".into(), serde_json::Value::Bool(true));
-    let cfg: crate::scenario::ScenarioConfig =
+    let cfg: crate::chain::scenario::ScenarioConfig =
         serde_json::from_value(v).map_err(|e| format!("scenario: {e}"))?;
     if clear {
-        return Ok(crate::scenario::ScenarioConfig::default());
+        return Ok(crate::chain::scenario::ScenarioConfig::default());
     }
     cfg.validate(|c| crate::soap::emulated_fault(c).is_some())?;
     Ok(cfg)
@@ -167,16 +167,16 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
                 state.purge,
                 flag(q, "dry_run"),
             );
-            blocking(
-                move || match crate::service::sweep(&store, window, purge, today, dry) {
+            blocking(move || {
+                match crate::gemeente::service::sweep(&store, window, purge, today, dry) {
                     Ok(r) => reply(StatusCode::OK, json!(r)),
                     Err(e) => internal(&e),
-                },
-            )
+                }
+            })
             .await
         }
         (method, p) if p == "/sync" || p.starts_with("/sync/") => {
-            use crate::push::SyncAction;
+            use crate::gemeente::push::SyncAction;
             let action = match (method, p) {
                 (hyper::Method::GET, "/sync") => SyncAction::Status,
                 (hyper::Method::POST, "/sync/retry-parked") => SyncAction::RetryParked,
@@ -189,7 +189,9 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
                 }
             };
             let store = state.store.clone();
-            match tokio::task::spawn_blocking(move || crate::push::sync(&store, action)).await {
+            match tokio::task::spawn_blocking(move || crate::gemeente::push::sync(&store, action))
+                .await
+            {
                 Ok(Ok(r)) => reply(StatusCode::OK, json!(r)),
                 Ok(Err(e)) => internal(&e),
                 Err(e) => internal(&e),
@@ -246,7 +248,7 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
             };
             let store = state.store.clone();
             blocking(move || {
-                use crate::service::ib::{publish_signals, PublishError};
+                use crate::ib::service::{publish_signals, PublishError};
                 match publish_signals(&store, &settings, &gemeente, &name, &body, today) {
                     Ok(p) => reply(StatusCode::OK, json!(p)),
                     Err(e @ PublishError::UnknownGemeente(_)) => {
@@ -293,7 +295,7 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
                     }
                 },
             };
-            match crate::service::toets(&state.store, &bsn, datum, state.window_days) {
+            match crate::gemeente::service::toets(&state.store, &bsn, datum, state.window_days) {
                 Ok(hits) => reply(StatusCode::OK, json!(hits)),
                 Err(e) => internal(&e),
             }

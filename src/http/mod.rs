@@ -5,7 +5,6 @@
 pub mod admin;
 pub mod client;
 pub mod conns;
-pub mod forward;
 pub mod inspect;
 pub mod server;
 pub mod tls;

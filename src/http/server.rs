@@ -59,7 +59,7 @@ pub struct State {
     /// `None`: verify and sign on the async workers (`server.crypto_threads = 0`).
     pub crypto: Option<super::workers::CryptoPool>,
     /// Gemeente role with `scenario.enabled`: how answers go wrong on purpose.
-    pub scenario: Option<Arc<crate::scenario::Live>>,
+    pub scenario: Option<Arc<crate::chain::scenario::Live>>,
 }
 
 /// Marks a response that must not be sent: the connection is closed instead (`reset` scenario).
@@ -287,11 +287,11 @@ async fn route(
         req.method(),
     ) {
         if let Role::IbVerwijsindex(ib) = &m.endpoint.role {
-            return crate::ops::portal::serve(
+            return crate::ib::portal::serve(
                 &ib.store,
                 &ib.settings,
                 path,
-                crate::ops::portal::Caller::Tls(oin.as_deref()),
+                crate::ib::portal::Caller::Tls(oin.as_deref()),
             );
         }
     }
@@ -510,7 +510,7 @@ async fn soap_post(
                             Ok(Ok(acc)) => {
                                 let reply = match &acc.request {
                                     SoapRequest::Gsd(bsn) => {
-                                        let q = crate::service::ib::Question {
+                                        let q = crate::ib::service::Question {
                                             from_address: acc
                                                 .from_address()
                                                 .unwrap_or_default()
@@ -621,12 +621,12 @@ async fn soap_post(
     }
 }
 
-/// A scenario's transport part, applied to the answer `soap` wrote (`crate::scenario::Wire`).
+/// A scenario's transport part, applied to the answer `soap` wrote (`crate::chain::scenario::Wire`).
 async fn scenario_wire(
-    wire: crate::scenario::Wire,
+    wire: crate::chain::scenario::Wire,
     resp: Response<Full<Bytes>>,
 ) -> Response<Full<Bytes>> {
-    use crate::scenario::Wire;
+    use crate::chain::scenario::Wire;
     tracing::info!(effect = ?wire, "scenario applied to this answer");
     let unanswered = || {
         let mut r = text(StatusCode::INTERNAL_SERVER_ERROR, "");
@@ -639,7 +639,7 @@ async fn scenario_wire(
             resp
         }
         Wire::Hang => {
-            tokio::time::sleep(crate::scenario::HANG_LIMIT).await;
+            tokio::time::sleep(crate::chain::scenario::HANG_LIMIT).await;
             unanswered()
         }
         Wire::Reset => unanswered(),

@@ -615,7 +615,7 @@ pub fn import(
             }
             continue;
         }
-        if !crate::service::retention::in_index(&c.person, opts.window_days, opts.today) {
+        if !crate::retention::in_index(&c.person, opts.window_days, opts.today) {
             // Outside the LKS look-back already: it does not belong in the index (and leaves it).
             report.expired += 1;
             changes.remove(&key.0, &key.1, !opts.purge)?;

@@ -4,7 +4,6 @@
 
 pub mod logging;
 pub mod metrics;
-pub mod portal;
 
 use crate::store::Store;
 use bytes::Bytes;
@@ -45,9 +44,9 @@ pub struct OpsState {
     /// Process start.
     pub started: Instant,
     /// IB role: its settings (the portal).
-    pub ib: Option<crate::service::ib::IbSettings>,
+    pub ib: Option<crate::ib::service::IbSettings>,
     /// Gemeente role with `scenario.enabled`: shown on `/readyz` and the status page.
-    pub scenario: Option<Arc<crate::scenario::Live>>,
+    pub scenario: Option<Arc<crate::chain::scenario::Live>>,
     cache: Mutex<Option<(Instant, Vec<crate::report::GemeenteReport>)>>,
     ib_cache: Mutex<Option<(Instant, Vec<crate::report::IbReport>)>>,
 }
@@ -96,7 +95,7 @@ impl OpsState {
     /// IB role: the IB's Aanlevermonitor (`dkd report` in the IB role), at most once a minute.
     fn ib_figures(
         &self,
-        settings: &crate::service::ib::IbSettings,
+        settings: &crate::ib::service::IbSettings,
     ) -> Vec<crate::report::IbReport> {
         if let Ok(g) = self.ib_cache.lock() {
             if let Some((at, v)) = g.as_ref() {
@@ -273,7 +272,7 @@ fn route(
                 "text/plain; charset=utf-8",
                 "the portal on the ops listener is for 127.0.0.1; use the service listener with mutual TLS\n".into(),
             ),
-            Some(settings) => portal::serve(&state.store, settings, p, portal::Caller::Local),
+            Some(settings) => crate::ib::portal::serve(&state.store, settings, p, crate::ib::portal::Caller::Local),
         },
         "/healthz" => reply(
             StatusCode::OK,

@@ -8,9 +8,9 @@ pub mod envelope;
 pub mod fault;
 pub mod wssec;
 
-use crate::scenario::Effect;
-use crate::service::ib::Ib;
-use crate::service::Service;
+use crate::chain::scenario::Effect;
+use crate::gemeente::service::Service;
+use crate::ib::service::Ib;
 use crate::suwiml::gsd::{self, BodyError, Reply};
 use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex as vi;
@@ -240,7 +240,7 @@ pub struct Outbound {
     /// The namespace of each unknown header block ignored (`""` for none), for the metrics.
     pub ignored_headers: Vec<String>,
     /// A scenario's part for the transport (delay, hang, reset, 503); `None` normally.
-    pub wire: Option<crate::scenario::Wire>,
+    pub wire: Option<crate::chain::scenario::Wire>,
 }
 
 /// Handles one request whose operation needs no network: everything but the IB's routing. Never
@@ -255,7 +255,7 @@ pub fn handle(ep: &Endpoint, req: Inbound<'_>) -> Outbound {
 pub fn handle_as(
     ep: &Endpoint,
     req: Inbound<'_>,
-    scenario: Option<&crate::scenario::Live>,
+    scenario: Option<&crate::chain::scenario::Live>,
 ) -> Outbound {
     let acc = match accept(ep, req) {
         Ok(a) => a,
@@ -365,7 +365,7 @@ fn respond_as(ep: &Endpoint, acc: Accepted, answer: Answer, effect: &Effect) -> 
     out.bsn = Some(bsn);
     out.wire = effect.wire();
     // The audit trail and the log say what the client got, not what was written and withheld.
-    if let Some(label) = out.wire.and_then(crate::scenario::Wire::unanswered) {
+    if let Some(label) = out.wire.and_then(crate::chain::scenario::Wire::unanswered) {
         out.outcome = Outcome::Scenario(label);
     }
     out

@@ -1171,7 +1171,7 @@ pub(crate) mod tests {
                 let s = s.clone();
                 std::thread::spawn(move || {
                     let today = time::macros::date!(2026 - 11 - 22);
-                    crate::service::sweep(&s, 730, true, today, false).expect("sweep")
+                    crate::gemeente::service::sweep(&s, 730, true, today, false).expect("sweep")
                 })
             };
             // Without serialisation the sweep reads the expired entry now and removes it after the
@@ -1344,7 +1344,7 @@ pub(crate) mod tests {
     }
 
     fn demo(n: usize) -> Vec<Person> {
-        crate::demo::generate(n, time::macros::date!(2026 - 11 - 22))
+        crate::chain::demo::generate(n, time::macros::date!(2026 - 11 - 22))
     }
 
     /// A change set over a filled store that adds, changes, purges and archives: every kind of key.

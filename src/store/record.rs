@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn every_demo_person_and_every_edge_case_round_trips() {
-        let people = crate::demo::generate(2000, time::macros::date!(2026 - 11 - 22));
+        let people = crate::chain::demo::generate(2000, time::macros::date!(2026 - 11 - 22));
         assert_eq!(people.len(), 2000);
         for p in people.iter().chain(&edge_cases()) {
             let bytes = encode(p);

@@ -4,7 +4,7 @@
 use crate::common::*;
 use dkd::app::App;
 use dkd::config::{Config, IbGemeenteConfig, Role};
-use dkd::service::ib::Delivery;
+use dkd::ib::service::Delivery;
 use dkd::soap::wssec::{Signer, SigningMode};
 use dkd::store::Store;
 use dkd::suwiml::model::{AtlRelatie, Bron, Person, Provision};
@@ -325,7 +325,7 @@ async fn ib_down_during_a_push_then_up_every_update_arrives_once() {
         let g_dir = tempfile::tempdir().expect("dir");
         let g_cfg = gemeente_config(g_dir.path(), g_port, ib_port);
         let g = start_on(backend, g_dir, g_cfg).await;
-        let people: Vec<Person> = dkd::demo::generate(40, demo_date())
+        let people: Vec<Person> = dkd::chain::demo::generate(40, demo_date())
             .into_iter()
             .map(|mut p| {
                 p.atl_relaties.truncate(1);

@@ -4,10 +4,10 @@
 
 use crate::common::*;
 use dkd::certs::DevCa;
-use dkd::check::{run, CheckOptions, Report, Verdict, CHECKS};
+use dkd::chain::scenario::{AnswerKind, ScenarioConfig};
 use dkd::config::Config;
-use dkd::scenario::{AnswerKind, ScenarioConfig};
 use dkd::soap::wssec::SigningMode;
+use dkd::tools::check::{run, CheckOptions, Report, Verdict, CHECKS};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -97,7 +97,7 @@ async fn options(url: &str) -> CheckOptions {
 }
 
 fn show(r: &Report) -> String {
-    dkd::check::table(r)
+    dkd::tools::check::table(r)
 }
 
 fn verdict(r: &Report, name: &str) -> Verdict {
@@ -149,7 +149,7 @@ async fn dkd_itself_passes_every_check_signed_both_ways() {
         );
     }
     assert_eq!(r.exit_code(), 0);
-    let x = dkd::check::junit(&r);
+    let x = dkd::tools::check::junit(&r);
     assert!(
         x.contains(&format!("tests=\"{}\" failures=\"0\"", CHECKS.len())),
         "{x}"
@@ -265,7 +265,7 @@ async fn a_stopped_endpoint_cannot_be_connected_to() {
     let r = run(&options(&format!("https://{addr}/GSDDossierReintegratie-v0200")).await).await;
     assert!(!r.connected);
     assert_eq!(r.exit_code(), 3);
-    assert!(dkd::check::junit(&r).contains("name=\"connect\""));
+    assert!(dkd::tools::check::junit(&r).contains("name=\"connect\""));
 }
 
 /// An HTTPS responder that gets everything wrong at once: TLS 1.3 only, no client certificate
@@ -367,7 +367,7 @@ async fn a_responder_with_a_fixed_unsigned_answer_fails_by_name() {
         "{}",
         show(&r)
     );
-    let x = dkd::check::junit(&r);
+    let x = dkd::tools::check::junit(&r);
     assert!(x.contains("name=\"security.replay\" time="), "{x}");
     assert!(x.contains(&format!("failures=\"{}\"", broken.len())), "{x}");
 }
@@ -393,25 +393,25 @@ async fn a_server_answering_a_tls_1_0_hello_is_seen_accepting_it() {
         }
     });
     let t = Duration::from_secs(5);
-    let legacy = dkd::check::tls::legacy_hello("127.0.0.1", addr.port(), 0x0301, t)
+    let legacy = dkd::tools::check::tls::legacy_hello("127.0.0.1", addr.port(), 0x0301, t)
         .await
         .expect("hello");
-    assert_eq!(legacy, dkd::check::tls::Legacy::Accepted);
-    let tls11 = dkd::check::tls::legacy_hello("127.0.0.1", addr.port(), 0x0302, t)
+    assert_eq!(legacy, dkd::tools::check::tls::Legacy::Accepted);
+    let tls11 = dkd::tools::check::tls::legacy_hello("127.0.0.1", addr.port(), 0x0302, t)
         .await
         .expect("hello");
     assert!(
-        matches!(tls11, dkd::check::tls::Legacy::Refused(_)),
+        matches!(tls11, dkd::tools::check::tls::Legacy::Refused(_)),
         "{tls11:?}"
     );
     task.abort();
 
     let server = dkd("server", SigningMode::Required, |_| {}).await;
-    let refused = dkd::check::tls::legacy_hello("127.0.0.1", server.addr.port(), 0x0301, t)
+    let refused = dkd::tools::check::tls::legacy_hello("127.0.0.1", server.addr.port(), 0x0301, t)
         .await
         .expect("hello");
     assert!(
-        matches!(refused, dkd::check::tls::Legacy::Refused(ref w) if w.contains("alert")),
+        matches!(refused, dkd::tools::check::tls::Legacy::Refused(ref w) if w.contains("alert")),
         "{refused:?}"
     );
 }
@@ -420,7 +420,7 @@ async fn a_server_answering_a_tls_1_0_hello_is_seen_accepting_it() {
 async fn swapped_bsns_fail_the_two_answer_checks() {
     let server = dkd("server", SigningMode::Required, |_| {}).await;
     let mut o = options(&server.url).await;
-    o.bsns = vec![dkd::check::DEFAULT_UNKNOWN_BSN.into()];
+    o.bsns = vec![dkd::tools::check::DEFAULT_UNKNOWN_BSN.into()];
     o.unknown_bsn = server.known_bsn();
     let r = run(&o).await;
     only_failed(&r, &["answers.known-bsn", "answers.unknown-bsn"]);
@@ -460,7 +460,7 @@ async fn the_ib_verwijsindex_endpoint_passes_as_service_verwijsindex() {
         false,
     )
     .expect("options");
-    o.service = dkd::check::Service::Verwijsindex;
+    o.service = dkd::tools::check::Service::Verwijsindex;
     o.gemeente = "0363".into();
     o.bsns = vec!["999900006".into()];
     o.requests = 3;

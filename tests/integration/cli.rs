@@ -599,7 +599,7 @@ fn demo_runs_the_chain_and_its_printed_call_is_answered_via_the_ib() {
         .find(|p| {
             (*p as u32) > 9091 + 10
                 && (*p as u32) + 1000 < 65_000
-                && dkd::demo::CHAIN_PORTS
+                && dkd::chain::demo::CHAIN_PORTS
                     .iter()
                     .all(|q| std::net::TcpListener::bind(("127.0.0.1", q + (p - 9091))).is_ok())
         })

@@ -44,7 +44,7 @@ fn write(dir: &Path, name: &str, issued: &Issued) {
 /// `count` generated with a single AtlRelatie, moved to `gemeente`).
 pub fn batch_people(count: usize, gemeente: &str) -> Vec<dkd::suwiml::model::Person> {
     let today = time::OffsetDateTime::now_utc().date();
-    dkd::demo::generate(count, today)
+    dkd::chain::demo::generate(count, today)
         .into_iter()
         .filter(|p| p.atl_relaties.len() == 1)
         .map(|mut p| {
@@ -235,7 +235,7 @@ impl Server {
         tweak(&mut cfg);
         let (store, schema) = open_store(backend, &mut cfg);
         store
-            .put_all(&dkd::demo::generate(1200, demo_date()), "demo")
+            .put_all(&dkd::chain::demo::generate(1200, demo_date()), "demo")
             .expect("demo data");
         let app = App::bind_with_store(&cfg, store.clone())
             .await

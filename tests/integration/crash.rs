@@ -18,7 +18,7 @@ fn dkd() -> Command {
 #[test]
 fn sigkill_during_import_leaves_old_or_new_state() {
     let dir = tempfile::tempdir().expect("tmp");
-    let people = dkd::demo::generate(20_000, time::OffsetDateTime::now_utc().date());
+    let people = dkd::chain::demo::generate(20_000, time::OffsetDateTime::now_utc().date());
     let mut csv = String::new();
     dkd::import::csv_format::write(&people, &mut csv);
     let file = dir.path().join("big.csv");
@@ -129,7 +129,7 @@ async fn sigkill_during_a_push_loses_no_update() {
     let (ib_port, g_port) = (free_port(), free_port_pair());
     let store_dir = dir.path().join("gemeente");
     // The backoffice file: imported while the server is down, so every entry waits in the outbox.
-    let people = dkd::demo::generate(400, crate::common::demo_date());
+    let people = dkd::chain::demo::generate(400, crate::common::demo_date());
     let mut csv = String::new();
     dkd::import::csv_format::write(&people, &mut csv);
     let file = dir.path().join("lks.csv");
@@ -160,7 +160,7 @@ async fn sigkill_during_a_push_loses_no_update() {
     );
 
     let ib_dir = tempfile::tempdir().expect("dir");
-    let gemeenten: Vec<(&str, u16)> = dkd::demo::DEMO_GEMEENTEN
+    let gemeenten: Vec<(&str, u16)> = dkd::chain::demo::DEMO_GEMEENTEN
         .iter()
         .map(|g| (*g, g_port))
         .collect();
@@ -326,13 +326,13 @@ fn kill_at(mut cmd: Command, phase: &str) -> bool {
 fn sigkill_in_each_phase_of_an_import_leaves_old_or_new_state() {
     let dir = tempfile::tempdir().expect("tmp");
     let today = time::OffsetDateTime::now_utc().date();
-    let before = dkd::demo::generate(5000, today);
+    let before = dkd::chain::demo::generate(5000, today);
     let mut csv = String::new();
     dkd::import::csv_format::write(&before, &mut csv);
     let old_file = dir.path().join("old.csv");
     std::fs::write(&old_file, csv).expect("write");
     // The new file: every other person renamed, every fifth deleted, 3,000 new persons.
-    let mut after: Vec<_> = dkd::demo::generate(8000, today);
+    let mut after: Vec<_> = dkd::chain::demo::generate(8000, today);
     let mut deletes = String::new();
     for (i, p) in after.iter_mut().take(5000).enumerate() {
         if i % 2 == 0 {
@@ -614,12 +614,12 @@ fn sigkill_in_each_phase_of_an_import_on_postgres_leaves_old_or_new_state() {
     };
     let dir = tempfile::tempdir().expect("tmp");
     let today = time::OffsetDateTime::now_utc().date();
-    let before = dkd::demo::generate(3000, today);
+    let before = dkd::chain::demo::generate(3000, today);
     let mut csv = String::new();
     dkd::import::csv_format::write(&before, &mut csv);
     let old_file = dir.path().join("old.csv");
     std::fs::write(&old_file, csv).expect("write");
-    let mut after = dkd::demo::generate(5000, today);
+    let mut after = dkd::chain::demo::generate(5000, today);
     for p in after.iter_mut().step_by(2) {
         p.voornamen = Some("Anders".into());
     }

@@ -36,7 +36,7 @@ fn row(bsn: &str, start: &str, end: &str, lw: &str) -> String {
 }
 
 fn demo_csv(n: usize) -> (Vec<Person>, String) {
-    let people = dkd::demo::generate(n, time::macros::date!(2026 - 01 - 15));
+    let people = dkd::chain::demo::generate(n, time::macros::date!(2026 - 01 - 15));
     let mut s = String::new();
     csv_format::write(&people, &mut s);
     (people, s)
@@ -69,7 +69,7 @@ fn csv_round_trip_restores_every_person() {
                     atl_relaties: vec![r.clone()],
                     ..p.clone()
                 };
-                !dkd::service::retention::in_index(&one, 730, today)
+                !dkd::retention::in_index(&one, 730, today)
             }) {
                 assert!(got.is_none(), "expired persons are not entered");
                 continue;
@@ -80,7 +80,7 @@ fn csv_round_trip_restores_every_person() {
                     .atl_relaties
                     .iter()
                     .filter(|r| {
-                        dkd::service::retention::in_index(
+                        dkd::retention::in_index(
                             &Person {
                                 atl_relaties: vec![(*r).clone()],
                                 ..p.clone()
@@ -487,7 +487,7 @@ fn sweep_and_answers_follow_the_same_clock_at_the_boundary() {
         // Imported yesterday, when both were still inside the look-back.
         o.today = today - time::Duration::days(1);
         run(&store, &f, &o);
-        let svc = dkd::service::Service {
+        let svc = dkd::gemeente::service::Service {
             store: store.clone(),
             dn: "CN=t".into(),
             window_days: 730,
@@ -503,11 +503,17 @@ fn sweep_and_answers_follow_the_same_clock_at_the_boundary() {
             svc.reintegratie_info(&kept),
             dkd::suwiml::gsd::Reply::Client(..)
         ));
-        let r = dkd::service::sweep(&store, 730, true, today, false).expect("sweep");
+        let r = dkd::gemeente::service::sweep(&store, 730, true, today, false).expect("sweep");
         assert_eq!((r.examined, r.removed), (2, 1));
         assert!(store.entries(&gone).expect("e").is_empty());
-        let r = dkd::service::sweep(&store, 730, true, today + time::Duration::days(1), false)
-            .expect("sweep");
+        let r = dkd::gemeente::service::sweep(
+            &store,
+            730,
+            true,
+            today + time::Duration::days(1),
+            false,
+        )
+        .expect("sweep");
         assert_eq!(r.removed, 1, "the other leaves one day later");
     }
 }

@@ -3,8 +3,10 @@
 
 use crate::common::*;
 use dkd::certs::{DevCa, Issued};
-use dkd::probe::{nagios_line, probe, prometheus, Answer, ProbeOptions, ProbeResult, Status};
 use dkd::soap::wssec::SigningMode;
+use dkd::tools::probe::{
+    nagios_line, probe, prometheus, Answer, ProbeOptions, ProbeResult, Status,
+};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

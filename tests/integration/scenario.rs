@@ -509,9 +509,9 @@ async fn push_paused_leaves_the_ib_stale_and_partial_leaves_it_incomplete() {
     let a_dir = tempfile::tempdir().expect("dir");
     let mut a_cfg = gemeente_config(a_dir.path(), a_port, ib_port);
     a_cfg.scenario.enabled = true;
-    a_cfg.scenario.push = Some(dkd::scenario::PushKind::Paused);
+    a_cfg.scenario.push = Some(dkd::chain::scenario::PushKind::Paused);
     let a = start(a_dir, a_cfg).await;
-    let people: Vec<_> = dkd::demo::generate(40, demo_date())
+    let people: Vec<_> = dkd::chain::demo::generate(40, demo_date())
         .into_iter()
         .map(|p| person(p.bsn.as_str(), &["0363"]))
         .collect();
@@ -545,7 +545,7 @@ async fn push_paused_leaves_the_ib_stale_and_partial_leaves_it_incomplete() {
     let parked = a.store.outbox_parked().expect("parked");
     assert!(parked
         .iter()
-        .all(|e| e.last_error.as_deref() == Some(dkd::push::WITHHELD)));
+        .all(|e| e.last_error.as_deref() == Some(dkd::gemeente::push::WITHHELD)));
     let r = ib_row();
     assert_eq!(
         r.bsns,
@@ -606,7 +606,7 @@ async fn many_gemeenten_in_one_process_are_routed_merged_and_named_when_unreliab
     let mut ib_cfg = ib_config(&dir.path().join("ib"), ib_port, &[]);
     ib_cfg.ib.route_timeout_secs = 2;
     let g_cfg = gemeente_config(&dir.path().join("g"), 0, ib_port);
-    let many = dkd::demo::bind_many(dir.path(), ib_cfg, &g_cfg, 5, 0.4, demo_date())
+    let many = dkd::chain::demo::bind_many(dir.path(), ib_cfg, &g_cfg, 5, 0.4, demo_date())
         .await
         .expect("bind");
     let unreliable: Vec<&str> = many
@@ -639,7 +639,12 @@ async fn many_gemeenten_in_one_process_are_routed_merged_and_named_when_unreliab
         .map(|r| (r.tls_oin, r.from_oin))
         .collect();
     let own: std::collections::BTreeSet<(Option<String>, Option<String>)> = (0..5)
-        .map(|i| (Some(dkd::demo::many_oin(i)), Some(dkd::demo::many_oin(i))))
+        .map(|i| {
+            (
+                Some(dkd::chain::demo::many_oin(i)),
+                Some(dkd::chain::demo::many_oin(i)),
+            )
+        })
         .collect();
     assert_eq!(pushed, own);
 
@@ -666,11 +671,11 @@ async fn many_gemeenten_in_one_process_are_routed_merged_and_named_when_unreliab
         let mut c = ib_config(dir.path(), ib_port, &[]);
         c.ib.gemeenten = (0..5)
             .map(|i| dkd::config::IbGemeenteConfig {
-                code: dkd::demo::many_code(i),
+                code: dkd::chain::demo::many_code(i),
                 name: String::new(),
                 oins: vec![],
                 url: Some("https://x/".into()),
-                delivery: dkd::service::ib::Delivery::Webservice,
+                delivery: dkd::ib::service::Delivery::Webservice,
             })
             .collect();
         dkd::app::ib_settings(&c)
@@ -682,7 +687,7 @@ async fn many_gemeenten_in_one_process_are_routed_merged_and_named_when_unreliab
     assert!(
         report
             .iter()
-            .all(|r| r.bsns >= dkd::demo::MANY_PERSONS as u64),
+            .all(|r| r.bsns >= dkd::chain::demo::MANY_PERSONS as u64),
         "{report:?}"
     );
     let first = report.iter().find(|r| r.gemeente == "1001").expect("1001");

@@ -4,7 +4,7 @@
 use crate::chain::*;
 use crate::common::*;
 use dkd::config::IbGemeenteConfig;
-use dkd::service::ib::Delivery;
+use dkd::ib::service::Delivery;
 use dkd::store::Store;
 use dkd::suwiml::types::Datum;
 use std::time::Duration;

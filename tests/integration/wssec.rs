@@ -119,7 +119,7 @@ async fn dkd_call_accepts_an_answer_signed_with_a_tls_server_certificate() {
         c.security.sign_key = Some(p.path("server-signer-key.pem"));
     })
     .await;
-    let r = dkd::call::call(dkd::call::CallOptions {
+    let r = dkd::tools::call::call(dkd::tools::call::CallOptions {
         url: server.url.clone(),
         bsn: server.known_bsn(),
         from_oin: ALLOWED_OIN.into(),

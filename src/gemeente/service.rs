@@ -1,9 +1,7 @@
-//! The operations: typed request in, typed reply out. No XML, no sockets; the store is the only
-//! dependency.
+//! The gemeente's operations: typed request in, typed reply out. No XML, no sockets; the store is
+//! the only dependency.
 
-pub mod ib;
-pub mod retention;
-
+use crate::retention;
 use crate::store::Store;
 use crate::suwiml::fwi::{Level, Melding};
 use crate::suwiml::gsd::Reply;

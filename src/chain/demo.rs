@@ -272,9 +272,9 @@ pub fn chain_configs(
                 url: (!batch)
                     .then(|| format!("https://127.0.0.1:{g_port}{}", crate::config::GSD_PATH)),
                 delivery: if batch {
-                    crate::service::ib::Delivery::Batch
+                    crate::ib::service::Delivery::Batch
                 } else {
-                    crate::service::ib::Delivery::Webservice
+                    crate::ib::service::Delivery::Webservice
                 },
             }
         })
@@ -302,8 +302,8 @@ pub fn many_oin(i: usize) -> String {
 
 /// What the `k`-th unreliable gemeente does wrong: every scenario in turn, so a share of 12 or
 /// more unreliable gemeenten shows each. The delay is longer than the IB's default route timeout.
-pub fn unreliable_scenario(k: usize) -> crate::scenario::ScenarioConfig {
-    use crate::scenario::{AnswerKind, PushKind, ScenarioConfig};
+pub fn unreliable_scenario(k: usize) -> crate::chain::scenario::ScenarioConfig {
+    use crate::chain::scenario::{AnswerKind, PushKind, ScenarioConfig};
     let base = ScenarioConfig {
         enabled: true,
         delay_ms: 8000,
@@ -359,7 +359,7 @@ pub struct Many {
     pub gemeenten: Vec<(
         String,
         crate::app::App,
-        Option<crate::scenario::ScenarioConfig>,
+        Option<crate::chain::scenario::ScenarioConfig>,
     )>,
     /// A BSN held by two reliable gemeenten (merged), if there is one.
     pub merged_bsn: Option<String>,
@@ -460,7 +460,7 @@ pub async fn bind_many(
         // push timeout on a small machine and only cause retries.
         cfg.push.concurrency = 1;
         cfg.push.from_address = Some(format!("https://127.0.0.1/gemeente/{code}?oin={oin}"));
-        let scenario = crate::scenario::picks(i as u64, rate_ppm).then(|| {
+        let scenario = crate::chain::scenario::picks(i as u64, rate_ppm).then(|| {
             k += 1;
             unreliable_scenario(k - 1)
         });
@@ -477,7 +477,7 @@ pub async fn bind_many(
             name: format!("Emulated {code}"),
             oins: vec![oin],
             url: Some(app.public_url().to_owned()),
-            delivery: crate::service::ib::Delivery::Webservice,
+            delivery: crate::ib::service::Delivery::Webservice,
         });
         gemeenten.push((code, app, scenario));
     }

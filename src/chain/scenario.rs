@@ -566,7 +566,7 @@ mod tests {
             ..ScenarioConfig::default()
         })
         .expect("enabled");
-        let people = crate::demo::generate(400, time::macros::date!(2026 - 11 - 22));
+        let people = crate::chain::demo::generate(400, time::macros::date!(2026 - 11 - 22));
         let withheld: Vec<bool> = people
             .iter()
             .map(|p| live.push(p.bsn.as_str()) == PushDecision::Withhold)

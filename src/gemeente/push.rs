@@ -9,7 +9,7 @@
 //! takes as a repeat (it changes nothing there).
 
 use crate::http::client;
-use crate::http::forward::describe_client_error;
+use crate::ib::forward::describe_client_error;
 use crate::soap::client::{envelope, read_response, signature_value, Outgoing, ResponseError};
 use crate::soap::wssec::{Signer, VerifyPolicy};
 use crate::store::outbox::OutboxEntry;
@@ -48,7 +48,7 @@ pub struct Sender {
     /// Connections to the IB kept open between deliveries.
     pub pool: client::Pool,
     /// A scenario pausing the push or withholding a share of the updates.
-    pub scenario: Option<Arc<crate::scenario::Live>>,
+    pub scenario: Option<Arc<crate::chain::scenario::Live>>,
 }
 
 /// Why an update withheld by `push = "partial"` is parked (`dkd sync --status` shows it).
@@ -127,7 +127,8 @@ impl Sender {
             let results = join_all(chunk.iter().map(|e| async {
                 match &self.scenario {
                     Some(s)
-                        if s.push(e.bsn.as_str()) == crate::scenario::PushDecision::Withhold =>
+                        if s.push(e.bsn.as_str())
+                            == crate::chain::scenario::PushDecision::Withhold =>
                     {
                         Delivery::Withheld
                     }
@@ -239,7 +240,9 @@ impl Sender {
                     .collect::<Vec<_>>()
                     .join("; ");
                 // 0051: the IB cannot store it now; that passes.
-                if m.iter().any(|f| f.code == crate::service::CODE_UNAVAILABLE) {
+                if m.iter()
+                    .any(|f| f.code == crate::gemeente::service::CODE_UNAVAILABLE)
+                {
                     Delivery::Retry(why)
                 } else {
                     Delivery::Refused(why)
@@ -252,7 +255,7 @@ impl Sender {
 
 /// Runs futures concurrently on this task, outputs in order.
 async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    crate::service::ib::join_all(futs).await
+    crate::ib::service::join_all(futs).await
 }
 
 /// What `dkd sync` asks for.

@@ -1,8 +1,8 @@
 //! The IB role's outgoing questions: a GSDReintegratieInfo to a gemeente over mutual TLS, signed,
 //! with the answer's signature, SignatureConfirmation and RelatesTo checked before it is merged.
 
-use super::client::{self, ClientError};
-use crate::service::ib::{Forward, ForwardError, Gemeente};
+use crate::http::client::{self, ClientError};
+use crate::ib::service::{Forward, ForwardError, Gemeente};
 use crate::soap::client::{envelope, read_response, signature_value, Outgoing, ResponseError};
 use crate::soap::wssec::{Signer, VerifyPolicy};
 use crate::suwiml::gsd::{self, Reply};

@@ -130,7 +130,7 @@ impl Ib {
     /// The IBVerwijsindex answer when the update cannot be processed now: `FWI/Fout` 0051.
     pub fn update_unavailable(&self) -> vi::Answer {
         vi::Answer::Fwi(vec![self.fout(
-            super::CODE_UNAVAILABLE,
+            crate::gemeente::service::CODE_UNAVAILABLE,
             "De melding kan op dit moment niet worden verwerkt (service unavailable)".into(),
             vec![],
         )])
@@ -210,7 +210,7 @@ impl Ib {
             Err(e) => {
                 tracing::error!(error = %e, "verwijsindex lookup failed");
                 return Reply::Fwi(vec![self.fout(
-                    super::CODE_UNAVAILABLE,
+                    crate::gemeente::service::CODE_UNAVAILABLE,
                     "De gegevens kunnen op dit moment niet worden geleverd (service unavailable)"
                         .into(),
                     vec![],
@@ -319,7 +319,7 @@ impl Ib {
             let mut part = p.clone();
             part.atl_relaties.retain(|r| r.bron.partij == g);
             let hits: Vec<_> =
-                super::retention::toets(&part, now.date(), self.settings.window_days)
+                crate::retention::toets(&part, now.date(), self.settings.window_days)
                     .into_iter()
                     .cloned()
                     .collect();
@@ -395,7 +395,7 @@ impl Ib {
                     .into_iter()
                     .filter(|e| {
                         e.gemeente == g.code
-                            && super::retention::in_index(
+                            && crate::retention::in_index(
                                 &e.person,
                                 self.settings.window_days,
                                 today,
@@ -408,7 +408,7 @@ impl Ib {
                 }
             }
             Err(e) => Reply::Fwi(vec![self.fout(
-                super::CODE_UNAVAILABLE,
+                crate::gemeente::service::CODE_UNAVAILABLE,
                 format!("batchgegevens onleesbaar: {e}"),
                 vec![],
             )]),
