@@ -9,6 +9,7 @@ pub mod app;
 pub mod call;
 pub mod certs;
 pub mod check;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod demo;

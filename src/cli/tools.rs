@@ -1,0 +1,318 @@
+//! The client tools: call, check; config check and the demo file.
+
+use super::exit::{self, fail};
+use crate::certs;
+use crate::config::Config;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub(super) fn config_check(file: &Path) -> ExitCode {
+    match Config::load(Some(file), std::env::vars()) {
+        Ok(mut cfg) => {
+            // Paths of private keys are not secrets, but nothing else in the file is either; mask
+            // the key paths anyway so the output can be pasted into a ticket.
+            cfg.tls.key = PathBuf::from("********");
+            if cfg.security.sign_key.is_some() {
+                cfg.security.sign_key = Some(PathBuf::from("********"));
+            }
+            if let Some(u) = &cfg.store.url {
+                cfg.store.url = Some(crate::store::mask_url(u));
+            }
+            say!(
+                "# store: {}",
+                match &cfg.store.url {
+                    Some(u) => format!("PostgreSQL at {u}"),
+                    None => format!("sled in {}", cfg.store.path.display()),
+                }
+            );
+            say!(
+                "# {} is valid. Effective settings (defaults and DKD_* overrides applied):",
+                file.display()
+            );
+            put!("{}", cfg.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::CONFIG, &e.to_string()),
+    }
+}
+
+pub(super) fn demo_file(persons: usize, out: &Path) -> ExitCode {
+    let people = crate::demo::generate(persons, time::OffsetDateTime::now_utc().date());
+    let mut s = String::with_capacity(persons * 300);
+    let xml = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("xml"));
+    if xml {
+        s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<dkd:Aanlevering xmlns:dkd=\"urn:dkd:aanlevering:v1\">\n");
+        for p in people {
+            let mut body = String::new();
+            crate::suwiml::gsd::write_response(
+                &crate::suwiml::gsd::Reply::Client(Box::new(p), vec![]),
+                "",
+                &mut body,
+            );
+            if let (Some(a), Some(b)) = (body.find("<ClientSuwi>"), body.find("</ClientSuwi>")) {
+                s.push_str(&body[a..b + "</ClientSuwi>".len()]);
+                s.push('\n');
+            }
+        }
+        s.push_str("</dkd:Aanlevering>\n");
+    } else {
+        crate::import::csv_format::write(&people, &mut s);
+    }
+    match std::fs::write(out, s) {
+        Ok(()) => {
+            say!("wrote {persons} persons to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::FAILURE, &format!("{}: {e}", out.display())),
+    }
+}
+
+#[derive(clap::Args)]
+pub(super) struct CallArgs {
+    /// Endpoint URL, e.g. https://127.0.0.1:8443/GSDDossierReintegratie-v0200 (also wsa:To).
+    url: String,
+    /// The BSN to ask about.
+    #[arg(long)]
+    bsn: String,
+    #[command(flatten)]
+    client: ClientTls,
+    /// OIN for wsa:From; default: the one in the client certificate.
+    #[arg(long)]
+    from_oin: Option<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+/// The caller's TLS and signing material, as `dkd call` and `dkd check` take it.
+#[derive(clap::Args)]
+pub(super) struct ClientTls {
+    /// CA bundle to trust for the server's TLS and signing certificates.
+    #[arg(long, default_value = "certs/dev/ca.pem")]
+    ca: PathBuf,
+    /// TLS client certificate (PEM) carrying the caller's OIN; also the signing certificate
+    /// unless --sign-cert is given.
+    #[arg(long, default_value = "certs/dev/client.pem")]
+    cert: PathBuf,
+    /// Its private key.
+    #[arg(long, default_value = "certs/dev/client-key.pem")]
+    key: PathBuf,
+    /// Signing certificate, if it differs from the TLS one.
+    #[arg(long, requires = "sign_key")]
+    sign_cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, requires = "sign_cert")]
+    sign_key: Option<PathBuf>,
+    /// Send unsigned (for endpoints with signing off or optional; `check` then skips the
+    /// security checks).
+    #[arg(long)]
+    unsigned: bool,
+}
+
+/// `dkd call`: exit 0 for an answer (ClientSuwi or NietsGevonden) with a valid signed response,
+/// 1 for a fault, an FWI Fout or a response that fails its checks, 4 for TLS material problems.
+pub(super) fn call(a: CallArgs) -> ExitCode {
+    use crate::http::tls;
+    let tls_cfg = match tls::client_config(&a.client.ca, &a.client.cert, &a.client.key) {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(e) => return fail(exit::TLS, &e.to_string()),
+    };
+    let from_oin = match a.from_oin.or_else(|| {
+        tls::load_certs(&a.client.cert)
+            .ok()
+            .and_then(|c| c.first().and_then(|c| certs::oin_of(c).ok().flatten()))
+    }) {
+        Some(o) => o,
+        None => {
+            return fail(
+                exit::TLS,
+                "the client certificate carries no OIN: pass --from-oin",
+            )
+        }
+    };
+    let signer = if a.client.unsigned {
+        None
+    } else {
+        let (c, k) = (
+            a.client.sign_cert.as_ref().unwrap_or(&a.client.cert),
+            a.client.sign_key.as_ref().unwrap_or(&a.client.key),
+        );
+        match crate::soap::wssec::Signer::load(c, k) {
+            Ok(s) => Some(s),
+            Err(e) => return fail(exit::TLS, &e.to_string()),
+        }
+    };
+    let trust = match tls::signer_trust(&a.client.ca, &[]) {
+        Ok(t) => t,
+        Err(e) => return fail(exit::TLS, &e.to_string()),
+    };
+    let opts = crate::call::CallOptions {
+        url: a.url,
+        bsn: a.bsn,
+        from_oin,
+        tls: tls_cfg,
+        signer,
+        response_trust: Some(trust),
+        timeout: std::time::Duration::from_secs(a.timeout),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(exit::FAILURE, &e.to_string()),
+    };
+    let r = match runtime.block_on(crate::call::call(opts)) {
+        Ok(r) => r,
+        Err(e) => return fail(exit::FAILURE, &e.to_string()),
+    };
+    say!("{}", r.body);
+    let sig = match &r.signature {
+        Some(Ok(v)) => format!("valid, signer OIN {}", v.signer_oin),
+        Some(Err(e)) => format!("INVALID: {e}"),
+        None => "not checked".into(),
+    };
+    tell!(
+        "HTTP {} {}{}; response signature {sig}; RelatesTo {}",
+        r.status,
+        r.kind,
+        r.code
+            .as_deref()
+            .map(|c| format!(" (code {c})"))
+            .unwrap_or_default(),
+        if r.relates_to_matches {
+            "matches"
+        } else {
+            "DOES NOT MATCH"
+        }
+    );
+    let ok = matches!(r.kind, "clientsuwi" | "nietsgevonden")
+        && r.relates_to_matches
+        && r.signature.as_ref().is_none_or(|s| s.is_ok());
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::FAILURE)
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(super) enum CheckFormat {
+    Table,
+    Json,
+    Junit,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(super) enum CheckService {
+    Gsd,
+    Verwijsindex,
+}
+
+#[derive(clap::Args)]
+pub(super) struct CheckArgs {
+    /// Endpoint URL, e.g. https://dkd.gemeente.example:8443/GSDDossierReintegratie-v0200.
+    url: String,
+    /// The service offered at URL.
+    #[arg(long, value_enum, default_value = "gsd")]
+    service: CheckService,
+    /// A BSN the endpoint holds data for (repeat, or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    bsn: Vec<String>,
+    /// A valid BSN the endpoint holds nothing for.
+    #[arg(long, default_value = crate::check::DEFAULT_UNKNOWN_BSN)]
+    unknown_bsn: String,
+    #[command(flatten)]
+    client: ClientTls,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: CheckFormat,
+    /// Write the report to FILE instead of standard output (a summary line goes to stderr).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// tls.days-left fails below this many days.
+    #[arg(long, default_value_t = crate::check::DEFAULT_MIN_DAYS)]
+    min_days: i64,
+    /// Requests measured by timing.latency (at most 1000).
+    #[arg(long, default_value_t = crate::check::DEFAULT_REQUESTS)]
+    requests: usize,
+    /// timing.latency warns when p99 exceeds this many milliseconds.
+    #[arg(long, default_value_t = crate::check::DEFAULT_SLOW_MS)]
+    slow_ms: u64,
+    /// Seconds each exchange may take.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Body size errors.oversized sends, in bytes.
+    #[arg(long, default_value_t = crate::check::DEFAULT_OVERSIZED)]
+    oversized_bytes: usize,
+    /// IBVerwijsindex: the gemeentecode the updates come from (Bron/CdPartijSuwi).
+    #[arg(long, default_value = "")]
+    gemeente: String,
+    /// IBVerwijsindex: the cluster of the updates (CdClusteringIb).
+    #[arg(long, default_value = "04")]
+    cluster: String,
+}
+
+/// `dkd check`: exit 0 all passed, 1 a check failed, 2 usage (bad arguments or unreadable TLS
+/// material), 3 could not connect.
+pub(super) fn check(a: CheckArgs) -> ExitCode {
+    let sign = a
+        .client
+        .sign_cert
+        .as_deref()
+        .zip(a.client.sign_key.as_deref());
+    let mut o = match crate::check::CheckOptions::from_paths(
+        &a.url,
+        &a.client.cert,
+        &a.client.key,
+        &a.client.ca,
+        sign,
+        a.client.unsigned,
+    ) {
+        Ok(o) => o,
+        Err(e) => return fail(exit::USAGE, &e),
+    };
+    o.service = match a.service {
+        CheckService::Gsd => crate::check::Service::Gsd,
+        CheckService::Verwijsindex => crate::check::Service::Verwijsindex,
+    };
+    o.bsns = a.bsn;
+    o.unknown_bsn = a.unknown_bsn;
+    o.min_days = a.min_days;
+    o.requests = a.requests;
+    o.slow = std::time::Duration::from_millis(a.slow_ms);
+    o.timeout = std::time::Duration::from_secs(a.timeout);
+    o.oversized_bytes = a.oversized_bytes;
+    o.gemeente = a.gemeente;
+    o.cluster = a.cluster;
+    if let Err(e) = o.validate() {
+        return fail(exit::USAGE, &e);
+    }
+    let report = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(crate::check::run(&o)),
+        Err(e) => return fail(exit::FAILURE, &e.to_string()),
+    };
+    let text = match a.format {
+        CheckFormat::Table => crate::check::table(&report),
+        CheckFormat::Json => crate::check::json(&report),
+        CheckFormat::Junit => crate::check::junit(&report),
+    };
+    match &a.out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                return fail(exit::FAILURE, &format!("{}: {e}", path.display()));
+            }
+            match &report.connect_error {
+                Some(e) if !report.connected => tell!("{e}"),
+                _ => tell!("{}", crate::check::summary(&report)),
+            }
+        }
+        None => put!("{text}"),
+    }
+    ExitCode::from(report.exit_code())
+}
