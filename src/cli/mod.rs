@@ -10,9 +10,8 @@ mod serve;
 mod store_cmds;
 mod tools;
 
-use crate::certs::{self, files, DEMO_CLIENT_OIN};
 use clap::{Parser, Subcommand};
-use exit::{fail, TOETS_ERROR};
+use exit::TOETS_ERROR;
 use output::{finish, Lost};
 use serve::*;
 use std::path::PathBuf;
@@ -40,12 +39,6 @@ enum ReportFormat {
     Table,
     Csv,
     Json,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ProbeFormat {
-    Nagios,
-    Prometheus,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -270,40 +263,7 @@ enum Command {
     /// Monitoring probe: a real, signed GSDReintegratieInfo over mutual TLS, judged on TLS,
     /// certificate days left, WS-Addressing correlation, the response signature and the schema.
     /// Nagios plugin exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
-    Probe {
-        /// Endpoint URL of any 2W-be-S GSDDossierReintegratie-v0200 service.
-        url: String,
-        /// TLS client certificate (PEM) carrying the caller's OIN.
-        #[arg(long)]
-        cert: PathBuf,
-        /// Its private key.
-        #[arg(long)]
-        key: PathBuf,
-        /// CA bundle trusted for the server's TLS and signing certificates.
-        #[arg(long)]
-        ca: PathBuf,
-        /// Signing certificate, if not the TLS one.
-        #[arg(long)]
-        sign_cert: Option<PathBuf>,
-        /// Its private key.
-        #[arg(long)]
-        sign_key: Option<PathBuf>,
-        /// BSN to ask about (a valid BSN without data answers NietsGevonden, which is healthy).
-        #[arg(long)]
-        bsn: Option<String>,
-        /// Output: one Nagios status line with perfdata, or Prometheus metrics.
-        #[arg(long, value_enum, default_value = "nagios")]
-        format: ProbeFormat,
-        /// WARNING when the server certificate has fewer days left.
-        #[arg(long, default_value_t = crate::probe::DEFAULT_WARNING_DAYS)]
-        warning_days: i64,
-        /// CRITICAL when the server certificate has fewer days left.
-        #[arg(long, default_value_t = crate::probe::DEFAULT_CRITICAL_DAYS)]
-        critical_days: i64,
-        /// Seconds before giving up (CRITICAL).
-        #[arg(long, default_value_t = 10)]
-        timeout: u64,
-    },
+    Probe(ProbeArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -341,10 +301,10 @@ pub fn main() -> ExitCode {
         Command::Probe { .. } => Lost::Unanswered(crate::probe::Status::Unknown.exit_code()),
         _ => Lost::Fails,
     };
-    finish(run(cli), lost)
+    finish(exit::exit_code(run(cli)), lost)
 }
 
-fn run(cli: Cli) -> ExitCode {
+fn run(cli: Cli) -> exit::Outcome {
     match cli.command {
         Command::Serve { config, demo } => serve(config.as_deref(), demo),
         Command::Demo {
@@ -395,58 +355,7 @@ fn run(cli: Cli) -> ExitCode {
             format,
             &common,
         ),
-        Command::Probe {
-            url,
-            cert,
-            key,
-            ca,
-            sign_cert,
-            sign_key,
-            bsn,
-            format,
-            warning_days,
-            critical_days,
-            timeout,
-        } => {
-            let opts = crate::probe::ProbeOptions::from_paths(
-                &url,
-                &cert,
-                &key,
-                &ca,
-                sign_cert.as_deref(),
-                sign_key.as_deref(),
-            )
-            .map(|mut o| {
-                if let Some(b) = bsn {
-                    o.bsn = b;
-                }
-                o.warning_days = warning_days;
-                o.critical_days = critical_days;
-                o.timeout = std::time::Duration::from_secs(timeout);
-                o
-            });
-            let result = match opts {
-                Ok(o) => match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt.block_on(crate::probe::probe(o)),
-                    Err(e) => crate::probe::ProbeResult::unknown(e.to_string()),
-                },
-                Err(e) => crate::probe::ProbeResult::unknown(e),
-            };
-            let out = match format {
-                ProbeFormat::Nagios => crate::probe::nagios_line(&result) + "\n",
-                ProbeFormat::Prometheus => crate::probe::prometheus(&result),
-            };
-            put!("{out}");
-            match (format, result.status) {
-                (ProbeFormat::Prometheus, s) if s != crate::probe::Status::Unknown => {
-                    ExitCode::SUCCESS
-                }
-                (_, s) => ExitCode::from(s.exit_code()),
-            }
-        }
+        Command::Probe(args) => probe(args),
         Command::Config {
             action: ConfigAction::Check { file },
         } => config_check(&file),
@@ -456,35 +365,6 @@ fn run(cli: Cli) -> ExitCode {
         Command::Store {
             action: StoreAction::Copy { from, to, ca },
         } => store_copy(&from, &to, ca),
-        Command::Certs { dir } => match certs::generate_dev_pki(&dir) {
-            Ok(()) => {
-                say!("Development PKI written to {}:", dir.display());
-                say!(
-                    "  {}  CA (trust this; it is the client CA bundle in demo mode)",
-                    files::CA
-                );
-                say!(
-                    "  {} / {}  server, localhost and 127.0.0.1",
-                    files::SERVER,
-                    files::SERVER_KEY
-                );
-                say!(
-                    "  {} / {}  client, OIN {DEMO_CLIENT_OIN} (allowed in demo)",
-                    files::CLIENT,
-                    files::CLIENT_KEY
-                );
-                say!(
-                    "  {} / {}  client, OIN {} (not allowed)",
-                    files::UNLISTED,
-                    files::UNLISTED_KEY,
-                    certs::DEMO_UNLISTED_OIN
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(
-                exit::TLS,
-                &format!("cannot generate the development PKI: {e}"),
-            ),
-        },
+        Command::Certs { dir } => dev_certs(&dir),
     }
 }

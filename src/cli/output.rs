@@ -1,6 +1,6 @@
 //! Terminal output that never panics, and the rule for output that was lost.
 
-use super::exit::{self, fail};
+use super::exit::{fail, Code};
 use std::process::ExitCode;
 
 /// `println!` without its panic: a stdout that went away (`dkd report | head`, a server's banner
@@ -48,7 +48,7 @@ pub(super) fn put(text: std::fmt::Arguments<'_>) {
 /// reader that stopped reading, as `head` does, got what it wanted).
 #[derive(Clone, Copy)]
 pub(super) enum Lost {
-    /// A successful command fails with `exit::FAILURE`, so a script that redirected the output
+    /// A successful command fails with [`Code::Failure`], so a script that redirected the output
     /// into a file learns that the file is incomplete; a failed one keeps its own code.
     Fails,
     /// The exit code is the answer (`toets`: JA/NEE, `probe`: a Nagios state): it becomes the
@@ -68,10 +68,10 @@ pub(super) fn finish(code: ExitCode, lost: Lost) -> ExitCode {
     };
     let msg = format!("cannot write to standard output: {e}");
     match lost {
-        Lost::Fails if code == ExitCode::SUCCESS => fail(exit::FAILURE, &msg),
+        Lost::Fails if code == ExitCode::SUCCESS => fail(Code::Failure as u8, &msg),
         Lost::Unanswered(c) => fail(c, &msg),
         Lost::Fails | Lost::Said => {
-            let _ = fail(exit::FAILURE, &msg);
+            let _ = fail(Code::Failure as u8, &msg);
             code
         }
     }

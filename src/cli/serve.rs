@@ -1,6 +1,6 @@
 //! serve and demo: logging, the banners, the shutdown signal.
 
-use super::exit::{self, fail};
+use super::exit::{Failure, Outcome};
 use crate::app::{App, StartError};
 use crate::certs::{self, files, DEMO_CLIENT_OIN};
 use crate::config::Config;
@@ -24,11 +24,8 @@ pub(super) fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::Work
     guard
 }
 
-pub(super) fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
-    let mut cfg = match Config::load(config, std::env::vars()) {
-        Ok(c) => c,
-        Err(e) => return fail(exit::CONFIG, &e.to_string()),
-    };
+pub(super) fn serve(config: Option<&Path>, demo: bool) -> Outcome {
+    let mut cfg = Config::load(config, std::env::vars())?;
     let _log = init_logging(&cfg);
     if demo {
         let dev_dir = cfg
@@ -37,9 +34,7 @@ pub(super) fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("certs/dev"));
-        if let Err(code) = ensure_dev_pki(&dev_dir) {
-            return code;
-        }
+        ensure_dev_pki(&dev_dir)?;
         if cfg.auth.allowed_oins.is_empty() {
             cfg.auth.allowed_oins.push(DEMO_CLIENT_OIN.to_owned());
         }
@@ -51,117 +46,88 @@ pub(super) fn serve(config: Option<&Path>, demo: bool) -> ExitCode {
         tracing::warn!("auth.allowed_oins is empty: every caller will be refused (code 0002)");
     }
     // Serving brings a PostgreSQL schema that is behind up to date (and refuses one ahead).
-    let store = match Store::open_at(&cfg.store.location(), true) {
-        Ok(s) => s,
-        Err(e) => return fail(exit::STORE, &format!("{}: {e}", cfg.store.location())),
-    };
+    let store = Store::open_at(&cfg.store.location(), true).map_err(|source| Failure::Store {
+        at: cfg.store.location().to_string(),
+        source,
+    })?;
     store.set_outbox(cfg.pushes());
     if demo && store.is_empty() {
         let today = time::OffsetDateTime::now_utc().date();
         let people = crate::demo::generate(crate::demo::DEMO_PERSONS, today);
-        if let Err(e) = store.put_all(&people, "demo").and_then(|_| store.flush()) {
-            return fail(exit::STORE, &format!("cannot load the demo set: {e}"));
-        }
+        store
+            .put_all(&people, "demo")
+            .and_then(|_| store.flush())
+            .map_err(demo_set)?;
         say!(
             "Loaded {} demo persons into {}",
             people.len(),
             cfg.store.location()
         );
     }
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let runtime = runtime()?;
     runtime.block_on(async move {
         let app = match App::bind_with_store(&cfg, store).await {
             Ok(a) => a,
-            Err(e @ StartError::Tls(_)) => {
-                let hint = if demo {
-                    ""
-                } else {
-                    " (run `dkd certs` for a development PKI, or `dkd serve --demo`)"
-                };
-                return fail(exit::TLS, &format!("{e}{hint}"));
-            }
-            Err(e) => return start_error(e),
+            Err(e @ StartError::Tls(_)) if !demo => return Err(Failure::NoTls(e)),
+            Err(e) => return Err(e.into()),
         };
         print_banner(&app, &cfg, demo);
         tracing::info!(listen = %app.local_addr(), url = app.public_url(), "dkd serving");
         match app.run(shutdown_signal()).await {
             Ok(()) => {
                 tracing::info!("dkd stopped");
-                ExitCode::SUCCESS
+                Ok(ExitCode::SUCCESS)
             }
-            Err(e) => fail(exit::FAILURE, &e.to_string()),
+            Err(e) => Err(Failure::Other(e.to_string())),
         }
     })
 }
 
-pub(super) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| {
-            fail(
-                exit::FAILURE,
-                &format!("cannot start the async runtime: {e}"),
-            )
-        })
+        .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))
 }
 
-pub(super) fn start_error(e: StartError) -> ExitCode {
-    match e {
-        e @ (StartError::Tls(_) | StartError::Signer(_)) => fail(exit::TLS, &e.to_string()),
-        e @ StartError::Store(_) => fail(exit::STORE, &e.to_string()),
-        e @ StartError::Bind { .. } => fail(exit::BIND, &e.to_string()),
-        e @ StartError::Config(_) => fail(exit::CONFIG, &e.to_string()),
-        e @ StartError::Threads(_) => fail(exit::FAILURE, &e.to_string()),
+fn demo_set(source: crate::store::StoreError) -> Failure {
+    Failure::Store {
+        at: "cannot load the demo set".into(),
+        source,
     }
 }
 
 /// The development PKI the demo commands run on (`certs/dev`), generated when missing.
-pub(super) fn ensure_dev_pki(dev_dir: &Path) -> Result<(), ExitCode> {
+pub(super) fn ensure_dev_pki(dev_dir: &Path) -> Result<(), Failure> {
     if !certs::dev_pki_present(dev_dir) {
         say!("Generating a development PKI in {} ...", dev_dir.display());
-        certs::generate_dev_pki(dev_dir).map_err(|e| {
-            fail(
-                exit::TLS,
-                &format!("cannot generate the development PKI: {e}"),
-            )
-        })?;
+        certs::generate_dev_pki(dev_dir)?;
     }
     Ok(())
 }
 
 /// `dkd demo`: both roles in one process.
-pub(super) fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
+pub(super) fn demo_chain(dir: &Path, shift: u16) -> Outcome {
     let (g_cfg, ib_cfg) = crate::demo::chain_configs(dir, shift);
     let _log = init_logging(&g_cfg);
-    if let Err(code) = ensure_dev_pki(Path::new("certs/dev")) {
-        return code;
-    }
+    ensure_dev_pki(Path::new("certs/dev"))?;
     let open = |cfg: &Config| match Store::open(&cfg.store.path) {
         Ok(s) => Ok(s.with_outbox(cfg.pushes())),
-        Err(e) => Err(fail(
-            exit::STORE,
-            &format!("{}: {e}", cfg.store.path.display()),
-        )),
+        Err(source) => Err(Failure::Store {
+            at: cfg.store.path.display().to_string(),
+            source,
+        }),
     };
-    let (g_store, ib_store) = match (open(&g_cfg), open(&ib_cfg)) {
-        (Ok(g), Ok(i)) => (g, i),
-        (Err(code), _) | (_, Err(code)) => return code,
-    };
+    let (g_store, ib_store) = (open(&g_cfg)?, open(&ib_cfg)?);
     let today = time::OffsetDateTime::now_utc().date();
     let (webservice, batch) =
         crate::demo::split_batch(crate::demo::generate(crate::demo::DEMO_PERSONS, today));
     if g_store.is_empty() {
         // The outbox is on: every person entering the index queues an update for the IB.
-        if let Err(e) = g_store
+        g_store
             .put_all(&webservice, "demo")
             .and_then(|_| g_store.flush())
-        {
-            return fail(exit::STORE, &format!("cannot load the demo set: {e}"));
-        }
+            .map_err(demo_set)?;
     }
     if ib_store.imports().map(|i| i.is_empty()).unwrap_or(false) {
         // Gemeente 0014 delivers a verzamelbestand; the IB answers for it from that.
@@ -182,31 +148,23 @@ pub(super) fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
             today,
         };
         let file = format!("{}_verzamelbestand.csv", crate::demo::DEMO_BATCH_GEMEENTE);
-        if let Err(e) = crate::import::import(&ib_store, &file, csv.as_bytes(), &opts, &mut |_| {})
-        {
-            return fail(
-                exit::STORE,
-                &format!("cannot load the demo batch delivery: {e}"),
-            );
-        }
+        crate::import::import(&ib_store, &file, csv.as_bytes(), &opts, &mut |_| {})
+            .map_err(Failure::DemoBatch)?;
     }
     // A person known to a webservice gemeente and to the batch gemeente: the IB merges both.
     let merged_bsn = webservice
         .iter()
         .find(|p| batch.iter().any(|b| b.bsn == p.bsn))
         .map(|p| p.bsn.to_string());
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let runtime = runtime()?;
     runtime.block_on(async move {
         let ib = match App::bind_with_store(&ib_cfg, ib_store).await {
             Ok(a) => a,
-            Err(e) => return start_error(e),
+            Err(e) => return Err(e.into()),
         };
         let gemeente = match App::bind_with_store(&g_cfg, g_store.clone()).await {
             Ok(a) => a,
-            Err(e) => return start_error(e),
+            Err(e) => return Err(e.into()),
         };
         print_chain_banner(&gemeente, &ib, &g_cfg, &g_store, merged_bsn.as_deref());
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -219,30 +177,25 @@ pub(super) fn demo_chain(dir: &Path, shift: u16) -> ExitCode {
         let _ = tx.send(true);
         let (a, b) = (g_task.await, ib_task.await);
         match (a, b) {
-            (Ok(Ok(())), Ok(Ok(()))) => ExitCode::SUCCESS,
-            _ => fail(exit::FAILURE, "a server stopped with an error"),
+            (Ok(Ok(())), Ok(Ok(()))) => Ok(ExitCode::SUCCESS),
+            _ => Err(Failure::Other("a server stopped with an error".into())),
         }
     })
 }
 
 /// `dkd demo --gemeenten N [--unreliable P]`: the IB and N emulated gemeenten in one process.
-pub(super) fn demo_many(dir: &Path, shift: u16, n: usize, unreliable: f64) -> ExitCode {
+pub(super) fn demo_many(dir: &Path, shift: u16, n: usize, unreliable: f64) -> Outcome {
     let started = std::time::Instant::now();
     let (g_cfg, ib_cfg) = crate::demo::chain_configs(dir, shift);
     let _log = init_logging(&g_cfg);
-    if let Err(code) = ensure_dev_pki(Path::new("certs/dev")) {
-        return code;
-    }
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    ensure_dev_pki(Path::new("certs/dev"))?;
+    let runtime = runtime()?;
     let today = time::OffsetDateTime::now_utc().date();
     runtime.block_on(async move {
         let many =
             match crate::demo::bind_many(dir, ib_cfg.clone(), &g_cfg, n, unreliable, today).await {
                 Ok(m) => m,
-                Err(e) => return start_error(e),
+                Err(e) => return Err(e.into()),
             };
         let ib_url = many.ib.public_url().to_owned();
         say!();
@@ -301,8 +254,8 @@ pub(super) fn demo_many(dir: &Path, shift: u16, n: usize, unreliable: f64) -> Ex
         );
         say!();
         match many.run(shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(exit::FAILURE, &e.to_string()),
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(Failure::Other(e.to_string())),
         }
     })
 }

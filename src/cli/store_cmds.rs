@@ -1,6 +1,6 @@
 //! The store commands: import, report, toets, sweep, sync, audit, signals, store copy/migrate.
 
-use super::exit::{self, fail, EXIT_ROWS_REJECTED, TOETS_ERROR};
+use super::exit::{Code, Failure, Outcome};
 use super::*;
 use crate::config::Config;
 use crate::control::{Backend, ControlError};
@@ -8,7 +8,7 @@ use crate::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub(super) fn store_copy(from: &str, to: &str, ca: Option<PathBuf>) -> ExitCode {
+pub(super) fn store_copy(from: &str, to: &str, ca: Option<PathBuf>) -> Outcome {
     let loc = |s: &str| {
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             crate::store::Location::Postgres {
@@ -21,15 +21,15 @@ pub(super) fn store_copy(from: &str, to: &str, ca: Option<PathBuf>) -> ExitCode 
     };
     let (from, to) = (loc(from), loc(to));
     if from == to {
-        return fail(exit::USAGE, "--from and --to are the same store");
+        return Err(Failure::Usage("--from and --to are the same store".into()));
     }
     let open = |l: &crate::store::Location, migrate: bool| {
-        Store::open_at(l, migrate).map_err(|e| fail(exit::STORE, &format!("{l}: {e}")))
+        Store::open_at(l, migrate).map_err(|source| Failure::Store {
+            at: l.to_string(),
+            source,
+        })
     };
-    let (source, target) = match (open(&from, false), open(&to, true)) {
-        (Ok(s), Ok(t)) => (s, t),
-        (Err(code), _) | (_, Err(code)) => return code,
-    };
+    let (source, target) = (open(&from, false)?, open(&to, true)?);
     match source.copy_to(&target) {
         Ok(r) => {
             let kinds: Vec<String> = r.kinds.iter().map(|(k, n)| format!("{k}:{n}")).collect();
@@ -39,47 +39,40 @@ pub(super) fn store_copy(from: &str, to: &str, ca: Option<PathBuf>) -> ExitCode 
                 r.audit,
                 r.removed
             );
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Err(e) => fail(exit::STORE, &format!("copy {from} to {to}: {e}")),
+        Err(source) => Err(Failure::Store {
+            at: format!("copy {from} to {to}"),
+            source,
+        }),
     }
 }
 
-pub(super) fn store_migrate(common: &Common) -> ExitCode {
-    let cfg = match Config::load(common.config.as_deref(), std::env::vars()) {
-        Ok(c) => c,
-        Err(e) => return fail(exit::CONFIG, &e.to_string()),
-    };
+pub(super) fn store_migrate(common: &Common) -> Outcome {
+    let cfg = Config::load(common.config.as_deref(), std::env::vars())?;
     let loc = cfg.store.location();
     match Store::migrate(&loc) {
         Ok(applied) if applied.is_empty() => {
             say!("{loc}: schema up to date");
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Ok(applied) => {
             say!("{loc}: applied migrations {applied:?}");
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Err(e) => fail(exit::STORE, &format!("{loc}: {e}")),
+        Err(source) => Err(Failure::Store {
+            at: loc.to_string(),
+            source,
+        }),
     }
 }
 
 /// Loads the configuration and opens the store — or, when a running `dkd serve` holds it, finds
-/// that server's admin API — or says why not (with the exit code to use).
-pub(super) fn open_store(common: &Common) -> Result<(Config, Backend), ExitCode> {
-    let cfg = Config::load(common.config.as_deref(), std::env::vars())
-        .map_err(|e| fail(exit::CONFIG, &e.to_string()))?;
-    let backend = Backend::open(&cfg).map_err(|e| control_fail(&e))?;
+/// that server's admin API — or says why not.
+pub(super) fn open_store(common: &Common) -> Result<(Config, Backend), Failure> {
+    let cfg = Config::load(common.config.as_deref(), std::env::vars())?;
+    let backend = Backend::open(&cfg)?;
     Ok((cfg, backend))
-}
-
-pub(super) fn control_fail(e: &ControlError) -> ExitCode {
-    let code = match e.kind {
-        "usage" => exit::USAGE,
-        "store" | crate::control::OTHER_STORE => exit::STORE,
-        _ => exit::FAILURE,
-    };
-    fail(code, &e.message)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -92,7 +85,7 @@ pub(super) fn import(
     strict: bool,
     role: Option<crate::config::Role>,
     common: &Common,
-) -> ExitCode {
+) -> Outcome {
     use crate::import::{Format, Options};
     let format = format.unwrap_or_else(|| {
         match file
@@ -107,40 +100,32 @@ pub(super) fn import(
     });
     if let Some(g) = &gemeente {
         if crate::suwiml::types::check_four_digits("--gemeente", g).is_err() {
-            return fail(
-                exit::USAGE,
-                &format!("--gemeente {g:?} must be a 4-digit gemeentecode"),
-            );
+            return Err(Failure::Usage(format!(
+                "--gemeente {g:?} must be a 4-digit gemeentecode"
+            )));
         }
     }
-    let (cfg, backend) = match open_store(common) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (cfg, backend) = open_store(common)?;
     let ib = role == Some(crate::config::Role::Ib) || cfg.role == crate::config::Role::Ib;
     let mode = if ib {
         // A verzamelbestand is the gemeente's complete delivery: it replaces the previous one.
         let Some(g) = &gemeente else {
-            return fail(
-                exit::USAGE,
-                "an IB batch import needs --gemeente CODE (a gemeente with delivery = \"batch\")",
-            );
+            return Err(Failure::Usage(
+                "an IB batch import needs --gemeente CODE (a gemeente with delivery = \"batch\")"
+                    .into(),
+            ));
         };
         match cfg.ib.gemeenten.iter().find(|x| &x.code == g) {
             Some(x) if x.delivery == crate::service::ib::Delivery::Batch => {}
             Some(_) => {
-                return fail(
-                    exit::USAGE,
-                    &format!(
+                return Err(Failure::Usage(format!(
                     "gemeente {g} delivers by webservice ([[ib.gemeenten]] delivery), not by batch"
-                ),
-                )
+                )))
             }
             None => {
-                return fail(
-                    exit::USAGE,
-                    &format!("gemeente {g} is not in [[ib.gemeenten]] of this configuration"),
-                )
+                return Err(Failure::Usage(format!(
+                    "gemeente {g} is not in [[ib.gemeenten]] of this configuration"
+                )))
             }
         }
         crate::import::Mode::Full
@@ -149,7 +134,12 @@ pub(super) fn import(
     };
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
-        Err(e) => return fail(exit::FAILURE, &format!("{}: {e}", file.display())),
+        Err(source) => {
+            return Err(Failure::File {
+                path: file.to_path_buf(),
+                source,
+            })
+        }
     };
     let opts = Options {
         format,
@@ -205,12 +195,12 @@ pub(super) fn import(
             }
             say!("{}", report.summary());
             if report.rejected.is_empty() {
-                ExitCode::SUCCESS
+                Ok(ExitCode::SUCCESS)
             } else {
-                ExitCode::from(EXIT_ROWS_REJECTED)
+                Ok(Code::RowsRejected.into())
             }
         }
-        Err(e) => control_fail(&e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -220,11 +210,15 @@ pub(super) fn audit(
     since: Option<&str>,
     format: AuditFormat,
     common: &Common,
-) -> ExitCode {
+) -> Outcome {
     let bsn = match bsn.map(crate::suwiml::types::Bsn::parse) {
         None => None,
         Some(Ok(b)) => Some(b),
-        Some(Err(_)) => return fail(exit::USAGE, "--bsn is not a valid BSN (9 digits, 11-test)"),
+        Some(Err(_)) => {
+            return Err(Failure::Usage(
+                "--bsn is not a valid BSN (9 digits, 11-test)".into(),
+            ))
+        }
     };
     let since = match since {
         None => 0,
@@ -234,21 +228,14 @@ pub(super) fn audit(
         {
             Some(d) => d.midnight().assume_utc().unix_timestamp(),
             None => {
-                return fail(
-                    exit::USAGE,
-                    &format!("--since {s:?} is not a date (YYYY-MM-DD)"),
-                )
+                return Err(Failure::Usage(format!(
+                    "--since {s:?} is not a date (YYYY-MM-DD)"
+                )))
             }
         },
     };
-    let (_, backend) = match open_store(common) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let all = match backend.audit(since) {
-        Ok(r) => r,
-        Err(e) => return control_fail(&e),
-    };
+    let (_, backend) = open_store(common)?;
+    let all = backend.audit(since)?;
     let mut rows = Vec::new();
     for r in all {
         if bsn.is_some_and(|b| r.bsn != Some(b)) {
@@ -303,14 +290,11 @@ pub(super) fn audit(
             }
         }
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn sweep(dry_run: bool, common: &Common) -> ExitCode {
-    let (cfg, backend) = match open_store(common) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+pub(super) fn sweep(dry_run: bool, common: &Common) -> Outcome {
+    let (cfg, backend) = open_store(common)?;
     let today = time::OffsetDateTime::now_utc().date();
     match backend.sweep(
         cfg.retention.window_days,
@@ -330,18 +314,15 @@ pub(super) fn sweep(dry_run: bool, common: &Common) -> ExitCode {
                     "data kept aside, not served"
                 }
             );
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Err(e) => control_fail(&e),
+        Err(e) => Err(e.into()),
     }
 }
 
-pub(super) fn sync(retry_parked: bool, full: bool, as_json: bool, common: &Common) -> ExitCode {
+pub(super) fn sync(retry_parked: bool, full: bool, as_json: bool, common: &Common) -> Outcome {
     use crate::push::SyncAction;
-    let (cfg, backend) = match open_store(common) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (cfg, backend) = open_store(common)?;
     let action = if retry_parked {
         SyncAction::RetryParked
     } else if full {
@@ -349,10 +330,7 @@ pub(super) fn sync(retry_parked: bool, full: bool, as_json: bool, common: &Commo
     } else {
         SyncAction::Status
     };
-    let r = match backend.sync(action) {
-        Ok(r) => r,
-        Err(e) => return control_fail(&e),
-    };
+    let r = backend.sync(action)?;
     if as_json {
         say!("{}", serde_json::json!(r));
     } else {
@@ -394,19 +372,16 @@ pub(super) fn sync(retry_parked: bool, full: bool, as_json: bool, common: &Commo
         }
     }
     if action == SyncAction::Status && r.status.parked > 0 {
-        ExitCode::from(exit::FAILURE)
+        Ok(Code::Failure.into())
     } else {
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     }
 }
 
-pub(super) fn signals(action: SignalsAction) -> ExitCode {
+pub(super) fn signals(action: SignalsAction) -> Outcome {
     match action {
         SignalsAction::Fetch { common } => {
-            let (cfg, backend) = match open_store(&common) {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
+            let (cfg, backend) = open_store(&common)?;
             match backend.signals_fetch(&cfg) {
                 Ok(r) => {
                     say!(
@@ -421,23 +396,17 @@ pub(super) fn signals(action: SignalsAction) -> ExitCode {
                         tell!("error: {e}");
                     }
                     if r.errors.is_empty() {
-                        ExitCode::SUCCESS
+                        Ok(ExitCode::SUCCESS)
                     } else {
-                        ExitCode::from(exit::FAILURE)
+                        Ok(Code::Failure.into())
                     }
                 }
-                Err(e) => control_fail(&e),
+                Err(e) => Err(e.into()),
             }
         }
         SignalsAction::List { format, common } => {
-            let (_, backend) = match open_store(&common) {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
-            let cases = match backend.cases() {
-                Ok(c) => c,
-                Err(e) => return control_fail(&e),
-            };
+            let (_, backend) = open_store(&common)?;
+            let cases = backend.cases()?;
             let today = time::OffsetDateTime::now_utc().date();
             let rows = crate::report::cases(&cases, today);
             let overdue = rows.iter().any(|r| r.overdue > 0);
@@ -449,9 +418,9 @@ pub(super) fn signals(action: SignalsAction) -> ExitCode {
                 AuditFormat::Table => put!("{}", crate::report::cases_table(&rows)),
             }
             if overdue {
-                ExitCode::from(exit::FAILURE)
+                Ok(Code::Failure.into())
             } else {
-                ExitCode::SUCCESS
+                Ok(ExitCode::SUCCESS)
             }
         }
         SignalsAction::Publish {
@@ -461,16 +430,18 @@ pub(super) fn signals(action: SignalsAction) -> ExitCode {
         } => {
             let bytes = match std::fs::read(&file) {
                 Ok(b) => b,
-                Err(e) => return fail(exit::FAILURE, &format!("{}: {e}", file.display())),
+                Err(source) => {
+                    return Err(Failure::File {
+                        path: file.to_path_buf(),
+                        source,
+                    })
+                }
             };
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| file.display().to_string());
-            let (cfg, backend) = match open_store(&common) {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
+            let (cfg, backend) = open_store(&common)?;
             match backend.signals_publish(&cfg, &gemeente, &name, bytes) {
                 Ok(p) => {
                     say!(
@@ -482,94 +453,50 @@ pub(super) fn signals(action: SignalsAction) -> ExitCode {
                     for r in &p.reports {
                         say!("  {r}");
                     }
-                    ExitCode::SUCCESS
+                    Ok(ExitCode::SUCCESS)
                 }
-                Err(e) if e.kind == "invalid" => {
-                    for line in e.message.lines() {
+                Err(ControlError::Invalid(message)) => {
+                    for line in message.lines() {
                         tell!("error: {line}");
                     }
                     tell!("{name}: refused, nothing stored");
-                    ExitCode::from(exit::FAILURE)
+                    Ok(Code::Failure.into())
                 }
-                Err(e) => control_fail(&e),
+                Err(e) => Err(e.into()),
             }
         }
         SignalsAction::SickDay { bsn, datum, common } => {
             let Ok(b) = crate::suwiml::types::Bsn::parse(&bsn) else {
-                return fail(
-                    exit::USAGE,
-                    &format!("{bsn:?} is not a valid BSN (9 digits, 11-test)"),
-                );
+                return Err(Failure::Usage(format!(
+                    "{bsn:?} is not a valid BSN (9 digits, 11-test)"
+                )));
             };
             let Some(d) = crate::suwiml::types::Datum::parse(&datum)
                 .ok()
                 .filter(|d| d.to_date().is_some())
             else {
-                return fail(
-                    exit::USAGE,
-                    &format!("--datum {datum:?} is not a calendar date YYYYMMDD"),
-                );
+                return Err(Failure::Usage(format!(
+                    "--datum {datum:?} is not a calendar date YYYYMMDD"
+                )));
             };
-            let (_, backend) = match open_store(&common) {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
+            let (_, backend) = open_store(&common)?;
             match backend.sick_day(&b, &d) {
-                Ok(0) => fail(
-                    exit::FAILURE,
-                    &format!("no vangnetter case for BSN {}", b.masked()),
-                ),
+                Ok(0) => Err(Failure::Other(format!(
+                    "no vangnetter case for BSN {}",
+                    b.masked()
+                ))),
                 Ok(n) => {
                     say!("first sick day {} recorded on {n} case(s)", d.as_str());
-                    ExitCode::SUCCESS
+                    Ok(ExitCode::SUCCESS)
                 }
-                Err(e) => control_fail(&e),
+                Err(e) => Err(e.into()),
             }
         }
     }
 }
 
-pub(super) fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> ExitCode {
-    const ERROR: u8 = TOETS_ERROR;
-    let bsn = match crate::suwiml::types::Bsn::parse(bsn) {
-        Ok(b) => b,
-        Err(_) => {
-            return fail(
-                ERROR,
-                &format!("{bsn:?} is not a valid BSN (9 digits, 11-test)"),
-            )
-        }
-    };
-    let date = match datum {
-        None => time::OffsetDateTime::now_utc().date(),
-        Some(d) => match crate::suwiml::types::Datum::parse(d)
-            .ok()
-            .and_then(|d| d.to_date())
-        {
-            Some(d) => d,
-            None => {
-                return fail(
-                    ERROR,
-                    &format!("--datum {d:?} is not a calendar date YYYYMMDD"),
-                )
-            }
-        },
-    };
-    let cfg = match Config::load(common.config.as_deref(), std::env::vars()) {
-        Ok(c) => c,
-        Err(e) => return fail(ERROR, &e.to_string()),
-    };
-    // Like every store command, 5 when the server reached holds another store: no answer
-    // (2) would do, since a JA/NEE about the wrong store must never be taken for one.
-    let backend = match Backend::open(&cfg) {
-        Ok(b) => b,
-        Err(e) if e.kind == crate::control::OTHER_STORE => return fail(exit::STORE, &e.message),
-        Err(e) => return fail(ERROR, &e.message),
-    };
-    let hits = match backend.toets(&bsn, date, cfg.retention.window_days) {
-        Ok(h) => h,
-        Err(e) => return fail(ERROR, &e.message),
-    };
+pub(super) fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> Outcome {
+    let (cfg, date, hits) = toets_hits(bsn, datum, common).map_err(Failure::unanswered)?;
     let yes = !hits.is_empty();
     for h in &hits {
         let v = &h.provision;
@@ -593,40 +520,53 @@ pub(super) fn toets(bsn: &str, datum: Option<&str>, common: &Common) -> ExitCode
             cfg.retention.window_days,
             d.as_str()
         );
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     } else {
         say!(
             "NEE: no LKS in the {} days before {}",
             cfg.retention.window_days,
             d.as_str()
         );
-        ExitCode::from(1)
+        Ok(ExitCode::from(1))
     }
 }
 
-pub(super) fn report(format: ReportFormat, common: &Common) -> ExitCode {
-    let (cfg, backend) = match open_store(common) {
-        Ok(x) => x,
-        Err(code) => return code,
+/// The Toets LKS's hits: whatever stops it is no answer (see [`Failure::unanswered`]).
+fn toets_hits(
+    bsn: &str,
+    datum: Option<&str>,
+    common: &Common,
+) -> Result<(Config, time::Date, Vec<crate::service::ToetsHit>), Failure> {
+    let bsn = crate::suwiml::types::Bsn::parse(bsn)
+        .map_err(|_| Failure::Usage(format!("{bsn:?} is not a valid BSN (9 digits, 11-test)")))?;
+    let date = match datum {
+        None => time::OffsetDateTime::now_utc().date(),
+        Some(d) => crate::suwiml::types::Datum::parse(d)
+            .ok()
+            .and_then(|d| d.to_date())
+            .ok_or_else(|| {
+                Failure::Usage(format!("--datum {d:?} is not a calendar date YYYYMMDD"))
+            })?,
     };
+    let cfg = Config::load(common.config.as_deref(), std::env::vars())?;
+    let hits = Backend::open(&cfg)?.toets(&bsn, date, cfg.retention.window_days)?;
+    Ok((cfg, date, hits))
+}
+
+pub(super) fn report(format: ReportFormat, common: &Common) -> Outcome {
+    let (cfg, backend) = open_store(common)?;
     let today = time::OffsetDateTime::now_utc().date();
     if cfg.role == crate::config::Role::Ib {
-        let rows = match backend.report_ib(&crate::app::ib_settings(&cfg), today) {
-            Ok(r) => r,
-            Err(e) => return control_fail(&e),
-        };
+        let rows = backend.report_ib(&crate::app::ib_settings(&cfg), today)?;
         let out = match format {
             ReportFormat::Table => crate::report::ib_table(&rows),
             ReportFormat::Csv => crate::report::ib_csv(&rows),
             ReportFormat::Json => serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n",
         };
         put!("{out}");
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
-    let rows = match backend.report(cfg.retention.window_days, today) {
-        Ok(r) => r,
-        Err(e) => return control_fail(&e),
-    };
+    let rows = backend.report(cfg.retention.window_days, today)?;
     let mut out = match format {
         ReportFormat::Table => crate::report::table(&rows),
         ReportFormat::Csv => crate::report::csv(&rows),
@@ -641,5 +581,5 @@ pub(super) fn report(format: ReportFormat, common: &Common) -> ExitCode {
         }
     }
     put!("{out}");
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

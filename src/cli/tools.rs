@@ -1,12 +1,12 @@
 //! The client tools: call, check; config check and the demo file.
 
-use super::exit::{self, fail};
-use crate::certs;
+use super::exit::{Code, Failure, Outcome};
+use crate::certs::{self, files, DEMO_CLIENT_OIN};
 use crate::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub(super) fn config_check(file: &Path) -> ExitCode {
+pub(super) fn config_check(file: &Path) -> Outcome {
     match Config::load(Some(file), std::env::vars()) {
         Ok(mut cfg) => {
             // Paths of private keys are not secrets, but nothing else in the file is either; mask
@@ -30,13 +30,13 @@ pub(super) fn config_check(file: &Path) -> ExitCode {
                 file.display()
             );
             put!("{}", cfg.to_toml());
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Err(e) => fail(exit::CONFIG, &e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
-pub(super) fn demo_file(persons: usize, out: &Path) -> ExitCode {
+pub(super) fn demo_file(persons: usize, out: &Path) -> Outcome {
     let people = crate::demo::generate(persons, time::OffsetDateTime::now_utc().date());
     let mut s = String::with_capacity(persons * 300);
     let xml = out
@@ -63,9 +63,12 @@ pub(super) fn demo_file(persons: usize, out: &Path) -> ExitCode {
     match std::fs::write(out, s) {
         Ok(()) => {
             say!("wrote {persons} persons to {}", out.display());
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Err(e) => fail(exit::FAILURE, &format!("{}: {e}", out.display())),
+        Err(source) => Err(Failure::File {
+            path: out.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -113,25 +116,21 @@ pub(super) struct ClientTls {
 
 /// `dkd call`: exit 0 for an answer (ClientSuwi or NietsGevonden) with a valid signed response,
 /// 1 for a fault, an FWI Fout or a response that fails its checks, 4 for TLS material problems.
-pub(super) fn call(a: CallArgs) -> ExitCode {
+pub(super) fn call(a: CallArgs) -> Outcome {
     use crate::http::tls;
-    let tls_cfg = match tls::client_config(&a.client.ca, &a.client.cert, &a.client.key) {
-        Ok(c) => std::sync::Arc::new(c),
-        Err(e) => return fail(exit::TLS, &e.to_string()),
-    };
-    let from_oin = match a.from_oin.or_else(|| {
-        tls::load_certs(&a.client.cert)
-            .ok()
-            .and_then(|c| c.first().and_then(|c| certs::oin_of(c).ok().flatten()))
-    }) {
-        Some(o) => o,
-        None => {
-            return fail(
-                exit::TLS,
-                "the client certificate carries no OIN: pass --from-oin",
-            )
-        }
-    };
+    let tls_cfg = std::sync::Arc::new(tls::client_config(
+        &a.client.ca,
+        &a.client.cert,
+        &a.client.key,
+    )?);
+    let from_oin = a
+        .from_oin
+        .or_else(|| {
+            tls::load_certs(&a.client.cert)
+                .ok()
+                .and_then(|c| c.first().and_then(|c| certs::oin_of(c).ok().flatten()))
+        })
+        .ok_or(Failure::NoOin)?;
     let signer = if a.client.unsigned {
         None
     } else {
@@ -139,15 +138,9 @@ pub(super) fn call(a: CallArgs) -> ExitCode {
             a.client.sign_cert.as_ref().unwrap_or(&a.client.cert),
             a.client.sign_key.as_ref().unwrap_or(&a.client.key),
         );
-        match crate::soap::wssec::Signer::load(c, k) {
-            Ok(s) => Some(s),
-            Err(e) => return fail(exit::TLS, &e.to_string()),
-        }
+        Some(crate::soap::wssec::Signer::load(c, k)?)
     };
-    let trust = match tls::signer_trust(&a.client.ca, &[]) {
-        Ok(t) => t,
-        Err(e) => return fail(exit::TLS, &e.to_string()),
-    };
+    let trust = tls::signer_trust(&a.client.ca, &[])?;
     let opts = crate::call::CallOptions {
         url: a.url,
         bsn: a.bsn,
@@ -162,11 +155,11 @@ pub(super) fn call(a: CallArgs) -> ExitCode {
         .build()
     {
         Ok(r) => r,
-        Err(e) => return fail(exit::FAILURE, &e.to_string()),
+        Err(e) => return Err(Failure::Other(e.to_string())),
     };
     let r = match runtime.block_on(crate::call::call(opts)) {
         Ok(r) => r,
-        Err(e) => return fail(exit::FAILURE, &e.to_string()),
+        Err(e) => return Err(Failure::Other(e.to_string())),
     };
     say!("{}", r.body);
     let sig = match &r.signature {
@@ -192,9 +185,9 @@ pub(super) fn call(a: CallArgs) -> ExitCode {
         && r.relates_to_matches
         && r.signature.as_ref().is_none_or(|s| s.is_ok());
     if ok {
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     } else {
-        ExitCode::from(exit::FAILURE)
+        Ok(Code::Failure.into())
     }
 }
 
@@ -257,7 +250,7 @@ pub(super) struct CheckArgs {
 
 /// `dkd check`: exit 0 all passed, 1 a check failed, 2 usage (bad arguments or unreadable TLS
 /// material), 3 could not connect.
-pub(super) fn check(a: CheckArgs) -> ExitCode {
+pub(super) fn check(a: CheckArgs) -> Outcome {
     let sign = a
         .client
         .sign_cert
@@ -272,7 +265,7 @@ pub(super) fn check(a: CheckArgs) -> ExitCode {
         a.client.unsigned,
     ) {
         Ok(o) => o,
-        Err(e) => return fail(exit::USAGE, &e),
+        Err(e) => return Err(Failure::Usage(e.to_string())),
     };
     o.service = match a.service {
         CheckService::Gsd => crate::check::Service::Gsd,
@@ -288,14 +281,14 @@ pub(super) fn check(a: CheckArgs) -> ExitCode {
     o.gemeente = a.gemeente;
     o.cluster = a.cluster;
     if let Err(e) = o.validate() {
-        return fail(exit::USAGE, &e);
+        return Err(Failure::Usage(e.to_string()));
     }
     let report = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt.block_on(crate::check::run(&o)),
-        Err(e) => return fail(exit::FAILURE, &e.to_string()),
+        Err(e) => return Err(Failure::Other(e.to_string())),
     };
     let text = match a.format {
         CheckFormat::Table => crate::check::table(&report),
@@ -304,9 +297,10 @@ pub(super) fn check(a: CheckArgs) -> ExitCode {
     };
     match &a.out {
         Some(path) => {
-            if let Err(e) = std::fs::write(path, &text) {
-                return fail(exit::FAILURE, &format!("{}: {e}", path.display()));
-            }
+            std::fs::write(path, &text).map_err(|source| Failure::File {
+                path: path.clone(),
+                source,
+            })?;
             match &report.connect_error {
                 Some(e) if !report.connected => tell!("{e}"),
                 _ => tell!("{}", crate::check::summary(&report)),
@@ -314,5 +308,115 @@ pub(super) fn check(a: CheckArgs) -> ExitCode {
         }
         None => put!("{text}"),
     }
-    ExitCode::from(report.exit_code())
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(super) enum ProbeFormat {
+    Nagios,
+    Prometheus,
+}
+
+#[derive(clap::Args)]
+pub(super) struct ProbeArgs {
+    /// Endpoint URL of any 2W-be-S GSDDossierReintegratie-v0200 service.
+    url: String,
+    /// TLS client certificate (PEM) carrying the caller's OIN.
+    #[arg(long)]
+    cert: PathBuf,
+    /// Its private key.
+    #[arg(long)]
+    key: PathBuf,
+    /// CA bundle trusted for the server's TLS and signing certificates.
+    #[arg(long)]
+    ca: PathBuf,
+    /// Signing certificate, if not the TLS one.
+    #[arg(long)]
+    sign_cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long)]
+    sign_key: Option<PathBuf>,
+    /// BSN to ask about (a valid BSN without data answers NietsGevonden, which is healthy).
+    #[arg(long)]
+    bsn: Option<String>,
+    /// Output: one Nagios status line with perfdata, or Prometheus metrics.
+    #[arg(long, value_enum, default_value = "nagios")]
+    format: ProbeFormat,
+    /// WARNING when the server certificate has fewer days left.
+    #[arg(long, default_value_t = crate::probe::DEFAULT_WARNING_DAYS)]
+    warning_days: i64,
+    /// CRITICAL when the server certificate has fewer days left.
+    #[arg(long, default_value_t = crate::probe::DEFAULT_CRITICAL_DAYS)]
+    critical_days: i64,
+    /// Seconds before giving up (CRITICAL).
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+/// `dkd probe`: the result on stdout, the Nagios state as the exit code (Prometheus output:
+/// 0 unless UNKNOWN, the state is in the metrics).
+pub(super) fn probe(a: ProbeArgs) -> Outcome {
+    let opts = crate::probe::ProbeOptions::from_paths(
+        &a.url,
+        &a.cert,
+        &a.key,
+        &a.ca,
+        a.sign_cert.as_deref(),
+        a.sign_key.as_deref(),
+    )
+    .map(|mut o| {
+        if let Some(b) = a.bsn {
+            o.bsn = b;
+        }
+        o.warning_days = a.warning_days;
+        o.critical_days = a.critical_days;
+        o.timeout = std::time::Duration::from_secs(a.timeout);
+        o
+    });
+    let result = match opts {
+        Ok(o) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(crate::probe::probe(o)),
+            Err(e) => crate::probe::ProbeResult::unknown(e.to_string()),
+        },
+        Err(e) => crate::probe::ProbeResult::unknown(e),
+    };
+    let out = match a.format {
+        ProbeFormat::Nagios => crate::probe::nagios_line(&result) + "\n",
+        ProbeFormat::Prometheus => crate::probe::prometheus(&result),
+    };
+    put!("{out}");
+    Ok(match (a.format, result.status) {
+        (ProbeFormat::Prometheus, s) if s != crate::probe::Status::Unknown => ExitCode::SUCCESS,
+        (_, s) => ExitCode::from(s.exit_code()),
+    })
+}
+
+/// `dkd certs`.
+pub(super) fn dev_certs(dir: &Path) -> Outcome {
+    certs::generate_dev_pki(dir)?;
+    say!("Development PKI written to {}:", dir.display());
+    say!(
+        "  {}  CA (trust this; it is the client CA bundle in demo mode)",
+        files::CA
+    );
+    say!(
+        "  {} / {}  server, localhost and 127.0.0.1",
+        files::SERVER,
+        files::SERVER_KEY
+    );
+    say!(
+        "  {} / {}  client, OIN {DEMO_CLIENT_OIN} (allowed in demo)",
+        files::CLIENT,
+        files::CLIENT_KEY
+    );
+    say!(
+        "  {} / {}  client, OIN {} (not allowed)",
+        files::UNLISTED,
+        files::UNLISTED_KEY,
+        certs::DEMO_UNLISTED_OIN
+    );
+    Ok(ExitCode::SUCCESS)
 }
