@@ -43,20 +43,7 @@ pub(super) fn demo_file(persons: usize, out: &Path) -> Outcome {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("xml"));
     if xml {
-        s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<dkd:Aanlevering xmlns:dkd=\"urn:dkd:aanlevering:v1\">\n");
-        for p in people {
-            let mut body = String::new();
-            crate::suwiml::gsd::write_response(
-                &crate::suwiml::gsd::Reply::Client(Box::new(p), vec![]),
-                "",
-                &mut body,
-            );
-            if let (Some(a), Some(b)) = (body.find("<ClientSuwi>"), body.find("</ClientSuwi>")) {
-                s.push_str(&body[a..b + "</ClientSuwi>".len()]);
-                s.push('\n');
-            }
-        }
-        s.push_str("</dkd:Aanlevering>\n");
+        crate::import::xml_format::write(&people, &mut s);
     } else {
         crate::import::csv_format::write(&people, &mut s);
     }
