@@ -50,6 +50,9 @@ pub enum Failure {
     /// The arguments do not fit.
     #[error("{0}")]
     Usage(String),
+    /// The IB does not take this batch delivery.
+    #[error(transparent)]
+    Batch(#[from] crate::import::BatchError),
     /// The configuration cannot be loaded.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -106,7 +109,7 @@ impl Failure {
     /// The exit code.
     pub fn code(&self) -> u8 {
         let code = match self {
-            Failure::Usage(_) => Code::Usage,
+            Failure::Usage(_) | Failure::Batch(_) => Code::Usage,
             Failure::Config(_) => Code::Config,
             Failure::Tls(_)
             | Failure::Signer(_)

@@ -108,27 +108,10 @@ pub(super) fn import(
     let (cfg, backend) = open_store(common)?;
     let ib = role == Some(crate::config::Role::Ib) || cfg.role == crate::config::Role::Ib;
     let mode = if ib {
-        // A verzamelbestand is the gemeente's complete delivery: it replaces the previous one.
-        let Some(g) = &gemeente else {
-            return Err(Failure::Usage(
-                "an IB batch import needs --gemeente CODE (a gemeente with delivery = \"batch\")"
-                    .into(),
-            ));
-        };
-        match cfg.ib.gemeenten.iter().find(|x| &x.code == g) {
-            Some(x) if x.delivery == crate::service::ib::Delivery::Batch => {}
-            Some(_) => {
-                return Err(Failure::Usage(format!(
-                    "gemeente {g} delivers by webservice ([[ib.gemeenten]] delivery), not by batch"
-                )))
-            }
-            None => {
-                return Err(Failure::Usage(format!(
-                    "gemeente {g} is not in [[ib.gemeenten]] of this configuration"
-                )))
-            }
-        }
-        crate::import::Mode::Full
+        crate::import::ib_batch_mode(
+            gemeente.as_deref(),
+            &crate::app::ib_settings(&cfg).gemeenten,
+        )?
     } else {
         mode
     };
