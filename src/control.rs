@@ -18,29 +18,40 @@ pub enum Backend {
     Remote(SocketAddr),
 }
 
-/// A failure, with the kind that decides the exit code.
-#[derive(Debug)]
-pub struct ControlError {
-    /// `usage`, `store`, [`OTHER_STORE`], `invalid` (input refused on its content) or `failure`.
-    pub kind: &'static str,
-    /// What to tell the user.
-    pub message: String,
+/// Why a store command failed; the variant decides the exit code (`cli::exit`).
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The command or its options do not fit (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The input was refused on its content, line by line in the message (exit 1).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store is held by a running server this command cannot reach (exit 5).
+    #[error("{0}")]
+    InUse(String),
+    /// The server reached holds another store than the one configured, or cannot say which
+    /// (exit 5).
+    #[error("{0}")]
+    OtherStore(String),
+    /// The import could not run at all.
+    #[error("{name}: {source}")]
+    Import {
+        /// The file.
+        name: String,
+        /// Why.
+        source: ImportError,
+    },
+    /// Anything else: the admin API's answer, the runtime (exit 1).
+    #[error("{0}")]
+    Failure(String),
 }
 
 fn failure(m: impl Into<String>) -> ControlError {
-    ControlError {
-        kind: "failure",
-        message: m.into(),
-    }
-}
-
-impl From<StoreError> for ControlError {
-    fn from(e: StoreError) -> Self {
-        ControlError {
-            kind: "store",
-            message: e.to_string(),
-        }
-    }
+    ControlError::Failure(m.into())
 }
 
 impl Backend {
@@ -59,13 +70,10 @@ impl Backend {
                     check_holder(a, &p, &cfg.store.path)?;
                     Ok(Backend::Remote(a))
                 }
-                _ => Err(ControlError {
-                    kind: "store",
-                    message: format!(
-                        "{p} is in use by a running dkd serve, and its admin API is not on a loopback address this command can use (admin.listen {:?})",
-                        cfg.admin.listen
-                    ),
-                }),
+                _ => Err(ControlError::InUse(format!(
+                    "{p} is in use by a running dkd serve, and its admin API is not on a loopback address this command can use (admin.listen {:?})",
+                    cfg.admin.listen
+                ))),
             },
             Err(e) => Err(e.into()),
         }
@@ -87,12 +95,12 @@ impl Backend {
         match self {
             Backend::Local(s) => {
                 crate::import::import(s, name, &bytes, opts, progress).map_err(|e| match e {
-                    ImportError::Usage(m) => ControlError {
-                        kind: "usage",
-                        message: m,
-                    },
+                    ImportError::Usage(m) => ControlError::Usage(m),
                     ImportError::Store(e) => e.into(),
-                    other => failure(format!("{name}: {other}")),
+                    source => ControlError::Import {
+                        name: name.to_owned(),
+                        source,
+                    },
                 })
             }
             Backend::Remote(a) => {
@@ -123,10 +131,7 @@ impl Backend {
                 match status {
                     200 => serde_json::from_slice(&body)
                         .map_err(|e| failure(format!("unexpected answer from the server: {e}"))),
-                    422 => Err(ControlError {
-                        kind: "usage",
-                        message: error_text(&body),
-                    }),
+                    422 => Err(ControlError::Usage(error_text(&body))),
                     _ => Err(failure(error_text(&body))),
                 }
             }
@@ -230,9 +235,10 @@ impl Backend {
             Backend::Local(s) => {
                 let f = crate::app::fetcher(cfg, s)
                     .map_err(|e| failure(e.to_string()))?
-                    .ok_or_else(|| ControlError {
-                        kind: "usage",
-                        message: "signals.portal is not configured (gemeente role)".into(),
+                    .ok_or_else(|| {
+                        ControlError::Usage(
+                            "signals.portal is not configured (gemeente role)".into(),
+                        )
                     })?;
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -245,7 +251,7 @@ impl Backend {
     }
 
     /// `dkd signals publish` (IB role): a Toets LKS signal file from outside into `gemeente`'s
-    /// reports. A file with any bad row is refused whole (kind `invalid`), nothing stored.
+    /// reports. A file with any bad row is refused whole ([`ControlError::Invalid`]), nothing stored.
     pub fn signals_publish(
         &self,
         cfg: &crate::config::Config,
@@ -257,23 +263,16 @@ impl Backend {
         match self {
             Backend::Local(s) => {
                 if cfg.role != crate::config::Role::Ib {
-                    return Err(ControlError {
-                        kind: "usage",
-                        message: "signals publish is for the IB role (role = \"ib\")".into(),
-                    });
+                    return Err(ControlError::Usage(
+                        "signals publish is for the IB role (role = \"ib\")".into(),
+                    ));
                 }
                 let settings = crate::app::ib_settings(cfg);
                 let today = time::OffsetDateTime::now_utc().date();
                 crate::ib::service::publish_signals(s, &settings, gemeente, name, &bytes, today)
                     .map_err(|e| match e {
-                        PublishError::UnknownGemeente(_) => ControlError {
-                            kind: "usage",
-                            message: e.to_string(),
-                        },
-                        PublishError::File(_) => ControlError {
-                            kind: "invalid",
-                            message: e.to_string(),
-                        },
+                        PublishError::UnknownGemeente(_) => ControlError::Usage(e.to_string()),
+                        PublishError::File(_) => ControlError::Invalid(e.to_string()),
                         PublishError::Store(e) => e.into(),
                     })
             }
@@ -290,14 +289,11 @@ impl Backend {
                             failure(format!("unexpected answer from the server: {e}"))
                         })
                     }
-                    422 => "invalid",
-                    400 | 404 => "usage",
-                    _ => "failure",
+                    422 => ControlError::Invalid,
+                    400 | 404 => ControlError::Usage,
+                    _ => ControlError::Failure,
                 };
-                Err(ControlError {
-                    kind,
-                    message: error_text(&body),
-                })
+                Err(kind(error_text(&body)))
             }
         }
     }
@@ -338,15 +334,9 @@ impl Backend {
     }
 }
 
-/// [`ControlError::kind`] when the server reached holds another store than the one configured.
-pub const OTHER_STORE: &str = "other_store";
-
 /// Refuses unless the server whose admin API is at `a` holds the store at `path` (same identity).
 fn check_holder(a: SocketAddr, shown: &str, path: &std::path::Path) -> Result<(), ControlError> {
-    let other = |message: String| ControlError {
-        kind: OTHER_STORE,
-        message,
-    };
+    let other = ControlError::OtherStore;
     let Some(ours) = crate::store::identity::read(path)? else {
         return Err(other(format!(
             "{shown} is in use by another process, and has no store identity ({}), so this command cannot tell whether the server at {a} holds it; stop that process, or upgrade it to this dkd",

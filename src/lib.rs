@@ -12,6 +12,7 @@
 pub mod app;
 pub mod certs;
 pub mod chain;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod gemeente;

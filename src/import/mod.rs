@@ -144,6 +144,36 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
+/// Why the IB does not take a batch delivery (verzamelbestand).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// No gemeente named: a delivery replaces one gemeente's previous one, so it must say whose.
+    #[error("an IB batch import needs --gemeente CODE (a gemeente with delivery = \"batch\")")]
+    NoGemeente,
+    /// The gemeente runs its own webservice: the IB routes questions to it and holds no data.
+    #[error("gemeente {0} delivers by webservice ([[ib.gemeenten]] delivery), not by batch")]
+    Webservice(String),
+    /// The gemeente is not one the IB knows.
+    #[error("gemeente {0} is not in [[ib.gemeenten]] of this configuration")]
+    Unknown(String),
+}
+
+/// The mode of a batch gemeente's delivery into the IB's store, whatever mode was asked for:
+/// full, since a verzamelbestand is the gemeente's complete delivery and replaces its previous
+/// one. Only a gemeente of `gemeenten` with `delivery = "batch"` delivers one.
+pub fn ib_batch_mode(
+    gemeente: Option<&str>,
+    gemeenten: &[crate::ib::service::Gemeente],
+) -> Result<Mode, BatchError> {
+    use crate::ib::service::Delivery;
+    let g = gemeente.ok_or(BatchError::NoGemeente)?;
+    match gemeenten.iter().find(|x| x.code == g).map(|x| x.delivery) {
+        Some(Delivery::Batch) => Ok(Mode::Full),
+        Some(Delivery::Webservice) => Err(BatchError::Webservice(g.to_owned())),
+        None => Err(BatchError::Unknown(g.to_owned())),
+    }
+}
+
 /// One parsed item of a file: a person's data from one row/element, or a deletion.
 pub(crate) enum Item {
     /// Person data (for CSV: identity + at most one provision, merged by [`Collector`]).
@@ -682,4 +712,38 @@ pub fn import(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ib::service::{Delivery, Gemeente};
+
+    fn gemeente(code: &str, delivery: Delivery) -> Gemeente {
+        Gemeente {
+            code: code.into(),
+            name: String::new(),
+            oins: vec![],
+            url: None,
+            delivery,
+        }
+    }
+
+    #[test]
+    fn only_a_batch_gemeente_delivers_a_batch_and_it_replaces_the_previous_one() {
+        let known = [
+            gemeente("0014", Delivery::Batch),
+            gemeente("0363", Delivery::Webservice),
+        ];
+        assert_eq!(ib_batch_mode(Some("0014"), &known), Ok(Mode::Full));
+        assert_eq!(
+            ib_batch_mode(Some("0363"), &known),
+            Err(BatchError::Webservice("0363".into()))
+        );
+        assert_eq!(
+            ib_batch_mode(Some("0599"), &known),
+            Err(BatchError::Unknown("0599".into()))
+        );
+        assert_eq!(ib_batch_mode(None, &known), Err(BatchError::NoGemeente));
+    }
 }

@@ -130,7 +130,9 @@ fn write_bron(b: &Bron, out: &mut String) {
     out.push_str("</Bron>");
 }
 
-fn write_client(p: &Person, out: &mut String) {
+/// Writes one `ClientSuwi` element (unqualified, as inside a response): also the element of
+/// dkd's XML import format.
+pub fn write_client(p: &Person, out: &mut String) {
     out.push_str("<ClientSuwi>");
     element(out, "Burgerservicenr", p.bsn.as_str());
     opt(out, "Voornamen", &p.voornamen);
