@@ -5,7 +5,9 @@ use super::conns::{Budget, Handshake, Sizes};
 use super::tls::peer_oin;
 use super::wsdl::Documents;
 use crate::soap::{
-    self, fault::SoapError, Answer, Endpoint, Inbound, Request as SoapRequest, Role,
+    self,
+    fault::{DkdCode, SoapError},
+    Answer, Endpoint, Inbound, Request as SoapRequest, Role,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -551,7 +553,7 @@ async fn soap_post(
         }
     };
     let code = match &out.outcome {
-        soap::Outcome::Fault(c) => *c,
+        soap::Outcome::Fault(c) => c.as_str(),
         _ => "",
     };
     tracing::info!(
@@ -604,7 +606,7 @@ async fn soap_post(
     }
     let close = matches!(
         out.outcome,
-        soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014")
+        soap::Outcome::Fault(DkdCode::TooLarge | DkdCode::BodyTimeout)
     );
     let wire = out.wire;
     let mut resp = xml(out.status, out.body);

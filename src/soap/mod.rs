@@ -16,7 +16,7 @@ use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex as vi;
 use crate::xml::{escape, NS_SOAP11, NS_WSA, NS_WSSE, NS_WSU};
 use envelope::{is_absolute_uri, oin_from_address, Addressing, WSA_ANONYMOUS};
-use fault::{describe, SoapError};
+use fault::{describe, DkdCode, SoapError};
 use std::collections::HashSet;
 
 /// The WS-Addressing action used on WS-Addressing faults.
@@ -200,7 +200,7 @@ pub enum Outcome {
     /// `fwi:FWI` Fout (HTTP 200).
     FwiFout,
     /// A SOAP Fault with this dkd code.
-    Fault(&'static str),
+    Fault(DkdCode),
     /// Nothing usable reached the client: a scenario hung, closed or answered 503 instead
     /// (`scenario:hang`, `scenario:reset`, `scenario:http-503`).
     Scenario(&'static str),
@@ -285,25 +285,39 @@ pub fn handle_as(
 }
 
 /// The dkd fault codes a `fault` scenario can answer with.
-pub const EMULATED_FAULTS: [&str; 9] = [
-    "0001", "0002", "0004", "0012", "0020", "0021", "0022", "0026", "0099",
+pub const EMULATED_FAULTS: [DkdCode; 9] = [
+    DkdCode::InvalidEnvelope,
+    DkdCode::NotAuthorised,
+    DkdCode::SchemaInvalid,
+    DkdCode::BsnElevenTest,
+    DkdCode::SecurityInvalid,
+    DkdCode::FailedCheck,
+    DkdCode::SecurityToken,
+    DkdCode::Replay,
+    DkdCode::Internal,
 ];
+
+/// The refusal a `fault` scenario configured with dkd code `code` answers (see [`emulation`]);
+/// `None` for a code that is not one of [`EMULATED_FAULTS`].
+pub fn emulated_fault(code: &str) -> Option<SoapError> {
+    DkdCode::parse(code).and_then(emulation)
+}
 
 /// The refusal a `fault` scenario with dkd code `code` answers, worded by [`fault::describe`]
 /// like the real one; `None` for a code not in [`EMULATED_FAULTS`].
-pub fn emulated_fault(code: &str) -> Option<SoapError> {
+pub fn emulation(code: DkdCode) -> Option<SoapError> {
     use wssec::SecurityError as S;
     let why = || "emulated by a scenario".to_owned();
     Some(match code {
-        "0001" => SoapError::InvalidEnvelope(why()),
-        "0002" => SoapError::NotAuthorised(why()),
-        "0004" => SoapError::SchemaInvalid(why()),
-        "0012" => SoapError::BsnElevenTest,
-        "0020" => SoapError::Security(S::Invalid(why())),
-        "0021" => SoapError::Security(S::FailedCheck(why())),
-        "0022" => SoapError::Security(S::Token(why())),
-        "0026" => SoapError::Security(S::Replay(why())),
-        "0099" => SoapError::Internal(why()),
+        DkdCode::InvalidEnvelope => SoapError::InvalidEnvelope(why()),
+        DkdCode::NotAuthorised => SoapError::NotAuthorised(why()),
+        DkdCode::SchemaInvalid => SoapError::SchemaInvalid(why()),
+        DkdCode::BsnElevenTest => SoapError::BsnElevenTest,
+        DkdCode::SecurityInvalid => SoapError::Security(S::Invalid(why())),
+        DkdCode::FailedCheck => SoapError::Security(S::FailedCheck(why())),
+        DkdCode::SecurityToken => SoapError::Security(S::Token(why())),
+        DkdCode::Replay => SoapError::Security(S::Replay(why())),
+        DkdCode::Internal => SoapError::Internal(why()),
         _ => return None,
     })
 }
@@ -329,7 +343,7 @@ fn respond_as(ep: &Endpoint, acc: Accepted, answer: Answer, effect: &Effect) -> 
     let bsn = acc.request.bsn();
     let mut out = match (effect, answer) {
         (Effect::Fault(code), _) => {
-            let e = emulated_fault(code).unwrap_or(SoapError::Internal(format!(
+            let e = emulation(*code).unwrap_or(SoapError::Internal(format!(
                 "scenario fault code {code} cannot be emulated"
             )));
             tracing::warn!(code = %code, "scenario: answered with a fault on purpose");
@@ -666,7 +680,7 @@ fn fault_response(ep: &Endpoint, ctx: &ReplyContext, e: &SoapError) -> Outbound 
         SoapError::Internal(why) => {
             tracing::error!(error = %why, "internal error answered as soapenv:Server")
         }
-        other => tracing::info!(code = spec.code, reason = %other, "request refused"),
+        other => tracing::info!(code = spec.code.as_str(), reason = %other, "request refused"),
     }
     let mut body = String::with_capacity(1024);
     spec.write(&ep.service.dn, &mut body);
@@ -765,7 +779,7 @@ fn envelope_as(
             return Outbound {
                 status: 500,
                 body: String::new(),
-                outcome: Outcome::Fault("0099"),
+                outcome: Outcome::Fault(DkdCode::Internal),
                 message_id: ctx.message_id.clone(),
                 from_oin: ctx.from_oin.clone(),
                 bsn: None,
