@@ -703,6 +703,28 @@ fn envelope_for(
     envelope_as(ep, ctx, action, body, status, outcome, Look::Proper)
 }
 
+/// What signs a response: the endpoint's [`wssec::Signer`]. A seam, so that the answer when
+/// signing fails (which a loaded RSA key does not) can be tested.
+trait SignResponse {
+    fn security_header(
+        &self,
+        parts: &[(&str, &str)],
+        confirm: Option<&str>,
+        now: time::OffsetDateTime,
+    ) -> Result<String, wssec::SecurityError>;
+}
+
+impl SignResponse for wssec::Signer {
+    fn security_header(
+        &self,
+        parts: &[(&str, &str)],
+        confirm: Option<&str>,
+        now: time::OffsetDateTime,
+    ) -> Result<String, wssec::SecurityError> {
+        wssec::Signer::security_header(self, parts, confirm, now)
+    }
+}
+
 fn envelope_as(
     ep: &Endpoint,
     ctx: &ReplyContext,
@@ -712,7 +734,41 @@ fn envelope_as(
     outcome: Outcome,
     look: Look,
 ) -> Outbound {
-    let signing = ep.security.as_deref().filter(|_| look != Look::Unsigned);
+    let signer = ep
+        .security
+        .as_deref()
+        .filter(|_| look != Look::Unsigned)
+        .map(|sec| &sec.signer as &dyn SignResponse);
+    let written = Written {
+        action,
+        body,
+        status,
+        outcome,
+    };
+    envelope_signed_by(ep, signer, ctx, written, look)
+}
+
+/// A response's content, before the envelope.
+struct Written<'a> {
+    action: &'a str,
+    body: &'a str,
+    status: u16,
+    outcome: Outcome,
+}
+
+fn envelope_signed_by(
+    ep: &Endpoint,
+    signing: Option<&dyn SignResponse>,
+    ctx: &ReplyContext,
+    written: Written<'_>,
+    look: Look,
+) -> Outbound {
+    let Written {
+        action,
+        body,
+        status,
+        outcome,
+    } = written;
     let confirm = ctx
         .confirm
         .as_deref()
@@ -756,14 +812,14 @@ fn envelope_as(
     push("Action", "_Action", action, false);
     push("To", "_To", to, false);
     push("From", "_From", from, true);
-    let security_header = signing.map(|sec| {
+    let security_header = signing.map(|signer| {
         let canonical_body = wssec::canonical_body("_Body", body);
         let mut parts: Vec<(&str, &str)> = spans
             .iter()
             .map(|(i, span)| (*i, &headers[span.clone()]))
             .collect();
         parts.push(("_Body", &canonical_body));
-        sec.signer
+        signer
             .security_header(&parts, confirm, time::OffsetDateTime::now_utc())
             .map(|h| match look {
                 Look::BadSignature => break_signature(h),
