@@ -59,6 +59,9 @@ pub enum SoapError {
     /// WS-Security refused the request.
     #[error("{0}")]
     Security(#[from] super::wssec::SecurityError),
+    /// The response could not be signed. The string (the signer's reason) is logged, never sent.
+    #[error("response signing failed: {0}")]
+    Signing(String),
     /// A bug or an unexpected failure inside dkd. The string is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -319,6 +322,12 @@ pub fn describe(e: &SoapError) -> FaultSpec {
             format!("Content-Type {ct:?} is not supported: send text/xml; charset=utf-8"),
         ),
         SoapError::Security(s) => security(s),
+        SoapError::Signing(_) => FaultSpec {
+            faultcode: "soapenv:Server",
+            code: C::Internal,
+            text: "Internal error: the response could not be signed".into(),
+            addressing_fault: false,
+        },
         SoapError::Internal(_) => FaultSpec {
             faultcode: "soapenv:Server",
             code: C::Internal,

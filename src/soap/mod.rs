@@ -675,9 +675,29 @@ fn check_soap_action(header: Option<&str>, action: Option<&str>) -> Result<(), S
 }
 
 fn fault_response(ep: &Endpoint, ctx: &ReplyContext, e: &SoapError) -> Outbound {
+    fault_written(ep, ctx, e, |ep, ctx, written| {
+        envelope_as(
+            ep,
+            ctx,
+            written.action,
+            written.body,
+            written.status,
+            written.outcome,
+            Look::Proper,
+        )
+    })
+}
+
+/// The fault for `e`, worded by [`describe`], put in an envelope by `envelope`.
+fn fault_written(
+    ep: &Endpoint,
+    ctx: &ReplyContext,
+    e: &SoapError,
+    envelope: impl FnOnce(&Endpoint, &ReplyContext, Written<'_>) -> Outbound,
+) -> Outbound {
     let spec = describe(e);
     match e {
-        SoapError::Internal(why) => {
+        SoapError::Internal(why) | SoapError::Signing(why) => {
             tracing::error!(error = %why, "internal error answered as soapenv:Server")
         }
         other => tracing::info!(code = spec.code.as_str(), reason = %other, "request refused"),
@@ -689,18 +709,16 @@ fn fault_response(ep: &Endpoint, ctx: &ReplyContext, e: &SoapError) -> Outbound 
     } else {
         ep.fault_action()
     };
-    envelope_for(ep, ctx, action, &body, 500, Outcome::Fault(spec.code))
-}
-
-fn envelope_for(
-    ep: &Endpoint,
-    ctx: &ReplyContext,
-    action: &str,
-    body: &str,
-    status: u16,
-    outcome: Outcome,
-) -> Outbound {
-    envelope_as(ep, ctx, action, body, status, outcome, Look::Proper)
+    envelope(
+        ep,
+        ctx,
+        Written {
+            action,
+            body: &body,
+            status: 500,
+            outcome: Outcome::Fault(spec.code),
+        },
+    )
 }
 
 /// What signs a response: the endpoint's [`wssec::Signer`]. A seam, so that the answer when
@@ -830,19 +848,12 @@ fn envelope_signed_by(
         None => None,
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
-            // Signing cannot fail for a loaded RSA key; if it does, say so rather than send unsigned.
-            tracing::error!(error = %e, "response signing failed");
-            return Outbound {
-                status: 500,
-                body: String::new(),
-                outcome: Outcome::Fault(DkdCode::Internal),
-                message_id: ctx.message_id.clone(),
-                from_oin: ctx.from_oin.clone(),
-                bsn: None,
-                signer_oin: ctx.signer_oin.clone(),
-                ignored_headers: ctx.ignored_headers.clone(),
-                wire: None,
-            };
+            // Signing cannot fail for a loaded RSA key; if it does, the caller gets a fault like
+            // any other, unsigned since signing is what failed, rather than an unsigned answer.
+            let e = SoapError::Signing(e.to_string());
+            return fault_written(ep, ctx, &e, |ep, ctx, written| {
+                envelope_signed_by(ep, None, ctx, written, Look::Proper)
+            });
         }
     };
     let mut s = String::with_capacity(body.len() + 4096);
@@ -1073,6 +1084,78 @@ mod tests {
             "https://other/?oin=00000001000000000001".to_owned(),
         ] {
             assert!(!ep.accepts_to(&bad), "{bad}");
+        }
+    }
+
+    /// A signer whose key cannot sign.
+    struct CannotSign;
+
+    impl SignResponse for CannotSign {
+        fn security_header(
+            &self,
+            _: &[(&str, &str)],
+            _: Option<&str>,
+            _: time::OffsetDateTime,
+        ) -> Result<String, wssec::SecurityError> {
+            Err(wssec::SecurityError::FailedCheck(
+                "RSA signing failed: key /etc/dkd/sign.key".into(),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_response_that_cannot_be_signed_is_an_unsigned_0099_fault_addressed_to_the_caller() {
+        let ep = endpoint(Store::temporary().expect("store"));
+        let from = format!("http://localhost/client?oin={OIN}");
+        let ctx = ReplyContext {
+            message_id: Some("urn:uuid:7".into()),
+            from: Some(from.clone()),
+            to: Some(URL.into()),
+            from_oin: Some(OIN.into()),
+            confirm: Some("c2lnbmF0dXJl".into()),
+            ..ReplyContext::default()
+        };
+        let mut answer = String::new();
+        gsd::write_response(&Reply::NietsGevonden, "", &mut answer);
+        let out = envelope_signed_by(
+            &ep,
+            Some(&CannotSign),
+            &ctx,
+            Written {
+                action: ep.response_action(),
+                body: &answer,
+                status: 200,
+                outcome: Outcome::NotFound,
+            },
+            Look::Proper,
+        );
+        assert_eq!(out.status, 500);
+        assert_eq!(out.outcome, Outcome::Fault(DkdCode::Internal));
+        assert_eq!(out.message_id.as_deref(), Some("urn:uuid:7"));
+        assert_eq!(out.from_oin.as_deref(), Some(OIN));
+        let doc = crate::xml::parse(out.body.as_bytes()).expect("a well-formed envelope");
+        drop(doc);
+        for part in [
+            "<faultcode>soapenv:Server</faultcode>",
+            "<faultstring>Internal error: the response could not be signed</faultstring>",
+            "<Code>0099</Code>",
+            "<DN>CN=test</DN>",
+            "urn:uuid:7</wsa:RelatesTo>",
+            gsd::ACTION_FAULT,
+            &format!("{from}</wsa:To>"),
+        ] {
+            assert!(out.body.contains(part), "{part}: {}", out.body);
+        }
+        // Unsigned, since signing is what failed; the answer it replaces does not go out, and
+        // the cause stays in the log.
+        for absent in [
+            "wsse:Security",
+            "wsu:Id",
+            "NietsGevonden",
+            "RSA",
+            "sign.key",
+        ] {
+            assert!(!out.body.contains(absent), "{absent}: {}", out.body);
         }
     }
 
