@@ -7,6 +7,7 @@ pub mod client;
 pub mod conns;
 pub mod forward;
 pub mod inspect;
+pub mod serve;
 pub mod server;
 pub mod tls;
 pub mod workers;

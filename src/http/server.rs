@@ -1,8 +1,8 @@
 //! The service listener: accept, TLS handshake (with a timeout, under the connection budget of
 //! `conns`), HTTP/1.1, routing, body limits, the audit slot, and one log line per SOAP request.
 
-use super::conns::{Budget, Handshake, Sizes};
-use super::tls::peer_oin;
+use super::conns::Sizes;
+use super::serve::{serve, Handler, Options, Peer};
 use super::wsdl::Documents;
 use crate::soap::{
     self,
@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,7 +65,7 @@ pub struct State {
 
 /// Marks a response that must not be sent: the connection is closed instead (`reset` scenario).
 #[derive(Debug, Clone, Copy)]
-struct ScenarioReset;
+pub struct ScenarioReset;
 
 impl std::fmt::Display for ScenarioReset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,159 +101,42 @@ pub async fn run(
     state: Arc<State>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let budget = Budget::new(Sizes {
-        handshakes: state.limits.max_handshakes,
-        per_address: state.limits.max_handshakes_per_address,
-        connections: state.limits.max_connections,
-    });
-    // Every connection task holds a receiver: the sender's `closed` is "all connections gone".
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::pin!(shutdown);
-    loop {
-        // Accepting is never held up by the budget: a connection that cannot be served is shed
-        // (or sheds an older one), so no client waits in the kernel backlog behind sockets that
-        // never finish a handshake.
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let Some(handshake) = budget.arrive(peer.ip()) else {
-            tracing::debug!(%peer, "refused: every handshake slot holds a client waiting for a connection slot");
-            state.metrics.connection_shed();
-            continue;
-        };
-        let acceptor = acceptor.clone();
-        let state = state.clone();
-        let stop = stop_rx.clone();
-        tokio::spawn(async move {
-            serve_connection(tcp, peer, acceptor, state, handshake, stop).await;
-        });
-    }
-    // Stop accepting (the listener is dropped here), let in-flight requests finish within the
-    // grace period; idle keep-alive connections are closed at once.
-    drop(listener);
-    drop(stop_rx);
-    let grace = state.limits.shutdown_grace;
-    tracing::info!(
-        connections = stop_tx.receiver_count(),
-        "shutting down: finishing in-flight requests"
-    );
-    let _ = stop_tx.send(true);
-    if tokio::time::timeout(grace, stop_tx.closed()).await.is_err() {
-        tracing::warn!(
-            ?grace,
-            "shutdown grace period over; closing remaining connections"
-        );
-    }
-    Ok(())
+    let l = &state.limits;
+    let options = Options {
+        name: "service",
+        tls: Some(acceptor),
+        handshake_timeout: l.handshake_timeout,
+        header_read_timeout: l.header_read_timeout,
+        max_buf_size: Some(64 * 1024),
+        budget: Some(Sizes {
+            handshakes: l.max_handshakes,
+            per_address: l.max_handshakes_per_address,
+            connections: l.max_connections,
+        }),
+        shutdown_grace: Some(l.shutdown_grace),
+    };
+    serve(listener, options, state, shutdown).await
 }
 
-/// Completes once the server is stopping.
-async fn stopping(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    // A dropped sender means the server is gone: stopping too.
-    let _ = stop.wait_for(|s| *s).await;
-}
+impl Handler for State {
+    type Error = ScenarioReset;
 
-async fn serve_connection(
-    tcp: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
-    acceptor: TlsAcceptor,
-    state: Arc<State>,
-    handshake: Handshake,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let _ = tcp.set_nodelay(true);
-    let shed = handshake.shed.clone();
-    // The deadline covers the handshake and the wait for a connection slot after it.
-    let deadline = tokio::time::Instant::now() + state.limits.handshake_timeout;
-    let tls = tokio::select! {
-        r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => match r {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::info!(%peer, error = %e, "TLS handshake refused");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "TLS handshake timed out");
-                return;
-            }
-        },
-        _ = shed.notified() => {
-            tracing::debug!(%peer, "TLS handshake shed: the handshake budget is full");
-            state.metrics.connection_shed();
-            return;
+    async fn call(
+        self: Arc<Self>,
+        peer: Arc<Peer>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, ScenarioReset> {
+        let r = route(self, peer.oin.clone(), req).await;
+        // hyper ends the connection when the service fails: that is the reset.
+        match r.extensions().get::<ScenarioReset>() {
+            Some(reset) => Err(*reset),
+            None => Ok(r),
         }
-        _ = stopping(&mut stop) => return,
-    };
-    let conn = tokio::select! {
-        r = tokio::time::timeout_at(deadline, handshake.establish()) => match r {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                tracing::debug!(%peer, "shed while waiting for a connection slot");
-                state.metrics.connection_shed();
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "no connection slot freed within the handshake timeout");
-                return;
-            }
-        },
-        _ = stopping(&mut stop) => return,
-    };
-    let oin: Option<Arc<str>> = peer_oin(tls.get_ref().1.peer_certificates()).map(Arc::from);
-    let svc_state = state.clone();
-    let activity = conn.activity();
-    let service = hyper::service::service_fn(move |req| {
-        let state = svc_state.clone();
-        let oin = oin.clone();
-        // Busy from the request head until the answer is handed to hyper: not shed meanwhile.
-        let busy = activity.busy();
-        async move {
-            let r = route(state, oin, req).await;
-            drop(busy);
-            // hyper ends the connection when the service fails: that is the reset.
-            match r.extensions().get::<ScenarioReset>() {
-                Some(reset) => Err(*reset),
-                None => Ok(r),
-            }
-        }
-    });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.limits.header_read_timeout)
-        .max_buf_size(64 * 1024);
-    let http = builder.serve_connection(TokioIo::new(tls), service);
-    tokio::pin!(http);
-    let mut closing = false;
-    let result = loop {
-        tokio::select! {
-            r = http.as_mut() => break r,
-            // Both close gracefully: an idle connection at once, a busy one after its answer.
-            _ = conn.shed.notified(), if !closing => {
-                tracing::debug!(%peer, "idle connection shed: the connection slots are full");
-                state.metrics.connection_shed();
-                http.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = stopping(&mut stop), if !closing => {
-                http.as_mut().graceful_shutdown();
-                closing = true;
-            }
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
-    drop(conn);
+
+    fn shed(&self) {
+        self.metrics.connection_shed();
+    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
