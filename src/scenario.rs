@@ -124,7 +124,7 @@ impl Default for ScenarioConfig {
             rate: 1.0,
             bsns: Vec::new(),
             delay_ms: 2000,
-            fault_code: "0099".into(),
+            fault_code: DkdCode::Internal.as_str().into(),
             push: None,
             push_share: 0.5,
         }

@@ -1,5 +1,6 @@
-//! The service listener: accept, TLS handshake (with a timeout, under the connection budget of
-//! `conns`), HTTP/1.1, routing, body limits, the audit slot, and one log line per SOAP request.
+//! The service listener: `serve`'s accept loop with the service's TLS, connection budget and
+//! shutdown grace; routing; and per SOAP request three steps: read the body (limit, timeout),
+//! dispatch (`soap`, the operation, the scenario), record (log line, metrics, audit slot).
 
 use super::conns::Sizes;
 use super::serve::{serve, Handler, Options, Peer};
@@ -329,6 +330,7 @@ async fn read_body(
     Ok(())
 }
 
+/// A SOAP request: the body read, the request dispatched, the outcome recorded, the answer sent.
 async fn soap_post(
     state: Arc<State>,
     vi: bool,
@@ -337,110 +339,154 @@ async fn soap_post(
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let ep = state.mount(vi).0;
-    let content_type = req.headers().get(hyper::header::CONTENT_TYPE).cloned();
-    let soap_action = req.headers().get("soapaction").cloned();
+    // Room for the audit record first: without it nobody is answered about a person.
+    let slot = audit_slot(&state, &ep.service.store).await;
+    let out = match read_request(&state, ep, oin.clone(), req).await {
+        Ok(inbound) => dispatch(&state, vi, inbound, slot.is_some()).await,
+        Err(refused) => *refused,
+    };
+    record(&state, ep, oin.as_deref(), &out, slot, started);
+    // The rest of an oversized or stalled body is not read; the connection cannot be reused.
+    let close = matches!(
+        out.outcome,
+        soap::Outcome::Fault(DkdCode::TooLarge | DkdCode::BodyTimeout)
+    );
+    let wire = out.wire;
+    let mut resp = xml(out.status, out.body);
+    if close {
+        resp.headers_mut().insert(
+            "connection",
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
+    match wire {
+        Some(w) => scenario_wire(w, resp).await,
+        None => resp,
+    }
+}
+
+/// The request's body within `max_body_bytes` and `body_read_timeout`, with the headers `soap`
+/// reads (Content-Type, SOAPAction); `Err`: the fault for a body too large, too slow or broken,
+/// addressed from the part that arrived.
+async fn read_request(
+    state: &State,
+    ep: &Endpoint,
+    tls_oin: Option<Arc<str>>,
+    req: Request<Incoming>,
+) -> Result<OwnedInbound, Box<soap::Outbound>> {
     let limit = state.limits.max_body_bytes;
     let declared = header_text(req.headers().get(hyper::header::CONTENT_LENGTH))
         .and_then(|v| v.parse::<u64>().ok());
-    // Room for the audit record first: without it nobody is answered about a person.
-    let slot = audit_slot(&state, &ep.service.store).await;
-    let out = if declared.is_some_and(|n| n > limit as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         // Refuse before reading: the client learns at once, and we read nothing.
         let mut r = soap::reject(ep, &SoapError::TooLarge(limit));
         r.from_oin = None;
-        r
-    } else {
-        let mut read = BodyRead::default();
-        let reading = read_body(req.into_body(), limit, &mut read);
-        let outcome = tokio::time::timeout(state.limits.body_read_timeout, reading).await;
-        match outcome {
-            // What did arrive may still say whom to address the fault to.
-            Err(_) => soap::reject_read(
+        return Err(Box::new(r));
+    }
+    let content_type = req.headers().get(hyper::header::CONTENT_TYPE).cloned();
+    let soap_action = req.headers().get("soapaction").cloned();
+    let mut read = BodyRead::default();
+    let reading = read_body(req.into_body(), limit, &mut read);
+    let refused = match tokio::time::timeout(state.limits.body_read_timeout, reading).await {
+        Ok(Ok(())) => {
+            return Ok(OwnedInbound {
+                body: read.into_bytes(),
+                content_type,
+                soap_action,
+                tls_oin,
+            })
+        }
+        // What did arrive may still say whom to address the fault to.
+        Err(_) => soap::reject_read(
+            ep,
+            &SoapError::BodyTimeout(state.limits.body_read_timeout.as_secs()),
+            &read.prefix(),
+        ),
+        Ok(Err(BodyFailure::TooLarge)) => {
+            soap::reject_read(ep, &SoapError::TooLarge(limit), &read.prefix())
+        }
+        Ok(Err(BodyFailure::Read(e))) => {
+            tracing::info!(error = %e, "request body could not be read");
+            soap::reject(
                 ep,
-                &SoapError::BodyTimeout(state.limits.body_read_timeout.as_secs()),
-                &read.prefix(),
-            ),
-            Ok(Err(BodyFailure::TooLarge)) => {
-                soap::reject_read(ep, &SoapError::TooLarge(limit), &read.prefix())
-            }
-            Ok(Err(BodyFailure::Read(e))) => {
-                tracing::info!(error = %e, "request body could not be read");
-                soap::reject(
-                    ep,
-                    &SoapError::InvalidEnvelope("the request body could not be read".into()),
-                )
-            }
-            Ok(Ok(())) => {
-                let owned = OwnedInbound {
-                    body: read.into_bytes(),
-                    content_type,
-                    soap_action,
-                    tls_oin: oin.clone(),
-                };
-                let internal = || {
-                    soap::reject(
-                        ep,
-                        &SoapError::Internal("panic while handling a request".into()),
-                    )
-                };
-                match &ep.role {
-                    _ if slot.is_none() => cpu(&state, vi, move |ep| unavailable(ep, owned.get()))
-                        .await
-                        .unwrap_or_else(|()| internal()),
-                    Role::IbRouter(ib) => {
-                        match cpu(&state, vi, move |ep| soap::accept(ep, owned.get())).await {
-                            Err(()) => internal(),
-                            Ok(Err(refused)) => *refused,
-                            Ok(Ok(acc)) => {
-                                let reply = match &acc.request {
-                                    SoapRequest::Gsd(bsn) => {
-                                        let q = crate::service::ib::Question {
-                                            from_address: acc
-                                                .from_address()
-                                                .unwrap_or_default()
-                                                .to_owned(),
-                                            message_id: acc
-                                                .message_id()
-                                                .unwrap_or_default()
-                                                .to_owned(),
-                                            asking_oin: acc
-                                                .from_oin()
-                                                .unwrap_or(&acc.tls_oin)
-                                                .to_owned(),
-                                        };
-                                        ib.reintegratie_info(bsn, &q).await
-                                    }
-                                    SoapRequest::Verwijsindex(_) => {
-                                        return xml(500, internal().body);
-                                    }
-                                };
-                                cpu(&state, vi, move |ep| {
-                                    soap::respond(ep, acc, Answer::Gsd(reply))
-                                })
-                                .await
-                                .unwrap_or_else(|()| internal())
-                            }
-                        }
-                    }
-                    _ => {
-                        let scenario = state.scenario.clone();
-                        cpu(&state, vi, move |ep| {
-                            soap::handle_as(ep, owned.get(), scenario.as_deref())
-                        })
-                        .await
-                        .unwrap_or_else(|()| internal())
-                    }
-                }
-            }
+                &SoapError::InvalidEnvelope("the request body could not be read".into()),
+            )
         }
     };
+    Err(Box::new(refused))
+}
+
+/// The request handled by `soap` (on the crypto worker set when configured), with the
+/// operation: the gemeente's and IBVerwijsindex inside `soap::handle_as` (and the scenario's
+/// effect), the IB's routing between `soap::accept` and `soap::respond`. Without room in the
+/// audit trail (`audited` false) the request is checked as usual and answered 0051.
+async fn dispatch(
+    state: &Arc<State>,
+    vi: bool,
+    inbound: OwnedInbound,
+    audited: bool,
+) -> soap::Outbound {
+    let ep = state.mount(vi).0;
+    let internal = || {
+        soap::reject(
+            ep,
+            &SoapError::Internal("panic while handling a request".into()),
+        )
+    };
+    match &ep.role {
+        _ if !audited => cpu(state, vi, move |ep| unavailable(ep, inbound.get()))
+            .await
+            .unwrap_or_else(|()| internal()),
+        Role::IbRouter(ib) => {
+            let acc = match cpu(state, vi, move |ep| soap::accept(ep, inbound.get())).await {
+                Err(()) => return internal(),
+                Ok(Err(refused)) => return *refused,
+                Ok(Ok(acc)) => acc,
+            };
+            let SoapRequest::Gsd(bsn) = &acc.request else {
+                // The router's endpoint reads only GSDReintegratieInfo requests.
+                return internal();
+            };
+            let q = crate::service::ib::Question {
+                from_address: acc.from_address().unwrap_or_default().to_owned(),
+                message_id: acc.message_id().unwrap_or_default().to_owned(),
+                asking_oin: acc.from_oin().unwrap_or(&acc.tls_oin).to_owned(),
+            };
+            let reply = ib.reintegratie_info(bsn, &q).await;
+            cpu(state, vi, move |ep| {
+                soap::respond(ep, acc, Answer::Gsd(reply))
+            })
+            .await
+            .unwrap_or_else(|()| internal())
+        }
+        _ => {
+            let scenario = state.scenario.clone();
+            cpu(state, vi, move |ep| {
+                soap::handle_as(ep, inbound.get(), scenario.as_deref())
+            })
+            .await
+            .unwrap_or_else(|()| internal())
+        }
+    }
+}
+
+/// The request's traces: the log line, the metrics, and the audit record in the slot taken
+/// before the request was read (none: the log line is its only trace, and says so).
+fn record(
+    state: &State,
+    ep: &Endpoint,
+    oin: Option<&str>,
+    out: &soap::Outbound,
+    slot: Option<crate::store::AuditSlot>,
+    started: Instant,
+) {
     let code = match &out.outcome {
         soap::Outcome::Fault(c) => c.as_str(),
         _ => "",
     };
     tracing::info!(
         operation = ep.operation(),
-        oin = oin.as_deref().unwrap_or("-"),
+        oin = oin.unwrap_or("-"),
         from_oin = out.from_oin.as_deref().unwrap_or("-"),
         message_id = out.message_id.as_deref().unwrap_or("-"),
         bsn = out.bsn.map(|b| b.masked()).as_deref().unwrap_or("-"),
@@ -455,14 +501,14 @@ async fn soap_post(
         ep.operation(),
         out.outcome.label(),
         (!code.is_empty()).then_some(code),
-        oin.as_deref().unwrap_or("-"),
+        oin.unwrap_or("-"),
         elapsed,
     );
     state.metrics.ignored_headers(&out.ignored_headers);
     let audit = crate::store::AuditRecord {
         at: time::OffsetDateTime::now_utc().unix_timestamp(),
         operation: ep.operation().into(),
-        tls_oin: oin.as_deref().map(str::to_owned),
+        tls_oin: oin.map(str::to_owned),
         from_oin: out.from_oin.clone(),
         message_id: out.message_id.clone(),
         bsn: out.bsn,
@@ -477,7 +523,7 @@ async fn soap_post(
             tracing::warn!(
                 refused = n,
                 operation = ep.operation(),
-                oin = oin.as_deref().unwrap_or("-"),
+                oin = oin.unwrap_or("-"),
                 from_oin = out.from_oin.as_deref().unwrap_or("-"),
                 message_id = out.message_id.as_deref().unwrap_or("-"),
                 bsn = out.bsn.map(|b| b.masked()).as_deref().unwrap_or("-"),
@@ -485,23 +531,6 @@ async fn soap_post(
                 "audit trail full: answered without data (0051), not in the audit trail"
             );
         }
-    }
-    let close = matches!(
-        out.outcome,
-        soap::Outcome::Fault(DkdCode::TooLarge | DkdCode::BodyTimeout)
-    );
-    let wire = out.wire;
-    let mut resp = xml(out.status, out.body);
-    if close {
-        // The rest of an oversized or stalled body is not read; the connection cannot be reused.
-        resp.headers_mut().insert(
-            "connection",
-            hyper::header::HeaderValue::from_static("close"),
-        );
-    }
-    match wire {
-        Some(w) => scenario_wire(w, resp).await,
-        None => resp,
     }
 }
 
