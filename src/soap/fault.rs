@@ -467,6 +467,26 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_dkd_code_and_no_other() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### dkd fault codes")
+            .nth(1)
+            .and_then(|s| s.split("\n#").next())
+            .expect("README: ### dkd fault codes");
+        let listed: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let mut emitted: Vec<&str> = DkdCode::ALL.iter().map(|c| c.as_str()).collect();
+        let mut documented = listed.clone();
+        emitted.sort_unstable();
+        documented.sort_unstable();
+        assert_eq!(documented, emitted, "README lists {listed:?}");
+    }
+
+    #[test]
     fn wsa_faults_use_the_wsa_fault_action() {
         let spec = describe(&SoapError::AddressingHeaderRequired("MessageID"));
         let mut s = String::new();
