@@ -676,15 +676,7 @@ fn check_soap_action(header: Option<&str>, action: Option<&str>) -> Result<(), S
 
 fn fault_response(ep: &Endpoint, ctx: &ReplyContext, e: &SoapError) -> Outbound {
     fault_written(ep, ctx, e, |ep, ctx, written| {
-        envelope_as(
-            ep,
-            ctx,
-            written.action,
-            written.body,
-            written.status,
-            written.outcome,
-            Look::Proper,
-        )
+        envelope_signed_by(ep, signer_for(ep, Look::Proper), ctx, written, Look::Proper)
     })
 }
 
@@ -752,18 +744,21 @@ fn envelope_as(
     outcome: Outcome,
     look: Look,
 ) -> Outbound {
-    let signer = ep
-        .security
-        .as_deref()
-        .filter(|_| look != Look::Unsigned)
-        .map(|sec| &sec.signer as &dyn SignResponse);
     let written = Written {
         action,
         body,
         status,
         outcome,
     };
-    envelope_signed_by(ep, signer, ctx, written, look)
+    envelope_signed_by(ep, signer_for(ep, look), ctx, written, look)
+}
+
+/// The endpoint's signer, unless signing is off or the scenario withholds the signature.
+fn signer_for(ep: &Endpoint, look: Look) -> Option<&dyn SignResponse> {
+    ep.security
+        .as_deref()
+        .filter(|_| look != Look::Unsigned)
+        .map(|sec| &sec.signer as &dyn SignResponse)
 }
 
 /// A response's content, before the envelope.
