@@ -8,6 +8,7 @@
 //! the wire only. Which requests a `rate` picks is a deterministic counter (see [`picks`]), so a
 //! test sees the same pattern on every run.
 
+use crate::soap::fault::DkdCode;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,7 +124,7 @@ impl Default for ScenarioConfig {
             rate: 1.0,
             bsns: Vec::new(),
             delay_ms: 2000,
-            fault_code: "0099".into(),
+            fault_code: DkdCode::Internal.as_str().into(),
             push: None,
             push_share: 0.5,
         }
@@ -158,7 +159,7 @@ impl ScenarioConfig {
             return Err(format!(
                 "scenario.fault_code {:?} is not a dkd fault code dkd can emulate ({})",
                 self.fault_code,
-                crate::soap::EMULATED_FAULTS.join(", ")
+                crate::soap::EMULATED_FAULTS.map(DkdCode::as_str).join(", ")
             ));
         }
         if self.delay_ms > 600_000 {
@@ -212,7 +213,7 @@ pub enum Effect {
     /// See [`AnswerKind::Http503`].
     Unavailable,
     /// A SOAP Fault with this dkd code.
-    Fault(String),
+    Fault(DkdCode),
     /// See [`AnswerKind::Unsigned`].
     Unsigned,
     /// See [`AnswerKind::BadSignature`].
@@ -305,6 +306,8 @@ pub struct Live {
 #[derive(Debug)]
 struct Active {
     cfg: ScenarioConfig,
+    /// `cfg.fault_code` read (`validate` refused an unknown one; 0099 should one slip through).
+    fault: DkdCode,
     bsns: HashSet<String>,
     rate_ppm: u64,
     push_ppm: u64,
@@ -313,6 +316,7 @@ struct Active {
 impl Active {
     fn new(cfg: ScenarioConfig) -> Active {
         Active {
+            fault: DkdCode::parse(&cfg.fault_code).unwrap_or(DkdCode::Internal),
             bsns: cfg.bsns.iter().cloned().collect(),
             rate_ppm: ppm(cfg.rate),
             push_ppm: ppm(cfg.push_share),
@@ -398,7 +402,7 @@ impl Live {
             AnswerKind::Hang => Effect::Hang,
             AnswerKind::Reset => Effect::Reset,
             AnswerKind::Http503 => Effect::Unavailable,
-            AnswerKind::Fault => Effect::Fault(a.cfg.fault_code.clone()),
+            AnswerKind::Fault => Effect::Fault(a.fault),
             AnswerKind::Unsigned => Effect::Unsigned,
             AnswerKind::BadSignature => Effect::BadSignature,
             AnswerKind::NoConfirmation => Effect::NoConfirmation,

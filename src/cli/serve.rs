@@ -120,8 +120,10 @@ pub(super) fn demo_chain(dir: &Path, shift: u16) -> Outcome {
     };
     let (g_store, ib_store) = (open(&g_cfg)?, open(&ib_cfg)?);
     let today = time::OffsetDateTime::now_utc().date();
-    let (webservice, batch) =
-        crate::chain::demo::split_batch(crate::chain::demo::generate(crate::chain::demo::DEMO_PERSONS, today));
+    let (webservice, batch) = crate::chain::demo::split_batch(crate::chain::demo::generate(
+        crate::chain::demo::DEMO_PERSONS,
+        today,
+    ));
     if g_store.is_empty() {
         // The outbox is on: every person entering the index queues an update for the IB.
         g_store
@@ -147,7 +149,10 @@ pub(super) fn demo_chain(dir: &Path, shift: u16) -> Outcome {
             window_days: ib_cfg.retention.window_days,
             today,
         };
-        let file = format!("{}_verzamelbestand.csv", crate::chain::demo::DEMO_BATCH_GEMEENTE);
+        let file = format!(
+            "{}_verzamelbestand.csv",
+            crate::chain::demo::DEMO_BATCH_GEMEENTE
+        );
         crate::import::import(&ib_store, &file, csv.as_bytes(), &opts, &mut |_| {})
             .map_err(Failure::DemoBatch)?;
     }

@@ -376,7 +376,9 @@ pub(super) fn probe(a: ProbeArgs) -> Outcome {
     };
     put!("{out}");
     Ok(match (a.format, result.status) {
-        (ProbeFormat::Prometheus, s) if s != crate::tools::probe::Status::Unknown => ExitCode::SUCCESS,
+        (ProbeFormat::Prometheus, s) if s != crate::tools::probe::Status::Unknown => {
+            ExitCode::SUCCESS
+        }
         (_, s) => ExitCode::from(s.exit_code()),
     })
 }

@@ -11,6 +11,7 @@
 use crate::http::client;
 use crate::ib::forward::describe_client_error;
 use crate::soap::client::{envelope, read_response, signature_value, Outgoing, ResponseError};
+use crate::soap::fault::DkdCode;
 use crate::soap::wssec::{Signer, VerifyPolicy};
 use crate::store::outbox::OutboxEntry;
 use crate::store::Store;
@@ -74,7 +75,7 @@ pub enum Delivery {
 pub const MAX_SUSPECT_ATTEMPTS: u32 = 10;
 
 /// Fault codes that are about the update itself; retrying the same bytes cannot help.
-const CONTENT_FAULTS: [&str; 2] = ["0004", "0012"];
+const CONTENT_FAULTS: [DkdCode; 2] = [DkdCode::SchemaInvalid, DkdCode::BsnElevenTest];
 
 impl Sender {
     /// Delivers until `stop` completes. Store errors are logged and retried like network errors.
@@ -221,7 +222,7 @@ impl Sender {
         ) {
             Ok(b) => b,
             Err(ResponseError::Fault { code, text, .. })
-                if CONTENT_FAULTS.contains(&code.as_str()) =>
+                if DkdCode::parse(&code).is_some_and(|c| CONTENT_FAULTS.contains(&c)) =>
             {
                 return Delivery::Refused(format!("SOAP Fault {code}: {text}"))
             }
@@ -240,9 +241,7 @@ impl Sender {
                     .collect::<Vec<_>>()
                     .join("; ");
                 // 0051: the IB cannot store it now; that passes.
-                if m.iter()
-                    .any(|f| f.code == crate::gemeente::service::CODE_UNAVAILABLE)
-                {
+                if m.iter().any(|f| f.code == DkdCode::Unavailable.as_str()) {
                     Delivery::Retry(why)
                 } else {
                     Delivery::Refused(why)

@@ -9,6 +9,7 @@
 //! On a loopback address it speaks plain HTTP; anywhere else only mutual TLS with an allowed admin
 //! OIN (enforced in `serve`).
 
+use crate::http::serve::{serve, Handler, Options, Peer};
 use crate::import::{domain_checks, Rules};
 use crate::store::Store;
 use crate::suwiml::model::Person;
@@ -17,7 +18,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use std::collections::HashSet;
 use std::future::Future;
@@ -376,52 +376,41 @@ pub async fn run(
     state: Arc<AdminState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(100)).await; continue; } },
-            _ = &mut shutdown => return Ok(()),
-        };
-        let state = state.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            match tls {
-                None => {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let st = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(&st, req).await) }
-                    });
-                    let _ = b.serve_connection(TokioIo::new(tcp), svc).await;
-                }
-                Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-                    else {
-                        tracing::info!(%peer, "admin TLS handshake refused");
-                        return;
-                    };
-                    let oin = crate::http::tls::peer_oin(stream.get_ref().1.peer_certificates());
-                    let allowed = oin.as_ref().is_some_and(|o| state.allowed_oins.contains(o));
-                    let svc = hyper::service::service_fn(move |req| {
-                        let st = state.clone();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(if allowed {
-                                handle(&st, req).await
-                            } else {
-                                error(
-                                    StatusCode::FORBIDDEN,
-                                    "the client certificate's OIN is not an allowed admin OIN",
-                                )
-                            })
-                        }
-                    });
-                    let _ = b.serve_connection(TokioIo::new(stream), svc).await;
-                }
-            }
-        });
+    let options = Options {
+        name: "admin",
+        tls,
+        handshake_timeout: Duration::from_secs(10),
+        header_read_timeout: Duration::from_secs(10),
+        max_buf_size: None,
+        budget: None,
+        shutdown_grace: None,
+    };
+    serve(listener, options, state, shutdown).await
+}
+
+impl Handler for AdminState {
+    type Error = std::convert::Infallible;
+
+    async fn call(
+        self: Arc<Self>,
+        peer: Arc<Peer>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Self::Error> {
+        // Plain HTTP only on loopback (`app` binds it so); over TLS the certificate's OIN must
+        // be an admin OIN.
+        let allowed = !peer.tls
+            || peer
+                .oin
+                .as_deref()
+                .is_some_and(|o| self.allowed_oins.contains(o));
+        Ok(if allowed {
+            handle(&self, req).await
+        } else {
+            error(
+                StatusCode::FORBIDDEN,
+                "the client certificate's OIN is not an allowed admin OIN",
+            )
+        })
     }
 }
 

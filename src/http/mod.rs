@@ -6,6 +6,7 @@ pub mod admin;
 pub mod client;
 pub mod conns;
 pub mod inspect;
+pub mod serve;
 pub mod server;
 pub mod tls;
 pub mod workers;

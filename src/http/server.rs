@@ -1,17 +1,19 @@
-//! The service listener: accept, TLS handshake (with a timeout, under the connection budget of
-//! `conns`), HTTP/1.1, routing, body limits, the audit slot, and one log line per SOAP request.
+//! The service listener: `serve`'s accept loop with the service's TLS, connection budget and
+//! shutdown grace; routing; and per SOAP request three steps: read the body (limit, timeout),
+//! dispatch (`soap`, the operation, the scenario), record (log line, metrics, audit slot).
 
-use super::conns::{Budget, Handshake, Sizes};
-use super::tls::peer_oin;
+use super::conns::Sizes;
+use super::serve::{serve, Handler, Options, Peer};
 use super::wsdl::Documents;
 use crate::soap::{
-    self, fault::SoapError, Answer, Endpoint, Inbound, Request as SoapRequest, Role,
+    self,
+    fault::{DkdCode, SoapError},
+    Answer, Endpoint, Inbound, Request as SoapRequest, Role,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,7 +66,7 @@ pub struct State {
 
 /// Marks a response that must not be sent: the connection is closed instead (`reset` scenario).
 #[derive(Debug, Clone, Copy)]
-struct ScenarioReset;
+pub struct ScenarioReset;
 
 impl std::fmt::Display for ScenarioReset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,159 +102,42 @@ pub async fn run(
     state: Arc<State>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let budget = Budget::new(Sizes {
-        handshakes: state.limits.max_handshakes,
-        per_address: state.limits.max_handshakes_per_address,
-        connections: state.limits.max_connections,
-    });
-    // Every connection task holds a receiver: the sender's `closed` is "all connections gone".
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::pin!(shutdown);
-    loop {
-        // Accepting is never held up by the budget: a connection that cannot be served is shed
-        // (or sheds an older one), so no client waits in the kernel backlog behind sockets that
-        // never finish a handshake.
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let Some(handshake) = budget.arrive(peer.ip()) else {
-            tracing::debug!(%peer, "refused: every handshake slot holds a client waiting for a connection slot");
-            state.metrics.connection_shed();
-            continue;
-        };
-        let acceptor = acceptor.clone();
-        let state = state.clone();
-        let stop = stop_rx.clone();
-        tokio::spawn(async move {
-            serve_connection(tcp, peer, acceptor, state, handshake, stop).await;
-        });
-    }
-    // Stop accepting (the listener is dropped here), let in-flight requests finish within the
-    // grace period; idle keep-alive connections are closed at once.
-    drop(listener);
-    drop(stop_rx);
-    let grace = state.limits.shutdown_grace;
-    tracing::info!(
-        connections = stop_tx.receiver_count(),
-        "shutting down: finishing in-flight requests"
-    );
-    let _ = stop_tx.send(true);
-    if tokio::time::timeout(grace, stop_tx.closed()).await.is_err() {
-        tracing::warn!(
-            ?grace,
-            "shutdown grace period over; closing remaining connections"
-        );
-    }
-    Ok(())
+    let l = &state.limits;
+    let options = Options {
+        name: "service",
+        tls: Some(acceptor),
+        handshake_timeout: l.handshake_timeout,
+        header_read_timeout: l.header_read_timeout,
+        max_buf_size: Some(64 * 1024),
+        budget: Some(Sizes {
+            handshakes: l.max_handshakes,
+            per_address: l.max_handshakes_per_address,
+            connections: l.max_connections,
+        }),
+        shutdown_grace: Some(l.shutdown_grace),
+    };
+    serve(listener, options, state, shutdown).await
 }
 
-/// Completes once the server is stopping.
-async fn stopping(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    // A dropped sender means the server is gone: stopping too.
-    let _ = stop.wait_for(|s| *s).await;
-}
+impl Handler for State {
+    type Error = ScenarioReset;
 
-async fn serve_connection(
-    tcp: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
-    acceptor: TlsAcceptor,
-    state: Arc<State>,
-    handshake: Handshake,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let _ = tcp.set_nodelay(true);
-    let shed = handshake.shed.clone();
-    // The deadline covers the handshake and the wait for a connection slot after it.
-    let deadline = tokio::time::Instant::now() + state.limits.handshake_timeout;
-    let tls = tokio::select! {
-        r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => match r {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::info!(%peer, error = %e, "TLS handshake refused");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "TLS handshake timed out");
-                return;
-            }
-        },
-        _ = shed.notified() => {
-            tracing::debug!(%peer, "TLS handshake shed: the handshake budget is full");
-            state.metrics.connection_shed();
-            return;
+    async fn call(
+        self: Arc<Self>,
+        peer: Arc<Peer>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, ScenarioReset> {
+        let r = route(self, peer.oin.clone(), req).await;
+        // hyper ends the connection when the service fails: that is the reset.
+        match r.extensions().get::<ScenarioReset>() {
+            Some(reset) => Err(*reset),
+            None => Ok(r),
         }
-        _ = stopping(&mut stop) => return,
-    };
-    let conn = tokio::select! {
-        r = tokio::time::timeout_at(deadline, handshake.establish()) => match r {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                tracing::debug!(%peer, "shed while waiting for a connection slot");
-                state.metrics.connection_shed();
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "no connection slot freed within the handshake timeout");
-                return;
-            }
-        },
-        _ = stopping(&mut stop) => return,
-    };
-    let oin: Option<Arc<str>> = peer_oin(tls.get_ref().1.peer_certificates()).map(Arc::from);
-    let svc_state = state.clone();
-    let activity = conn.activity();
-    let service = hyper::service::service_fn(move |req| {
-        let state = svc_state.clone();
-        let oin = oin.clone();
-        // Busy from the request head until the answer is handed to hyper: not shed meanwhile.
-        let busy = activity.busy();
-        async move {
-            let r = route(state, oin, req).await;
-            drop(busy);
-            // hyper ends the connection when the service fails: that is the reset.
-            match r.extensions().get::<ScenarioReset>() {
-                Some(reset) => Err(*reset),
-                None => Ok(r),
-            }
-        }
-    });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.limits.header_read_timeout)
-        .max_buf_size(64 * 1024);
-    let http = builder.serve_connection(TokioIo::new(tls), service);
-    tokio::pin!(http);
-    let mut closing = false;
-    let result = loop {
-        tokio::select! {
-            r = http.as_mut() => break r,
-            // Both close gracefully: an idle connection at once, a busy one after its answer.
-            _ = conn.shed.notified(), if !closing => {
-                tracing::debug!(%peer, "idle connection shed: the connection slots are full");
-                state.metrics.connection_shed();
-                http.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = stopping(&mut stop), if !closing => {
-                http.as_mut().graceful_shutdown();
-                closing = true;
-            }
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
-    drop(conn);
+
+    fn shed(&self) {
+        self.metrics.connection_shed();
+    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
@@ -445,6 +330,7 @@ async fn read_body(
     Ok(())
 }
 
+/// A SOAP request: the body read, the request dispatched, the outcome recorded, the answer sent.
 async fn soap_post(
     state: Arc<State>,
     vi: bool,
@@ -453,110 +339,154 @@ async fn soap_post(
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let ep = state.mount(vi).0;
-    let content_type = req.headers().get(hyper::header::CONTENT_TYPE).cloned();
-    let soap_action = req.headers().get("soapaction").cloned();
+    // Room for the audit record first: without it nobody is answered about a person.
+    let slot = audit_slot(&state, &ep.service.store).await;
+    let out = match read_request(&state, ep, oin.clone(), req).await {
+        Ok(inbound) => dispatch(&state, vi, inbound, slot.is_some()).await,
+        Err(refused) => *refused,
+    };
+    record(&state, ep, oin.as_deref(), &out, slot, started);
+    // The rest of an oversized or stalled body is not read; the connection cannot be reused.
+    let close = matches!(
+        out.outcome,
+        soap::Outcome::Fault(DkdCode::TooLarge | DkdCode::BodyTimeout)
+    );
+    let wire = out.wire;
+    let mut resp = xml(out.status, out.body);
+    if close {
+        resp.headers_mut().insert(
+            "connection",
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
+    match wire {
+        Some(w) => scenario_wire(w, resp).await,
+        None => resp,
+    }
+}
+
+/// The request's body within `max_body_bytes` and `body_read_timeout`, with the headers `soap`
+/// reads (Content-Type, SOAPAction); `Err`: the fault for a body too large, too slow or broken,
+/// addressed from the part that arrived.
+async fn read_request(
+    state: &State,
+    ep: &Endpoint,
+    tls_oin: Option<Arc<str>>,
+    req: Request<Incoming>,
+) -> Result<OwnedInbound, Box<soap::Outbound>> {
     let limit = state.limits.max_body_bytes;
     let declared = header_text(req.headers().get(hyper::header::CONTENT_LENGTH))
         .and_then(|v| v.parse::<u64>().ok());
-    // Room for the audit record first: without it nobody is answered about a person.
-    let slot = audit_slot(&state, &ep.service.store).await;
-    let out = if declared.is_some_and(|n| n > limit as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         // Refuse before reading: the client learns at once, and we read nothing.
         let mut r = soap::reject(ep, &SoapError::TooLarge(limit));
         r.from_oin = None;
-        r
-    } else {
-        let mut read = BodyRead::default();
-        let reading = read_body(req.into_body(), limit, &mut read);
-        let outcome = tokio::time::timeout(state.limits.body_read_timeout, reading).await;
-        match outcome {
-            // What did arrive may still say whom to address the fault to.
-            Err(_) => soap::reject_read(
+        return Err(Box::new(r));
+    }
+    let content_type = req.headers().get(hyper::header::CONTENT_TYPE).cloned();
+    let soap_action = req.headers().get("soapaction").cloned();
+    let mut read = BodyRead::default();
+    let reading = read_body(req.into_body(), limit, &mut read);
+    let refused = match tokio::time::timeout(state.limits.body_read_timeout, reading).await {
+        Ok(Ok(())) => {
+            return Ok(OwnedInbound {
+                body: read.into_bytes(),
+                content_type,
+                soap_action,
+                tls_oin,
+            })
+        }
+        // What did arrive may still say whom to address the fault to.
+        Err(_) => soap::reject_read(
+            ep,
+            &SoapError::BodyTimeout(state.limits.body_read_timeout.as_secs()),
+            &read.prefix(),
+        ),
+        Ok(Err(BodyFailure::TooLarge)) => {
+            soap::reject_read(ep, &SoapError::TooLarge(limit), &read.prefix())
+        }
+        Ok(Err(BodyFailure::Read(e))) => {
+            tracing::info!(error = %e, "request body could not be read");
+            soap::reject(
                 ep,
-                &SoapError::BodyTimeout(state.limits.body_read_timeout.as_secs()),
-                &read.prefix(),
-            ),
-            Ok(Err(BodyFailure::TooLarge)) => {
-                soap::reject_read(ep, &SoapError::TooLarge(limit), &read.prefix())
-            }
-            Ok(Err(BodyFailure::Read(e))) => {
-                tracing::info!(error = %e, "request body could not be read");
-                soap::reject(
-                    ep,
-                    &SoapError::InvalidEnvelope("the request body could not be read".into()),
-                )
-            }
-            Ok(Ok(())) => {
-                let owned = OwnedInbound {
-                    body: read.into_bytes(),
-                    content_type,
-                    soap_action,
-                    tls_oin: oin.clone(),
-                };
-                let internal = || {
-                    soap::reject(
-                        ep,
-                        &SoapError::Internal("panic while handling a request".into()),
-                    )
-                };
-                match &ep.role {
-                    _ if slot.is_none() => cpu(&state, vi, move |ep| unavailable(ep, owned.get()))
-                        .await
-                        .unwrap_or_else(|()| internal()),
-                    Role::IbRouter(ib) => {
-                        match cpu(&state, vi, move |ep| soap::accept(ep, owned.get())).await {
-                            Err(()) => internal(),
-                            Ok(Err(refused)) => *refused,
-                            Ok(Ok(acc)) => {
-                                let reply = match &acc.request {
-                                    SoapRequest::Gsd(bsn) => {
-                                        let q = crate::ib::service::Question {
-                                            from_address: acc
-                                                .from_address()
-                                                .unwrap_or_default()
-                                                .to_owned(),
-                                            message_id: acc
-                                                .message_id()
-                                                .unwrap_or_default()
-                                                .to_owned(),
-                                            asking_oin: acc
-                                                .from_oin()
-                                                .unwrap_or(&acc.tls_oin)
-                                                .to_owned(),
-                                        };
-                                        ib.reintegratie_info(bsn, &q).await
-                                    }
-                                    SoapRequest::Verwijsindex(_) => {
-                                        return xml(500, internal().body);
-                                    }
-                                };
-                                cpu(&state, vi, move |ep| {
-                                    soap::respond(ep, acc, Answer::Gsd(reply))
-                                })
-                                .await
-                                .unwrap_or_else(|()| internal())
-                            }
-                        }
-                    }
-                    _ => {
-                        let scenario = state.scenario.clone();
-                        cpu(&state, vi, move |ep| {
-                            soap::handle_as(ep, owned.get(), scenario.as_deref())
-                        })
-                        .await
-                        .unwrap_or_else(|()| internal())
-                    }
-                }
-            }
+                &SoapError::InvalidEnvelope("the request body could not be read".into()),
+            )
         }
     };
+    Err(Box::new(refused))
+}
+
+/// The request handled by `soap` (on the crypto worker set when configured), with the
+/// operation: the gemeente's and IBVerwijsindex inside `soap::handle_as` (and the scenario's
+/// effect), the IB's routing between `soap::accept` and `soap::respond`. Without room in the
+/// audit trail (`audited` false) the request is checked as usual and answered 0051.
+async fn dispatch(
+    state: &Arc<State>,
+    vi: bool,
+    inbound: OwnedInbound,
+    audited: bool,
+) -> soap::Outbound {
+    let ep = state.mount(vi).0;
+    let internal = || {
+        soap::reject(
+            ep,
+            &SoapError::Internal("panic while handling a request".into()),
+        )
+    };
+    match &ep.role {
+        _ if !audited => cpu(state, vi, move |ep| unavailable(ep, inbound.get()))
+            .await
+            .unwrap_or_else(|()| internal()),
+        Role::IbRouter(ib) => {
+            let acc = match cpu(state, vi, move |ep| soap::accept(ep, inbound.get())).await {
+                Err(()) => return internal(),
+                Ok(Err(refused)) => return *refused,
+                Ok(Ok(acc)) => acc,
+            };
+            let SoapRequest::Gsd(bsn) = &acc.request else {
+                // The router's endpoint reads only GSDReintegratieInfo requests.
+                return internal();
+            };
+            let q = crate::ib::service::Question {
+                from_address: acc.from_address().unwrap_or_default().to_owned(),
+                message_id: acc.message_id().unwrap_or_default().to_owned(),
+                asking_oin: acc.from_oin().unwrap_or(&acc.tls_oin).to_owned(),
+            };
+            let reply = ib.reintegratie_info(bsn, &q).await;
+            cpu(state, vi, move |ep| {
+                soap::respond(ep, acc, Answer::Gsd(reply))
+            })
+            .await
+            .unwrap_or_else(|()| internal())
+        }
+        _ => {
+            let scenario = state.scenario.clone();
+            cpu(state, vi, move |ep| {
+                soap::handle_as(ep, inbound.get(), scenario.as_deref())
+            })
+            .await
+            .unwrap_or_else(|()| internal())
+        }
+    }
+}
+
+/// The request's traces: the log line, the metrics, and the audit record in the slot taken
+/// before the request was read (none: the log line is its only trace, and says so).
+fn record(
+    state: &State,
+    ep: &Endpoint,
+    oin: Option<&str>,
+    out: &soap::Outbound,
+    slot: Option<crate::store::AuditSlot>,
+    started: Instant,
+) {
     let code = match &out.outcome {
-        soap::Outcome::Fault(c) => *c,
+        soap::Outcome::Fault(c) => c.as_str(),
         _ => "",
     };
     tracing::info!(
         operation = ep.operation(),
-        oin = oin.as_deref().unwrap_or("-"),
+        oin = oin.unwrap_or("-"),
         from_oin = out.from_oin.as_deref().unwrap_or("-"),
         message_id = out.message_id.as_deref().unwrap_or("-"),
         bsn = out.bsn.map(|b| b.masked()).as_deref().unwrap_or("-"),
@@ -571,14 +501,14 @@ async fn soap_post(
         ep.operation(),
         out.outcome.label(),
         (!code.is_empty()).then_some(code),
-        oin.as_deref().unwrap_or("-"),
+        oin.unwrap_or("-"),
         elapsed,
     );
     state.metrics.ignored_headers(&out.ignored_headers);
     let audit = crate::store::AuditRecord {
         at: time::OffsetDateTime::now_utc().unix_timestamp(),
         operation: ep.operation().into(),
-        tls_oin: oin.as_deref().map(str::to_owned),
+        tls_oin: oin.map(str::to_owned),
         from_oin: out.from_oin.clone(),
         message_id: out.message_id.clone(),
         bsn: out.bsn,
@@ -593,7 +523,7 @@ async fn soap_post(
             tracing::warn!(
                 refused = n,
                 operation = ep.operation(),
-                oin = oin.as_deref().unwrap_or("-"),
+                oin = oin.unwrap_or("-"),
                 from_oin = out.from_oin.as_deref().unwrap_or("-"),
                 message_id = out.message_id.as_deref().unwrap_or("-"),
                 bsn = out.bsn.map(|b| b.masked()).as_deref().unwrap_or("-"),
@@ -601,23 +531,6 @@ async fn soap_post(
                 "audit trail full: answered without data (0051), not in the audit trail"
             );
         }
-    }
-    let close = matches!(
-        out.outcome,
-        soap::Outcome::Fault("0013") | soap::Outcome::Fault("0014")
-    );
-    let wire = out.wire;
-    let mut resp = xml(out.status, out.body);
-    if close {
-        // The rest of an oversized or stalled body is not read; the connection cannot be reused.
-        resp.headers_mut().insert(
-            "connection",
-            hyper::header::HeaderValue::from_static("close"),
-        );
-    }
-    match wire {
-        Some(w) => scenario_wire(w, resp).await,
-        None => resp,
     }
 }
 

@@ -5,11 +5,11 @@
 pub mod logging;
 pub mod metrics;
 
+use crate::http::serve::{serve, Handler, Options, Peer};
 use crate::store::Store;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics::Metrics;
 use serde_json::json;
 use std::future::Future;
@@ -226,23 +226,27 @@ pub async fn run(
     state: Arc<OpsState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(100)).await; continue; } },
-            _ = &mut shutdown => return Ok(()),
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let st = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&st, peer, req)) }
-            });
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            let _ = b.serve_connection(TokioIo::new(tcp), svc).await;
-        });
+    let options = Options {
+        name: "ops",
+        tls: None,
+        handshake_timeout: Duration::from_secs(10),
+        header_read_timeout: Duration::from_secs(10),
+        max_buf_size: None,
+        budget: None,
+        shutdown_grace: None,
+    };
+    serve(listener, options, state, shutdown).await
+}
+
+impl Handler for OpsState {
+    type Error = std::convert::Infallible;
+
+    async fn call(
+        self: Arc<Self>,
+        peer: Arc<Peer>,
+        req: Request<hyper::body::Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Self::Error> {
+        Ok(route(&self, peer.addr, req))
     }
 }
 

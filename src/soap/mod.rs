@@ -16,7 +16,7 @@ use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex as vi;
 use crate::xml::{escape, NS_SOAP11, NS_WSA, NS_WSSE, NS_WSU};
 use envelope::{is_absolute_uri, oin_from_address, Addressing, WSA_ANONYMOUS};
-use fault::{describe, SoapError};
+use fault::{describe, DkdCode, SoapError};
 use std::collections::HashSet;
 
 /// The WS-Addressing action used on WS-Addressing faults.
@@ -200,7 +200,7 @@ pub enum Outcome {
     /// `fwi:FWI` Fout (HTTP 200).
     FwiFout,
     /// A SOAP Fault with this dkd code.
-    Fault(&'static str),
+    Fault(DkdCode),
     /// Nothing usable reached the client: a scenario hung, closed or answered 503 instead
     /// (`scenario:hang`, `scenario:reset`, `scenario:http-503`).
     Scenario(&'static str),
@@ -285,25 +285,39 @@ pub fn handle_as(
 }
 
 /// The dkd fault codes a `fault` scenario can answer with.
-pub const EMULATED_FAULTS: [&str; 9] = [
-    "0001", "0002", "0004", "0012", "0020", "0021", "0022", "0026", "0099",
+pub const EMULATED_FAULTS: [DkdCode; 9] = [
+    DkdCode::InvalidEnvelope,
+    DkdCode::NotAuthorised,
+    DkdCode::SchemaInvalid,
+    DkdCode::BsnElevenTest,
+    DkdCode::SecurityInvalid,
+    DkdCode::FailedCheck,
+    DkdCode::SecurityToken,
+    DkdCode::Replay,
+    DkdCode::Internal,
 ];
+
+/// The refusal a `fault` scenario configured with dkd code `code` answers (see [`emulation`]);
+/// `None` for a code that is not one of [`EMULATED_FAULTS`].
+pub fn emulated_fault(code: &str) -> Option<SoapError> {
+    DkdCode::parse(code).and_then(emulation)
+}
 
 /// The refusal a `fault` scenario with dkd code `code` answers, worded by [`fault::describe`]
 /// like the real one; `None` for a code not in [`EMULATED_FAULTS`].
-pub fn emulated_fault(code: &str) -> Option<SoapError> {
+pub fn emulation(code: DkdCode) -> Option<SoapError> {
     use wssec::SecurityError as S;
     let why = || "emulated by a scenario".to_owned();
     Some(match code {
-        "0001" => SoapError::InvalidEnvelope(why()),
-        "0002" => SoapError::NotAuthorised(why()),
-        "0004" => SoapError::SchemaInvalid(why()),
-        "0012" => SoapError::BsnElevenTest,
-        "0020" => SoapError::Security(S::Invalid(why())),
-        "0021" => SoapError::Security(S::FailedCheck(why())),
-        "0022" => SoapError::Security(S::Token(why())),
-        "0026" => SoapError::Security(S::Replay(why())),
-        "0099" => SoapError::Internal(why()),
+        DkdCode::InvalidEnvelope => SoapError::InvalidEnvelope(why()),
+        DkdCode::NotAuthorised => SoapError::NotAuthorised(why()),
+        DkdCode::SchemaInvalid => SoapError::SchemaInvalid(why()),
+        DkdCode::BsnElevenTest => SoapError::BsnElevenTest,
+        DkdCode::SecurityInvalid => SoapError::Security(S::Invalid(why())),
+        DkdCode::FailedCheck => SoapError::Security(S::FailedCheck(why())),
+        DkdCode::SecurityToken => SoapError::Security(S::Token(why())),
+        DkdCode::Replay => SoapError::Security(S::Replay(why())),
+        DkdCode::Internal => SoapError::Internal(why()),
         _ => return None,
     })
 }
@@ -329,7 +343,7 @@ fn respond_as(ep: &Endpoint, acc: Accepted, answer: Answer, effect: &Effect) -> 
     let bsn = acc.request.bsn();
     let mut out = match (effect, answer) {
         (Effect::Fault(code), _) => {
-            let e = emulated_fault(code).unwrap_or(SoapError::Internal(format!(
+            let e = emulation(*code).unwrap_or(SoapError::Internal(format!(
                 "scenario fault code {code} cannot be emulated"
             )));
             tracing::warn!(code = %code, "scenario: answered with a fault on purpose");
@@ -661,12 +675,24 @@ fn check_soap_action(header: Option<&str>, action: Option<&str>) -> Result<(), S
 }
 
 fn fault_response(ep: &Endpoint, ctx: &ReplyContext, e: &SoapError) -> Outbound {
+    fault_written(ep, ctx, e, |ep, ctx, written| {
+        envelope_signed_by(ep, signer_for(ep, Look::Proper), ctx, written, Look::Proper)
+    })
+}
+
+/// The fault for `e`, worded by [`describe`], put in an envelope by `envelope`.
+fn fault_written(
+    ep: &Endpoint,
+    ctx: &ReplyContext,
+    e: &SoapError,
+    envelope: impl FnOnce(&Endpoint, &ReplyContext, Written<'_>) -> Outbound,
+) -> Outbound {
     let spec = describe(e);
     match e {
-        SoapError::Internal(why) => {
+        SoapError::Internal(why) | SoapError::Signing(why) => {
             tracing::error!(error = %why, "internal error answered as soapenv:Server")
         }
-        other => tracing::info!(code = spec.code, reason = %other, "request refused"),
+        other => tracing::info!(code = spec.code.as_str(), reason = %other, "request refused"),
     }
     let mut body = String::with_capacity(1024);
     spec.write(&ep.service.dn, &mut body);
@@ -675,18 +701,38 @@ fn fault_response(ep: &Endpoint, ctx: &ReplyContext, e: &SoapError) -> Outbound 
     } else {
         ep.fault_action()
     };
-    envelope_for(ep, ctx, action, &body, 500, Outcome::Fault(spec.code))
+    envelope(
+        ep,
+        ctx,
+        Written {
+            action,
+            body: &body,
+            status: 500,
+            outcome: Outcome::Fault(spec.code),
+        },
+    )
 }
 
-fn envelope_for(
-    ep: &Endpoint,
-    ctx: &ReplyContext,
-    action: &str,
-    body: &str,
-    status: u16,
-    outcome: Outcome,
-) -> Outbound {
-    envelope_as(ep, ctx, action, body, status, outcome, Look::Proper)
+/// What signs a response: the endpoint's [`wssec::Signer`]. A seam, so that the answer when
+/// signing fails (which a loaded RSA key does not) can be tested.
+trait SignResponse {
+    fn security_header(
+        &self,
+        parts: &[(&str, &str)],
+        confirm: Option<&str>,
+        now: time::OffsetDateTime,
+    ) -> Result<String, wssec::SecurityError>;
+}
+
+impl SignResponse for wssec::Signer {
+    fn security_header(
+        &self,
+        parts: &[(&str, &str)],
+        confirm: Option<&str>,
+        now: time::OffsetDateTime,
+    ) -> Result<String, wssec::SecurityError> {
+        wssec::Signer::security_header(self, parts, confirm, now)
+    }
 }
 
 fn envelope_as(
@@ -698,7 +744,44 @@ fn envelope_as(
     outcome: Outcome,
     look: Look,
 ) -> Outbound {
-    let signing = ep.security.as_deref().filter(|_| look != Look::Unsigned);
+    let written = Written {
+        action,
+        body,
+        status,
+        outcome,
+    };
+    envelope_signed_by(ep, signer_for(ep, look), ctx, written, look)
+}
+
+/// The endpoint's signer, unless signing is off or the scenario withholds the signature.
+fn signer_for(ep: &Endpoint, look: Look) -> Option<&dyn SignResponse> {
+    ep.security
+        .as_deref()
+        .filter(|_| look != Look::Unsigned)
+        .map(|sec| &sec.signer as &dyn SignResponse)
+}
+
+/// A response's content, before the envelope.
+struct Written<'a> {
+    action: &'a str,
+    body: &'a str,
+    status: u16,
+    outcome: Outcome,
+}
+
+fn envelope_signed_by(
+    ep: &Endpoint,
+    signing: Option<&dyn SignResponse>,
+    ctx: &ReplyContext,
+    written: Written<'_>,
+    look: Look,
+) -> Outbound {
+    let Written {
+        action,
+        body,
+        status,
+        outcome,
+    } = written;
     let confirm = ctx
         .confirm
         .as_deref()
@@ -742,14 +825,14 @@ fn envelope_as(
     push("Action", "_Action", action, false);
     push("To", "_To", to, false);
     push("From", "_From", from, true);
-    let security_header = signing.map(|sec| {
+    let security_header = signing.map(|signer| {
         let canonical_body = wssec::canonical_body("_Body", body);
         let mut parts: Vec<(&str, &str)> = spans
             .iter()
             .map(|(i, span)| (*i, &headers[span.clone()]))
             .collect();
         parts.push(("_Body", &canonical_body));
-        sec.signer
+        signer
             .security_header(&parts, confirm, time::OffsetDateTime::now_utc())
             .map(|h| match look {
                 Look::BadSignature => break_signature(h),
@@ -760,19 +843,12 @@ fn envelope_as(
         None => None,
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
-            // Signing cannot fail for a loaded RSA key; if it does, say so rather than send unsigned.
-            tracing::error!(error = %e, "response signing failed");
-            return Outbound {
-                status: 500,
-                body: String::new(),
-                outcome: Outcome::Fault("0099"),
-                message_id: ctx.message_id.clone(),
-                from_oin: ctx.from_oin.clone(),
-                bsn: None,
-                signer_oin: ctx.signer_oin.clone(),
-                ignored_headers: ctx.ignored_headers.clone(),
-                wire: None,
-            };
+            // Signing cannot fail for a loaded RSA key; if it does, the caller gets a fault like
+            // any other, unsigned since signing is what failed, rather than an unsigned answer.
+            let e = SoapError::Signing(e.to_string());
+            return fault_written(ep, ctx, &e, |ep, ctx, written| {
+                envelope_signed_by(ep, None, ctx, written, Look::Proper)
+            });
         }
     };
     let mut s = String::with_capacity(body.len() + 4096);
@@ -1003,6 +1079,78 @@ mod tests {
             "https://other/?oin=00000001000000000001".to_owned(),
         ] {
             assert!(!ep.accepts_to(&bad), "{bad}");
+        }
+    }
+
+    /// A signer whose key cannot sign.
+    struct CannotSign;
+
+    impl SignResponse for CannotSign {
+        fn security_header(
+            &self,
+            _: &[(&str, &str)],
+            _: Option<&str>,
+            _: time::OffsetDateTime,
+        ) -> Result<String, wssec::SecurityError> {
+            Err(wssec::SecurityError::FailedCheck(
+                "RSA signing failed: key /etc/dkd/sign.key".into(),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_response_that_cannot_be_signed_is_an_unsigned_0099_fault_addressed_to_the_caller() {
+        let ep = endpoint(Store::temporary().expect("store"));
+        let from = format!("http://localhost/client?oin={OIN}");
+        let ctx = ReplyContext {
+            message_id: Some("urn:uuid:7".into()),
+            from: Some(from.clone()),
+            to: Some(URL.into()),
+            from_oin: Some(OIN.into()),
+            confirm: Some("c2lnbmF0dXJl".into()),
+            ..ReplyContext::default()
+        };
+        let mut answer = String::new();
+        gsd::write_response(&Reply::NietsGevonden, "", &mut answer);
+        let out = envelope_signed_by(
+            &ep,
+            Some(&CannotSign),
+            &ctx,
+            Written {
+                action: ep.response_action(),
+                body: &answer,
+                status: 200,
+                outcome: Outcome::NotFound,
+            },
+            Look::Proper,
+        );
+        assert_eq!(out.status, 500);
+        assert_eq!(out.outcome, Outcome::Fault(DkdCode::Internal));
+        assert_eq!(out.message_id.as_deref(), Some("urn:uuid:7"));
+        assert_eq!(out.from_oin.as_deref(), Some(OIN));
+        let doc = crate::xml::parse(out.body.as_bytes()).expect("a well-formed envelope");
+        drop(doc);
+        for part in [
+            "<faultcode>soapenv:Server</faultcode>",
+            "<faultstring>Internal error: the response could not be signed</faultstring>",
+            "<Code>0099</Code>",
+            "<DN>CN=test</DN>",
+            "urn:uuid:7</wsa:RelatesTo>",
+            gsd::ACTION_FAULT,
+            &format!("{from}</wsa:To>"),
+        ] {
+            assert!(out.body.contains(part), "{part}: {}", out.body);
+        }
+        // Unsigned, since signing is what failed; the answer it replaces does not go out, and
+        // the cause stays in the log.
+        for absent in [
+            "wsse:Security",
+            "wsu:Id",
+            "NietsGevonden",
+            "RSA",
+            "sign.key",
+        ] {
+            assert!(!out.body.contains(absent), "{absent}: {}", out.body);
         }
     }
 

@@ -156,3 +156,74 @@ async fn unknown_json_fields_are_refused_not_dropped() {
         );
     }
 }
+
+#[tokio::test]
+async fn over_mutual_tls_only_an_allowed_admin_oin_is_served() {
+    // `app` speaks TLS on the admin API off loopback; the listener is the same either way, so
+    // the TLS variant is started here on 127.0.0.1.
+    let p = pki();
+    let tls = dkd::http::tls::server_config(
+        &p.path("server.pem"),
+        &p.path("server-key.pem"),
+        &p.path("ca.pem"),
+        &[],
+    )
+    .expect("server tls");
+    let store = dkd::store::Store::temporary().expect("store");
+    let state = std::sync::Arc::new(dkd::http::admin::AdminState {
+        identity: store.identity("gemeente").expect("identity"),
+        store,
+        rules: dkd::import::Rules {
+            lks_type_codes: vec!["24".into()],
+            max_future_days: 366,
+        },
+        purge: false,
+        allowed_oins: [ALLOWED_OIN.to_owned()].into_iter().collect(),
+        window_days: 730,
+        ib: None,
+        fetcher: None,
+        role: "gemeente",
+        scenario: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("https://{}/identity", listener.local_addr().expect("addr"));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dkd::http::admin::run(
+        listener,
+        Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls))),
+        state,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let get_as = |cert: &'static str| {
+        let url = url.clone();
+        async move {
+            dkd::http::client::request(
+                client_tls(cert),
+                "GET",
+                &url,
+                &[],
+                vec![],
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .expect("admin over TLS")
+        }
+    };
+    let allowed = get_as("client").await;
+    assert_eq!(allowed.status, 200, "{:?}", allowed.body);
+    let v: serde_json::Value = serde_json::from_slice(&allowed.body).expect("json");
+    assert_eq!(v["role"], "gemeente", "{v}");
+    let other = get_as("unlisted").await;
+    assert_eq!(other.status, 403);
+    assert!(
+        String::from_utf8_lossy(&other.body).contains("not an allowed admin OIN"),
+        "{:?}",
+        other.body
+    );
+    let _ = stop_tx.send(());
+    server.await.expect("joined").expect("served");
+}
