@@ -19,6 +19,8 @@ pub const NS_WSU: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
 /// WS-Security 1.1 secext.
 pub const NS_WSSE11: &str = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd";
+/// XML-DSig namespace.
+pub const NS_DS: &str = "http://www.w3.org/2000/09/xmldsig#";
 /// SuwiML FWI v0205.
 pub const NS_FWI: &str = "http://bkwi.nl/SuwiML/FWI/v0205";
 /// GSDDossierReintegratie v0200 body namespace.

@@ -11,7 +11,8 @@
 //! Like bergshamra in its `trusted_keys_only` mode, only the key of the token `wssec` resolved and
 //! trusted is used, never key material inline in KeyInfo.
 
-use super::wssec::{SecurityError, NS_DS};
+use super::security_error::SecurityError;
+use crate::xml::NS_DS;
 use aws_lc_rs::digest;
 use aws_lc_rs::signature::{self, ParsedPublicKey};
 use base64::Engine as _;

@@ -6,6 +6,7 @@ pub mod client;
 pub mod dsig;
 pub mod envelope;
 pub mod fault;
+pub mod security_error;
 pub mod wssec;
 
 use crate::scenario::Effect;
