@@ -279,7 +279,7 @@ pub struct ImportConfig {
 impl Default for ImportConfig {
     fn default() -> Self {
         ImportConfig {
-            lks_type_codes: vec![crate::demo::TYPE_LKS.to_owned()],
+            lks_type_codes: vec![crate::suwiml::model::TYPE_LKS.to_owned()],
             max_future_days: 366,
         }
     }
