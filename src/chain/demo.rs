@@ -4,7 +4,7 @@
 //! BSNs come from the 9999xxxxx range (all passing the 11-test). Type codes and names are
 //! illustrative, not an official code list.
 
-use crate::suwiml::model::{AtlRelatie, Bron, Person, Provision};
+use crate::suwiml::model::{AtlRelatie, Bron, Person, Provision, TYPE_LKS};
 use crate::suwiml::types::{Bsn, Datum, Percentage};
 
 /// How many persons `serve --demo` loads into an empty store.
@@ -15,9 +15,6 @@ pub const UNKNOWN_BSN: &str = "123456782";
 
 /// Gemeentecodes used in the demo (Amsterdam, Rotterdam, 's-Gravenhage, Utrecht, Groningen).
 pub const DEMO_GEMEENTEN: [&str; 5] = ["0363", "0599", "0518", "0344", "0014"];
-
-/// `CdTypeRvGsd` the demo uses for loonkostensubsidie.
-pub const TYPE_LKS: &str = "24";
 
 /// splitmix64: tiny, deterministic, and good enough for synthetic data.
 struct Rng(u64);

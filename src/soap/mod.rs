@@ -2,10 +2,13 @@
 //! WS-Addressing, the header policy, authorisation by OIN and faults live here; the operation is
 //! delegated to `service`. No sockets, no hyper, no sled.
 
+mod checks;
 pub mod client;
 pub mod dsig;
 pub mod envelope;
 pub mod fault;
+mod requests;
+pub mod security_error;
 pub mod wssec;
 
 use crate::chain::scenario::Effect;
@@ -15,8 +18,10 @@ use crate::suwiml::gsd::{self, BodyError, Reply};
 use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex as vi;
 use crate::xml::{escape, NS_SOAP11, NS_WSA, NS_WSSE, NS_WSU};
+use checks::process;
 use envelope::{is_absolute_uri, oin_from_address, Addressing, WSA_ANONYMOUS};
 use fault::{describe, DkdCode, SoapError};
+pub use requests::{example_request, signed_request};
 use std::collections::HashSet;
 
 /// The WS-Addressing action used on WS-Addressing faults.
@@ -496,55 +501,6 @@ struct ReplyContext {
     ignored_headers: Vec<String>,
 }
 
-fn process(ep: &Endpoint, req: Inbound<'_>, ctx: &mut ReplyContext) -> Result<Request, SoapError> {
-    if let Err(e) = check_content_type(req.content_type) {
-        // Refused either way; read what addressing there is so the fault reaches the caller.
-        if let Ok(env) = envelope::parse(req.body) {
-            remember(&envelope::read_headers(&env.headers).addressing, ctx);
-        }
-        return Err(e);
-    }
-    let env = envelope::parse(req.body)?;
-    let headers = envelope::read_headers(&env.headers);
-    remember(&headers.addressing, ctx);
-    for ns in &headers.ignored {
-        tracing::debug!(namespace = ?ns, "unknown header block ignored");
-        ctx.ignored_headers.push((*ns).to_owned());
-    }
-    if let Some(e) = headers.refused {
-        return Err(e);
-    }
-    let wsa = headers.addressing;
-    authorise(ep, req.tls_oin)?;
-    if let Some(sec) = &ep.security {
-        // The bytes already parsed as UTF-8 in envelope::parse.
-        let text = std::str::from_utf8(req.body).map_err(|e| SoapError::NotUtf8(e.to_string()))?;
-        let now = time::OffsetDateTime::now_utc();
-        if let Some(v) = sec
-            .verify
-            .verify(text, req.tls_oin, wsa.message_id.as_deref(), now)?
-        {
-            ctx.confirm = Some(v.signature_value);
-            ctx.signer_oin = Some(v.signer_oin);
-        }
-    }
-    check_addressing(ep, &wsa)?;
-    check_soap_action(req.soap_action, wsa.action.as_deref())?;
-    let body_error = |e| match e {
-        BodyError::Schema(m) => SoapError::SchemaInvalid(m),
-        BodyError::ElevenTest => SoapError::BsnElevenTest,
-    };
-    if ep.role.is_verwijsindex() {
-        vi::parse_request(&env.body)
-            .map(Request::Verwijsindex)
-            .map_err(body_error)
-    } else {
-        gsd::parse_request(&env.body)
-            .map(Request::Gsd)
-            .map_err(body_error)
-    }
-}
-
 fn remember(wsa: &Addressing, ctx: &mut ReplyContext) {
     ctx.message_id = wsa.message_id.clone().filter(|m| is_absolute_uri(m));
     ctx.from = wsa.from.clone().filter(|f| is_absolute_uri(f));
@@ -554,124 +510,6 @@ fn remember(wsa: &Addressing, ctx: &mut ReplyContext) {
         .as_deref()
         .and_then(oin_from_address)
         .map(str::to_owned);
-}
-
-fn check_content_type(ct: Option<&str>) -> Result<(), SoapError> {
-    let Some(ct) = ct else { return Ok(()) };
-    let mut parts = ct.split(';').map(str::trim);
-    let mime = parts.next().unwrap_or("").to_ascii_lowercase();
-    if mime == "application/soap+xml" {
-        return Err(SoapError::VersionMismatch);
-    }
-    if mime != "text/xml" {
-        return Err(SoapError::ContentType(ct.to_owned()));
-    }
-    for p in parts {
-        if let Some((k, v)) = p.split_once('=') {
-            if k.trim().eq_ignore_ascii_case("charset") {
-                let v = v.trim().trim_matches('"').to_ascii_lowercase();
-                if v != "utf-8" && v != "utf8" {
-                    return Err(SoapError::NotUtf8(format!("charset={v}")));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn authorise(ep: &Endpoint, tls_oin: Option<&str>) -> Result<(), SoapError> {
-    match tls_oin {
-        Some(oin) if ep.allowed_oins.contains(oin) => Ok(()),
-        Some(oin) => Err(SoapError::NotAuthorised(format!(
-            "TLS client OIN {oin} is not on the allow-list"
-        ))),
-        None => Err(SoapError::NotAuthorised(
-            "the TLS client certificate carries no OIN in subject serialNumber".into(),
-        )),
-    }
-}
-
-fn check_addressing(ep: &Endpoint, wsa: &Addressing) -> Result<(), SoapError> {
-    if let Some(h) = wsa.duplicate {
-        return Err(SoapError::InvalidAddressingHeader {
-            header: h,
-            reason: "occurs more than once".into(),
-        });
-    }
-    let message_id = wsa
-        .message_id
-        .as_deref()
-        .ok_or(SoapError::AddressingHeaderRequired("MessageID"))?;
-    if !is_absolute_uri(message_id) {
-        return Err(SoapError::InvalidAddressingHeader {
-            header: "MessageID",
-            reason: "must be an absolute URI such as urn:uuid:…".into(),
-        });
-    }
-    let action = wsa
-        .action
-        .as_deref()
-        .ok_or(SoapError::AddressingHeaderRequired("Action"))?;
-    if action != ep.request_action() {
-        return Err(SoapError::ActionNotSupported(action.to_owned()));
-    }
-    let to = wsa
-        .to
-        .as_deref()
-        .ok_or(SoapError::AddressingHeaderRequired("To"))?;
-    if !ep.accepts_to(to) {
-        return Err(SoapError::InvalidAddressingHeader {
-            header: "To",
-            reason: format!("this endpoint is {}", ep.public_url),
-        });
-    }
-    if wsa.from_without_address {
-        return Err(SoapError::InvalidAddressingHeader {
-            header: "From",
-            reason: "wsa:Address is missing".into(),
-        });
-    }
-    let from = wsa
-        .from
-        .as_deref()
-        .ok_or(SoapError::AddressingHeaderRequired("From"))?;
-    if !is_absolute_uri(from) || oin_from_address(from).is_none() {
-        return Err(SoapError::InvalidAddressingHeader {
-            header: "From",
-            reason:
-                "wsa:Address must be an absolute URI carrying the caller's OIN as ?oin=<20 digits>"
-                    .into(),
-        });
-    }
-    for (name, v) in [("ReplyTo", &wsa.reply_to), ("FaultTo", &wsa.fault_to)] {
-        if let Some(v) = v {
-            if v != WSA_ANONYMOUS {
-                return Err(SoapError::InvalidAddressingHeader {
-                    header: if name == "ReplyTo" {
-                        "ReplyTo"
-                    } else {
-                        "FaultTo"
-                    },
-                    reason: format!("only {WSA_ANONYMOUS} is supported"),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_soap_action(header: Option<&str>, action: Option<&str>) -> Result<(), SoapError> {
-    let Some(raw) = header else { return Ok(()) };
-    let v = raw.trim();
-    let unquoted = v
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(v);
-    if unquoted.is_empty() || Some(unquoted) == action {
-        Ok(())
-    } else {
-        Err(SoapError::BadSoapAction(raw.to_owned()))
-    }
 }
 
 fn fault_response(ep: &Endpoint, ctx: &ReplyContext, e: &SoapError) -> Outbound {
@@ -899,59 +737,6 @@ fn break_signature(mut header: String) -> String {
         header.replace_range(i..i + 1, swapped);
     }
     header
-}
-
-/// A complete, unsigned GSDReintegratieInfo request: for the start-up banner's curl example, the
-/// probe and tests.
-pub fn example_request(to: &str, from_oin: &str, bsn: &str, message_id: &str) -> String {
-    let mut s = String::with_capacity(1024);
-    s.push_str("<soapenv:Envelope xmlns:soapenv=\"");
-    s.push_str(NS_SOAP11);
-    s.push_str("\" xmlns:wsa=\"");
-    s.push_str(NS_WSA);
-    s.push_str("\" xmlns:gsd=\"");
-    s.push_str(crate::xml::NS_GSD);
-    s.push_str("\">\n  <soapenv:Header>\n    <wsa:MessageID>");
-    escape(message_id, &mut s);
-    s.push_str("</wsa:MessageID>\n    <wsa:Action>");
-    s.push_str(gsd::ACTION_REQUEST);
-    s.push_str("</wsa:Action>\n    <wsa:To>");
-    escape(to, &mut s);
-    s.push_str("</wsa:To>\n    <wsa:From><wsa:Address>http://localhost/client?oin=");
-    escape(from_oin, &mut s);
-    s.push_str("</wsa:Address></wsa:From>\n  </soapenv:Header>\n  <soapenv:Body>\n    <gsd:GSDReintegratieInfo><Burgerservicenr>");
-    escape(bsn, &mut s);
-    s.push_str(
-        "</Burgerservicenr></gsd:GSDReintegratieInfo>\n  </soapenv:Body>\n</soapenv:Envelope>\n",
-    );
-    s
-}
-
-/// A complete GSDReintegratieInfo request signed per 2W-be-S (Body, Timestamp and every
-/// WS-Addressing header), as a client of any 2W-be-S endpoint sends it: for `dkd call`, the probe
-/// and tests.
-pub fn signed_request(
-    signer: &wssec::Signer,
-    to: &str,
-    from_oin: &str,
-    bsn: &str,
-    message_id: &str,
-    now: time::OffsetDateTime,
-) -> Result<String, wssec::SecurityError> {
-    let from = format!("http://localhost/dkd?oin={from_oin}");
-    let mut body = String::new();
-    gsd::write_request(bsn, &mut body);
-    client::envelope(
-        Some(signer),
-        &client::Outgoing {
-            to,
-            from_address: &from,
-            action: gsd::ACTION_REQUEST,
-            body: &body,
-            message_id,
-        },
-        now,
-    )
 }
 
 #[cfg(test)]

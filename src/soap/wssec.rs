@@ -11,6 +11,8 @@
 //! so each signed part's exclusive-C14N bytes are produced directly, digested, and SignedInfo is
 //! signed once with RSA-SHA256 using a key parsed at start-up.
 
+pub use super::security_error::SecurityError;
+pub use crate::xml::NS_DS;
 use crate::xml::{escape, escape_attr, NS_SOAP11, NS_WSA, NS_WSSE, NS_WSSE11, NS_WSU};
 use base64::Engine as _;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
@@ -18,8 +20,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
-/// XML-DSig namespace.
-pub const NS_DS: &str = "http://www.w3.org/2000/09/xmldsig#";
 /// Exclusive C14N 1.0, the only canonicalisation accepted.
 pub const ALG_EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 /// RSA-SHA256, what dkd signs with.
@@ -55,46 +55,6 @@ pub enum SigningMode {
     Optional,
     /// No verification, no signing (for tests behind a trusted signing proxy only).
     Off,
-}
-
-/// Why a request's security was refused. `soap::fault::describe` maps each to its WSS fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SecurityError {
-    /// No wsse:Security header while signing is required.
-    #[error("no wsse:Security header")]
-    Missing,
-    /// Structure: counts, unexpected elements, duplicate Ids, unresolvable references.
-    #[error("invalid wsse:Security: {0}")]
-    Invalid(String),
-    /// An algorithm outside the allow-list.
-    #[error("algorithm not allowed: {0}")]
-    Algorithm(String),
-    /// A part that must be signed is not covered (including signature wrapping).
-    #[error("not covered by the signature: {0}")]
-    Coverage(String),
-    /// The signature or a digest does not verify.
-    #[error("signature check failed: {0}")]
-    FailedCheck(String),
-    /// The BinarySecurityToken is unusable or does not chain to the trusted CAs.
-    #[error("security token refused: {0}")]
-    Token(String),
-    /// The signing certificate's OIN is not allowed.
-    #[error("signer OIN not allowed: {0}")]
-    SignerNotAllowed(String),
-    /// The signing OIN differs from the TLS client OIN.
-    #[error("signer OIN {signer} differs from TLS client OIN {tls}")]
-    SignerMismatch {
-        /// OIN in the signing certificate.
-        signer: String,
-        /// OIN in the TLS client certificate.
-        tls: String,
-    },
-    /// Timestamp expired, too old, or too far in the future.
-    #[error("timestamp refused: {0}")]
-    Expired(String),
-    /// The MessageID was seen before within the window.
-    #[error("replayed MessageID {0}")]
-    Replay(String),
 }
 
 /// What a verified request proved.

@@ -36,6 +36,10 @@ impl Bron {
 /// `CdKolomSuwi` of the gemeenten (SuwiML: 1 UWV, 2 SVB, 3 gemeenten).
 pub const KOLOM_GEMEENTE: u8 = 3;
 
+/// `CdTypeRvGsd` dkd takes for loonkostensubsidie: the default of `import.lks_type_codes` and
+/// the demo's.
+pub const TYPE_LKS: &str = "24";
+
 /// A `ReIntegratievoorziening`: one re-integration provision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
