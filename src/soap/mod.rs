@@ -14,7 +14,7 @@ pub mod wssec;
 use crate::chain::scenario::Effect;
 use crate::gemeente::service::Service;
 use crate::ib::service::Ib;
-use crate::suwiml::gsd::{self, BodyError, Reply};
+use crate::suwiml::gsd::{self, Reply};
 use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex as vi;
 use crate::xml::{escape, NS_SOAP11, NS_WSA, NS_WSSE, NS_WSU};
