@@ -250,6 +250,49 @@ pub fn build_ib(
         .collect())
 }
 
+/// A configured gemeente whose delivery is stale (the IB's periodic check).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaleGemeente {
+    /// The gemeentecode.
+    pub gemeente: String,
+    /// `webservice` or `batch`.
+    pub delivery: String,
+    /// The last delivery (batch: the last full import; webservice: the newest mutation an
+    /// IBVerwijsindex update brought), unix seconds; `None`: never.
+    pub last: Option<i64>,
+}
+
+/// The configured gemeenten of an IB report whose delivery is older than `stale_after_days` at
+/// `now`, or missing: a batch gemeente by the rule [`build_ib`] applies (`stale`), a webservice
+/// gemeente by the same rule over its newest mutation in any cluster.
+pub fn ib_stale(rows: &[IbReport], stale_after_days: u32, now: i64) -> Vec<StaleGemeente> {
+    let limit = i64::from(stale_after_days) * 86_400;
+    let mut out: Vec<StaleGemeente> = Vec::new();
+    for r in rows.iter().filter(|r| !r.delivery.is_empty()) {
+        if out.iter().any(|s| s.gemeente == r.gemeente) {
+            continue;
+        }
+        let (stale, last) = if r.delivery == "batch" {
+            (r.stale, r.last_delivery)
+        } else {
+            let last = rows
+                .iter()
+                .filter(|x| x.gemeente == r.gemeente)
+                .filter_map(|x| x.newest_mutation)
+                .max();
+            (last.is_none_or(|t| now - t > limit), last)
+        };
+        if stale {
+            out.push(StaleGemeente {
+                gemeente: r.gemeente.clone(),
+                delivery: r.delivery.clone(),
+                last,
+            });
+        }
+    }
+    out
+}
+
 fn ratio(ok: u64, failed: u64) -> String {
     match ok + failed {
         0 => "-".into(),
