@@ -6,7 +6,7 @@ use crate::gemeente::service::Service;
 use crate::http::admin::AdminState;
 use crate::http::server::{self, Limits, Mount, State};
 use crate::http::{tls, wsdl::Documents};
-use crate::soap::wssec::{ReplayCache, Signer, SigningMode, VerifyPolicy};
+use crate::soap::wssec::{ReplayCache, SharedReplay, Signer, SigningMode, VerifyPolicy};
 use crate::soap::{Endpoint, Role as EndpointRole, Security};
 use crate::store::Store;
 use std::future::Future;
@@ -58,6 +58,10 @@ pub struct App {
     audit_days: u32,
     push: Option<crate::gemeente::push::Sender>,
     fetcher: Option<(Arc<crate::gemeente::fetch::Fetcher>, u64)>,
+    /// The interval of the shared replay cache's prune (PostgreSQL with signing on).
+    replay_prune: Option<Duration>,
+    /// IB role: the stale check's settings and interval.
+    ib_stale: Option<(crate::ib::service::IbSettings, Duration)>,
 }
 
 /// The bound admin listener.
@@ -131,7 +135,7 @@ impl App {
                     to_aliases: Vec::new(),
                     own_oins: own_oins.clone(),
                     allowed_oins: gemeente_oins.iter().cloned().collect(),
-                    security: security_for(cfg, &gemeente_oins)?.map(Arc::new),
+                    security: security_for(cfg, &gemeente_oins, &service.store)?.map(Arc::new),
                     role: EndpointRole::IbVerwijsindex(ib.clone()),
                 };
                 let mount = Mount {
@@ -142,13 +146,15 @@ impl App {
                 (EndpointRole::IbRouter(ib), Some(mount))
             }
         };
+        let security = security(cfg, &service.store)?.map(Arc::new);
+        let shared_store = service.store.is_shared();
         let endpoint = Endpoint {
             service,
             public_url: public_url.clone(),
             to_aliases: cfg.server.to_aliases.clone(),
             own_oins,
             allowed_oins: cfg.auth.allowed_oins.iter().cloned().collect(),
-            security: security(cfg)?.map(Arc::new),
+            security,
             role,
         };
         let limits = Limits {
@@ -241,6 +247,18 @@ impl App {
             addr,
             push,
             fetcher: fetch.map(|f| (f, cfg.signals.fetch_interval_secs)),
+            replay_prune: (shared_store && cfg.signing_mode() != SigningMode::Off).then(|| {
+                // Rows live one replay window; pruning as often keeps the table at about
+                // one window of requests.
+                let window = cfg.security.max_message_age_secs + 2 * cfg.security.clock_skew_secs;
+                Duration::from_secs(window.max(60))
+            }),
+            ib_stale: (cfg.role == Role::Ib && cfg.ib.stale_check_interval_secs > 0).then(|| {
+                (
+                    ib_settings(cfg),
+                    Duration::from_secs(cfg.ib.stale_check_interval_secs),
+                )
+            }),
         })
     }
 
@@ -300,64 +318,96 @@ impl App {
                 stopped(stop_rx.clone()),
             ));
         }
-        if self.retention.sweep_interval_hours > 0 {
-            let (st, ret, rx, audit_days) = (
-                store.clone(),
-                self.retention.clone(),
-                stop_rx.clone(),
-                self.audit_days,
-            );
-            tokio::spawn(async move {
-                let every = Duration::from_secs(ret.sweep_interval_hours * 3600);
-                // The first sweep runs one interval after start: answers already apply the look-back, and a
-                // sweep racing start-up (or a short-lived instance's shutdown) gains nothing.
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-                let stop = stopped(rx);
-                tokio::pin!(stop);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = &mut stop => return,
-                    }
+        let metrics = self.state.metrics.clone();
+        let every = self.retention.sweep_interval();
+        if !every.is_zero() {
+            let (ret, audit_days) = (self.retention.clone(), self.audit_days);
+            let st = store.clone();
+            tokio::spawn(periodic(
+                Job::new("sweep", every, &store, &metrics),
+                stopped(stop_rx.clone()),
+                move || {
                     let (s, r) = (st.clone(), ret.clone());
-                    let today = time::OffsetDateTime::now_utc().date();
-                    let cutoff = time::OffsetDateTime::now_utc().unix_timestamp()
-                        - i64::from(audit_days) * 86_400;
-                    match tokio::task::spawn_blocking(move || {
-                        let pruned = s.prune_audit(cutoff)?;
-                        tracing::info!(pruned, "audit records past retention deleted");
-                        crate::gemeente::service::sweep(&s, r.window_days, r.purge, today, false)
-                    })
-                    .await
-                    {
-                        Ok(Ok(rep)) => tracing::info!(
-                            examined = rep.examined,
-                            removed = rep.removed,
-                            "retention sweep"
-                        ),
-                        Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
-                        Err(e) => tracing::error!(error = %e, "retention sweep panicked"),
+                    async move {
+                        let today = time::OffsetDateTime::now_utc().date();
+                        let cutoff = time::OffsetDateTime::now_utc().unix_timestamp()
+                            - i64::from(audit_days) * 86_400;
+                        match tokio::task::spawn_blocking(move || {
+                            let pruned = s.prune_audit(cutoff)?;
+                            tracing::info!(pruned, "audit records past retention deleted");
+                            crate::gemeente::service::sweep(
+                                &s,
+                                r.window_days,
+                                r.purge,
+                                today,
+                                false,
+                            )
+                        })
+                        .await
+                        {
+                            Ok(Ok(rep)) => tracing::info!(
+                                examined = rep.examined,
+                                removed = rep.removed,
+                                "retention sweep"
+                            ),
+                            Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
+                            Err(e) => tracing::error!(error = %e, "retention sweep panicked"),
+                        }
                     }
-                }
-            });
+                },
+            ));
+        }
+        if let Some(every) = self.replay_prune {
+            let st = store.clone();
+            tokio::spawn(periodic(
+                Job::new("replay_prune", every, &store, &metrics),
+                stopped(stop_rx.clone()),
+                move || {
+                    let s = st.clone();
+                    async move {
+                        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                        match tokio::task::spawn_blocking(move || s.prune_replay(now)).await {
+                            Ok(Ok(n)) => tracing::debug!(pruned = n, "expired MessageIDs deleted"),
+                            Ok(Err(e)) => tracing::warn!(error = %e, "replay prune failed"),
+                            Err(e) => tracing::error!(error = %e, "replay prune panicked"),
+                        }
+                    }
+                },
+            ));
         }
         if let Some((f, every)) = self.fetcher.filter(|(_, every)| *every > 0) {
-            let stop = stopped(stop_rx.clone());
-            tokio::spawn(async move {
-                let every = Duration::from_secs(every);
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-                tokio::pin!(stop);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = &mut stop => return,
+            tokio::spawn(periodic(
+                Job::new("lksri_fetch", Duration::from_secs(every), &store, &metrics),
+                stopped(stop_rx.clone()),
+                move || {
+                    let f = f.clone();
+                    async move {
+                        let r = f.fetch().await;
+                        for e in &r.errors {
+                            tracing::warn!(error = %e, "Toets LKS reports: fetch problem");
+                        }
                     }
-                    let r = f.fetch().await;
-                    for e in &r.errors {
-                        tracing::warn!(error = %e, "Toets LKS reports: fetch problem");
+                },
+            ));
+        }
+        if let Some((settings, every)) = self.ib_stale {
+            let (st, m) = (store.clone(), metrics.clone());
+            tokio::spawn(periodic(
+                Job::new("ib_stale_check", every, &store, &metrics),
+                stopped(stop_rx.clone()),
+                move || {
+                    let (s, settings, m) = (st.clone(), settings.clone(), m.clone());
+                    async move {
+                        match tokio::task::spawn_blocking(move || ib_stale_check(&s, &settings))
+                            .await
+                        {
+                            Ok(Ok(n)) => m.set_ib_stale(n),
+                            Ok(Err(e)) => tracing::warn!(error = %e, "IB stale check failed"),
+                            Err(e) => tracing::error!(error = %e, "IB stale check panicked"),
+                        }
                     }
-                }
-            });
+                },
+            ));
         }
         if let Some(live) = self.state.scenario.clone() {
             let stop = stopped(stop_rx.clone());
@@ -459,12 +509,16 @@ pub fn role_name(role: Role) -> &'static str {
 }
 
 /// Builds the WS-Security setup from `[security]`, or `None` when signing is off.
-pub fn security(cfg: &Config) -> Result<Option<Security>, StartError> {
-    security_for(cfg, &cfg.auth.allowed_oins)
+pub fn security(cfg: &Config, store: &Store) -> Result<Option<Security>, StartError> {
+    security_for(cfg, &cfg.auth.allowed_oins, store)
 }
 
 /// [`security`] for an endpoint with its own allow-list of callers.
-fn security_for(cfg: &Config, allowed: &[String]) -> Result<Option<Security>, StartError> {
+fn security_for(
+    cfg: &Config,
+    allowed: &[String],
+    store: &Store,
+) -> Result<Option<Security>, StartError> {
     let mode = cfg.signing_mode();
     if mode == SigningMode::Off {
         return Ok(None);
@@ -491,10 +545,126 @@ fn security_for(cfg: &Config, allowed: &[String]) -> Result<Option<Security>, St
         any_signer: false,
         clock_skew: time::Duration::seconds(s.clock_skew_secs as i64),
         max_age: time::Duration::seconds(s.max_message_age_secs as i64),
-        replay: ReplayCache::new(s.replay_cache_size),
+        replay: match store.is_shared() {
+            true => ReplayCache::new(s.replay_cache_size)
+                .with_shared(Arc::new(StoreReplay(store.clone()))),
+            false => ReplayCache::new(s.replay_cache_size),
+        },
         trust_cache: Default::default(),
     };
     Ok(Some(Security { verify, signer }))
+}
+
+/// The replay cache every instance on a PostgreSQL store shares, behind each one's own: the
+/// soap layer gets it as a [`SharedReplay`] and names no store type.
+struct StoreReplay(Store);
+
+impl SharedReplay for StoreReplay {
+    fn claim(&self, message_id: &str, now: i64, until: i64) -> Result<bool, String> {
+        self.0
+            .replay_claim(message_id, now, until)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A periodic job: its name (its claim in the store, its `dkd_periodic_runs_total` label) and
+/// interval.
+struct Job {
+    name: &'static str,
+    every: Duration,
+    store: Store,
+    metrics: Arc<crate::ops::metrics::Metrics>,
+}
+
+impl Job {
+    fn new(
+        name: &'static str,
+        every: Duration,
+        store: &Store,
+        metrics: &Arc<crate::ops::metrics::Metrics>,
+    ) -> Job {
+        Job {
+            name,
+            every,
+            store: store.clone(),
+            metrics: metrics.clone(),
+        }
+    }
+}
+
+/// Runs `run` once per interval across every instance on the store. Intervals are aligned to
+/// the clock (multiples of the interval since 1970-01-01 UTC), so every instance names the same
+/// one; each wakes at an interval's start and claims it in the store, and only the one whose
+/// claim succeeds runs the job. The first run is at the first interval start after start-up
+/// (answers already apply the look-back: a sweep racing start-up gains nothing). A claimer that
+/// dies during its run loses that interval's run, not the next.
+async fn periodic<F, Fut>(job: Job, stop: impl Future<Output = ()>, mut run: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let secs = i64::try_from(job.every.as_secs().max(1)).unwrap_or(i64::MAX);
+    tokio::pin!(stop);
+    let mut last: Option<i64> = None;
+    loop {
+        let now = time::OffsetDateTime::now_utc();
+        let mut next = now
+            .unix_timestamp()
+            .div_euclid(secs)
+            .saturating_add(1)
+            .saturating_mul(secs);
+        if let Some(l) = last {
+            // Woken a little early (timers and the clock differ): not the same interval again.
+            next = next.max(l.saturating_add(secs));
+        }
+        let wait = i128::from(next) * 1_000_000_000 - now.unix_timestamp_nanos();
+        let wait = Duration::from_nanos(u64::try_from(wait.max(0)).unwrap_or(u64::MAX));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut stop => return,
+        }
+        last = Some(next);
+        let (s, name) = (job.store.clone(), job.name);
+        match tokio::task::spawn_blocking(move || s.job_claim(name, next)).await {
+            Ok(Ok(true)) => {
+                job.metrics.periodic_run(job.name);
+                run().await;
+            }
+            Ok(Ok(false)) => {
+                tracing::debug!(
+                    job = job.name,
+                    "periodic job: another instance runs this interval"
+                )
+            }
+            Ok(Err(e)) => tracing::warn!(
+                job = job.name,
+                error = %e,
+                "periodic job: its interval could not be claimed, not run"
+            ),
+            Err(e) => tracing::error!(job = job.name, error = %e, "periodic job claim panicked"),
+        }
+    }
+}
+
+/// The IB's stale check: a WARN per configured gemeente whose delivery is stale; returns how
+/// many are.
+fn ib_stale_check(
+    store: &Store,
+    settings: &crate::ib::service::IbSettings,
+) -> Result<u64, crate::store::StoreError> {
+    let now = time::OffsetDateTime::now_utc();
+    let rows = crate::report::build_ib(store, settings, now.date())?;
+    let stale = crate::report::ib_stale(&rows, settings.stale_after_days, now.unix_timestamp());
+    for g in &stale {
+        tracing::warn!(
+            gemeente = %g.gemeente,
+            delivery = %g.delivery,
+            last = g.last.unwrap_or(0),
+            stale_after_days = settings.stale_after_days,
+            "IB: delivery stale"
+        );
+    }
+    Ok(stale.len() as u64)
 }
 
 /// The path part of a public URL (where the endpoint is routed), defaulting to the standard path.

@@ -142,8 +142,12 @@ pub struct IbConfig {
     pub gemeente_ca: Option<PathBuf>,
     /// The URL gemeenten use for IBVerwijsindex. Default: `https://<server.listen>/IBVerwijsindex-v0300`.
     pub verwijsindex_url: Option<String>,
-    /// A batch delivery older than this many days is flagged stale.
+    /// A delivery older than this many days is flagged stale (a batch gemeente's last full
+    /// import, a webservice gemeente's newest update).
     pub stale_after_days: u32,
+    /// Seconds between the stale checks while serving: a WARN per stale gemeente and the gauge
+    /// `dkd_ib_stale_gemeenten` (0 = off). Once per interval across the instances on one store.
+    pub stale_check_interval_secs: u64,
     /// The gemeenten.
     pub gemeenten: Vec<IbGemeenteConfig>,
 }
@@ -157,6 +161,7 @@ impl Default for IbConfig {
             gemeente_ca: None,
             verwijsindex_url: None,
             stale_after_days: 35,
+            stale_check_interval_secs: 3600,
             gemeenten: Vec::new(),
         }
     }
@@ -253,6 +258,18 @@ pub struct RetentionConfig {
     pub purge: bool,
     /// Hours between sweeps while serving (0 = no automatic sweep).
     pub sweep_interval_hours: u64,
+    /// Seconds between sweeps, when set: overrides `sweep_interval_hours` (0 = no automatic sweep).
+    pub sweep_interval_secs: Option<u64>,
+}
+
+impl RetentionConfig {
+    /// The time between automatic sweeps; zero: none.
+    pub fn sweep_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.sweep_interval_secs
+                .unwrap_or(self.sweep_interval_hours.saturating_mul(3600)),
+        )
+    }
 }
 
 impl Default for RetentionConfig {
@@ -261,6 +278,7 @@ impl Default for RetentionConfig {
             window_days: crate::retention::DEFAULT_WINDOW_DAYS,
             purge: true,
             sweep_interval_hours: 24,
+            sweep_interval_secs: None,
         }
     }
 }

@@ -250,6 +250,49 @@ pub fn build_ib(
         .collect())
 }
 
+/// A configured gemeente whose delivery is stale (the IB's periodic check).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaleGemeente {
+    /// The gemeentecode.
+    pub gemeente: String,
+    /// `webservice` or `batch`.
+    pub delivery: String,
+    /// The last delivery (batch: the last full import; webservice: the newest mutation an
+    /// IBVerwijsindex update brought), unix seconds; `None`: never.
+    pub last: Option<i64>,
+}
+
+/// The configured gemeenten of an IB report whose delivery is older than `stale_after_days` at
+/// `now`, or missing: a batch gemeente by the rule [`build_ib`] applies (`stale`), a webservice
+/// gemeente by the same rule over its newest mutation in any cluster.
+pub fn ib_stale(rows: &[IbReport], stale_after_days: u32, now: i64) -> Vec<StaleGemeente> {
+    let limit = i64::from(stale_after_days) * 86_400;
+    let mut out: Vec<StaleGemeente> = Vec::new();
+    for r in rows.iter().filter(|r| !r.delivery.is_empty()) {
+        if out.iter().any(|s| s.gemeente == r.gemeente) {
+            continue;
+        }
+        let (stale, last) = if r.delivery == "batch" {
+            (r.stale, r.last_delivery)
+        } else {
+            let last = rows
+                .iter()
+                .filter(|x| x.gemeente == r.gemeente)
+                .filter_map(|x| x.newest_mutation)
+                .max();
+            (last.is_none_or(|t| now - t > limit), last)
+        };
+        if stale {
+            out.push(StaleGemeente {
+                gemeente: r.gemeente.clone(),
+                delivery: r.delivery.clone(),
+                last,
+            });
+        }
+    }
+    out
+}
+
 fn ratio(ok: u64, failed: u64) -> String {
     match ok + failed {
         0 => "-".into(),
@@ -413,4 +456,59 @@ pub fn cases_table(rows: &[CaseRow]) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(gemeente: &str, delivery: &str, cluster: &str) -> IbReport {
+        IbReport {
+            gemeente: gemeente.into(),
+            delivery: delivery.into(),
+            cluster: cluster.into(),
+            ..IbReport::default()
+        }
+    }
+
+    #[test]
+    fn stale_gemeenten_are_batch_by_their_delivery_and_webservice_by_their_newest_update() {
+        let day = 86_400;
+        let now = 100 * day;
+        let mut fresh_ws = row("0001", "webservice", "04");
+        fresh_ws.newest_mutation = Some(now - 2 * day);
+        // Old in one cluster, fresh in another: not stale.
+        let mut old_ws_other_cluster = row("0001", "webservice", "01");
+        old_ws_other_cluster.newest_mutation = Some(now - 90 * day);
+        let mut old_ws = row("0002", "webservice", "04");
+        old_ws.newest_mutation = Some(now - 36 * day);
+        let never_ws = row("0003", "webservice", "04");
+        let mut stale_batch = row("0004", "batch", "04");
+        stale_batch.stale = true;
+        stale_batch.last_delivery = Some(now - 40 * day);
+        let fresh_batch = row("0005", "batch", "04");
+        // In the index, no longer configured: not the check's business.
+        let unconfigured = row("0006", "", "04");
+        let rows = [
+            fresh_ws,
+            old_ws_other_cluster,
+            old_ws,
+            never_ws,
+            stale_batch,
+            fresh_batch,
+            unconfigured,
+        ];
+        let stale = ib_stale(&rows, 35, now);
+        assert_eq!(
+            stale
+                .iter()
+                .map(|s| (s.gemeente.as_str(), s.delivery.as_str(), s.last))
+                .collect::<Vec<_>>(),
+            [
+                ("0002", "webservice", Some(now - 36 * day)),
+                ("0003", "webservice", None),
+                ("0004", "batch", Some(now - 40 * day)),
+            ]
+        );
+    }
 }

@@ -40,6 +40,9 @@ struct Inner {
     recent: std::collections::VecDeque<RecentFault>,
     ignored_headers: BTreeMap<String, u64>,
     ignored_other: u64,
+    periodic_runs: BTreeMap<&'static str, u64>,
+    /// Set by the IB's stale check once it has run here.
+    ib_stale: Option<u64>,
 }
 
 /// The registry.
@@ -135,6 +138,27 @@ impl Metrics {
             + 1
     }
 
+    /// Counts a periodic job run by this instance (the one that claimed its interval).
+    pub fn periodic_run(&self, job: &'static str) {
+        let Ok(mut g) = self.inner.lock() else { return };
+        *g.periodic_runs.entry(job).or_default() += 1;
+    }
+
+    /// The periodic jobs this instance ran, by name.
+    pub fn periodic_runs(&self) -> Vec<(&'static str, u64)> {
+        self.inner
+            .lock()
+            .map(|g| g.periodic_runs.iter().map(|(j, n)| (*j, *n)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The IB's stale check found this many gemeenten stale.
+    pub fn set_ib_stale(&self, n: u64) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.ib_stale = Some(n);
+        }
+    }
+
     /// Counts a connection shed (or refused) to make room under the connection budget.
     pub fn connection_shed(&self) {
         self.connections_shed
@@ -189,6 +213,15 @@ impl Metrics {
             "# HELP dkd_connections_shed_total Connections closed to make room: still in the TLS handshake when the handshake budget was full, or idle when the connection slots were.\n# TYPE dkd_connections_shed_total counter\ndkd_connections_shed_total {}\n",
             self.connections_shed.load(std::sync::atomic::Ordering::Relaxed)
         ));
+        out.push_str("# HELP dkd_periodic_runs_total Periodic jobs run by this instance (one instance per interval across those sharing the store), by job.\n# TYPE dkd_periodic_runs_total counter\n");
+        for (job, n) in &g.periodic_runs {
+            out.push_str(&format!("dkd_periodic_runs_total{{job=\"{job}\"}} {n}\n"));
+        }
+        if let Some(n) = g.ib_stale {
+            out.push_str(&format!(
+                "# HELP dkd_ib_stale_gemeenten Configured gemeenten whose delivery is older than ib.stale_after_days, at the last stale check.\n# TYPE dkd_ib_stale_gemeenten gauge\ndkd_ib_stale_gemeenten {n}\n"
+            ));
+        }
     }
 }
 

@@ -41,6 +41,7 @@ pub(super) fn process(
         {
             ctx.confirm = Some(v.signature_value);
             ctx.signer_oin = Some(v.signer_oin);
+            ctx.replay_until = v.replay_until;
         }
     }
     check_addressing(ep, &wsa)?;

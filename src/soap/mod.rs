@@ -416,12 +416,52 @@ fn break_schema(body: &mut String) {
 pub fn accept(ep: &Endpoint, req: Inbound<'_>) -> Result<Accepted, Box<Outbound>> {
     let mut ctx = ReplyContext::default();
     match process(ep, req, &mut ctx) {
-        Ok(request) => Ok(Accepted {
-            ctx,
-            request,
-            tls_oin: req.tls_oin.unwrap_or_default().to_owned(),
-        }),
+        Ok(request) => {
+            let acc = Accepted {
+                ctx,
+                request,
+                tls_oin: req.tls_oin.unwrap_or_default().to_owned(),
+            };
+            shared_replay_check(ep, acc)
+        }
         Err(e) => Err(Box::new(fault_response(ep, &ctx, &e))),
+    }
+}
+
+/// The replay check across instances (PostgreSQL), after this process's own cache let the
+/// MessageID pass: a MessageID another instance answered within its window gets the same fault
+/// as a replay here; when the shared memory cannot be asked the request is answered 0051,
+/// never without its replay check.
+fn shared_replay_check(ep: &Endpoint, acc: Accepted) -> Result<Accepted, Box<Outbound>> {
+    let Some(sec) = &ep.security else {
+        return Ok(acc);
+    };
+    let (Some(shared), Some(id), Some(until)) = (
+        sec.verify.replay.shared(),
+        acc.ctx.message_id.as_deref(),
+        acc.ctx.replay_until,
+    ) else {
+        return Ok(acc);
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    match shared.claim(id, now, until) {
+        Ok(true) => Ok(acc),
+        Ok(false) => Err(Box::new(fault_response(
+            ep,
+            &acc.ctx,
+            &SoapError::Security(wssec::SecurityError::Replay(id.to_owned())),
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "shared replay check failed: answered 0051");
+            sec.verify.replay.forget(id);
+            let answer = match (&acc.request, &ep.role) {
+                (Request::Verwijsindex(_), Role::IbVerwijsindex(ib)) => {
+                    Answer::Verwijsindex(ib.update_unavailable())
+                }
+                _ => Answer::Gsd(ep.service.unavailable()),
+            };
+            Err(Box::new(respond(ep, acc, answer)))
+        }
     }
 }
 
@@ -499,6 +539,8 @@ struct ReplyContext {
     confirm: Option<String>,
     signer_oin: Option<String>,
     ignored_headers: Vec<String>,
+    /// Until when the verified MessageID counts as seen (see [`wssec::Verified`]).
+    replay_until: Option<i64>,
 }
 
 fn remember(wsa: &Addressing, ctx: &mut ReplyContext) {

@@ -64,6 +64,9 @@ pub struct Verified {
     pub signer_oin: String,
     /// The request's SignatureValue (base64, whitespace removed), echoed in SignatureConfirmation.
     pub signature_value: String,
+    /// Until when (unix seconds) the MessageID counts as seen, when it was checked for replay:
+    /// what a [`SharedReplay`] is told.
+    pub replay_until: Option<i64>,
 }
 
 /// The verification policy, built once from the configuration.
@@ -273,10 +276,20 @@ impl TrustCache {
     }
 }
 
+/// MessageIDs seen by every instance serving one store (PostgreSQL), behind this process's
+/// [`ReplayCache`]. Implemented in the wiring (`app`), so `soap` names no store type.
+pub trait SharedReplay: Send + Sync {
+    /// Records `message_id` as seen until `until` (unix seconds): `Ok(true)` when no instance saw
+    /// it within its window before `now`, `Ok(false)` when one did, `Err` when that cannot be
+    /// known now (the request is then not answered: fail closed).
+    fn claim(&self, message_id: &str, now: i64, until: i64) -> Result<bool, String>;
+}
+
 /// A bounded memory of MessageIDs seen within their validity window.
 pub struct ReplayCache {
     inner: Mutex<ReplayInner>,
     capacity: usize,
+    shared: Option<std::sync::Arc<dyn SharedReplay>>,
 }
 
 struct ReplayInner {
@@ -293,6 +306,26 @@ impl ReplayCache {
                 order: VecDeque::new(),
             }),
             capacity: capacity.max(1),
+            shared: None,
+        }
+    }
+
+    /// This cache in front of the MessageIDs every instance on the store has seen.
+    pub fn with_shared(mut self, shared: std::sync::Arc<dyn SharedReplay>) -> ReplayCache {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The instances' shared memory behind this cache, if any.
+    pub fn shared(&self) -> Option<&dyn SharedReplay> {
+        self.shared.as_deref()
+    }
+
+    /// Forgets a MessageID recorded here whose request was not answered after all (the shared
+    /// memory could not be asked), so a retry of it is judged afresh.
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.seen.remove(id);
         }
     }
 
@@ -602,7 +635,7 @@ impl VerifyPolicy {
             }
         }
 
-        self.check_timestamp(&doc, timestamp, now, message_id)?;
+        let replay_until = self.check_timestamp(&doc, timestamp, now, message_id)?;
         let signature_value = child_elements(&doc, signature)
             .into_iter()
             .find(|c| ds_is(&doc, *c, NS_DS, "SignatureValue"))
@@ -613,6 +646,7 @@ impl VerifyPolicy {
         Ok(Some(Verified {
             signer_oin,
             signature_value,
+            replay_until,
         }))
     }
 
@@ -661,7 +695,7 @@ impl VerifyPolicy {
         ts: uppsala::NodeId,
         now: OffsetDateTime,
         message_id: Option<&str>,
-    ) -> Result<(), SecurityError> {
+    ) -> Result<Option<i64>, SecurityError> {
         let mut created = None;
         let mut expires = None;
         for c in child_elements(doc, ts) {
@@ -714,8 +748,9 @@ impl VerifyPolicy {
             {
                 return Err(SecurityError::Replay(id.to_owned()));
             }
+            return Ok(Some(until));
         }
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -66,6 +66,8 @@ mod copy;
 pub use copy::CopyReport;
 pub mod ib;
 pub mod identity;
+mod jobs;
+pub use jobs::JobRun;
 pub mod outbox;
 pub mod signals;
 
@@ -435,6 +437,14 @@ impl Store {
             (kv::Db::Sled(_), Some(d)) => d.display().to_string(),
             (kv::Db::Sled(_), None) => "(temporary)".to_owned(),
         }
+    }
+
+    /// Another handle on the same database as a second instance would hold it (its own id).
+    #[cfg(test)]
+    pub(crate) fn reopened_as_other_instance(&self) -> Store {
+        let mut s = self.clone();
+        s.instance = uuid::Uuid::new_v4().to_string().into();
+        s
     }
 
     /// Whether the store is on PostgreSQL (shared by instances: no lock, no admin-API detour).

@@ -17,6 +17,7 @@ mod ops;
 mod probe;
 mod scenario;
 mod schemas;
+mod shared;
 mod signals;
 mod transport;
 mod wssec;

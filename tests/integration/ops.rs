@@ -287,8 +287,8 @@ async fn the_ib_status_page_shows_the_ib_aanlevermonitor_in_a_real_browser() {
 
 /// A TCP proxy to the PostgreSQL server that can be cut: then it drops every connection and
 /// refuses new ones, as a database host that went away would.
-struct Cuttable {
-    addr: std::net::SocketAddr,
+pub(crate) struct Cuttable {
+    pub(crate) addr: std::net::SocketAddr,
     up: Arc<std::sync::atomic::AtomicBool>,
     conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     _rt: tokio::runtime::Runtime,
@@ -297,7 +297,7 @@ struct Cuttable {
 impl Cuttable {
     /// On a runtime of its own: the server's workers wait for the database inline (the store's
     /// bridge), and must not be the ones the proxy needs to answer them.
-    fn to(target: String) -> Cuttable {
+    pub(crate) fn to(target: String) -> Cuttable {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -333,14 +333,14 @@ impl Cuttable {
         }
     }
 
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.up.store(false, std::sync::atomic::Ordering::SeqCst);
         for h in self.conns.lock().expect("lock").drain(..) {
             h.abort();
         }
     }
 
-    fn mend(&self) {
+    pub(crate) fn mend(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

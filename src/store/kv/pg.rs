@@ -24,7 +24,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Versioned migrations, compiled in: index + 1 is the version.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_replay.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -962,6 +965,30 @@ pub(crate) mod audit {
         pg.execute(
             "DELETE FROM dkd_audit WHERE at < $1",
             vec![Box::new(before)],
+        )
+    }
+}
+
+/// The shared replay cache's table (`dkd_replay`).
+pub(crate) mod replay {
+    use super::*;
+
+    /// One statement: a new MessageID is inserted, an expired row (not yet pruned) is taken
+    /// over, a live one is left alone and counts as the replay it is.
+    pub(crate) fn claim(pg: &Pg, id: &str, now: i64, until: i64) -> Result<bool, StoreError> {
+        let n = pg.execute(
+            "INSERT INTO dkd_replay (message_id, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (message_id) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+             WHERE dkd_replay.expires_at < $3",
+            vec![Box::new(id.to_owned()), Box::new(until), Box::new(now)],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub(crate) fn prune(pg: &Pg, now: i64) -> Result<u64, StoreError> {
+        pg.execute(
+            "DELETE FROM dkd_replay WHERE expires_at < $1",
+            vec![Box::new(now)],
         )
     }
 }
