@@ -106,6 +106,10 @@ pub struct PushConfig {
     pub concurrency: usize,
     /// The longest wait between retries while the IB is unreachable.
     pub max_backoff_secs: u64,
+    /// On a shared (PostgreSQL) store one instance sends at a time, under a lease it renews every
+    /// round: how long a dead sender's lease keeps the others waiting. Longer than
+    /// `timeout_secs`, so a live sender's slow delivery does not lose it.
+    pub lease_secs: u64,
     /// CA bundle the IB's server (and signing) certificate must chain to. Default: `tls.client_ca`.
     pub server_ca: Option<PathBuf>,
     /// `wsa:From` address on updates. Default: `https://<server.listen>/?oin=<OIN of tls.cert>`.
@@ -121,6 +125,7 @@ impl Default for PushConfig {
             timeout_secs: 10,
             concurrency: 4,
             max_backoff_secs: 300,
+            lease_secs: crate::store::outbox::LEASE_SECS,
             server_ca: None,
             from_address: None,
         }
@@ -742,6 +747,13 @@ impl Config {
         if self.push.concurrency == 0 || self.push.timeout_secs == 0 {
             return bad("push.concurrency and push.timeout_secs must be at least 1".into());
         }
+        if self.push.lease_secs <= self.push.timeout_secs {
+            return bad(format!(
+                "push.lease_secs ({}) must be longer than push.timeout_secs ({}): a sender whose \
+                 delivery is still waiting would lose its lease to another instance",
+                self.push.lease_secs, self.push.timeout_secs
+            ));
+        }
         for c in &self.ib.clusters {
             if c.is_empty() || c.chars().count() > 2 {
                 return bad(format!("ib.clusters: {c:?} must be 1-2 characters"));
@@ -995,11 +1007,25 @@ mod tests {
         );
         let c = Config::load(None, env(&[("DKD_PUSH__IND_DKD_NEE", "2")])).expect("2");
         assert_eq!(c.push.ind_dkd_nee(), crate::suwiml::verwijsindex::Nee::Two);
+        assert_eq!(
+            c.push.lease_secs, 60,
+            "the outbox lease lasts a minute by default"
+        );
+        let c = Config::load(
+            None,
+            env(&[
+                ("DKD_PUSH__LEASE_SECS", "3"),
+                ("DKD_PUSH__TIMEOUT_SECS", "2"),
+            ]),
+        )
+        .expect("a short lease (two nodes, tests)");
+        assert_eq!(c.push.lease_secs, 3);
         for (k, v, says) in [
             ("DKD_PUSH__URL", "http://ib.example/", "push.url"),
             ("DKD_PUSH__CLUSTER", "004", "push.cluster"),
             ("DKD_PUSH__IND_DKD_NEE", "1", "push.ind_dkd_nee"),
             ("DKD_PUSH__IND_DKD_NEE", "N", "push.ind_dkd_nee"),
+            ("DKD_PUSH__LEASE_SECS", "10", "push.lease_secs"),
             (
                 "DKD_IB__REINTEGRATIE_CLUSTER",
                 "09",
