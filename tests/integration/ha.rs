@@ -656,3 +656,90 @@ async fn the_outbox_sender_killed_mid_push_the_other_node_delivers_the_rest_in_o
     }
     procs.all_running(logs.path());
 }
+
+/// When no node is ready for a reason they share (here: both hold a certificate with fewer days
+/// left than `ops.min_cert_days`), HAProxy still passes requests to the nodes that are alive:
+/// they answer, where a balancer with no server left would refuse the IB's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    dkd_missing = "postgres",
+    ignore = "needs postgres: DKD_TEST_PG_URL (bash .ci/pg-cluster.sh start DIR)"
+)]
+#[cfg_attr(
+    dkd_missing = "haproxy",
+    ignore = "needs haproxy: apt-get install haproxy"
+)]
+async fn with_no_node_ready_haproxy_still_sends_to_the_live_ones() {
+    if !needs_pg_and_haproxy() {
+        return;
+    }
+    let logs = tempfile::tempdir().expect("dir");
+    let shared = shared_store();
+    let people = dkd::demo::generate(5, demo_date());
+    shared.store.put_all(&people, "demo").expect("demo data");
+    let (a, b, lb) = (Ports::free(), Ports::free(), free_port());
+    let public = format!("https://127.0.0.1:{lb}/GSDDossierReintegratie-v0200");
+    let mut procs = Procs::default();
+    for (name, ports) in [("node-a", a), ("node-b", b)] {
+        let mut env = node_env(ports, &public, &shared.url);
+        // The test certificates are valid for 30 days.
+        env.push(("DKD_OPS__MIN_CERT_DAYS".into(), "365".into()));
+        spawn_node(&mut procs, logs.path(), name, &env);
+    }
+    for (name, ports) in [("node-a", a), ("node-b", b)] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_status(ports.ops, "/healthz") != Some(200) {
+            procs.all_running(logs.path());
+            assert!(Instant::now() < deadline, "{name} never came up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(http_status(ports.ops, "/readyz"), Some(503), "{name}");
+    }
+    let haproxy = spawn_haproxy(&mut procs, lb, a, b);
+    wait_until("HAProxy marks both nodes not ready", 20, || {
+        let lines = haproxy.lock().expect("lines");
+        ["node-a", "node-b"].iter().all(|n| {
+            lines
+                .iter()
+                .any(|(_, l)| l.contains(&format!("dkd_ready/{n} is DOWN")))
+        })
+    })
+    .await;
+    let signer = signer();
+    let bsn = people[0].bsn.to_string();
+    for _ in 0..4 {
+        let r = post(&public, &signed(&signer, &public, &bsn)).await;
+        assert_eq!(r.status, 200, "answered through the balancer");
+        assert!(r.text().contains("GSDReintegratieInfoResponse"));
+    }
+    procs.all_running(logs.path());
+}
+
+/// The two example configurations are valid and differ only where two nodes must: their ports.
+#[test]
+fn the_two_node_configurations_are_valid_and_differ_only_in_ports() {
+    let load = |n: &str| {
+        dkd::config::Config::load(Some(&deploy(n)), std::iter::empty())
+            .unwrap_or_else(|e| panic!("{n}: {e}"))
+    };
+    let (a, b) = (load("node-a.toml"), load("node-b.toml"));
+    assert_eq!(a.store.url, b.store.url, "one database");
+    assert!(a.store.url.is_some());
+    assert_eq!(
+        a.server.public_url, b.server.public_url,
+        "one address for the IB"
+    );
+    assert!(a.pushes() && b.pushes());
+    let ports = |c: &dkd::config::Config| {
+        [&c.server.listen, &c.ops.listen, &c.admin.listen].map(|l| l.clone())
+    };
+    let (pa, pb) = (ports(&a), ports(&b));
+    for (x, y) in pa.iter().zip(&pb) {
+        assert_ne!(x, y, "the nodes can share a host");
+    }
+    let mut b_as_a = b.clone();
+    b_as_a.server.listen = a.server.listen.clone();
+    b_as_a.ops.listen = a.ops.listen.clone();
+    b_as_a.admin.listen = a.admin.listen.clone();
+    assert_eq!(b_as_a, a, "nothing else differs");
+}
