@@ -39,6 +39,7 @@ const TOOLS: &[(&str, Needs)] = &[
     ("shared", Needs::Shared),
     ("node-soap", Needs::NodeSoap),
     ("postgres", Needs::Env("DKD_TEST_PG_URL")),
+    ("haproxy", Needs::Program(&["haproxy"])),
 ];
 
 fn on_path(program: &str) -> bool {

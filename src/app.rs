@@ -824,6 +824,7 @@ fn push_sender(cfg: &Config, store: &Store) -> Result<crate::gemeente::push::Sen
         timeout: Duration::from_secs(p.timeout_secs),
         concurrency: p.concurrency,
         max_backoff: Duration::from_secs(p.max_backoff_secs),
+        lease_secs: p.lease_secs,
         pool: crate::http::client::Pool::default(),
         scenario: None,
     })

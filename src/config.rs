@@ -106,6 +106,10 @@ pub struct PushConfig {
     pub concurrency: usize,
     /// The longest wait between retries while the IB is unreachable.
     pub max_backoff_secs: u64,
+    /// On a shared (PostgreSQL) store one instance sends at a time, under a lease it renews every
+    /// round: how long a dead sender's lease keeps the others waiting. Longer than
+    /// `timeout_secs`, so a live sender's slow delivery does not lose it.
+    pub lease_secs: u64,
     /// CA bundle the IB's server (and signing) certificate must chain to. Default: `tls.client_ca`.
     pub server_ca: Option<PathBuf>,
     /// `wsa:From` address on updates. Default: `https://<server.listen>/?oin=<OIN of tls.cert>`.
@@ -121,6 +125,7 @@ impl Default for PushConfig {
             timeout_secs: 10,
             concurrency: 4,
             max_backoff_secs: 300,
+            lease_secs: crate::store::outbox::LEASE_SECS,
             server_ca: None,
             from_address: None,
         }
@@ -759,6 +764,13 @@ impl Config {
         }
         if self.push.concurrency == 0 || self.push.timeout_secs == 0 {
             return bad("push.concurrency and push.timeout_secs must be at least 1".into());
+        }
+        if self.push.lease_secs <= self.push.timeout_secs {
+            return bad(format!(
+                "push.lease_secs ({}) must be longer than push.timeout_secs ({}): a sender whose \
+                 delivery is still waiting would lose its lease to another instance",
+                self.push.lease_secs, self.push.timeout_secs
+            ));
         }
         for c in &self.ib.clusters {
             if c.is_empty() || c.chars().count() > 2 {

@@ -141,11 +141,25 @@ fn role_and_the_chain_sections_are_validated() {
     );
     let c = Config::load(None, env(&[("DKD_PUSH__IND_DKD_NEE", "2")])).expect("2");
     assert_eq!(c.push.ind_dkd_nee(), crate::suwiml::verwijsindex::Nee::Two);
+    assert_eq!(
+        c.push.lease_secs, 60,
+        "the outbox lease lasts a minute by default"
+    );
+    let c = Config::load(
+        None,
+        env(&[
+            ("DKD_PUSH__LEASE_SECS", "3"),
+            ("DKD_PUSH__TIMEOUT_SECS", "2"),
+        ]),
+    )
+    .expect("a short lease (two nodes, tests)");
+    assert_eq!(c.push.lease_secs, 3);
     for (k, v, says) in [
         ("DKD_PUSH__URL", "http://ib.example/", "push.url"),
         ("DKD_PUSH__CLUSTER", "004", "push.cluster"),
         ("DKD_PUSH__IND_DKD_NEE", "1", "push.ind_dkd_nee"),
         ("DKD_PUSH__IND_DKD_NEE", "N", "push.ind_dkd_nee"),
+        ("DKD_PUSH__LEASE_SECS", "10", "push.lease_secs"),
         (
             "DKD_IB__REINTEGRATIE_CLUSTER",
             "09",

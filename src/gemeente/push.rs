@@ -46,6 +46,9 @@ pub struct Sender {
     pub concurrency: usize,
     /// Longest wait between retries.
     pub max_backoff: Duration,
+    /// How long this sender's outbox lease lasts without renewal (`push.lease_secs`): another
+    /// instance on the same store takes over that long after this one stopped renewing it.
+    pub lease_secs: u64,
     /// Connections to the IB kept open between deliveries.
     pub pool: client::Pool,
     /// A scenario pausing the push or withholding a share of the updates.
@@ -111,7 +114,11 @@ impl Sender {
             return Ok(0);
         }
         // On a shared store another instance may be the sender now.
-        if !self.store.outbox_lease().map_err(|e| e.to_string())? {
+        if !self
+            .store
+            .outbox_lease(self.lease_secs)
+            .map_err(|e| e.to_string())?
+        {
             return Ok(0);
         }
         let batch = self
@@ -368,6 +375,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             concurrency: 1,
             max_backoff: Duration::from_secs(1),
+            lease_secs: crate::store::outbox::LEASE_SECS,
             pool: client::Pool::default(),
             scenario: None,
         }

@@ -18,8 +18,9 @@ const P_COUNTER: u8 = b'c';
 const COUNTER_SENT: &str = "outbox_sent";
 /// The sender's lease (in `meta`): until (i64 BE unix seconds) ++ the holder's instance id.
 const KEY_LEASE: &[u8] = b"outbox_lease";
-/// How long a sender's lease lasts without renewal: longer than a round with its timeouts.
-pub const LEASE_SECS: i64 = 60;
+/// How long a sender's lease lasts without renewal by default (`push.lease_secs`): longer than a
+/// round with its timeouts.
+pub const LEASE_SECS: u64 = 60;
 
 /// One queued IBVerwijsindex update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,15 +240,16 @@ impl Store {
 
     /// Whether this store handle may send the outbox now: one sender across every instance on a
     /// shared (PostgreSQL) store, so per BSN × gemeente updates still go out one at a time and in
-    /// queue order. A lease of [`LEASE_SECS`] in the store, renewed by its holder every round and
+    /// queue order. A lease of `secs` (`push.lease_secs`, default [`LEASE_SECS`]) in the store,
+    /// renewed by its holder every round and
     /// taken over by another instance once it has run out (its holder died or hangs). With sled
     /// (one process) the handle always has it.
-    pub fn outbox_lease(&self) -> Result<bool, StoreError> {
+    pub fn outbox_lease(&self, secs: u64) -> Result<bool, StoreError> {
         if !self.is_shared() {
             return Ok(true);
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        self.outbox_lease_at(now, LEASE_SECS)
+        self.outbox_lease_at(now, i64::try_from(secs).unwrap_or(i64::MAX))
     }
 
     pub(crate) fn outbox_lease_at(&self, now: i64, secs: i64) -> Result<bool, StoreError> {
@@ -264,7 +266,7 @@ impl Store {
             if holder != me && until > now {
                 return Ok(false);
             }
-            let mut v = (now + secs).to_be_bytes().to_vec();
+            let mut v = now.saturating_add(secs).to_be_bytes().to_vec();
             v.extend_from_slice(me);
             tx.put(KEY_LEASE, Some(&v))?;
             Ok(true)

@@ -33,6 +33,7 @@ fn the_ignored_checks_are_the_ones_whose_tool_is_missing() {
         ("xmllint", runs("xmllint"), cfg!(dkd_missing = "xmllint")),
         ("xmlsec1", runs("xmlsec1"), cfg!(dkd_missing = "xmlsec1")),
         ("curl", runs("curl"), cfg!(dkd_missing = "curl")),
+        ("haproxy", runs("haproxy"), cfg!(dkd_missing = "haproxy")),
         ("interop-venv", venv, cfg!(dkd_missing = "interop-venv")),
         (
             "shared",

@@ -8,6 +8,7 @@ mod common;
 mod crash;
 mod external;
 mod gsd;
+mod ha;
 mod import;
 mod interop;
 mod layers;

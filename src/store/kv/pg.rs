@@ -1254,12 +1254,12 @@ mod tests {
     )]
     fn one_instance_at_a_time_sends_the_outbox_until_its_lease_runs_out() {
         let (_temp, a, b) = two_instances();
-        assert!(a.outbox_lease().expect("a takes it"));
-        assert!(!b.outbox_lease().expect("b waits"));
-        assert!(a.outbox_lease().expect("a renews it"));
+        let secs = crate::store::outbox::LEASE_SECS;
+        assert!(a.outbox_lease(secs).expect("a takes it"));
+        assert!(!b.outbox_lease(secs).expect("b waits"));
+        assert!(a.outbox_lease(secs).expect("a renews it"));
         // a died: once its lease has run out, b takes over (and a, back, waits).
-        let later =
-            time::OffsetDateTime::now_utc().unix_timestamp() + crate::store::outbox::LEASE_SECS + 1;
+        let later = time::OffsetDateTime::now_utc().unix_timestamp() + secs as i64 + 1;
         assert!(b.outbox_lease_at(later, 60).expect("b takes over"));
         assert!(!a.outbox_lease_at(later, 60).expect("a waits now"));
     }
