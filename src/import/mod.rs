@@ -654,7 +654,7 @@ pub fn import(
     }
     rejected.sort_by_key(|r| r.line);
     report.rejected = rejected;
-    report.counts = changes.counts();
+    report.counts = changes.counts()?;
     let refuse_all = opts.strict && !report.rejected.is_empty();
     if opts.dry_run || refuse_all {
         changes.discard_writes()?;
