@@ -69,6 +69,7 @@ pub(crate) struct Pg {
     shown: String,
     /// The migrations this handle applied when it connected.
     applied: std::sync::Mutex<Vec<u32>>,
+    round_trips: std::sync::atomic::AtomicU64,
 }
 
 /// The URL with its password masked, for logs and `dkd config check`.
@@ -117,7 +118,24 @@ impl Pg {
         T: Send + 'static,
         F: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
-        run(self.timeout, fut)
+        self.wait(self.timeout, fut)
+    }
+
+    /// [`Pg::run`] with a deadline of its own; every wait for the database goes through here.
+    fn wait<T, F>(&self, timeout: Duration, fut: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        self.round_trips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        run(timeout, fut)
+    }
+
+    /// How often a caller has waited for the database so far (tests count round trips).
+    #[cfg(test)]
+    pub(crate) fn round_trips(&self) -> u64 {
+        self.round_trips.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Connects (lazily: the pool opens connections when they are needed) and brings the schema
@@ -166,6 +184,7 @@ impl Pg {
             timeout,
             shown,
             applied: Default::default(),
+            round_trips: Default::default(),
         });
         let found = pg.version()?;
         if found > SCHEMA_VERSION {
@@ -352,7 +371,7 @@ impl Pg {
             Ok(c)
         };
         let conn = if serialise_change_sets {
-            self::run(CHANGE_SET_WAIT, run)
+            self.wait(CHANGE_SET_WAIT, run)
         } else {
             self.run(run)
         }?;
@@ -988,7 +1007,7 @@ impl Writes {
         }
         let sender = self.stage.as_ref().and_then(|s| s.blocks.clone());
         let sent = match sender {
-            Some(s) => run(STAGE_WAIT, async move {
+            Some(s) => self.pg.wait(STAGE_WAIT, async move {
                 s.send(block)
                     .await
                     .map_err(|_| StoreError::Io("PostgreSQL staging stopped".into()))
@@ -1011,11 +1030,13 @@ impl Writes {
         let Some(task) = stage.task.take() else {
             return Ok(());
         };
-        let r = run(STAGE_WAIT, async move {
-            task.await
-                .unwrap_or_else(|e| Err(StoreError::Io(format!("PostgreSQL staging: {e}"))))
-        })
-        .map(|_| ());
+        let r = self
+            .pg
+            .wait(STAGE_WAIT, async move {
+                task.await
+                    .unwrap_or_else(|e| Err(StoreError::Io(format!("PostgreSQL staging: {e}"))))
+            })
+            .map(|_| ());
         if r.is_err() {
             if let Some(tx) = self.tx.as_mut() {
                 tx.rollback();
@@ -1033,7 +1054,7 @@ impl Writes {
         stage.blocks = None;
         if let Some(task) = stage.task.take() {
             task.abort();
-            let _ = run(self.pg.timeout, async move {
+            let _ = self.pg.wait(self.pg.timeout, async move {
                 let _ = task.await;
                 Ok(())
             });
@@ -1133,6 +1154,7 @@ impl Pg {
             timeout: Duration::from_secs(30),
             shown,
             applied: Default::default(),
+            round_trips: Default::default(),
         }))
     }
 }
