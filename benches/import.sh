@@ -25,7 +25,7 @@ work="$(mktemp -d)"
 pg_dir="" pg_url="" schema="dkd_bench_$$"
 cleanup() {
     if [ -n "$pg_url" ]; then psql -q "$pg_url" -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; fi
-    if [ -n "$pg_dir" ]; then bash "$ci/pg-cluster.sh" stop "$pg_dir"; rm -rf "$pg_dir"; fi
+    if [ -n "$pg_dir" ]; then (cd / && bash "$ci/pg-cluster.sh" stop "$pg_dir"); rm -rf "$pg_dir"; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,10 +51,11 @@ for backend in $backends; do
             else
                 # Outside $work: the cluster may run as another user (pg-cluster.sh as root).
                 pg_dir="$(mktemp -d /tmp/dkd-bench-pg.XXXXXX)"
-                pg_url="$(bash "$ci/pg-cluster.sh" start "$pg_dir")"
+                pg_url="$(cd / && bash "$ci/pg-cluster.sh" start "$pg_dir")"
             fi
         fi
-        psql -q "$pg_url" -c "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
+        PGOPTIONS=--client-min-messages=warning psql -q "$pg_url" \
+            -c "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
         sep='?'
         case $pg_url in *\?*) sep='&' ;; esac
         export DKD_STORE__URL="$pg_url${sep}options=-csearch_path%3D$schema"

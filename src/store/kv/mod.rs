@@ -114,7 +114,7 @@ impl Writes<'_> {
     ) -> Result<(), StoreError> {
         match self {
             Writes::Sled(w) => w.insert_over(key, value, stored),
-            Writes::Pg(w) => w.push(key, Some(value)),
+            Writes::Pg(w) => w.push_read(key, Some(value), stored.value.is_none()),
         }
     }
 

@@ -808,7 +808,7 @@ pub(crate) struct Writes {
     pg: Arc<Pg>,
     tx: Option<TxConn>,
     stage: Option<Stage>,
-    block: Ops,
+    block: Staged,
     discard: bool,
     /// Blocks sent so far (the crash tests stop after one).
     blocks: u64,
@@ -817,9 +817,15 @@ pub(crate) struct Writes {
 /// The staging task of one change set: blocks in, the task's outcome at the end.
 struct Stage {
     /// `None` once closed: the task applies what it holds and ends.
-    blocks: Option<tokio::sync::mpsc::Sender<Ops>>,
+    blocks: Option<tokio::sync::mpsc::Sender<Staged>>,
     task: Option<tokio::task::JoinHandle<Result<u64, StoreError>>>,
 }
+
+/// Writes in order: key, value (`None`: remove), and whether the change set read the key as
+/// absent under its lock. Such keys go to `dkd_index` with a plain COPY (no staging, no merge:
+/// nothing else writes them before the commit; a key that is there after all fails the change
+/// set on the primary key, it is never overwritten unseen).
+type Staged = Vec<(Vec<u8>, Option<Vec<u8>>, bool)>;
 
 /// Writes per block handed to the staging task.
 const BLOCK_OPS: usize = 1024;
@@ -837,11 +843,9 @@ const STAGE_WAIT: Duration = Duration::from_secs(60);
 /// applies them segment by segment. Returns the rows applied.
 async fn stage(
     c: Arc<deadpool_postgres::Object>,
-    mut blocks: tokio::sync::mpsc::Receiver<Ops>,
+    mut blocks: tokio::sync::mpsc::Receiver<Staged>,
 ) -> Result<u64, StoreError> {
     use std::hash::{BuildHasher, BuildHasherDefault};
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
     // The COPY stays open while the change set is built, which can take longer than the
     // statement deadline; each wait of the builder on this task is bounded instead (STAGE_WAIT).
     c.batch_execute(
@@ -853,35 +857,50 @@ async fn stage(
     let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
     let (mut ord, mut applied, mut open) = (0i64, 0u64, true);
     while open {
-        let sink = c
-            .copy_in("COPY dkd_stage (ord, k, v) FROM STDIN (FORMAT binary)")
-            .await
-            .map_err(tx_err)?;
-        let mut w = std::pin::pin!(BinaryCopyInWriter::new(
-            sink,
-            &[Type::INT8, Type::BYTEA, Type::BYTEA]
-        ));
-        // Whether a key comes twice in this segment (by hash: a collision only costs the
-        // statement that keeps the last write per key), and whether it removes any.
+        // One segment, held here while it is sent (bounded: SEGMENT_ROWS).
+        let (mut new, mut staged) = (Vec::new(), Vec::new());
+        // Whether a staged key comes twice (by hash: a collision only costs the statement that
+        // keeps the last write per key), and whether any staged write removes.
         let mut seen = std::collections::HashSet::with_capacity(SEGMENT_ROWS);
-        let (mut rows, mut twice, mut removes) = (0usize, false, false);
-        while rows < SEGMENT_ROWS {
+        let (mut twice, mut removes) = (false, false);
+        while new.len() + staged.len() < SEGMENT_ROWS {
             let Some(block) = blocks.recv().await else {
                 open = false;
                 break;
             };
-            for (k, v) in block {
-                twice |= !seen.insert(hasher.hash_one(&k));
-                removes |= v.is_none();
-                w.as_mut().write(&[&ord, &k, &v]).await.map_err(tx_err)?;
-                ord += 1;
-                rows += 1;
+            for (k, v, absent) in block {
+                match (v, absent) {
+                    (Some(v), true) => new.push((k, v)),
+                    (v, _) => {
+                        twice |= !seen.insert(hasher.hash_one(&k));
+                        removes |= v.is_none();
+                        staged.push((ord, k, v));
+                        ord += 1;
+                    }
+                }
             }
         }
-        w.as_mut().finish().await.map_err(tx_err)?;
-        if rows == 0 {
+        if !new.is_empty() {
+            copy_rows(
+                &c,
+                "COPY dkd_index (k, v) FROM STDIN (FORMAT binary)",
+                &[tokio_postgres::types::Type::BYTEA; 2],
+                new.iter().map(|(k, v)| [k as _, v as _]),
+            )
+            .await?;
+            applied += new.len() as u64;
+        }
+        if staged.is_empty() {
             continue;
         }
+        use tokio_postgres::types::Type;
+        copy_rows(
+            &c,
+            "COPY dkd_stage (ord, k, v) FROM STDIN (FORMAT binary)",
+            &[Type::INT8, Type::BYTEA, Type::BYTEA],
+            staged.iter().map(|(o, k, v)| [o as _, k as _, v as _]),
+        )
+        .await?;
         // Writes in order collapse to the last one per key; removes and upserts of distinct
         // keys then commute, and one INSERT may not upsert a key twice.
         let mut sql = String::new();
@@ -901,9 +920,27 @@ async fn stage(
              TRUNCATE dkd_stage",
         );
         c.batch_execute(&sql).await.map_err(tx_err)?;
-        applied += rows as u64;
+        applied += staged.len() as u64;
     }
     Ok(applied)
+}
+
+/// Sends rows with one `COPY ... FROM STDIN (FORMAT binary)`.
+async fn copy_rows<'a, const N: usize>(
+    c: &deadpool_postgres::Object,
+    sql: &str,
+    types: &[tokio_postgres::types::Type; N],
+    rows: impl Iterator<Item = [&'a (dyn tokio_postgres::types::ToSql + Sync); N]>,
+) -> Result<(), StoreError> {
+    let sink = c.copy_in(sql).await.map_err(tx_err)?;
+    let mut w = std::pin::pin!(tokio_postgres::binary_copy::BinaryCopyInWriter::new(
+        sink, types
+    ));
+    for row in rows {
+        w.as_mut().write(&row).await.map_err(tx_err)?;
+    }
+    w.as_mut().finish().await.map_err(tx_err)?;
+    Ok(())
 }
 
 impl Writes {
@@ -980,10 +1017,20 @@ impl Writes {
     }
 
     pub(crate) fn push(&mut self, k: &[u8], v: Option<&[u8]>) -> Result<(), StoreError> {
+        self.push_read(k, v, false)
+    }
+
+    /// [`Writes::push`] of a key this change set read as absent (`absent`).
+    pub(crate) fn push_read(
+        &mut self,
+        k: &[u8],
+        v: Option<&[u8]>,
+        absent: bool,
+    ) -> Result<(), StoreError> {
         if self.discard {
             return Ok(());
         }
-        self.block.push((k.to_vec(), v.map(<[u8]>::to_vec)));
+        self.block.push((k.to_vec(), v.map(<[u8]>::to_vec), absent));
         if self.block.len() >= BLOCK_OPS {
             let block = std::mem::take(&mut self.block);
             self.send(block)?;
@@ -995,7 +1042,7 @@ impl Writes {
     }
 
     /// Hands a block to the staging task (started with the first one).
-    fn send(&mut self, block: Ops) -> Result<(), StoreError> {
+    fn send(&mut self, block: Staged) -> Result<(), StoreError> {
         if self.stage.is_none() {
             let conn = self.tx()?.conn()?;
             let (blocks, rx) = tokio::sync::mpsc::channel(STAGE_QUEUE);
