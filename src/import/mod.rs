@@ -648,7 +648,7 @@ pub fn import(
         if !crate::retention::in_index(&c.person, opts.window_days, opts.today) {
             // Outside the LKS look-back already: it does not belong in the index (and leaves it).
             report.expired += 1;
-            changes.remove(&key.0, &key.1, !opts.purge)?;
+            changes.remove_later(&key.0, &key.1, !opts.purge)?;
             continue;
         }
         changes.upsert_validated(&c.person)?;
@@ -674,17 +674,17 @@ pub fn import(
             });
             continue;
         }
-        changes.remove(bsn, g, !opts.purge)?;
+        changes.remove_later(bsn, g, !opts.purge)?;
         gemeenten.insert(g.clone());
     }
     if let Some(g) = &gemeente {
         for bsn in &absent {
-            changes.remove(bsn, g, !opts.purge)?;
+            changes.remove_later(bsn, g, !opts.purge)?;
         }
     }
     rejected.sort_by_key(|r| r.line);
     report.rejected = rejected;
-    report.counts = changes.counts();
+    report.counts = changes.counts()?;
     let refuse_all = opts.strict && !report.rejected.is_empty();
     if opts.dry_run || refuse_all {
         changes.discard_writes()?;

@@ -100,7 +100,7 @@ impl ChangeSet<'_> {
             attempts: 0,
             last_error: None,
         };
-        let seq = self.store.db.generate_id()?;
+        let seq = self.next_id()?;
         self.writes.insert(&key(P_PENDING, seq), &encode(&e)?)?;
         Ok(())
     }

@@ -57,6 +57,14 @@ impl Db {
         }
     }
 
+    /// `n` ids as [`Db::generate_id`] would give them one after the other (PostgreSQL: one query).
+    pub(crate) fn generate_ids(&self, n: usize) -> Result<Vec<u64>, StoreError> {
+        match self {
+            Db::Sled(_) => (0..n).map(|_| self.generate_id()).collect(),
+            Db::Pg(p) => p.generate_ids(n),
+        }
+    }
+
     /// Makes the next [`Db::generate_id`] larger than `n` (a copy brought keys holding ids).
     pub(crate) fn advance_ids_past(&self, n: u64) -> Result<(), StoreError> {
         match self {
@@ -106,7 +114,7 @@ impl Writes<'_> {
     ) -> Result<(), StoreError> {
         match self {
             Writes::Sled(w) => w.insert_over(key, value, stored),
-            Writes::Pg(w) => w.push(key, Some(value)),
+            Writes::Pg(w) => w.push_read(key, Some(value), stored.value.is_none()),
         }
     }
 
@@ -125,6 +133,36 @@ impl Writes<'_> {
         match self {
             Writes::Sled(w) => w.get(key),
             Writes::Pg(w) => Ok(super::journal::Stored::read(w.get(key)?.map(Val::Owned))),
+        }
+    }
+
+    /// Whether a change set compares in blocks ([`Writes::get_many`]) rather than key by key:
+    /// on PostgreSQL each read is a round trip, on sled a B-tree descent.
+    pub(crate) fn reads_in_blocks(&self) -> bool {
+        matches!(self, Writes::Pg(_))
+    }
+
+    /// Takes the change-set lock now (PostgreSQL: begins the transaction); sled's serial lock
+    /// is held from [`super::Store::changes`] on.
+    pub(crate) fn begin(&mut self) -> Result<(), StoreError> {
+        match self {
+            Writes::Sled(_) => Ok(()),
+            Writes::Pg(w) => w.begin(),
+        }
+    }
+
+    /// The stored values of `keys`, in their order: one query on PostgreSQL.
+    pub(crate) fn get_many(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<super::journal::Stored>, StoreError> {
+        match self {
+            Writes::Sled(w) => keys.iter().map(|k| w.get(k)).collect(),
+            Writes::Pg(w) => Ok(w
+                .get_many(keys)?
+                .into_iter()
+                .map(|v| super::journal::Stored::read(v.map(Val::Owned)))
+                .collect()),
         }
     }
 
