@@ -45,7 +45,15 @@ stop_all() {
   PIDS=()
 }
 PGDIR=$(mktemp -d /tmp/dkd-bench-pg.XXXXXX)
-trap 'stop_all; [ -n "$GPID" ] && { kill "$GPID" 2>/dev/null; wait "$GPID" 2>/dev/null; }; bash "$ROOT/.ci/pg-cluster.sh" stop "$PGDIR"; rm -rf "$TMP" "$PGDIR"' EXIT
+stop_gemeenten() {
+  [ -z "$GPID" ] && return 0
+  kill "$GPID" 2>/dev/null || true
+  wait "$GPID" 2>/dev/null || true
+  GPID=""
+}
+# Every step `|| true`: under set -e a killed child's status would end the trap before the
+# cluster is stopped.
+trap 'stop_all; stop_gemeenten; bash "$ROOT/.ci/pg-cluster.sh" stop "$PGDIR" || true; rm -rf "$TMP" "$PGDIR"' EXIT
 "$DKD" certs --dir "$TMP/certs" > /dev/null
 CERTS=$TMP/certs
 now_ms() { date +%s%3N; }
@@ -140,6 +148,7 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
+stop_gemeenten
 python3 - "$RESULTS" "$ROUNDS" "$ENTRIES" "$GEMEENTEN" <<'EOF'
 import json, statistics, sys
 rows = {}
