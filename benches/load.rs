@@ -18,12 +18,15 @@
 //! - `wait`: polls `GET ?wsdl` over mutual TLS until dkd answers; prints the milliseconds.
 //! - `build-store`: builds (or finds cached) the 10^6-person store in `target/bench-store-1e6`.
 //! - `summary`: reads the JSON lines of a run and the criterion estimates, prints the tables.
+//! - `build-ib-store`, `ib-gemeenten`: the routed-IB benchmark's store and gemeenten (`ib/`).
 //! - `soak`: a long run at a fixed rate, sampling the server's memory and the errors (`soak/`).
 //!
 //! Run without a command (e.g. by a plain `cargo bench`) it prints this usage and exits.
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "ib/mod.rs"]
+mod ib;
 #[path = "soak/mod.rs"]
 mod soak;
 
@@ -37,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: cargo bench --bench load -- <command> [--key value ...]
-  run        --url URL --certs DIR [--mode unsigned|signed|raw|signed-raw] [--store demo|big] [--conns 32]
+  run        --url URL --certs DIR [--mode unsigned|signed|raw|signed-raw] [--store demo|big|ib:G] [--conns 32]
              [--secs 10] [--warmup 2] [--rate 0] [--pool N] [--threads 2] [--label L]
              [--connect HOST:PORT,HOST:PORT] [--server-pid PID[,PID...]]
   responder  --certs DIR --size BYTES [--sign 1] [--listen 127.0.0.1:0]   (prints LISTENING <addr>)
@@ -48,6 +51,8 @@ const USAGE: &str = "usage: cargo bench --bench load -- <command> [--key value .
   oha-import --file OHA_JSON --label L [--conns N] (oha's JSON as a result line)
   body       --url URL --bsn BSN                   (the unsigned request the generator sends)
   free-port
+  build-ib-store --to DIR [--entries 2000000] [--gemeenten 340]   (the IB's cached big sled store)
+  ib-gemeenten --certs DIR --dir DIR --config FILE [--n 340]      (prints READY; serves until killed)
   soak       --url URL --certs DIR [--mode signed|unsigned] [--secs 600] [--warmup 5] [--rate 0]
              [--conns 32] [--signers 2] [--sample 10] [--server-pid PID] [--csv FILE] [--label L]";
 
@@ -75,6 +80,17 @@ fn main() {
         "summary" => summary(&opts),
         "oha-import" => oha_import(&opts),
         "soak" => soak::soak(&opts),
+        "build-ib-store" => ib::build_ib_store(
+            &opts.req("to"),
+            opts.num("entries", 2_000_000),
+            opts.num("gemeenten", 340),
+        ),
+        "ib-gemeenten" => ib::ib_gemeenten(
+            opts.num("n", 340),
+            opts.certs(),
+            PathBuf::from(opts.req("dir")),
+            PathBuf::from(opts.req("config")),
+        ),
         "body" => print!(
             "{}",
             dkd::soap::example_request(
@@ -287,6 +303,14 @@ async fn answered(
 fn candidates(store: &str) -> Vec<dkd::suwiml::types::Bsn> {
     match store {
         "big" => common::spread(&common::big_bsns(common::BIG_N), 512),
+        // `ib:G`: what the G emulated gemeenten of `ib-gemeenten` hold (routed by the IB).
+        s if s.starts_with("ib:") => {
+            let g = s[3..].parse().unwrap_or_else(|_| {
+                eprintln!("--store ib:G: G is the number of gemeenten");
+                std::process::exit(2)
+            });
+            common::spread(&ib::held_bsns(g), 512)
+        }
         _ => common::spread(&common::demo_bsns(dkd::chain::demo::DEMO_PERSONS), 512),
     }
 }
