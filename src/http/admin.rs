@@ -22,7 +22,6 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// What the admin API needs.
 pub struct AdminState {
@@ -376,16 +375,7 @@ pub async fn run(
     state: Arc<AdminState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let options = Options {
-        name: "admin",
-        tls,
-        handshake_timeout: Duration::from_secs(10),
-        header_read_timeout: Duration::from_secs(10),
-        max_buf_size: None,
-        budget: None,
-        shutdown_grace: None,
-    };
-    serve(listener, options, state, shutdown).await
+    serve(listener, Options::operator("admin", tls), state, shutdown).await
 }
 
 impl Handler for AdminState {

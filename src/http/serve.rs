@@ -42,6 +42,22 @@ pub struct Options {
     pub shutdown_grace: Option<Duration>,
 }
 
+impl Options {
+    /// An operator's listener (admin API, ops): fixed 10 s deadlines, hyper's buffer, no budget,
+    /// no grace period; its peers are few and local.
+    pub fn operator(name: &'static str, tls: Option<TlsAcceptor>) -> Options {
+        Options {
+            name,
+            tls,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_buf_size: None,
+            budget: None,
+            shutdown_grace: None,
+        }
+    }
+}
+
 /// The other end of a connection, as the transport established it.
 #[derive(Debug)]
 pub struct Peer {

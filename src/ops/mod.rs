@@ -226,16 +226,7 @@ pub async fn run(
     state: Arc<OpsState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let options = Options {
-        name: "ops",
-        tls: None,
-        handshake_timeout: Duration::from_secs(10),
-        header_read_timeout: Duration::from_secs(10),
-        max_buf_size: None,
-        budget: None,
-        shutdown_grace: None,
-    };
-    serve(listener, options, state, shutdown).await
+    serve(listener, Options::operator("ops", None), state, shutdown).await
 }
 
 impl Handler for OpsState {
