@@ -61,7 +61,7 @@ pub struct App {
     /// The interval of the shared replay cache's prune (PostgreSQL with signing on).
     replay_prune: Option<Duration>,
     /// IB role: the stale check's settings and interval.
-    ib_stale: Option<(crate::ib::service::IbSettings, Duration)>,
+    ib_stale: Option<(crate::ib::IbSettings, Duration)>,
 }
 
 /// The bound admin listener.
@@ -650,7 +650,7 @@ where
 /// many are.
 fn ib_stale_check(
     store: &Store,
-    settings: &crate::ib::service::IbSettings,
+    settings: &crate::ib::IbSettings,
 ) -> Result<u64, crate::store::StoreError> {
     let now = time::OffsetDateTime::now_utc();
     let rows = crate::report::build_ib(store, settings, now.date())?;
@@ -719,12 +719,8 @@ fn own_oins(cfg: &Config) -> Result<Vec<String>, StartError> {
 }
 
 /// The IB role from `[ib]`; `public_url` is its GSDDossierReintegratie endpoint.
-fn ib_role(
-    cfg: &Config,
-    service: &Service,
-    public_url: &str,
-) -> Result<crate::ib::service::Ib, StartError> {
-    use crate::ib::service::Ib;
+fn ib_role(cfg: &Config, service: &Service, public_url: &str) -> Result<crate::ib::Ib, StartError> {
+    use crate::ib::Ib;
     let ca = cfg.ib.gemeente_ca.as_ref().unwrap_or(&cfg.tls.client_ca);
     let tls = tls::client_config(ca, &cfg.tls.cert, &cfg.tls.key)?;
     let (signer, verify) = outgoing_security(cfg, ca)?;
@@ -744,8 +740,8 @@ fn ib_role(
 }
 
 /// The IB role's settings from `[ib]`.
-pub fn ib_settings(cfg: &Config) -> crate::ib::service::IbSettings {
-    use crate::ib::service::{Gemeente, IbSettings};
+pub fn ib_settings(cfg: &Config) -> crate::ib::IbSettings {
+    use crate::ib::{Gemeente, IbSettings};
     IbSettings {
         gemeenten: cfg
             .ib

@@ -189,7 +189,7 @@ pub struct IbGemeenteConfig {
     pub url: Option<String>,
     /// `webservice` (default) or `batch`.
     #[serde(default = "default_delivery")]
-    pub delivery: crate::ib::service::Delivery,
+    pub delivery: crate::ib::Delivery,
 }
 
 impl PushConfig {
@@ -199,8 +199,8 @@ impl PushConfig {
     }
 }
 
-fn default_delivery() -> crate::ib::service::Delivery {
-    crate::ib::service::Delivery::Webservice
+fn default_delivery() -> crate::ib::Delivery {
+    crate::ib::Delivery::Webservice
 }
 
 /// `[ops]`
@@ -801,7 +801,7 @@ impl Config {
                         g.code
                     ))
                 }
-                (None, crate::ib::service::Delivery::Webservice) => {
+                (None, crate::ib::Delivery::Webservice) => {
                     return bad(format!(
                         "ib.gemeenten {}: a webservice gemeente needs a url",
                         g.code
