@@ -153,7 +153,7 @@ impl Backend {
     /// The IB's Aanlevermonitor (IB role).
     pub fn report_ib(
         &self,
-        settings: &crate::ib::service::IbSettings,
+        settings: &crate::ib::IbSettings,
         today: time::Date,
     ) -> Result<Vec<crate::report::IbReport>, ControlError> {
         match self {
@@ -258,8 +258,8 @@ impl Backend {
         gemeente: &str,
         name: &str,
         bytes: Vec<u8>,
-    ) -> Result<crate::ib::service::Published, ControlError> {
-        use crate::ib::service::PublishError;
+    ) -> Result<crate::ib::signals::Published, ControlError> {
+        use crate::ib::signals::PublishError;
         match self {
             Backend::Local(s) => {
                 if cfg.role != crate::config::Role::Ib {
@@ -269,7 +269,7 @@ impl Backend {
                 }
                 let settings = crate::app::ib_settings(cfg);
                 let today = time::OffsetDateTime::now_utc().date();
-                crate::ib::service::publish_signals(s, &settings, gemeente, name, &bytes, today)
+                crate::ib::signals::publish_signals(s, &settings, gemeente, name, &bytes, today)
                     .map_err(|e| match e {
                         PublishError::UnknownGemeente(_) => ControlError::Usage(e.to_string()),
                         PublishError::File(_) => ControlError::Invalid(e.to_string()),

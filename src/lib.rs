@@ -3,8 +3,8 @@
 //!
 //! Layers, with dependencies pointing one way (see ARCHITECTURE.md): `http` (transport, TLS) →
 //! `soap` (envelope, WS-Addressing, WS-Security, faults) → the operations (`gemeente::service`,
-//! `ib::service`, `retention`) → `store` (sled or PostgreSQL). `suwiml` (message bodies and types)
-//! and `xml` are leaves used by all. The roles: `gemeente` (answering, the outbox sender, the
+//! `ib::verwijsindex`, `ib::route`, `ib::signals`, `retention`) → `store` (sled or PostgreSQL).
+//! `suwiml` (message bodies and types) and `xml` are leaves used by all. The roles: `gemeente` (answering, the outbox sender, the
 //! Toets LKS fetch) and `ib` (the verwijsindex, routing, the portal). `app` wires them from a
 //! `config`; `tools` are the integrator's (`call`, `probe`, `check`); `chain` is the demo and the
 //! misbehaving gemeenten of chain tests.

@@ -175,7 +175,7 @@ pub struct IbReport {
 /// and every gemeente/cluster the index or the figures mention, over the last 31 days.
 pub fn build_ib(
     store: &Store,
-    settings: &crate::ib::service::IbSettings,
+    settings: &crate::ib::IbSettings,
     today: time::Date,
 ) -> Result<Vec<IbReport>, StoreError> {
     let mut by: BTreeMap<(String, String), IbReport> = BTreeMap::new();
@@ -213,7 +213,7 @@ pub fn build_ib(
     for g in settings
         .gemeenten
         .iter()
-        .filter(|g| g.delivery == crate::ib::service::Delivery::Batch)
+        .filter(|g| g.delivery == crate::ib::Delivery::Batch)
     {
         let r = by
             .entry((g.code.clone(), settings.reintegratie_cluster.clone()))
@@ -237,8 +237,8 @@ pub fn build_ib(
             r.name = conf.map(|x| x.name.clone()).unwrap_or_default();
             r.delivery = conf
                 .map(|x| match x.delivery {
-                    crate::ib::service::Delivery::Webservice => "webservice".to_owned(),
-                    crate::ib::service::Delivery::Batch => "batch".to_owned(),
+                    crate::ib::Delivery::Webservice => "webservice".to_owned(),
+                    crate::ib::Delivery::Batch => "batch".to_owned(),
                 })
                 .unwrap_or_default();
             r.url = conf.and_then(|x| x.url.clone());

@@ -269,9 +269,9 @@ pub fn chain_configs(
                 url: (!batch)
                     .then(|| format!("https://127.0.0.1:{g_port}{}", crate::config::GSD_PATH)),
                 delivery: if batch {
-                    crate::ib::service::Delivery::Batch
+                    crate::ib::Delivery::Batch
                 } else {
-                    crate::ib::service::Delivery::Webservice
+                    crate::ib::Delivery::Webservice
                 },
             }
         })
@@ -474,7 +474,7 @@ pub async fn bind_many(
             name: format!("Emulated {code}"),
             oins: vec![oin],
             url: Some(app.public_url().to_owned()),
-            delivery: crate::ib::service::Delivery::Webservice,
+            delivery: crate::ib::Delivery::Webservice,
         });
         gemeenten.push((code, app, scenario));
     }

@@ -261,7 +261,7 @@ impl Sender {
 
 /// Runs futures concurrently on this task, outputs in order.
 async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    crate::ib::service::join_all(futs).await
+    crate::ib::route::join_all(futs).await
 }
 
 /// What `dkd sync` asks for.

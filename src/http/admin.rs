@@ -36,7 +36,7 @@ pub struct AdminState {
     /// The LKS look-back.
     pub window_days: u32,
     /// IB role: its settings (for the IB report).
-    pub ib: Option<crate::ib::service::IbSettings>,
+    pub ib: Option<crate::ib::IbSettings>,
     /// Gemeente role with `[signals]`: fetches the IB's Toets LKS reports.
     pub fetcher: Option<Arc<crate::gemeente::fetch::Fetcher>>,
     /// Which store this server holds (`GET /identity`).
@@ -247,7 +247,7 @@ async fn control(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
             };
             let store = state.store.clone();
             blocking(move || {
-                use crate::ib::service::{publish_signals, PublishError};
+                use crate::ib::signals::{publish_signals, PublishError};
                 match publish_signals(&store, &settings, &gemeente, &name, &body, today) {
                     Ok(p) => reply(StatusCode::OK, json!(p)),
                     Err(e @ PublishError::UnknownGemeente(_)) => {

@@ -447,7 +447,7 @@ async fn dispatch(
                 // The router's endpoint reads only GSDReintegratieInfo requests.
                 return internal();
             };
-            let q = crate::ib::service::Question {
+            let q = crate::ib::route::Question {
                 from_address: acc.from_address().unwrap_or_default().to_owned(),
                 message_id: acc.message_id().unwrap_or_default().to_owned(),
                 asking_oin: acc.from_oin().unwrap_or(&acc.tls_oin).to_owned(),

@@ -2,7 +2,8 @@
 //! with the answer's signature, SignatureConfirmation and RelatesTo checked before it is merged.
 
 use crate::http::client::{self, ClientError};
-use crate::ib::service::{Forward, ForwardError, Gemeente};
+use crate::ib::route::{Forward, ForwardError};
+use crate::ib::Gemeente;
 use crate::soap::client::{envelope, read_response, signature_value, Outgoing, ResponseError};
 use crate::soap::wssec::{Signer, VerifyPolicy};
 use crate::suwiml::gsd::{self, Reply};

@@ -3,7 +3,7 @@
 //! `crate::signals`). Served on the ops listener to a loopback peer, and on the service listener
 //! (mutual TLS) to a client whose OIN may deliver for that gemeente.
 
-use crate::ib::service::IbSettings;
+use crate::ib::IbSettings;
 use crate::store::Store;
 use bytes::Bytes;
 use http_body_util::Full;

@@ -163,9 +163,9 @@ pub enum BatchError {
 /// one. Only a gemeente of `gemeenten` with `delivery = "batch"` delivers one.
 pub fn ib_batch_mode(
     gemeente: Option<&str>,
-    gemeenten: &[crate::ib::service::Gemeente],
+    gemeenten: &[crate::ib::Gemeente],
 ) -> Result<Mode, BatchError> {
-    use crate::ib::service::Delivery;
+    use crate::ib::Delivery;
     let g = gemeente.ok_or(BatchError::NoGemeente)?;
     match gemeenten.iter().find(|x| x.code == g).map(|x| x.delivery) {
         Some(Delivery::Batch) => Ok(Mode::Full),
@@ -717,7 +717,7 @@ pub fn import(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ib::service::{Delivery, Gemeente};
+    use crate::ib::{Delivery, Gemeente};
 
     fn gemeente(code: &str, delivery: Delivery) -> Gemeente {
         Gemeente {

@@ -44,7 +44,7 @@ pub struct OpsState {
     /// Process start.
     pub started: Instant,
     /// IB role: its settings (the portal).
-    pub ib: Option<crate::ib::service::IbSettings>,
+    pub ib: Option<crate::ib::IbSettings>,
     /// Gemeente role with `scenario.enabled`: shown on `/readyz` and the status page.
     pub scenario: Option<Arc<crate::chain::scenario::Live>>,
     cache: Mutex<Option<(Instant, Vec<crate::report::GemeenteReport>)>>,
@@ -93,10 +93,7 @@ impl OpsState {
     }
 
     /// IB role: the IB's Aanlevermonitor (`dkd report` in the IB role), at most once a minute.
-    fn ib_figures(
-        &self,
-        settings: &crate::ib::service::IbSettings,
-    ) -> Vec<crate::report::IbReport> {
+    fn ib_figures(&self, settings: &crate::ib::IbSettings) -> Vec<crate::report::IbReport> {
         if let Ok(g) = self.ib_cache.lock() {
             if let Some((at, v)) = g.as_ref() {
                 if at.elapsed() < Duration::from_secs(60) {

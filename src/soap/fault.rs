@@ -178,7 +178,7 @@ impl DkdCode {
     /// The code as it goes on the wire, in metric labels and in the audit trail.
     pub const fn as_str(self) -> &'static str {
         use crate::gemeente::service;
-        use crate::ib::service as ib;
+        use crate::ib::{route, verwijsindex as vi};
         match self {
             DkdCode::InvalidEnvelope => "0001",
             DkdCode::NotAuthorised => "0002",
@@ -207,13 +207,13 @@ impl DkdCode {
             // The operations write these into FWI answers; `service` sits below `soap` and
             // cannot name this type, so its constants are the digits and this enum points at them.
             DkdCode::Unavailable => service::CODE_UNAVAILABLE,
-            DkdCode::GemeenteFailed => ib::CODE_GEMEENTE_FAILED,
+            DkdCode::GemeenteFailed => route::CODE_GEMEENTE_FAILED,
             DkdCode::Internal => "0099",
-            DkdCode::UnknownGemeente => ib::CODE_UNKNOWN_GEMEENTE,
-            DkdCode::OinNotForGemeente => ib::CODE_OIN_NOT_FOR_GEMEENTE,
-            DkdCode::UnknownCluster => ib::CODE_UNKNOWN_CLUSTER,
-            DkdCode::BadInd => ib::CODE_BAD_IND,
-            DkdCode::NotAGemeente => ib::CODE_NOT_A_GEMEENTE,
+            DkdCode::UnknownGemeente => vi::CODE_UNKNOWN_GEMEENTE,
+            DkdCode::OinNotForGemeente => vi::CODE_OIN_NOT_FOR_GEMEENTE,
+            DkdCode::UnknownCluster => vi::CODE_UNKNOWN_CLUSTER,
+            DkdCode::BadInd => vi::CODE_BAD_IND,
+            DkdCode::NotAGemeente => vi::CODE_NOT_A_GEMEENTE,
         }
     }
 

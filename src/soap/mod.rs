@@ -15,7 +15,7 @@ pub mod wssec;
 
 use crate::chain::scenario::Effect;
 use crate::gemeente::service::Service;
-use crate::ib::service::Ib;
+use crate::ib::Ib;
 use crate::suwiml::gsd::{self, Reply};
 use crate::suwiml::types::Bsn;
 use crate::suwiml::verwijsindex as vi;

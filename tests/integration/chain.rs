@@ -4,7 +4,7 @@
 use crate::common::*;
 use dkd::app::App;
 use dkd::config::{Config, IbGemeenteConfig, Role};
-use dkd::ib::service::Delivery;
+use dkd::ib::Delivery;
 use dkd::soap::wssec::{Signer, SigningMode};
 use dkd::store::Store;
 use dkd::suwiml::model::{AtlRelatie, Bron, Person, Provision};

@@ -217,7 +217,7 @@ async fn ib_with_figures() -> crate::chain::Node {
         name: "Gemeente Groningen".into(),
         oins: vec![SERVER_OIN.into()],
         url: None,
-        delivery: dkd::ib::service::Delivery::Batch,
+        delivery: dkd::ib::Delivery::Batch,
     });
     let node = start(dir, cfg).await;
     let now = time::OffsetDateTime::now_utc();

@@ -675,7 +675,7 @@ async fn many_gemeenten_in_one_process_are_routed_merged_and_named_when_unreliab
                 name: String::new(),
                 oins: vec![],
                 url: Some("https://x/".into()),
-                delivery: dkd::ib::service::Delivery::Webservice,
+                delivery: dkd::ib::Delivery::Webservice,
             })
             .collect();
         dkd::app::ib_settings(&c)

@@ -4,7 +4,7 @@
 use crate::common::*;
 use crate::ops::Cuttable;
 use dkd::config::{Config, IbGemeenteConfig, Role};
-use dkd::ib::service::Delivery;
+use dkd::ib::Delivery;
 use dkd::soap::wssec::{Signer, SigningMode};
 use time::OffsetDateTime;
 

@@ -4,7 +4,7 @@
 use crate::chain::*;
 use crate::common::*;
 use dkd::config::IbGemeenteConfig;
-use dkd::ib::service::Delivery;
+use dkd::ib::Delivery;
 use dkd::store::Store;
 use dkd::suwiml::types::Datum;
 use std::time::Duration;

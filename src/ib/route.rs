@@ -1,61 +1,18 @@
-//! The IB role's operations: keeping the verwijsindex from the gemeenten's IBVerwijsindex
-//! updates, and answering GSDReintegratieInfo by routing the question to every gemeente that
-//! holds data for the BSN and merging their answers into one ClientSuwi.
+//! The IB's routing of GSDReintegratieInfo: the gemeenten holding data for the BSN are looked up,
+//! every registered endpoint is asked once, concurrently, and the answers are merged into one
+//! ClientSuwi (an FWI for the gemeenten that failed); route figures and Toets LKS signals are
+//! recorded.
 //!
 //! Forwarding needs the network, which this layer does not know: the transport hands in a
 //! [`Forward`] implementation.
 
-use crate::store::Store;
+use super::{Delivery, Gemeente, Ib};
 use crate::suwiml::fwi::{Level, Melding};
 use crate::suwiml::gsd::Reply;
-use crate::suwiml::model::{Person, KOLOM_GEMEENTE};
+use crate::suwiml::model::Person;
 use crate::suwiml::types::Bsn;
-use crate::suwiml::verwijsindex::{self as vi, IndDkd};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-
-/// How a gemeente delivers its DKD data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Delivery {
-    /// It runs GSDDossierReintegratie; the IB routes questions to it.
-    Webservice,
-    /// It uploads batch files; the IB answers from them.
-    Batch,
-}
-
-/// One gemeente as the IB knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Gemeente {
-    /// CBS gemeentecode (`CdPartijSuwi`).
-    pub code: String,
-    /// Its name, for reports and FWI texts.
-    pub name: String,
-    /// OINs allowed to send IBVerwijsindex updates for it.
-    pub oins: Vec<String>,
-    /// Its GSDDossierReintegratie endpoint (webservice delivery).
-    pub url: Option<String>,
-    /// Webservice or batch.
-    pub delivery: Delivery,
-}
-
-/// The IB role's settings.
-#[derive(Debug, Clone)]
-pub struct IbSettings {
-    /// The gemeenten.
-    pub gemeenten: Vec<Gemeente>,
-    /// Known `CdClusteringIb` codes.
-    pub clusters: Vec<String>,
-    /// The cluster whose entries route GSDReintegratieInfo.
-    pub reintegratie_cluster: String,
-    /// The IB's DN for FWI `Bron/DN`.
-    pub dn: String,
-    /// The LKS look-back in days (for batch deliveries and the Toets LKS signal).
-    pub window_days: u32,
-    /// A batch delivery older than this many days is stale.
-    pub stale_after_days: u32,
-}
 
 /// Who asked, for the Toets LKS signal.
 #[derive(Debug, Clone, Default)]
@@ -82,28 +39,8 @@ pub trait Forward: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<Reply, ForwardError>> + Send + 'a>>;
 }
 
-/// dkd code: the gemeente in Bron is not registered at this IB.
-pub const CODE_UNKNOWN_GEMEENTE: &str = "0101";
-/// dkd code: the caller's OIN may not send updates for that gemeente.
-pub const CODE_OIN_NOT_FOR_GEMEENTE: &str = "0102";
-/// dkd code: unknown CdClusteringIb.
-pub const CODE_UNKNOWN_CLUSTER: &str = "0103";
-/// dkd code: IndDkd other than 1 (ja), 0 or 2 (nee).
-pub const CODE_BAD_IND: &str = "0104";
-/// dkd code: Bron is not a gemeente (CdKolomSuwi ≠ 3).
-pub const CODE_NOT_A_GEMEENTE: &str = "0105";
 /// dkd code: a gemeente could not be asked (timeout, unreachable, refused, unusable answer).
 pub const CODE_GEMEENTE_FAILED: &str = "0052";
-
-/// The IB role.
-pub struct Ib {
-    /// Its verwijsindex and figures.
-    pub store: Store,
-    /// Its settings.
-    pub settings: IbSettings,
-    /// How questions reach the gemeenten.
-    pub forward: Arc<dyn Forward>,
-}
 
 /// What one gemeente contributed to an answer.
 enum Part {
@@ -113,92 +50,6 @@ enum Part {
 }
 
 impl Ib {
-    fn gemeente(&self, code: &str) -> Option<&Gemeente> {
-        self.settings.gemeenten.iter().find(|g| g.code == code)
-    }
-
-    fn fout(&self, code: &str, tekst: String, details: Vec<String>) -> Melding {
-        Melding {
-            level: Level::Fout,
-            code: code.into(),
-            tekst,
-            details,
-            dn: self.settings.dn.clone(),
-        }
-    }
-
-    /// The IBVerwijsindex answer when the update cannot be processed now: `FWI/Fout` 0051.
-    pub fn update_unavailable(&self) -> vi::Answer {
-        vi::Answer::Fwi(vec![self.fout(
-            crate::gemeente::service::CODE_UNAVAILABLE,
-            "De melding kan op dit moment niet worden verwerkt (service unavailable)".into(),
-            vec![],
-        )])
-    }
-
-    /// IBVerwijsindex: checks the update against the configuration and stores it. A refusal on
-    /// content is an FWI Fout (the request itself was fine).
-    pub fn verwijsindex(&self, caller_oin: &str, r: &vi::Request) -> vi::Answer {
-        let refuse =
-            |code: &str, tekst: String| vi::Answer::Fwi(vec![self.fout(code, tekst, vec![])]);
-        if r.bron.kolom != KOLOM_GEMEENTE {
-            return refuse(
-                CODE_NOT_A_GEMEENTE,
-                format!(
-                    "Bron/CdKolomSuwi {} is geen gemeente (verwacht {KOLOM_GEMEENTE})",
-                    r.bron.kolom
-                ),
-            );
-        }
-        let Some(g) = self.gemeente(&r.bron.partij) else {
-            return refuse(
-                CODE_UNKNOWN_GEMEENTE,
-                format!(
-                    "Gemeente {} is niet aangesloten bij deze verwijsindex",
-                    r.bron.partij
-                ),
-            );
-        };
-        if !g.oins.iter().any(|o| o == caller_oin) {
-            return refuse(
-                CODE_OIN_NOT_FOR_GEMEENTE,
-                format!(
-                    "OIN {caller_oin} mag niet aanleveren voor gemeente {}",
-                    g.code
-                ),
-            );
-        }
-        for c in &r.clusters {
-            if !self.settings.clusters.contains(&c.code) {
-                return refuse(
-                    CODE_UNKNOWN_CLUSTER,
-                    format!("CdClusteringIb {:?} is onbekend", c.code),
-                );
-            }
-            if c.ind().is_none() {
-                return refuse(
-                    CODE_BAD_IND,
-                    format!(
-                        "IndDkd {:?} moet 1 (aanwezig) of 0 of 2 (niet aanwezig) zijn",
-                        c.ind
-                    ),
-                );
-            }
-        }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        for c in &r.clusters {
-            let ind = c.ind().unwrap_or(IndDkd::Absent);
-            if let Err(e) = self
-                .store
-                .ib_apply(&g.code, &r.bsn, &c.code, ind, caller_oin, now)
-            {
-                tracing::error!(error = %e, "verwijsindex update could not be stored");
-                return self.update_unavailable();
-            }
-        }
-        vi::Answer::Acknowledgement
-    }
-
     /// GSDReintegratieInfo at the IB: every gemeente registered for the BSN in the re-integratie
     /// cluster is asked at once (each within the route timeout); the answers are merged.
     pub async fn reintegratie_info(&self, bsn: &Bsn, q: &Question) -> Reply {
@@ -455,69 +306,6 @@ impl Ib {
     }
 }
 
-/// What `dkd signals publish` did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Published {
-    /// The gemeente whose reports hold them.
-    pub gemeente: String,
-    /// Signals in the file (rows of one question are one signal).
-    pub signals: u64,
-    /// Of those, how many were new (a file published again adds nothing).
-    pub added: u64,
-    /// The portal's report files that now hold them.
-    pub reports: Vec<String>,
-}
-
-/// Why `dkd signals publish` stored nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// The gemeente is not configured: the portal would never serve its reports.
-    #[error("gemeente {0:?} is not in ib.gemeenten (the portal serves only those)")]
-    UnknownGemeente(String),
-    /// The file is not a valid report: one line per problem.
-    #[error("{}", .0.join("\n"))]
-    File(Vec<String>),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-/// Adds a Toets LKS signal file delivered from outside the IB's own routing (in the real chain
-/// the signal starts at UWV, "LKS overdracht re-integratie") to `gemeente`'s reports, so the
-/// portal serves it and the gemeente's next fetch takes it. The file is checked whole first
-/// (`signals::read_signals`); nothing is stored unless every row is good.
-pub fn publish_signals(
-    store: &Store,
-    settings: &IbSettings,
-    gemeente: &str,
-    file: &str,
-    bytes: &[u8],
-    today: time::Date,
-) -> Result<Published, PublishError> {
-    let Some(g) = settings.gemeenten.iter().find(|g| g.code == gemeente) else {
-        return Err(PublishError::UnknownGemeente(gemeente.to_owned()));
-    };
-    let signals =
-        crate::signals::read_signals(file, bytes, &g.code, today).map_err(PublishError::File)?;
-    let added = store.ib_publish_signals(&signals)?;
-    let mut reports: Vec<String> = signals
-        .iter()
-        .filter_map(|s| time::OffsetDateTime::from_unix_timestamp(s.at).ok())
-        .map(|t| {
-            let day = crate::suwiml::types::Datum::from_date(t.date());
-            crate::signals::file_name(&g.name, day.as_str())
-        })
-        .collect();
-    reports.sort_unstable();
-    reports.dedup();
-    Ok(Published {
-        gemeente: g.code.clone(),
-        signals: signals.len() as u64,
-        added,
-        reports,
-    })
-}
-
 /// Runs the futures concurrently on this task and collects their outputs in order.
 pub async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     let mut pinned: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
@@ -545,8 +333,12 @@ pub async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Ou
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ib::IbSettings;
+    use crate::store::Store;
     use crate::suwiml::model::{AtlRelatie, Bron, Provision};
     use crate::suwiml::types::{Datum, Percentage};
+    use crate::suwiml::verwijsindex::IndDkd;
+    use std::sync::Arc;
 
     /// A gemeente that answers with a fixed person.
     struct Canned(Person);
