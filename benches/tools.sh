@@ -1,8 +1,14 @@
 # Sourced by the benchmark scripts (run.sh, ratio.sh, profile.sh, soak.sh), with ROOT set to the
 # repository: builds the release `dkd` and the load tool (benches/load.rs) and sets DKD and LOAD.
 # DKD_BIN: another build of dkd to measure (e.g. the previous commit's, for before/after in one
-# sitting).
+# sitting). LOAD_BIN (with DKD_BIN): measure prebuilt binaries, without building anything (a
+# bench run while the tree moves on).
 build_tools() {
+  if [ -n "${LOAD_BIN:-}" ]; then
+    DKD=${DKD_BIN:?LOAD_BIN needs DKD_BIN too}
+    LOAD=$LOAD_BIN
+    return
+  fi
   cargo build --release --bin dkd 2>&1 | tail -n 2 >&2
   DKD=${DKD_BIN:-$ROOT/target/release/dkd}
   LOAD=$(cargo bench --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p' | tail -n 1)
