@@ -89,7 +89,7 @@ impl Fixture {
             own_oins: vec![],
             allowed_oins: [CLIENT_OIN.to_owned()].into_iter().collect(),
             security: security.map(Arc::new),
-            role: dkd::soap::Role::Gemeente,
+            kind: dkd::soap::EndpointKind::Gemeente,
         }
     }
 

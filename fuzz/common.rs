@@ -53,7 +53,7 @@ pub fn endpoint() -> &'static Endpoint {
             own_oins: vec![],
             allowed_oins: [OIN.to_owned()].into_iter().collect(),
             security: None,
-            role: dkd::soap::Role::Gemeente,
+            kind: dkd::soap::EndpointKind::Gemeente,
         }
     })
 }

@@ -11,7 +11,7 @@ use crate::http::admin::AdminState;
 use crate::http::server::{self, Limits, Mount, State};
 use crate::http::{tls, wsdl::Documents};
 use crate::soap::wssec::{ReplayCache, SharedReplay, Signer, SigningMode, VerifyPolicy};
-use crate::soap::{Endpoint, Role as EndpointRole, Security};
+use crate::soap::{Endpoint, EndpointKind, Security};
 use crate::store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -118,8 +118,8 @@ impl App {
             window_days: cfg.retention.window_days,
         };
         let own_oins = own_oins(cfg)?;
-        let (role, verwijsindex) = match cfg.role {
-            Role::Gemeente => (EndpointRole::Gemeente, None),
+        let (kind, verwijsindex) = match cfg.role {
+            Role::Gemeente => (EndpointKind::Gemeente, None),
             Role::Ib => {
                 let ib = Arc::new(ib_role(cfg, &service, &public_url)?);
                 let url = cfg
@@ -140,14 +140,14 @@ impl App {
                     own_oins: own_oins.clone(),
                     allowed_oins: gemeente_oins.iter().cloned().collect(),
                     security: security_for(cfg, &gemeente_oins, &service.store)?.map(Arc::new),
-                    role: EndpointRole::IbVerwijsindex(ib.clone()),
+                    kind: EndpointKind::IbVerwijsindex(ib.clone()),
                 };
                 let mount = Mount {
                     endpoint,
                     documents: Documents::verwijsindex(&url),
                     path: public_url_path(&url, VI_PATH),
                 };
-                (EndpointRole::IbRouter(ib), Some(mount))
+                (EndpointKind::IbRouter(ib), Some(mount))
             }
         };
         let security = security(cfg, &service.store)?.map(Arc::new);
@@ -159,7 +159,7 @@ impl App {
             own_oins,
             allowed_oins: cfg.auth.allowed_oins.iter().cloned().collect(),
             security,
-            role,
+            kind,
         };
         let limits = Limits {
             max_body_bytes: cfg.server.max_body_bytes,

@@ -8,7 +8,7 @@ use super::wsdl::Documents;
 use crate::soap::{
     self,
     fault::{DkdCode, SoapError},
-    Answer, Endpoint, Inbound, Request as SoapRequest, Role,
+    Answer, Endpoint, EndpointKind, Inbound, Request as SoapRequest,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -171,7 +171,7 @@ async fn route(
         path.starts_with("/portal/"),
         req.method(),
     ) {
-        if let Role::IbVerwijsindex(ib) = &m.endpoint.role {
+        if let EndpointKind::IbVerwijsindex(ib) = &m.endpoint.kind {
             return crate::ib::portal::serve(
                 &ib.store,
                 &ib.settings,
@@ -433,11 +433,11 @@ async fn dispatch(
             &SoapError::Internal("panic while handling a request".into()),
         )
     };
-    match &ep.role {
+    match &ep.kind {
         _ if !audited => cpu(state, vi, move |ep| unavailable(ep, inbound.get()))
             .await
             .unwrap_or_else(|()| internal()),
-        Role::IbRouter(ib) => {
+        EndpointKind::IbRouter(ib) => {
             let acc = match cpu(state, vi, move |ep| soap::accept(ep, inbound.get())).await {
                 Err(()) => return internal(),
                 Ok(Err(refused)) => return *refused,
@@ -592,8 +592,8 @@ fn unavailable(ep: &Endpoint, req: Inbound<'_>) -> soap::Outbound {
     match soap::accept(ep, req) {
         Err(refused) => *refused,
         Ok(acc) => {
-            let answer = match (&acc.request, &ep.role) {
-                (SoapRequest::Verwijsindex(_), Role::IbVerwijsindex(ib)) => {
+            let answer = match (&acc.request, &ep.kind) {
+                (SoapRequest::Verwijsindex(_), EndpointKind::IbVerwijsindex(ib)) => {
                     Answer::Verwijsindex(ib.update_unavailable())
                 }
                 _ => Answer::Gsd(ep.service.unavailable()),

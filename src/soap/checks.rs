@@ -50,7 +50,7 @@ pub(super) fn process(
         BodyError::Schema(m) => SoapError::SchemaInvalid(m),
         BodyError::ElevenTest => SoapError::BsnElevenTest,
     };
-    if ep.role.is_verwijsindex() {
+    if ep.kind.is_verwijsindex() {
         vi::parse_request(&env.body)
             .map(Request::Verwijsindex)
             .map_err(body_error)

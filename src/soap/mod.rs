@@ -45,12 +45,12 @@ pub struct Endpoint {
     /// WS-Security: request verification and response signing; `None` when signing is off.
     pub security: Option<std::sync::Arc<Security>>,
     /// Which service this endpoint is, in which role.
-    pub role: Role,
+    pub kind: EndpointKind,
 }
 
 /// What an endpoint serves.
 #[derive(Clone)]
-pub enum Role {
+pub enum EndpointKind {
     /// The gemeente's GSDDossierReintegratie: answered from its own store.
     Gemeente,
     /// The IB's GSDDossierReintegratie: routed to the gemeenten. The operation waits on the
@@ -60,9 +60,9 @@ pub enum Role {
     IbVerwijsindex(std::sync::Arc<Ib>),
 }
 
-impl Role {
+impl EndpointKind {
     fn is_verwijsindex(&self) -> bool {
-        matches!(self, Role::IbVerwijsindex(_))
+        matches!(self, EndpointKind::IbVerwijsindex(_))
     }
 }
 
@@ -87,7 +87,7 @@ impl Endpoint {
 
     /// The operation's name, for logs, metrics and the audit trail.
     pub fn operation(&self) -> &'static str {
-        if self.role.is_verwijsindex() {
+        if self.kind.is_verwijsindex() {
             "IBVerwijsindex"
         } else {
             "GSDReintegratieInfo"
@@ -95,7 +95,7 @@ impl Endpoint {
     }
 
     fn request_action(&self) -> &'static str {
-        if self.role.is_verwijsindex() {
+        if self.kind.is_verwijsindex() {
             vi::ACTION_REQUEST
         } else {
             gsd::ACTION_REQUEST
@@ -103,7 +103,7 @@ impl Endpoint {
     }
 
     fn response_action(&self) -> &'static str {
-        if self.role.is_verwijsindex() {
+        if self.kind.is_verwijsindex() {
             vi::ACTION_RESPONSE
         } else {
             gsd::ACTION_RESPONSE
@@ -111,7 +111,7 @@ impl Endpoint {
     }
 
     fn fault_action(&self) -> &'static str {
-        if self.role.is_verwijsindex() {
+        if self.kind.is_verwijsindex() {
             vi::ACTION_FAULT
         } else {
             gsd::ACTION_FAULT
@@ -268,9 +268,11 @@ pub fn handle_as(
         Ok(a) => a,
         Err(out) => return *out,
     };
-    let answer = match (&acc.request, &ep.role) {
-        (Request::Gsd(bsn), Role::Gemeente) => Answer::Gsd(ep.service.reintegratie_info(bsn)),
-        (Request::Verwijsindex(r), Role::IbVerwijsindex(ib)) => {
+    let answer = match (&acc.request, &ep.kind) {
+        (Request::Gsd(bsn), EndpointKind::Gemeente) => {
+            Answer::Gsd(ep.service.reintegratie_info(bsn))
+        }
+        (Request::Verwijsindex(r), EndpointKind::IbVerwijsindex(ib)) => {
             Answer::Verwijsindex(ib.verwijsindex(&acc.tls_oin, r))
         }
         _ => {
@@ -281,8 +283,8 @@ pub fn handle_as(
             )
         }
     };
-    let effect = match (&ep.role, scenario) {
-        (Role::Gemeente, Some(s)) => s.decide(acc.request.bsn().as_str()),
+    let effect = match (&ep.kind, scenario) {
+        (EndpointKind::Gemeente, Some(s)) => s.decide(acc.request.bsn().as_str()),
         _ => None,
     };
     match effect {
@@ -456,8 +458,8 @@ fn shared_replay_check(ep: &Endpoint, acc: Accepted) -> Result<Accepted, Box<Out
         Err(e) => {
             tracing::error!(error = %e, "shared replay check failed: answered 0051");
             sec.verify.replay.forget(id);
-            let answer = match (&acc.request, &ep.role) {
-                (Request::Verwijsindex(_), Role::IbVerwijsindex(ib)) => {
+            let answer = match (&acc.request, &ep.kind) {
+                (Request::Verwijsindex(_), EndpointKind::IbVerwijsindex(ib)) => {
                     Answer::Verwijsindex(ib.update_unavailable())
                 }
                 _ => Answer::Gsd(ep.service.unavailable()),

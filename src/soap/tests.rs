@@ -30,7 +30,7 @@ fn endpoint(store: Store) -> Endpoint {
         own_oins: vec![],
         allowed_oins: [OIN.to_owned()].into_iter().collect(),
         security: None,
-        role: Role::Gemeente,
+        kind: EndpointKind::Gemeente,
     }
 }
 
