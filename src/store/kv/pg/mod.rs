@@ -530,16 +530,9 @@ pub(crate) mod replay {
 
     /// One statement: a new MessageID is inserted, an expired row (not yet pruned) is taken
     /// over, a live one is left alone and counts as the replay it is.
-    ///
-    /// Its commit does not wait for the WAL flush (`synchronous_commit` off for this statement's
-    /// transaction only): a database crash may forget the last fraction of a second of claims,
-    /// as a restart forgets an instance's own cache, and every signed answer stops paying a
-    /// disk flush (BENCHMARKS.md, "Several instances on PostgreSQL"). Records that must survive
-    /// (change sets, the audit trail) keep synchronous commits.
     pub(crate) fn claim(pg: &Pg, id: &str, now: i64, until: i64) -> Result<bool, StoreError> {
         let n = pg.execute(
-            "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)) \
-             INSERT INTO dkd_replay (message_id, expires_at) SELECT $1::text, $2::bigint FROM lazy \
+            "INSERT INTO dkd_replay (message_id, expires_at) VALUES ($1, $2) \
              ON CONFLICT (message_id) DO UPDATE SET expires_at = EXCLUDED.expires_at \
              WHERE dkd_replay.expires_at < $3",
             vec![Box::new(id.to_owned()), Box::new(until), Box::new(now)],
