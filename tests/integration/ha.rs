@@ -124,6 +124,39 @@ fn shared_store() -> Shared {
     }
 }
 
+/// What every two-node test starts from: a shared store holding `persons` demo persons, free
+/// ports for both nodes and the balancer, the balancer's public URL, no process yet. Bound in
+/// this order so that the processes go first and the logs last.
+struct Pair {
+    logs: tempfile::TempDir,
+    shared: Shared,
+    people: Vec<dkd::suwiml::model::Person>,
+    a: Ports,
+    b: Ports,
+    lb: u16,
+    public: String,
+    procs: Procs,
+}
+
+fn pair(persons: usize) -> Pair {
+    let logs = tempfile::tempdir().expect("dir");
+    let shared = shared_store();
+    let people = dkd::chain::demo::generate(persons, demo_date());
+    shared.store.put_all(&people, "demo").expect("demo data");
+    let (a, b, lb) = (Ports::free(), Ports::free(), free_port());
+    let public = format!("https://127.0.0.1:{lb}/GSDDossierReintegratie-v0200");
+    Pair {
+        logs,
+        shared,
+        people,
+        a,
+        b,
+        lb,
+        public,
+        procs: Procs::default(),
+    }
+}
+
 /// The environment that puts a node's deploy/ configuration on this machine's test set-up.
 fn node_env(ports: Ports, public_url: &str, store_url: &str) -> Vec<(String, String)> {
     let p = pki();
@@ -318,13 +351,16 @@ async fn two_nodes_behind_haproxy_one_killed_the_survivor_answers_everything() {
     if !needs_pg_and_haproxy() {
         return;
     }
-    let logs = tempfile::tempdir().expect("dir");
-    let shared = shared_store();
-    let people = dkd::chain::demo::generate(50, demo_date());
-    shared.store.put_all(&people, "demo").expect("demo data");
-    let (a, b, lb) = (Ports::free(), Ports::free(), free_port());
-    let public = format!("https://127.0.0.1:{lb}/GSDDossierReintegratie-v0200");
-    let mut procs = Procs::default();
+    let Pair {
+        logs,
+        shared,
+        people,
+        a,
+        b,
+        lb,
+        public,
+        mut procs,
+    } = pair(50);
     spawn_node(
         &mut procs,
         logs.path(),
@@ -508,13 +544,16 @@ async fn a_request_answered_by_one_node_is_refused_as_a_replay_by_the_other() {
     if !needs_pg() {
         return;
     }
-    let logs = tempfile::tempdir().expect("dir");
-    let shared = shared_store();
-    let people = dkd::chain::demo::generate(5, demo_date());
-    shared.store.put_all(&people, "demo").expect("demo data");
-    let (a, b, lb) = (Ports::free(), Ports::free(), free_port());
-    let public = format!("https://127.0.0.1:{lb}/GSDDossierReintegratie-v0200");
-    let mut procs = Procs::default();
+    let Pair {
+        logs,
+        shared,
+        people,
+        a,
+        b,
+        lb: _,
+        public,
+        mut procs,
+    } = pair(5);
     spawn_node(
         &mut procs,
         logs.path(),
@@ -692,13 +731,16 @@ async fn with_no_node_ready_haproxy_still_sends_to_the_live_ones() {
     if !needs_pg_and_haproxy() {
         return;
     }
-    let logs = tempfile::tempdir().expect("dir");
-    let shared = shared_store();
-    let people = dkd::chain::demo::generate(5, demo_date());
-    shared.store.put_all(&people, "demo").expect("demo data");
-    let (a, b, lb) = (Ports::free(), Ports::free(), free_port());
-    let public = format!("https://127.0.0.1:{lb}/GSDDossierReintegratie-v0200");
-    let mut procs = Procs::default();
+    let Pair {
+        logs,
+        shared,
+        people,
+        a,
+        b,
+        lb,
+        public,
+        mut procs,
+    } = pair(5);
     for (name, ports) in [("node-a", a), ("node-b", b)] {
         let mut env = node_env(ports, &public, &shared.url);
         // The test certificates are valid for 30 days.
