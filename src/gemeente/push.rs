@@ -9,7 +9,7 @@
 //! takes as a repeat (it changes nothing there).
 
 use crate::http::client;
-use crate::ib::forward::describe_client_error;
+use crate::http::client::describe_client_error;
 use crate::soap::client::{envelope, read_response, signature_value, Outgoing, ResponseError};
 use crate::soap::fault::DkdCode;
 use crate::soap::wssec::{Signer, VerifyPolicy};
@@ -17,6 +17,7 @@ use crate::store::outbox::OutboxEntry;
 use crate::store::Store;
 use crate::suwiml::model::Bron;
 use crate::suwiml::verwijsindex::{self as vi, Clustering, Nee};
+use futures_util::future::join_all;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -257,11 +258,6 @@ impl Sender {
             Err(err) => Delivery::Suspect(format!("unusable answer: {err}")),
         }
     }
-}
-
-/// Runs futures concurrently on this task, outputs in order.
-async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    crate::ib::route::join_all(futs).await
 }
 
 /// What `dkd sync` asks for.

@@ -86,9 +86,6 @@ pub fn toets(
     Ok(hits)
 }
 
-/// dkd code for "the service cannot answer now" (interface.md §4: 0051).
-pub const CODE_UNAVAILABLE: &str = "0051";
-
 impl Service {
     /// `GSDReintegratieInfo`: the ClientSuwi of a BSN, `NietsGevonden`, or an FWI Fout when the
     /// store cannot be read. A store failure is the gemeente's problem, not the caller's, so it is an
@@ -118,7 +115,7 @@ impl Service {
     pub fn unavailable(&self) -> Reply {
         Reply::Fwi(vec![Melding {
             level: Level::Fout,
-            code: CODE_UNAVAILABLE.into(),
+            code: crate::suwiml::fwi::CODE_UNAVAILABLE.into(),
             tekst: "De gegevens kunnen op dit moment niet worden geleverd (service unavailable)"
                 .into(),
             details: Vec::new(),

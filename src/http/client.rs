@@ -388,6 +388,18 @@ pub async fn post_soap(
     request_limited(tls, Call::soap(url, envelope, timeout), None).await
 }
 
+/// A client error in the words the FWI uses (the IB naming a gemeente it could not ask, the
+/// push saying why an update waits).
+pub fn describe_client_error(e: &ClientError) -> String {
+    match e {
+        ClientError::Url(u) => format!("ongeldige URL {u}"),
+        ClientError::Connect { addr, source } => format!("niet bereikbaar ({addr}: {source})"),
+        ClientError::Tls { addr, source } => format!("TLS met {addr} mislukt: {source}"),
+        ClientError::Http(m) => format!("HTTP-fout: {m}"),
+        ClientError::Timeout(d) => format!("geen antwoord binnen {} s", d.as_secs_f64()),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! The IB role's outgoing questions: a GSDReintegratieInfo to a gemeente over mutual TLS, signed,
 //! with the answer's signature, SignatureConfirmation and RelatesTo checked before it is merged.
 
-use crate::http::client::{self, ClientError};
+use crate::http::client::{self, describe_client_error, ClientError};
 use crate::ib::route::{Forward, ForwardError};
 use crate::ib::Gemeente;
 use crate::soap::client::{envelope, read_response, signature_value, Outgoing, ResponseError};
@@ -40,17 +40,6 @@ pub fn forwarded_from(own_address: &str, requester: &str) -> String {
         }
         // Not reached: the router only forwards a request whose From carries an OIN.
         None => requester.to_owned(),
-    }
-}
-
-/// A client error in the words the FWI uses.
-pub fn describe_client_error(e: &ClientError) -> String {
-    match e {
-        ClientError::Url(u) => format!("ongeldige URL {u}"),
-        ClientError::Connect { addr, source } => format!("niet bereikbaar ({addr}: {source})"),
-        ClientError::Tls { addr, source } => format!("TLS met {addr} mislukt: {source}"),
-        ClientError::Http(m) => format!("HTTP-fout: {m}"),
-        ClientError::Timeout(d) => format!("geen antwoord binnen {} s", d.as_secs_f64()),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::suwiml::fwi::{Level, Melding};
 use crate::suwiml::gsd::Reply;
 use crate::suwiml::model::Person;
 use crate::suwiml::types::Bsn;
+use futures_util::future::join_all;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -61,7 +62,7 @@ impl Ib {
             Err(e) => {
                 tracing::error!(error = %e, "verwijsindex lookup failed");
                 return Reply::Fwi(vec![self.fout(
-                    crate::gemeente::service::CODE_UNAVAILABLE,
+                    crate::suwiml::fwi::CODE_UNAVAILABLE,
                     "De gegevens kunnen op dit moment niet worden geleverd (service unavailable)"
                         .into(),
                     vec![],
@@ -259,7 +260,7 @@ impl Ib {
                 }
             }
             Err(e) => Reply::Fwi(vec![self.fout(
-                crate::gemeente::service::CODE_UNAVAILABLE,
+                crate::suwiml::fwi::CODE_UNAVAILABLE,
                 format!("batchgegevens onleesbaar: {e}"),
                 vec![],
             )]),
@@ -304,30 +305,6 @@ impl Ib {
             ),
         }
     }
-}
-
-/// Runs the futures concurrently on this task and collects their outputs in order.
-pub async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut pinned: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in pinned.iter_mut().zip(out.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ impl Ib {
     /// The IBVerwijsindex answer when the update cannot be processed now: `FWI/Fout` 0051.
     pub fn update_unavailable(&self) -> vi::Answer {
         vi::Answer::Fwi(vec![self.fout(
-            crate::gemeente::service::CODE_UNAVAILABLE,
+            crate::suwiml::fwi::CODE_UNAVAILABLE,
             "De melding kan op dit moment niet worden verwerkt (service unavailable)".into(),
             vec![],
         )])

@@ -177,7 +177,6 @@ impl DkdCode {
 
     /// The code as it goes on the wire, in metric labels and in the audit trail.
     pub const fn as_str(self) -> &'static str {
-        use crate::gemeente::service;
         use crate::ib::{route, verwijsindex as vi};
         match self {
             DkdCode::InvalidEnvelope => "0001",
@@ -206,7 +205,7 @@ impl DkdCode {
             DkdCode::Coverage => "0028",
             // The operations write these into FWI answers; `service` sits below `soap` and
             // cannot name this type, so its constants are the digits and this enum points at them.
-            DkdCode::Unavailable => service::CODE_UNAVAILABLE,
+            DkdCode::Unavailable => crate::suwiml::fwi::CODE_UNAVAILABLE,
             DkdCode::GemeenteFailed => route::CODE_GEMEENTE_FAILED,
             DkdCode::Internal => "0099",
             DkdCode::UnknownGemeente => vi::CODE_UNKNOWN_GEMEENTE,

@@ -2,6 +2,10 @@
 
 use crate::xml::{element, NS_FWI};
 
+/// dkd code for "the service cannot answer now" (interface.md §4: 0051): the same Fout from
+/// the gemeente's answer, the IB's router and its verwijsindex.
+pub const CODE_UNAVAILABLE: &str = "0051";
+
 /// The kind of an FWI message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
