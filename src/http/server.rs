@@ -592,12 +592,7 @@ fn unavailable(ep: &Endpoint, req: Inbound<'_>) -> soap::Outbound {
     match soap::accept(ep, req) {
         Err(refused) => *refused,
         Ok(acc) => {
-            let answer = match (&acc.request, &ep.kind) {
-                (SoapRequest::Verwijsindex(_), EndpointKind::IbVerwijsindex(ib)) => {
-                    Answer::Verwijsindex(ib.update_unavailable())
-                }
-                _ => Answer::Gsd(ep.service.unavailable()),
-            };
+            let answer = ep.unavailable(&acc.request);
             soap::respond(ep, acc, answer)
         }
     }

@@ -67,6 +67,17 @@ impl EndpointKind {
 }
 
 impl Endpoint {
+    /// The answer "cannot answer now" (0051) to `request`, in its operation's own words: no
+    /// room for the audit record, or the shared replay cache out of reach.
+    pub fn unavailable(&self, request: &Request) -> Answer {
+        match (request, &self.kind) {
+            (Request::Verwijsindex(_), EndpointKind::IbVerwijsindex(ib)) => {
+                Answer::Verwijsindex(ib.update_unavailable())
+            }
+            _ => Answer::Gsd(self.service.unavailable()),
+        }
+    }
+
     /// Whether a request's `wsa:To` names this endpoint: the public URL or an alias, exactly, or
     /// either with a query of only `oin`/`OIN` naming dkd's own OIN (TS 4.0, WUS WA001: Suwinet
     /// clients put the provider's OIN there).
@@ -458,12 +469,7 @@ fn shared_replay_check(ep: &Endpoint, acc: Accepted) -> Result<Accepted, Box<Out
         Err(e) => {
             tracing::error!(error = %e, "shared replay check failed: answered 0051");
             sec.verify.replay.forget(id);
-            let answer = match (&acc.request, &ep.kind) {
-                (Request::Verwijsindex(_), EndpointKind::IbVerwijsindex(ib)) => {
-                    Answer::Verwijsindex(ib.update_unavailable())
-                }
-                _ => Answer::Gsd(ep.service.unavailable()),
-            };
+            let answer = ep.unavailable(&acc.request);
             Err(Box::new(respond(ep, acc, answer)))
         }
     }

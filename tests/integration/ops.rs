@@ -345,6 +345,13 @@ impl Cuttable {
     }
 }
 
+/// host:port of a PostgreSQL URL, for a proxy in front of the server.
+fn pg_authority(url: &str) -> String {
+    let rest = url.split_once("://").expect("scheme").1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    rest.split(['/', '?']).next().expect("host").to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     dkd_missing = "postgres",
@@ -356,13 +363,8 @@ async fn while_postgres_is_unreachable_requests_get_0051_and_readyz_says_why_the
         return;
     };
     let (_schema, scoped) = dkd::store::TempSchema::create(&url).expect("schema");
-    let authority = |u: &str| -> String {
-        let rest = u.split_once("://").expect("scheme").1;
-        let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-        rest.split(['/', '?']).next().expect("host").to_owned()
-    };
-    let proxy = Cuttable::to(authority(&url));
-    let proxied = scoped.replacen(&authority(&url), &proxy.addr.to_string(), 1);
+    let proxy = Cuttable::to(pg_authority(&url));
+    let proxied = scoped.replacen(&pg_authority(&url), &proxy.addr.to_string(), 1);
     let server = Server::start_on(Backend::Postgres, |c| c.store.url = Some(proxied)).await;
     let bsn = server.known_bsn();
     let ask = || async {
@@ -427,13 +429,8 @@ async fn a_lookup_waiting_for_postgres_does_not_hold_up_the_async_workers() {
         return;
     };
     let (_schema, scoped) = dkd::store::TempSchema::create(&url).expect("schema");
-    let authority = |u: &str| -> String {
-        let rest = u.split_once("://").expect("scheme").1;
-        let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-        rest.split(['/', '?']).next().expect("host").to_owned()
-    };
-    let proxy = proxy_here(authority(&url));
-    let proxied = scoped.replacen(&authority(&url), &proxy.to_string(), 1);
+    let proxy = proxy_here(pg_authority(&url));
+    let proxied = scoped.replacen(&pg_authority(&url), &proxy.to_string(), 1);
     let server = Server::start_on(Backend::Postgres, |c| {
         c.store.url = Some(proxied);
         // Lookups on the async worker that serves the connection, unless they may wait.
