@@ -671,10 +671,14 @@ fn demo_runs_the_chain_and_its_printed_call_is_answered_via_the_ib() {
         .args(&args)
         .output()
         .expect("dkd call");
-    for _ in 0..3 {
-        if !String::from_utf8_lossy(&out.stdout).contains("<Code>0052</Code>") {
+    // The gemeente's push reaches the IB moments after start: until then the IB answers with the
+    // batch gemeente's relation alone (or 0052 while the gemeente is still starting).
+    for _ in 0..20 {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.contains("<Code>0052</Code>") && text.matches("<AtlRelatie>").count() >= 2 {
             break;
         }
+        std::thread::sleep(Duration::from_millis(500));
         out = dkd()
             .current_dir(dir.path())
             .args(&args)
